@@ -1,0 +1,116 @@
+"""Typed configuration, built from conf/ at the boundary (Kedro instantiates these for the nodes).
+
+Every check here runs when Kedro validates the parameters, before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODALITIES = ("image", "text")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """The frozen backbone: an open_clip config name and where its weights come from."""
+
+    model_name: str = "ViT-B-16-quickgelu"
+    pretrained: str | None = "openai"  # a tag, a local file, or null for random weights
+    cache_dir: str | None = "data/01_raw/clip"  # downloaded weights are kept (and looked for) here
+    init_seed: int = 0  # only used with pretrained: null
+
+
+@dataclass(frozen=True)
+class PerlConfig:
+    """The method's settings (PERL_SPEC.md §1 and the §5 ablations)."""
+
+    split_layer: int = 7  # J: blocks in the frozen base
+    steps: int = 4  # K: refinement steps
+    rank: int = 1  # r: projector bottleneck
+    modalities: tuple[str, ...] = MODALITIES  # towers that get a projector
+    share_projector: bool = True  # false: one projector per step (untied ablation)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        _require(not unknown, f"perl.modalities: unknown {unknown}; choose from {list(MODALITIES)}")
+        _require(len(set(self.modalities)) == len(self.modalities), "perl.modalities: repeated entry")
+        _require(self.split_layer >= 1, f"perl.split_layer={self.split_layer} must be >= 1")
+        _require(self.steps >= 0, f"perl.steps={self.steps} must be >= 0 (0 is zero-shot CLIP)")
+        _require(self.rank >= 1, f"perl.rank={self.rank} must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (PERL_SPEC.md §2): AdamW 1e-4, batch 4, one epoch, λ = 1."""
+
+    lr: float = 1e-4
+    batch_size: int = 4
+    epochs: int = 1
+    anchor_weight: float = 1.0  # λ
+    weight_decay: float = 0.01  # PyTorch's AdamW default
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop scale
+    precision: str = "bf16"  # autocast dtype on GPUs; the CPU always runs fp32
+    num_workers: int = 4
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_scale", tuple(self.crop_scale))
+        _require(self.lr > 0, f"training.lr={self.lr} must be > 0")
+        _require(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
+        _require(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
+        _require(self.anchor_weight >= 0, f"training.anchor_weight={self.anchor_weight} must be >= 0")
+        low, high = self.crop_scale
+        _require(
+            0 < low <= high <= 1,
+            f"training.crop_scale={self.crop_scale} needs 0 < low <= high <= 1",
+        )
+        _require(self.precision in ("bf16", "fp32"), "training.precision must be 'bf16' or 'fp32'")
+        _require(self.num_workers >= 0, "training.num_workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation batching and precision."""
+
+    batch_size: int = 256
+    num_workers: int = 4
+    precision: str = "bf16"
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"evaluation.batch_size={self.batch_size} must be >= 1")
+        _require(self.precision in ("bf16", "fp32"), "evaluation.precision must be 'bf16' or 'fp32'")
+        _require(self.num_workers >= 0, "evaluation.num_workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """The few-shot draw: shots per class (the seeds are the protocol's, in settings.SEEDS)."""
+
+    shots: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.shots >= 1, f"few_shot.shots={self.shots} must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataSourceConfig:
+    """Where raw benchmarks come from: 'download' (or the user's copies), or a generated 'miniature'."""
+
+    kind: str = "download"
+    download: bool = True  # False: only accept copies already under data_root
+    tolerance: int = 0  # missing / corrupt files accepted (dropped, with a warning)
+    check_decode: bool = True  # decode every image during validation
+    miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
+
+    def __post_init__(self) -> None:
+        _require(
+            self.kind in ("download", "miniature"),
+            "data_source.kind must be 'download' or 'miniature'",
+        )
+        _require(self.tolerance >= 0, "data_source.tolerance must be >= 0")

@@ -1,0 +1,435 @@
+"""Safe, restartable extraction of zip and tar archives (no Kedro).
+
+Every member is checked before anything is written: absolute paths, drive
+letters, ``..`` components, members stored under a symlink member, symlinks and
+hard links that lead outside the target, and device/FIFO members are refused
+with :class:`UnsafeArchiveError`, for zip and tar alike. Tar extraction also
+runs with ``filter="data"`` as a second line of defence; zip members are written
+one by one with a ``realpath`` check.
+
+Members are extracted into a hidden staging folder inside ``target`` and then
+moved into place; a marker file ``.extracted-<archive name>`` is written last, so
+an interrupted extraction is redone, never mistaken for a finished one. The
+marker lists the extracted files, so a repeated call returns them without
+opening the archive (which may even have been deleted to save space).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import lzma
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MARKER_PREFIX = ".extracted-"
+STAGING_PREFIX = ".extracting-"
+_SUPPORTED_SUFFIXES = (
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+)
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_DATA_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would land outside the target, or is a device/FIFO."""
+
+
+class CorruptArchiveError(RuntimeError):
+    """An archive cannot be read to the end (truncated or damaged download)."""
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive member in a form shared by zip and tar."""
+
+    raw: str
+    name: str
+    kind: str  # "file", "dir", "symlink", "hardlink" or "special"
+    link: str = ""
+    source: Any = field(default=None, compare=False, repr=False)
+
+
+def extract_archive(archive: Path, target: Path, *, members_prefix: str | None = None) -> list[Path]:
+    """Extract .zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz into target; refuse unsafe members first.
+
+    Args:
+        archive: The archive file.
+        target: Folder to extract into (created if needed); existing content is kept
+            and same-named entries are replaced.
+        members_prefix: Only extract members at or under this archive path
+            (e.g. ``"fgvc-aircraft-2013b/data"``); paths are kept as they are.
+
+    Returns:
+        Paths (under ``target``) of the extracted files and links, in archive order.
+
+    Raises:
+        UnsafeArchiveError: A member is unsafe; nothing was written.
+        CorruptArchiveError: The archive is truncated or damaged; delete it and download again.
+        FileNotFoundError: The archive is missing and was never extracted here.
+        ValueError: The file is not a zip or tar archive, or nothing matches ``members_prefix``.
+    """
+    archive, target = Path(archive), Path(target)
+    marker = target / f"{MARKER_PREFIX}{archive.name}"
+    done = _read_marker(marker, archive, members_prefix)
+    if done is not None:
+        logger.info("%s already extracted into %s; skipping", archive.name, target)
+        return [target / rel for rel in done]
+    if not archive.is_file():
+        raise FileNotFoundError(f"Archive {archive} does not exist; download it first.")
+    with _open_archive(archive) as reader:
+        members = reader.members()
+        _check_members(members, archive)
+        selected = _select(members, members_prefix, archive)
+        _extract_staged(reader, selected, target, archive)
+    files = [m.name for m in selected if m.kind != "dir"]
+    _write_marker(marker, archive, members_prefix, files)
+    logger.info("Extracted %d files from %s into %s", len(files), archive.name, target)
+    return [target / rel for rel in files]
+
+
+# --------------------------------------------------------------------------- readers
+
+
+class _Reader:
+    """Common interface of the zip and tar readers; wraps read errors."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = archive
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def members(self) -> list[_Member]:
+        with _corruption_guard(self.archive):
+            return list(self._list())
+
+    def extract(self, selected: list[_Member], dest: Path) -> None:
+        with _corruption_guard(self.archive):
+            self._extract(selected, dest)
+
+    def _list(self) -> Iterable[_Member]:
+        raise NotImplementedError
+
+    def _extract(self, selected: list[_Member], dest: Path) -> None:
+        raise NotImplementedError
+
+
+class _ZipReader(_Reader):
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive)
+        self.zf = zipfile.ZipFile(archive)
+
+    def close(self) -> None:
+        self.zf.close()
+
+    def _list(self) -> Iterable[_Member]:
+        for info in self.zf.infolist():
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                link = self.zf.read(info).decode("utf-8", errors="surrogateescape")
+                yield _member(info.filename, "symlink", link, info)
+            elif info.is_dir():
+                yield _member(info.filename, "dir", "", info)
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                yield _member(info.filename, "special", "", info)
+            else:
+                yield _member(info.filename, "file", "", info)
+
+    def _extract(self, selected: list[_Member], dest: Path) -> None:
+        for member in selected:
+            out = dest.joinpath(*member.name.split("/"))
+            if member.kind == "dir":
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _ensure_inside(out.parent, dest, member, self.archive)
+            if out.is_symlink() or out.is_file():
+                out.unlink()
+            if member.kind == "symlink":
+                os.symlink(member.link, out)
+                _ensure_inside(out, dest, member, self.archive)
+            else:
+                with self.zf.open(member.source) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+
+class _TarReader(_Reader):
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive)
+        self.tf = tarfile.open(archive, "r:*")
+
+    def close(self) -> None:
+        self.tf.close()
+
+    def _list(self) -> Iterable[_Member]:
+        for info in self.tf.getmembers():
+            if info.isreg():
+                yield _member(info.name, "file", "", info)
+            elif info.isdir():
+                yield _member(info.name, "dir", "", info)
+            elif info.issym():
+                yield _member(info.name, "symlink", info.linkname, info)
+            elif info.islnk():
+                yield _member(info.name, "hardlink", info.linkname, info)
+            else:
+                yield _member(info.name, "special", info.linkname, info)
+
+    def _extract(self, selected: list[_Member], dest: Path) -> None:
+        try:
+            self.tf.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
+        except tarfile.FilterError as exc:  # our own checks should make this unreachable
+            raise UnsafeArchiveError(
+                f"Refusing to extract {self.archive}: {exc}. Delete the archive and download it again."
+            ) from exc
+
+
+def _member(raw: str, kind: str, link: str, source: Any) -> _Member:
+    name = "/".join(part for part in raw.split("/") if part not in ("", "."))
+    return _Member(raw=raw, name=name, kind=kind, link=link, source=source)
+
+
+def _open_archive(archive: Path) -> _Reader:
+    try:
+        if zipfile.is_zipfile(archive):
+            return _ZipReader(archive)
+        return _TarReader(archive)
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+    ) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        if archive.name.lower().endswith(_SUPPORTED_SUFFIXES):
+            raise CorruptArchiveError(_corrupt_message(archive, exc)) from exc
+        raise ValueError(
+            f"{archive} is not a zip or tar archive (supported: {', '.join(_SUPPORTED_SUFFIXES)})."
+        ) from exc
+
+
+@contextmanager
+def _corruption_guard(archive: Path) -> Iterator[None]:
+    """Turn read/decompression errors into CorruptArchiveError naming the archive."""
+    try:
+        yield
+    except Exception as exc:
+        if _is_corruption(exc):
+            raise CorruptArchiveError(_corrupt_message(archive, exc)) from exc
+        raise
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    if isinstance(exc, tarfile.FilterError):
+        return False
+    if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError)):
+        return True
+    # bz2/gzip report bad data as OSError without errno; disk errors carry an errno.
+    return isinstance(exc, OSError) and exc.errno is None
+
+
+def _corrupt_message(archive: Path, exc: BaseException) -> str:
+    return (
+        f"Archive {archive} is corrupt or truncated ({type(exc).__name__}: {exc}). "
+        f"Delete it and download it again."
+    )
+
+
+# --------------------------------------------------------------------------- safety checks
+
+
+def _check_members(members: list[_Member], archive: Path) -> None:
+    """Raise UnsafeArchiveError for the first unsafe member; write nothing."""
+    symlinks = {m.name for m in members if m.kind == "symlink"}
+    for member in members:
+        reason = _unsafe_reason(member, symlinks)
+        if reason is not None:
+            raise UnsafeArchiveError(
+                f"Refusing to extract {archive}: member {member.raw!r} {reason}. Nothing was "
+                "extracted. The archive may be malicious or damaged; delete it and download "
+                "it again from the official source."
+            )
+
+
+def _unsafe_reason(member: _Member, symlinks: set[str]) -> str | None:
+    reason = _path_problem(member.raw)
+    if reason is not None:
+        return reason
+    if member.kind == "special":
+        return "is a device, FIFO or other special file"
+    for ancestor in _ancestors(member.name):
+        if ancestor in symlinks:
+            return f"is stored under the symlink member {ancestor!r}"
+    if member.kind == "symlink":
+        return _link_problem(member.link, posixpath.dirname(member.name), symlinks, "symlink")
+    if member.kind == "hardlink":
+        return _link_problem(member.link, "", symlinks, "hard link")
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    if "\x00" in path:
+        return "contains a NUL byte"
+    if path.startswith(("/", "\\")):
+        return "is an absolute path"
+    if _DRIVE_LETTER.match(path):
+        return "starts with a drive letter"
+    if ".." in re.split(r"[\\/]", path):
+        return "contains a '..' component"
+    return None
+
+
+def _link_problem(link: str, base: str, symlinks: set[str], kind: str) -> str | None:
+    """Walk link from base; fail if it leaves the root or passes through a symlink."""
+    if not link or link.startswith(("/", "\\")) or _DRIVE_LETTER.match(link):
+        return f"is a {kind} to an absolute or empty path ({link!r})"
+    stack = [part for part in base.split("/") if part]
+    parts = [part for part in re.split(r"[\\/]", link) if part not in ("", ".")]
+    for index, part in enumerate(parts):
+        if part == "..":
+            if not stack:
+                return f"is a {kind} pointing outside the target ({link!r})"
+            stack.pop()
+            continue
+        stack.append(part)
+        if index < len(parts) - 1 and "/".join(stack) in symlinks:
+            return f"is a {kind} whose target ({link!r}) goes through another symlink"
+    return None
+
+
+def _ancestors(name: str) -> Iterable[str]:
+    parts = name.split("/")
+    for end in range(1, len(parts)):
+        yield "/".join(parts[:end])
+
+
+def _ensure_inside(path: Path, root: Path, member: _Member, archive: Path) -> None:
+    """Second line of defence for zip: the real path must stay under root."""
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise UnsafeArchiveError(
+            f"Refusing to extract {archive}: member {member.raw!r} "
+            "resolves outside the target. Delete the archive and "
+            "download it again."
+        )
+
+
+def _select(members: list[_Member], prefix: str | None, archive: Path) -> list[_Member]:
+    """Drop the archive root entry and, with a prefix, members outside it."""
+    members = [m for m in members if m.name]
+    if not prefix:
+        return members
+    wanted = "/".join(part for part in prefix.split("/") if part not in ("", "."))
+    selected = [m for m in members if m.name == wanted or m.name.startswith(wanted + "/")]
+    if not selected:
+        tops = sorted({m.name.split("/")[0] for m in members})[:5]
+        raise ValueError(
+            f"No member of {archive} is under {prefix!r}; top-level entries are {tops}. Fix members_prefix."
+        )
+    return selected
+
+
+# --------------------------------------------------------------------------- staging
+
+
+def _extract_staged(reader: _Reader, selected: list[_Member], target: Path, archive: Path) -> None:
+    """Extract into a hidden folder in target, then move the entries into place."""
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(target, archive)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{archive.name}-", dir=target))
+    try:
+        reader.extract(selected, staging)
+        _merge_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(target.iterdir()):
+            target.rmdir()
+
+
+def _remove_stale_staging(target: Path, archive: Path) -> None:
+    for stale in target.glob(f"{STAGING_PREFIX}{glob.escape(archive.name)}-*"):
+        logger.warning("Removing %s left by an interrupted extraction", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    """Move every entry of src into dst, merging real folders and replacing the rest."""
+    for entry in sorted(src.iterdir()):
+        out = dst / entry.name
+        entry_is_dir = entry.is_dir() and not entry.is_symlink()
+        if entry_is_dir and out.is_dir() and not out.is_symlink():
+            _merge_into(entry, out)
+            continue
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
+        elif out.is_symlink() or out.exists():
+            out.unlink()
+        os.replace(entry, out)
+
+
+# --------------------------------------------------------------------------- marker
+
+
+def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] | None:
+    """Return the recorded file list if the marker shows this extraction is complete."""
+    if not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        files = [str(name) for name in record["files"]]
+        same_prefix = record.get("members_prefix") == prefix
+        size = int(record["archive_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("Ignoring unreadable marker %s; extracting again", marker)
+        return None
+    if not same_prefix:
+        return None
+    if archive.is_file() and archive.stat().st_size != size:
+        logger.info("%s changed since it was extracted; extracting again", archive)
+        return None
+    return files
+
+
+def _write_marker(marker: Path, archive: Path, prefix: str | None, files: list[str]) -> None:
+    record = {
+        "archive": archive.name,
+        "archive_size": archive.stat().st_size,
+        "members_prefix": prefix,
+        "files": files,
+    }
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, marker)

@@ -1,0 +1,203 @@
+"""Few-shot draws and the base/novel class split (protocol §2), deterministic everywhere.
+
+One draw per seed over ALL classes (as Dassl does): per class, the train images sorted by path
+and ``random.Random(seed).sample(items, shots)``; a class with fewer images keeps them all. The
+val split gets ``min(shots, 4)`` per class from the same generator. Base and novel rows are the
+first ``ceil(n/2)`` labels / the rest of that one draw, relabelled from 0.
+
+Unlike CoOp's pickles, the table stores paths relative to ``data_root`` and a content hash of
+the index it was drawn from, so a stale draw is detected (:func:`check_fresh`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+import polars as pl
+
+from perl_pipeline.data.benchmarks import BenchmarkError, label_classnames
+
+SUBSETS = ("all", "base", "novel")
+FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {
+    "seed": pl.Int64(),
+    "subset": pl.String(),
+    "split": pl.String(),
+    "path": pl.String(),
+    "label": pl.Int64(),
+    "original_label": pl.Int64(),
+    "classname": pl.String(),
+    "source_hash": pl.String(),
+}
+_HASH_VERSION = b"perl-index-v1\n"
+_HASH_CHUNK = 100_000
+
+
+class StaleSplitError(BenchmarkError):
+    """A few-shot table was drawn from a different index than the current one."""
+
+
+def index_content_hash(index: pl.DataFrame) -> str:
+    """sha256 of the index rows (split, path, label, classname), independent of row order."""
+    lines = (
+        index.select(
+            pl.concat_str(
+                [
+                    pl.col("split"),
+                    pl.col("path"),
+                    pl.col("label").cast(pl.String),
+                    pl.col("classname"),
+                ],
+                separator="\x1f",
+            )
+        )
+        .to_series()
+        .sort()
+    )
+    digest = hashlib.sha256(_HASH_VERSION)
+    for start in range(0, lines.len(), _HASH_CHUNK):
+        digest.update("\x1e".join(lines.slice(start, _HASH_CHUNK).to_list()).encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def draw_few_shot(
+    index: pl.DataFrame, *, shots: int, seeds: Sequence[int], subsets: Sequence[str] = SUBSETS
+) -> pl.DataFrame:
+    """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed.
+
+    The result does not depend on the index's row order, the filesystem or global random state.
+
+    Args:
+        index: The benchmark index (columns split, path, label, classname).
+        shots: Images per class (K).
+        seeds: One draw per seed.
+        subsets: Which class subsets to emit; base/novel rows come from the ``all`` draw.
+
+    Returns:
+        A table with :data:`FEW_SHOT_SCHEMA` columns (seed, subset, split, path, label,
+        original_label, classname, source_hash), sorted by seed, subset, split, label, path.
+    """
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    bad = [s for s in subsets if s not in SUBSETS]
+    if bad:
+        raise ValueError(f"subsets must be among {SUBSETS}, got {bad}")
+    num_classes = len(label_classnames(index))
+    source_hash = index_content_hash(index)
+    pools = _pools(index)
+    frames = []
+    for seed in seeds:
+        drawn = _draw(pools, shots, int(seed))
+        all_rows = drawn.with_columns(
+            seed=pl.lit(int(seed), pl.Int64),
+            subset=pl.lit("all"),
+            original_label=pl.col("label"),
+            source_hash=pl.lit(source_hash),
+        )
+        frames += [subsample_classes(all_rows, s, num_classes) for s in subsets]
+    order = {name: i for i, name in enumerate(SUBSETS)}
+    table = pl.concat([f.select(list(FEW_SHOT_SCHEMA)) for f in frames]).cast(FEW_SHOT_SCHEMA)
+    return table.sort(
+        pl.col("seed"),
+        pl.col("subset").replace_strict(order),
+        pl.col("split").replace_strict({"train": 0, "val": 1}),
+        pl.col("label"),
+        pl.col("path"),
+    )
+
+
+def _pools(index: pl.DataFrame) -> dict[str, dict[int, list[tuple[str, str]]]]:
+    """split -> label -> [(path, classname)] sorted by path (train and val only)."""
+    pools: dict[str, dict[int, list[tuple[str, str]]]] = {
+        "train": defaultdict(list),
+        "val": defaultdict(list),
+    }
+    rows = (
+        index.filter(pl.col("split").is_in(["train", "val"]))
+        .select("split", "label", "path", "classname")
+        .sort("split", "label", "path")
+    )
+    for split, label, path, classname in rows.iter_rows():
+        pools[split][label].append((path, classname))
+    return pools
+
+
+def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: int) -> pl.DataFrame:
+    """One seeded draw: train classes in label order, then val classes, one local generator."""
+    rng = random.Random(seed)
+    cols: dict[str, list] = {"split": [], "path": [], "label": [], "classname": []}
+    for split, k in (("train", shots), ("val", min(shots, 4))):
+        for label in sorted(pools[split]):
+            items = pools[split][label]
+            chosen = rng.sample(items, k) if len(items) >= k else items
+            for path, classname in chosen:
+                cols["split"].append(split)
+                cols["path"].append(path)
+                cols["label"].append(label)
+                cols["classname"].append(classname)
+    return pl.DataFrame(
+        cols,
+        schema={"split": pl.String, "path": pl.String, "label": pl.Int64, "classname": pl.String},
+    )
+
+
+def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.DataFrame:
+    """Keep the ``base`` (first ``ceil(n/2)`` labels), ``novel`` (the rest) or ``all`` classes.
+
+    Labels are renumbered from 0 within the subset; ``original_label`` keeps the full-dataset
+    label (taken from an existing ``original_label`` column, else from ``label``). Works on index
+    tables (e.g. the test split for evaluation) and on the ``all`` rows of a few-shot table.
+    """
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    if "subset" in df.columns and set(df["subset"].unique().to_list()) - {"all"}:
+        raise ValueError("subsample_classes needs the all-class rows; filter subset == 'all' first")
+    source = "original_label" if "original_label" in df.columns else "label"
+    if df.height and (df[source].min() < 0 or df[source].max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}; got {df[source].min()}..{df[source].max()}"
+        )
+    first, stop = _label_range(subset, num_classes)
+    out = df.filter(pl.col(source).is_between(first, stop, closed="left")).with_columns(
+        original_label=pl.col(source), label=pl.col(source) - first
+    )
+    return out.with_columns(subset=pl.lit(subset)) if "subset" in df.columns else out
+
+
+def class_names(index: pl.DataFrame, subset: str, num_classes: int) -> list[str]:
+    """Class names of ``subset`` in (relabelled) label order, e.g. for the text classifier."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    names = label_classnames(index)
+    if len(names) != num_classes:
+        raise ValueError(f"the index has {len(names)} classes, expected {num_classes}")
+    first, stop = _label_range(subset, num_classes)
+    return names[first:stop]
+
+
+def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
+    """Raise :class:`StaleSplitError` unless ``few_shot`` was drawn from exactly ``index``."""
+    hashes = few_shot["source_hash"].unique().to_list()
+    current = index_content_hash(index)
+    if hashes != [current]:
+        raise StaleSplitError(
+            f"the few-shot table was drawn from another index (source_hash {_short(hashes)}, "
+            f"current index {current[:12]}): the split file or the image listing changed since "
+            f"the draw. Fix: draw it again (draw_few_shot / the few-shot pipeline step); "
+            f"draws are deterministic, so unchanged classes give the same images."
+        )
+
+
+def _label_range(subset: str, num_classes: int) -> tuple[int, int]:
+    m = math.ceil(num_classes / 2)
+    return {"all": (0, num_classes), "base": (0, m), "novel": (m, num_classes)}[subset]
+
+
+def _short(hashes: Sequence[str]) -> str:
+    return ", ".join(h[:12] for h in hashes) or "none"

@@ -1,0 +1,512 @@
+"""Fetch a benchmark into its CoOp layout and build its index table (no Kedro).
+
+:func:`fetch_benchmark` first works out, without touching anything, what is already in place,
+what the user supplied (archives or extracted folders at the configured paths) and what can be
+downloaded. If anything required is missing it raises :class:`DatasetUnavailableError` naming
+the dataset, each missing item, where to put it and where to get it, before any download or
+extraction. Otherwise it downloads (through :mod:`.download` / :mod:`.gdrive`), extracts
+(:mod:`.extract`) and runs the spec's idempotent ``arrange`` steps (hoisting nested folders,
+unpacking nested archives, sorting ImageNet's flat validation images into WordNet-id folders).
+
+:func:`build_index` reads a prepared copy with the layout's reader.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import posixpath
+import tarfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from perl_pipeline.data.benchmarks import (
+    IMAGE_SUFFIXES,
+    READERS,
+    WNID_PATTERN,
+    ArrangeStep,
+    BenchmarkError,
+    BenchmarkSpec,
+    ImageNetValStep,
+    MoveStep,
+    Source,
+    UnpackStep,
+    label_classnames,
+)
+from perl_pipeline.data.download import DownloadError, download_file, file_md5
+from perl_pipeline.data.extract import (
+    MARKER_PREFIX,
+    CorruptArchiveError,
+    UnsafeArchiveError,
+    extract_archive,
+)
+from perl_pipeline.data.gdrive import download_gdrive
+
+logger = logging.getLogger(__name__)
+
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip")
+
+
+class DatasetUnavailableError(BenchmarkError):
+    """A benchmark's files are missing (and cannot be downloaded) or could not be prepared.
+
+    Attributes:
+        benchmark: The benchmark's name.
+        missing: One line per missing item.
+    """
+
+    def __init__(self, benchmark: str, message: str, missing: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.benchmark = benchmark
+        self.missing = tuple(missing)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def fetch_benchmark(
+    spec: BenchmarkSpec,
+    data_root: Path | str,
+    *,
+    download: bool = True,
+    remove_archives: bool = False,
+) -> None:
+    """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
+
+    Already prepared -> nothing happens. Sources already in place are skipped; user-supplied
+    archives at ``<folder>/<filename>`` are extracted; the rest is downloaded when ``download``
+    and a public route exist.
+
+    Args:
+        spec: The benchmark.
+        data_root: Folder holding every benchmark folder (the ``data_root`` parameter).
+        download: Allow network downloads; False only uses what is on disk.
+        remove_archives: Delete each archive once it has been extracted.
+
+    Raises:
+        DatasetUnavailableError: something required is neither on disk nor downloadable (raised
+            before any download or extraction), a download or extraction failed, or the
+            result still lacks what the layout needs.
+    """
+    folder = Path(data_root) / spec.folder
+    if not _unprepared(spec, folder):
+        logger.info("[%s] already prepared in %s", spec.name, folder)
+        return
+    moves = [s for s in spec.arrange if isinstance(s, MoveStep)]
+    jobs: list[tuple[Source, bool]] = []
+    missing: list[str] = []
+    for src in spec.sources:
+        if any(_exists_after_moves(folder, p, moves) for p in src.provides):
+            continue
+        if (folder / src.filename).is_file():
+            jobs.append((src, False))
+        elif download and src.downloadable:
+            jobs.append((src, True))
+        elif src.optional:
+            logger.info("[%s] optional %s not available; skipping", spec.name, src.filename)
+        else:
+            missing.append(_describe_missing_source(folder, src))
+    for step in spec.arrange:
+        missing += _STEPS[type(step)].missing(step, folder)
+    if missing:
+        raise DatasetUnavailableError(
+            spec.name, _unavailable_message(spec, folder, missing, download), missing
+        )
+    for src, needs_download in jobs:
+        if needs_download and not _download(spec, folder, src):
+            continue
+        if src.kind == "archive":
+            _extract(spec, folder, src, remove_archives)
+    for step in spec.arrange:
+        if _STEPS[type(step)].pending(step, folder):
+            _STEPS[type(step)].apply(step, folder, spec.name)
+    still = _unprepared(spec, folder)
+    if still:
+        raise DatasetUnavailableError(
+            spec.name,
+            f"[{spec.name}] after fetching, {folder} still lacks: {'; '.join(still)}. The "
+            f"archives or folders supplied do not have the expected layout. {spec.manual}",
+            still,
+        )
+    logger.info("[%s] prepared in %s", spec.name, folder)
+
+
+def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
+    """Index a prepared benchmark: one row per image with columns ``split`` (train/val/test),
+    ``path`` (relative to ``data_root``, POSIX), ``label`` (Int64) and ``classname`` (str).
+
+    Raises:
+        DatasetUnavailableError: the benchmark is not (fully) prepared under ``data_root``.
+        BenchmarkError: the split/meta files are malformed.
+        ValueError: the labels are not 0..n-1 with one class name each.
+    """
+    folder = Path(data_root) / spec.folder
+    problems = _unprepared(spec, folder)
+    if problems:
+        raise DatasetUnavailableError(
+            spec.name,
+            f"[{spec.name}] is not prepared under {folder}: {'; '.join(problems)}. Fix: run "
+            f"fetch_benchmark for '{spec.name}' (it downloads what is public and tells you what "
+            f"to supply by hand). {spec.manual}",
+            problems,
+        )
+    index = READERS[spec.layout](spec, Path(data_root))
+    if index.is_empty():
+        raise DatasetUnavailableError(
+            spec.name,
+            f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}",
+        )
+    label_classnames(index, where=f"[{spec.name}] index")
+    logger.info(
+        "[%s] indexed %d images (%s)",
+        spec.name,
+        index.height,
+        dict(index.group_by("split").len().iter_rows()),
+    )
+    return index
+
+
+def is_prepared(spec: BenchmarkSpec, data_root: Path | str) -> bool:
+    """Whether everything the layout's reader needs is in place (cheap: no file listing)."""
+    return not _unprepared(spec, Path(data_root) / spec.folder)
+
+
+# --------------------------------------------------------------------------------------------
+# Planning helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _unprepared(spec: BenchmarkSpec, folder: Path) -> list[str]:
+    """What stops the reader: missing root paths and arrange steps still to run."""
+    problems = [f"{folder / p} is missing" for p in spec.root_paths if not (folder / p).exists()]
+    problems += [
+        f"arrange step still to run: {step}"
+        for step in spec.arrange
+        if _STEPS[type(step)].pending(step, folder)
+    ]
+    return problems
+
+
+def _exists_after_moves(folder: Path, rel: str, moves: Sequence[MoveStep]) -> bool:
+    """Whether ``rel`` exists now or will once the spec's move steps have run."""
+    if (folder / rel).exists():
+        return True
+    rel = posixpath.normpath(rel)
+    for move in moves:
+        dst = posixpath.normpath(move.dst)
+        if dst == ".":
+            inner = rel
+        elif rel == dst or rel.startswith(dst + "/"):
+            inner = posixpath.relpath(rel, dst)
+        else:
+            continue
+        if (folder / move.src / inner).exists():
+            return True
+    return False
+
+
+def _describe_missing_source(folder: Path, src: Source) -> str:
+    if not src.downloadable:
+        why = "no public download route"
+    else:
+        why = "downloads are disabled (download=False)"
+    line = f"{src.filename} ({src.kind}; {why}): put it at {folder / src.filename}"
+    if src.kind == "archive":
+        line += (
+            ", or put its extracted contents there so that "
+            + ", ".join(str(folder / p) for p in src.provides)
+            + " exist(s)"
+        )
+    if src.downloadable:
+        line += "; get it from " + " or ".join(src.routes())
+    return line
+
+
+def _unavailable_message(spec: BenchmarkSpec, folder: Path, missing: Sequence[str], download: bool) -> str:
+    items = "\n".join(f"  - {m}" for m in missing)
+    return (
+        f"[{spec.name}] cannot be prepared in {folder}: {len(missing)} required item(s) "
+        f"are not on disk and cannot be downloaded"
+        f"{'' if download else ' (download=False)'}; nothing was downloaded or extracted.\n"
+        f"Missing:\n{items}\nHow to get it: {spec.manual}"
+    )
+
+
+def _download(spec: BenchmarkSpec, folder: Path, src: Source) -> bool:
+    """Try every route of ``src``; False (with a warning) if an optional source fails."""
+    dest = folder / src.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    what = f"{spec.name}: {src.filename}"
+    errors = []
+    for url in src.urls:
+        try:
+            download_file(url, dest, sha256=src.sha256, md5=src.md5, what=what, manual_hint=spec.manual)
+            return True
+        except DownloadError as exc:  # ChecksumError included: try the next mirror
+            errors.append(str(exc))
+    if src.gdrive_id:
+        try:
+            download_gdrive(src.gdrive_id, dest, sha256=src.sha256, what=what, manual_hint=spec.manual)
+            if src.md5 and file_md5(dest) != src.md5:
+                dest.unlink()
+                raise DownloadError(f"{what}: md5 of the Google Drive copy is not {src.md5}")
+            return True
+        except DownloadError as exc:
+            errors.append(str(exc))
+    if src.optional:
+        logger.warning(
+            "[%s] optional %s could not be downloaded; skipping: %s",
+            spec.name,
+            src.filename,
+            " | ".join(errors),
+        )
+        return False
+    raise DatasetUnavailableError(
+        spec.name,
+        f"[{spec.name}] could not download {src.filename}:\n"
+        + "\n".join(f"  - {e}" for e in errors)
+        + f"\nManual route: put the file at {dest} and run again. {spec.manual}",
+        [src.filename],
+    )
+
+
+def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: bool) -> None:
+    archive, target = folder / src.filename, folder / src.extract_to
+    marker = target / f"{MARKER_PREFIX}{archive.name}"
+    if marker.is_file():  # we only extract when the result is gone: the marker is stale
+        logger.info(
+            "[%s] %s was extracted before but its files are gone; extracting again",
+            spec.name,
+            archive.name,
+        )
+        marker.unlink()
+    try:
+        extract_archive(archive, target, members_prefix=src.members_prefix)
+    except (CorruptArchiveError, UnsafeArchiveError, ValueError) as exc:
+        raise DatasetUnavailableError(
+            spec.name,
+            f"[{spec.name}] cannot extract {archive}: {exc}\nFix: delete {archive} and fetch "
+            f"again, or supply a good copy there. {spec.manual}",
+            [src.filename],
+        ) from exc
+    if remove_archive:
+        archive.unlink()
+        logger.info("[%s] removed %s after extraction", spec.name, archive)
+
+
+# --------------------------------------------------------------------------------------------
+# Arrange steps: each is idempotent (pending -> apply), and can say what it needs up front
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StepImpl:
+    pending: Callable[[ArrangeStep, Path], bool]
+    apply: Callable[[ArrangeStep, Path, str], None]
+    missing: Callable[[ArrangeStep, Path], list[str]]
+
+
+def _no_needs(step: ArrangeStep, folder: Path) -> list[str]:
+    return []
+
+
+def _move_pending(step: MoveStep, folder: Path) -> bool:
+    return posixpath.normpath(step.src) != posixpath.normpath(step.dst) and (folder / step.src).is_dir()
+
+
+def _move_apply(step: MoveStep, folder: Path, name: str) -> None:
+    """Move ``src`` into ``dst``, merging folders (staged, so ``dst`` may contain ``src``)."""
+    src, dst = folder / step.src, folder / step.dst
+    staging = folder / f".moving-{uuid.uuid4().hex}"
+    src.rename(staging)
+    _merge_into(staging, dst)
+    parent = src.parent
+    while parent != folder and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+    logger.info("[%s] moved %s -> %s", name, src, dst)
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(dst)
+        return
+    for child in list(src.iterdir()):
+        target = dst / child.name
+        if child.is_dir() and target.is_dir():
+            _merge_into(child, target)
+        elif target.exists() and child.is_dir() != target.is_dir():
+            raise BenchmarkError(
+                f"cannot merge {child} into {target}: one is a folder, the "
+                f"other a file; remove one of them and run again"
+            )
+        else:
+            os.replace(child, target)
+    src.rmdir()
+
+
+def _archive_stem(name: str) -> str:
+    for suffix in _ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _nested_archives(step: UnpackStep, folder: Path) -> list[Path]:
+    """Files matching the glob, skipping hidden ones (e.g. extraction markers)."""
+    return sorted(p for p in folder.glob(step.archives) if p.is_file() and not p.name.startswith("."))
+
+
+def _unpack_pending(step: UnpackStep, folder: Path) -> bool:
+    return bool(_nested_archives(step, folder))
+
+
+def _unpack_apply(step: UnpackStep, folder: Path, name: str) -> None:
+    """Extract each nested archive into ``to`` (``{stem}`` = its name), then delete it."""
+    archives = _nested_archives(step, folder)
+    for archive in tqdm(
+        archives,
+        desc=f"[{name}] unpack {step.archives}",
+        unit="archive",
+        disable=len(archives) < 2,
+        leave=False,
+    ):
+        extract_archive(archive, folder / step.to.format(stem=_archive_stem(archive.name)))
+        archive.unlink()
+    logger.info("[%s] unpacked %d archive(s) matching %s", name, len(archives), step.archives)
+
+
+def _flat_images(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    with os.scandir(directory) as it:
+        return sorted(
+            Path(e.path)
+            for e in it
+            if e.is_file()
+            and not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+        )
+
+
+def _val_pending(step: ImageNetValStep, folder: Path) -> bool:
+    return bool(_flat_images(folder / step.dir))
+
+
+def _val_missing(step: ImageNetValStep, folder: Path) -> list[str]:
+    val = folder / step.dir
+    if val.is_dir() and not _val_pending(step, folder):
+        return []
+    devkit = folder / step.devkit
+    if (
+        devkit.is_file()
+        or (folder / _archive_stem(step.devkit)).is_dir()
+        or (folder / step.mapping).is_file()
+    ):
+        return []
+    return [
+        f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into "
+        f"wnid folders): put the devkit at {devkit} (or extracted at "
+        f"{folder / _archive_stem(step.devkit)}), or a mapping file at "
+        f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's "
+        f"LOC_val_solution.csv also works)"
+    ]
+
+
+def _val_apply(step: ImageNetValStep, folder: Path, name: str) -> None:
+    """Move each flat ``ILSVRC2012_val_*.JPEG`` into ``<dir>/<wnid>/``."""
+    mapping = _val_wnids(step, folder, name)
+    files = _flat_images(folder / step.dir)
+    unknown = [f.name for f in files if f.stem not in mapping]
+    if unknown:
+        raise DatasetUnavailableError(
+            name,
+            f"[{name}] {len(unknown)} validation image(s) have no label in the "
+            f"devkit/mapping: {unknown[:5]}; check {folder / step.mapping} or the devkit "
+            f"{folder / step.devkit}",
+            unknown[:5],
+        )
+    for path in tqdm(files, desc=f"[{name}] sort val into wnid folders", unit="img", leave=False):
+        target = path.parent / mapping[path.stem]
+        target.mkdir(exist_ok=True)
+        os.replace(path, target / path.name)
+    logger.info("[%s] sorted %d validation images into wnid folders", name, len(files))
+
+
+def _val_wnids(step: ImageNetValStep, folder: Path, name: str) -> dict[str, str]:
+    """Image stem -> wnid, from the mapping file if present, else from the devkit."""
+    mapping_path = folder / step.mapping
+    if mapping_path.is_file():
+        return _read_val_mapping(mapping_path, name)
+    meta, truth = _devkit_files(folder / step.devkit, folder / _archive_stem(step.devkit), name)
+    import scipy.io  # heavy: only needed here
+
+    synsets = scipy.io.loadmat(io.BytesIO(meta), squeeze_me=True)["synsets"]
+    id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+    ids = [int(line) for line in truth.split()]
+    unknown = sorted(set(ids) - set(id_to_wnid))
+    if unknown:
+        raise DatasetUnavailableError(
+            name,
+            f"[{name}] the devkit's ground truth uses class ids {unknown[:5]} that its "
+            f"meta.mat does not define; download ILSVRC2012_devkit_t12.tar.gz again",
+            [step.devkit],
+        )
+    return {f"ILSVRC2012_val_{i:08d}": id_to_wnid[label] for i, label in enumerate(ids, 1)}
+
+
+def _devkit_files(archive: Path, extracted: Path, name: str) -> tuple[bytes, str]:
+    """``meta.mat`` bytes and the validation ground truth text, from the devkit."""
+    names = ("meta.mat", "ILSVRC2012_validation_ground_truth.txt")
+    found: dict[str, bytes] = {}
+    if extracted.is_dir():
+        for name in names:
+            hits = sorted(extracted.rglob(name))
+            if hits:
+                found[name] = hits[0].read_bytes()
+    elif archive.is_file():
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                base = posixpath.basename(member.name)
+                if member.isfile() and base in names and base not in found:
+                    found[base] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    lacking = [n for n in names if n not in found]
+    if lacking:
+        raise DatasetUnavailableError(
+            name,
+            f"[{name}] the devkit ({archive} or {extracted}) lacks {lacking}; download "
+            f"ILSVRC2012_devkit_t12.tar.gz again",
+            lacking,
+        )
+    return found[names[0]], found[names[1]].decode("utf-8")
+
+
+def _read_val_mapping(path: Path, name: str) -> dict[str, str]:
+    """``<image> <wnid>`` lines, or Kaggle ``LOC_val_solution.csv`` (``ImageId,wnid x y ...``)."""
+    mapping = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.replace(",", " ").split()
+        if len(fields) < 2 or not WNID_PATTERN.fullmatch(fields[1]):
+            continue  # header or blank line
+        mapping[Path(fields[0]).stem] = fields[1]
+    if not mapping:
+        raise DatasetUnavailableError(
+            name, f"[{name}] {path} has no '<image name> <wnid>' lines", [str(path)]
+        )
+    return mapping
+
+
+_STEPS: dict[type, _StepImpl] = {
+    MoveStep: _StepImpl(_move_pending, _move_apply, _no_needs),
+    UnpackStep: _StepImpl(_unpack_pending, _unpack_apply, _no_needs),
+    ImageNetValStep: _StepImpl(_val_pending, _val_apply, _val_missing),
+}

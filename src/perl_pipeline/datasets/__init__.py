@@ -1,0 +1,5 @@
+"""Kedro datasets of this project (the only place, with the catalog, that touches files)."""
+
+from perl_pipeline.datasets.tensor_dict import TensorDictDataset
+
+__all__ = ["TensorDictDataset"]

@@ -1,0 +1,1 @@
+"""Evaluation (accuracy and alignment per refinement step), metrics and paper-style reports."""

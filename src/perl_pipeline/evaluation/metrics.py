@@ -1,0 +1,532 @@
+"""Metrics of the CoOp few-shot protocols (PERL_SPEC.md §3), computed from per-run evaluations.
+
+Two layers:
+
+* tensor metrics (`top1_accuracy`, `per_step_accuracy`, `mean_cosine`), used while evaluating a
+  model; torch is imported inside them so that this module imports without torch (kedro-viz);
+* table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`), which turn the
+  long per-run evaluation table into the per-benchmark numbers the paper reports.
+
+The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, subset, step):
+
+    benchmark: str, seed: int, subset: "base" | "novel" | "all", step: int (0..K, 0 = zero-shot),
+    accuracy: float (percent), n_images: int,
+    image_alignment: float (mean cos(v(0), v(step)) over the test images),
+    text_alignment: float (mean cos(t(0), t(step)) over the class prompts)
+
+Conventions used throughout:
+
+* A value is the mean over seeds; its ``*_std`` companion is the sample standard deviation over
+  seeds (ddof = 1), null when there is a single seed.
+* The per-dataset base-to-novel HM is ``2BN / (B + N)`` of the seed-mean base and novel
+  accuracies (the protocol's definition); ``hm_std`` is the spread of the per-seed HMs and
+  ``hm_per_seed_mean`` their mean (≤ ``hm``, since the HM is concave).
+* Averages run over the benchmarks present, whatever their number. Their point value uses every
+  seed of each benchmark; their ``*_std`` is the spread over seeds of the per-seed average,
+  computed on the seeds that every averaged benchmark has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "benchmark",
+    "seed",
+    "subset",
+    "step",
+    "accuracy",
+    "n_images",
+    "image_alignment",
+    "text_alignment",
+)
+"""Columns of the per-run evaluation table (the data contract)."""
+
+AVERAGE_MEAN_OF_HMS = "average (mean of HMs)"
+"""Base-to-novel average row, PERL-paper convention (Tables 1/5): mean of the per-dataset HMs."""
+AVERAGE_HM_OF_MEANS = "average (HM of means)"
+"""Base-to-novel average row, CoOp-lineage convention: HM of the mean base / mean novel."""
+TARGET_AVERAGE = "target average"
+"""Transfer average row: mean over the target benchmarks (the source is excluded)."""
+
+_KEYS = ["benchmark", "seed"]
+
+
+# --------------------------------------------------------------------------- tensor metrics
+
+
+def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent.
+
+    Args:
+        logits: class scores, shape ``[N, C]``.
+        labels: true class indices, shape ``[N]``.
+
+    Returns:
+        ``100 · mean(argmax(logits) == labels)``.
+
+    Raises:
+        ValueError: if the shapes disagree or there are no samples.
+    """
+    import torch
+
+    labels = torch.as_tensor(labels, device=logits.device)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"expected logits [N, C] and labels [N], got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    if labels.numel() == 0:
+        raise ValueError("top-1 accuracy of an empty batch is undefined")
+    return 100.0 * (logits.argmax(dim=-1) == labels).double().mean().item()
+
+
+def per_step_accuracy(logits_per_step: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> list[float]:
+    """Top-1 accuracy (percent) at every reasoning step.
+
+    Args:
+        logits_per_step: class scores per step, shape ``[K + 1, N, C]`` (step 0 = zero-shot CLIP).
+        labels: true class indices, shape ``[N]``.
+
+    Returns:
+        ``K + 1`` accuracies, step 0 first.
+
+    Raises:
+        ValueError: if ``logits_per_step`` is not 3-D or the shapes disagree.
+    """
+    if logits_per_step.ndim != 3:
+        raise ValueError(f"expected logits [K + 1, N, C], got {tuple(logits_per_step.shape)}")
+    return [top1_accuracy(step_logits, labels) for step_logits in logits_per_step]
+
+
+def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean cosine similarity between matching rows of two embedding matrices.
+
+    Args:
+        a: embeddings, shape ``[N, D]`` (need not be normalised).
+        b: embeddings, same shape as ``a``.
+
+    Returns:
+        ``mean_i cos(a_i, b_i)``, computed in float64.
+
+    Raises:
+        ValueError: if the shapes differ or there are no rows.
+    """
+    from torch.nn import functional as F
+
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two [N, D] tensors, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] == 0:
+        raise ValueError("mean cosine of zero rows is undefined")
+    return F.cosine_similarity(a.double(), b.double(), dim=-1).mean().item()
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """Harmonic mean of base and novel accuracy, ``2BN / (B + N)``.
+
+    Args:
+        base: base-class accuracy (percent).
+        novel: novel-class accuracy (percent).
+
+    Returns:
+        The harmonic mean; 0.0 when both are 0.
+
+    Raises:
+        ValueError: if either accuracy is negative.
+    """
+    if base < 0 or novel < 0:
+        raise ValueError(f"accuracies must be non-negative, got base={base}, novel={novel}")
+    if base + novel == 0:
+        return 0.0
+    return 2.0 * base * novel / (base + novel)
+
+
+def hm_rounding_tolerance(base: float, novel: float, decimals: int = 2) -> float:
+    """Largest gap between a printed HM and ``2BN/(B+N)`` of the printed B and N due to rounding.
+
+    When B, N and HM are each printed rounded to `decimals`, the printed HM can differ from the
+    HM of the printed B and N by at most half a unit of the last digit (the HM's own rounding)
+    plus the rounding of B and N propagated through ``∂HM/∂B = 2N²/(B+N)²`` and
+    ``∂HM/∂N = 2B²/(B+N)²``. A larger gap means the printed numbers are inconsistent.
+
+    Args:
+        base: printed base accuracy.
+        novel: printed novel accuracy.
+        decimals: number of decimals the values were printed with.
+
+    Returns:
+        The tolerance, in the units of the accuracies.
+    """
+    half_unit = 0.5 * 10.0 ** (-decimals)
+    total = base + novel
+    if total == 0:
+        return 2 * half_unit
+    gradient_sum = 2.0 * (base**2 + novel**2) / total**2
+    return half_unit * (1.0 + gradient_sum)
+
+
+def _hm_expr(base: str | pl.Expr, novel: str | pl.Expr) -> pl.Expr:
+    """`harmonic_mean` as a polars expression (0 where both are 0)."""
+    b = pl.col(base) if isinstance(base, str) else base
+    n = pl.col(novel) if isinstance(novel, str) else novel
+    return pl.when(b + n == 0).then(0.0).otherwise(2.0 * b * n / (b + n))
+
+
+# --------------------------------------------------------------------------- table helpers
+
+
+def _validate(runs: pl.DataFrame) -> None:
+    """Check the data contract: required columns, one row per (benchmark, seed, subset, step)."""
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs table lacks columns {missing}; expected {list(RUN_COLUMNS)}")
+    key = ["benchmark", "seed", "subset", "step"]
+    duplicated = runs.select(key).is_duplicated()
+    if duplicated.any():
+        example = runs.filter(duplicated).select(key).row(0)
+        raise ValueError(f"runs table has duplicate rows for (benchmark, seed, subset, step) = {example}")
+
+
+def _final_step(runs: pl.DataFrame, final_step: int | None) -> int:
+    """The step reported as "ours" (default: the largest present).
+
+    Every (benchmark, seed, subset) must have it and step 0 (zero-shot); raises ValueError if not.
+    """
+    if runs.is_empty():
+        return 0 if final_step is None else final_step
+    step = int(runs["step"].max()) if final_step is None else final_step
+    for required in sorted({0, step}):
+        lacking = (
+            runs.group_by("benchmark", "seed", "subset", maintain_order=True)
+            .agg((pl.col("step") == required).any().alias("has"))
+            .filter(~pl.col("has"))
+        )
+        if lacking.height:
+            raise ValueError(
+                f"(benchmark, seed, subset) {lacking.drop('has').rows()} have no evaluation "
+                f"at step {required}"
+            )
+    return step
+
+
+def _at(runs: pl.DataFrame, subset: str, step: int, names: dict[str, str]) -> pl.DataFrame:
+    """Rows of one subset at one step, keyed by (benchmark, seed), with columns renamed."""
+    return runs.filter((pl.col("subset") == subset) & (pl.col("step") == step)).select(
+        *_KEYS, *(pl.col(src).alias(dst) for src, dst in names.items())
+    )
+
+
+def _seed_stats(per_seed: pl.DataFrame, by: list[str], metrics: Sequence[str]) -> pl.DataFrame:
+    """Mean and sample std over seeds of each metric, grouped by `by`; adds ``n_seeds``."""
+    stats = per_seed.group_by(by, maintain_order=True).agg(
+        pl.col("seed").n_unique().cast(pl.Int64).alias("n_seeds"),
+        *(pl.col(m).mean().alias(m) for m in metrics),
+        *(pl.col(m).std(ddof=1).alias(f"{m}_std") for m in metrics),
+    )
+    ordered = [c for m in metrics for c in (m, f"{m}_std")]
+    return stats.select(*by, "n_seeds", *ordered)
+
+
+def _common_seeds(per_seed: pl.DataFrame) -> pl.DataFrame:
+    """Restrict a per-(benchmark, seed) frame to the seeds that every benchmark has."""
+    n_benchmarks = per_seed["benchmark"].n_unique()
+    common = (
+        per_seed.group_by("seed")
+        .agg(pl.col("benchmark").n_unique().alias("n"))
+        .filter(pl.col("n") == n_benchmarks)["seed"]
+    )
+    if common.len() < per_seed["seed"].n_unique():
+        logger.warning(
+            "seeds differ across benchmarks; the stds of the average rows use only the "
+            "%d seed(s) common to all of them",
+            common.len(),
+        )
+    return per_seed.filter(pl.col("seed").is_in(common.implode()))
+
+
+def _average_row(
+    stats: pl.DataFrame,
+    per_seed: pl.DataFrame,
+    name: str,
+    means: dict[str, pl.Expr],
+    seed_values: dict[str, pl.Expr],
+    seed_means: dict[str, pl.Expr] | None = None,
+) -> pl.DataFrame:
+    """One average row.
+
+    Args:
+        stats: per-benchmark table (one row per benchmark, as returned by `_seed_stats`).
+        per_seed: per-(benchmark, seed) table on the seeds common to all benchmarks.
+        name: the row's ``benchmark`` value.
+        means: column -> expression over `stats` giving the row's point value.
+        seed_values: metric -> expression over the per-seed averages (one row per seed, each
+            metric already averaged over benchmarks) giving that seed's value; the row's
+            ``<metric>_std`` is its std over seeds.
+        seed_means: column -> expression over the per-seed averages whose mean over seeds
+            fills that column.
+
+    Returns:
+        A one-row frame with ``benchmark``, ``role`` = "average", ``n_seeds`` and the columns
+        named in `means`, `seed_values` (as ``_std``) and `seed_means`.
+    """
+    per_seed_avg = per_seed.group_by("seed").agg(pl.col(c).mean() for c in per_seed.columns if c not in _KEYS)
+    point = stats.select(**means)
+    spread = per_seed_avg.select(
+        *(expr.std(ddof=1).alias(f"{m}_std") for m, expr in seed_values.items()),
+        *(expr.mean().alias(m) for m, expr in (seed_means or {}).items()),
+        pl.len().cast(pl.Int64).alias("n_seeds"),
+    )
+    return pl.concat([point, spread], how="horizontal").with_columns(
+        benchmark=pl.lit(name), role=pl.lit("average")
+    )
+
+
+# --------------------------------------------------------------------------- protocol tables
+
+
+_B2N_PLAIN = (
+    "base",
+    "novel",
+    "zeroshot_base",
+    "zeroshot_novel",
+    "image_alignment_base",
+    "image_alignment_novel",
+    "text_alignment_base",
+    "text_alignment_novel",
+)
+_B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
+B2N_METRICS: tuple[str, ...] = (
+    "base",
+    "novel",
+    "hm",
+    "zeroshot_base",
+    "zeroshot_novel",
+    "zeroshot_hm",
+    "image_alignment_base",
+    "image_alignment_novel",
+    "text_alignment_base",
+    "text_alignment_novel",
+)
+"""Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
+
+
+def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -> pl.DataFrame:
+    """Per-benchmark base-to-novel results and the two 11-dataset average conventions.
+
+    Args:
+        runs: the per-run evaluation table (see module docstring); only the ``base`` and
+            ``novel`` subsets are used, and every seed must have both.
+        final_step: the step reported as the method's result; default the largest step present.
+            Step 0 gives the zero-shot CLIP columns.
+
+    Returns:
+        One row per benchmark (order of first appearance) then, when any benchmark is present,
+        the rows ``"average (mean of HMs)"`` (PERL paper) and ``"average (HM of means)"`` (CoOp
+        lineage). Columns: ``benchmark, role ("benchmark" | "average"), final_step, n_seeds``,
+        then for each of `B2N_METRICS` its seed mean and ``_std``, then ``hm_per_seed_mean``
+        and ``zeroshot_hm_per_seed_mean``. ``hm`` is ``2BN/(B+N)`` of the seed means,
+        ``hm_std`` the std of the per-seed HMs. The average rows average the plain metrics over
+        benchmarks; their ``hm`` is the mean of the per-dataset ``hm`` (first row) or the HM of
+        the average base and novel (second row).
+
+    Raises:
+        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
+    """
+    _validate(runs)
+    runs = runs.filter(pl.col("subset").is_in(["base", "novel"]))
+    step = _final_step(runs, final_step)
+
+    def subset(name: str) -> pl.DataFrame:
+        final = _at(
+            runs,
+            name,
+            step,
+            {
+                "accuracy": name,
+                "image_alignment": f"image_alignment_{name}",
+                "text_alignment": f"text_alignment_{name}",
+            },
+        )
+        return final.join(_at(runs, name, 0, {"accuracy": f"zeroshot_{name}"}), on=_KEYS)
+
+    base, novel = subset("base"), subset("novel")
+    per_seed = base.join(novel, on=_KEYS, how="inner", maintain_order="left")
+    unpaired = base.height + novel.height - 2 * per_seed.height
+    if unpaired:
+        logger.warning(
+            "%d (benchmark, seed) evaluations lack their base or novel half and are "
+            "left out of the base-to-novel summary",
+            unpaired,
+        )
+    per_seed = per_seed.with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}).select(
+        *_KEYS, *B2N_METRICS
+    )
+
+    stats = (
+        _seed_stats(per_seed, ["benchmark"], B2N_METRICS)
+        .with_columns(
+            role=pl.lit("benchmark"),
+            **{f"{hm}_per_seed_mean": pl.col(hm) for hm in _B2N_HMS},
+        )
+        .with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()})
+    )
+
+    rows = [stats]
+    if stats.height:
+        rows += _base_to_novel_averages(stats, _common_seeds(per_seed))
+    columns = [
+        "benchmark",
+        "role",
+        "final_step",
+        "n_seeds",
+        *(c for m in B2N_METRICS for c in (m, f"{m}_std")),
+        *(f"{hm}_per_seed_mean" for hm in _B2N_HMS),
+    ]
+    return (
+        pl.concat(rows, how="diagonal_relaxed")
+        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
+        .select(columns)
+    )
+
+
+def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list[pl.DataFrame]:
+    """The "mean of HMs" and "HM of means" rows of `summarize_base_to_novel`."""
+    plain_means = {m: pl.col(m).mean() for m in _B2N_PLAIN}
+    plain_seeds = {m: pl.col(m) for m in _B2N_PLAIN}
+    seed_hms = {hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}
+    mean_of_hms = _average_row(
+        stats,
+        per_seed,
+        AVERAGE_MEAN_OF_HMS,
+        means={
+            **plain_means,
+            **{hm: pl.col(hm).mean() for hm in _B2N_HMS},
+            **{f"{hm}_per_seed_mean": pl.col(f"{hm}_per_seed_mean").mean() for hm in _B2N_HMS},
+        },
+        seed_values={**plain_seeds, **{hm: pl.col(hm) for hm in _B2N_HMS}},
+    )
+    hm_of_means = _average_row(
+        stats,
+        per_seed,
+        AVERAGE_HM_OF_MEANS,
+        means={
+            **plain_means,
+            **{hm: _hm_expr(pl.col(b).mean(), pl.col(n).mean()) for hm, (b, n) in _B2N_HMS.items()},
+        },
+        seed_values={**plain_seeds, **seed_hms},
+        seed_means={f"{hm}_per_seed_mean": expr for hm, expr in seed_hms.items()},
+    )
+    return [mean_of_hms, hm_of_means]
+
+
+TRANSFER_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "zeroshot_accuracy",
+    "image_alignment",
+    "text_alignment",
+)
+"""Metrics of `summarize_transfer`, each followed by ``<metric>_std`` in its output."""
+
+
+def summarize_transfer(
+    runs: pl.DataFrame, source: str = "imagenet", final_step: int | None = None
+) -> pl.DataFrame:
+    """Cross-dataset / domain-generalisation results: accuracy ± std per benchmark, target average.
+
+    Args:
+        runs: the per-run evaluation table (see module docstring); only subset ``all`` is used.
+            Every benchmark other than `source` is a target.
+        source: the training benchmark; reported in its own row, never in the target average.
+        final_step: the step reported as the method's result; default the largest step present.
+
+    Returns:
+        The source row (if present), one row per target (order of first appearance), then (when
+        any target is present) the ``"target average"`` row. Columns: ``benchmark, role
+        ("source" | "target" | "average"), final_step, n_seeds`` and, for each of
+        `TRANSFER_METRICS`, its seed mean and ``_std`` (``zeroshot_accuracy`` = step 0).
+
+    Raises:
+        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
+    """
+    _validate(runs)
+    runs = runs.filter(pl.col("subset") == "all")
+    step = _final_step(runs, final_step)
+    per_seed = (
+        _at(runs, "all", step, {m: m for m in ("accuracy", "image_alignment", "text_alignment")})
+        .join(_at(runs, "all", 0, {"accuracy": "zeroshot_accuracy"}), on=_KEYS, maintain_order="left")
+        .select(*_KEYS, *TRANSFER_METRICS)
+    )
+
+    role = pl.when(pl.col("benchmark") == source).then(pl.lit("source")).otherwise(pl.lit("target"))
+    stats = _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS).with_columns(role=role)
+    stats = pl.concat([stats.filter(pl.col("role") == "source"), stats.filter(pl.col("role") == "target")])
+    if stats.height and source not in stats["benchmark"]:
+        logger.warning("source benchmark %r is not in the transfer runs", source)
+
+    rows = [stats]
+    targets = stats.filter(pl.col("role") == "target")
+    if targets.height:
+        target_seeds = _common_seeds(per_seed.filter(pl.col("benchmark") != source))
+        rows.append(
+            _average_row(
+                targets,
+                target_seeds,
+                TARGET_AVERAGE,
+                means={m: pl.col(m).mean() for m in TRANSFER_METRICS},
+                seed_values={m: pl.col(m) for m in TRANSFER_METRICS},
+            )
+        )
+    columns = [
+        "benchmark",
+        "role",
+        "final_step",
+        "n_seeds",
+        *(c for m in TRANSFER_METRICS for c in (m, f"{m}_std")),
+    ]
+    return (
+        pl.concat(rows, how="diagonal_relaxed")
+        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
+        .select(columns)
+    )
+
+
+def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
+    """Mean ± std over seeds of accuracy and alignment at every step.
+
+    Args:
+        runs: the per-run evaluation table (see module docstring).
+
+    Returns:
+        One row per (benchmark, subset, step), benchmarks in order of first appearance, subsets
+        ordered base, novel, all, then steps ascending. Columns: ``benchmark, subset, step,
+        n_seeds, accuracy, accuracy_std, image_alignment, image_alignment_std, text_alignment,
+        text_alignment_std, n_images`` (mean test-set size over seeds).
+
+    Raises:
+        ValueError: if the table breaks the data contract.
+    """
+    _validate(runs)
+    metrics = ("accuracy", "image_alignment", "text_alignment")
+    benchmark_order = runs["benchmark"].unique(maintain_order=True).to_list()
+    stats = _seed_stats(runs, ["benchmark", "subset", "step"], metrics)
+    sizes = runs.group_by("benchmark", "subset", "step").agg(pl.col("n_images").mean())
+    subset_rank = {"base": 0, "novel": 1, "all": 2}
+    return (
+        stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left")
+        .with_columns(
+            _b=pl.col("benchmark").replace_strict(
+                benchmark_order, list(range(len(benchmark_order))), return_dtype=pl.Int64
+            ),
+            _s=pl.col("subset").replace_strict(subset_rank, default=len(subset_rank), return_dtype=pl.Int64),
+        )
+        .sort("_b", "_s", "subset", "step")
+        .drop("_b", "_s")
+    )

@@ -1,0 +1,222 @@
+"""Figures of the evaluation: PERL against the reported baselines, and the per-step dynamics.
+
+Every function returns a `matplotlib.figure.Figure` built directly (never through pyplot), so
+nothing here touches global matplotlib state and it all renders headless (Agg):
+``figure.savefig(buffer, format="png")``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import polars as pl
+from matplotlib import colormaps
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from perl_pipeline.evaluation.metrics import per_step_table
+from perl_pipeline.evaluation.report import BENCHMARKS, load_reported, load_reported_params
+
+logger = logging.getLogger(__name__)
+
+_SUBSET_TITLES = {"base": "Base classes", "novel": "Novel classes", "all": "All classes"}
+_SUBSET_STYLES = {"base": "-", "novel": "--", "all": ":"}
+_PARAMS_ALIASES = {"CLIP zero-shot": "CLIP"}  # reported_trainable_params.csv -> results names
+
+
+def _title(benchmark: str) -> str:
+    return BENCHMARKS[benchmark].title if benchmark in BENCHMARKS else benchmark
+
+
+def params_vs_hm_figure(
+    ours_hm: float, ours_params: int = 6402, *, ours_label: str = "PERL (ours)"
+) -> Figure:
+    """Trainable parameters against base-to-novel average HM: ours beside the paper's methods.
+
+    The reported points are the paper's unified 1-epoch 16-shot protocol (its Table 1: mean of
+    the per-dataset HMs over 11 datasets) at the parameter counts it gives; zero-shot CLIP, with
+    no trainable parameter, is a horizontal line since it has no place on a log axis.
+
+    Args:
+        ours_hm: our average HM (mean of the per-dataset HMs, as in the paper).
+        ours_params: our trainable-parameter count.
+        ours_label: legend text for our point (say when it covers fewer than 11 datasets).
+
+    Returns:
+        The figure: one axis with the reported methods as one scatter (PERL included), our point
+        as a second scatter, and the CLIP line.
+    """
+    reported = (
+        load_reported()
+        .filter(
+            (pl.col("protocol") == "unified_1epoch_16shot")
+            & (pl.col("setting") == "base_to_novel")
+            & (pl.col("dataset") == "average")
+            & (pl.col("metric") == "hm_mean_of_datasets")
+        )
+        .select("method", pl.col("value").alias("hm"))
+    )
+    params = load_reported_params().select(
+        pl.col("method").replace(_PARAMS_ALIASES),
+        pl.col("trainable_params_numeric").alias("params"),
+        pl.col("trainable_params_as_reported").alias("params_text"),
+    )
+    points = reported.join(params, on="method", how="inner").sort("params")
+    clip = points.filter(pl.col("params") == 0)
+    methods = points.filter(pl.col("params") > 0)
+
+    figure = Figure(figsize=(7.0, 4.8), layout="constrained")
+    ax = figure.add_subplot()
+    ax.scatter(
+        methods["params"],
+        methods["hm"],
+        color="tab:gray",
+        zorder=2,
+        label="reported (PERL paper, Table 1)",
+    )
+    for method, params, hm in methods.select("method", "params", "hm").iter_rows():
+        ax.annotate(method, (params, hm), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for hm in clip["hm"]:
+        ax.axhline(
+            hm,
+            color="tab:blue",
+            linestyle="--",
+            linewidth=1,
+            label=f"CLIP zero-shot (0 params), {hm:.2f}",
+        )
+    ax.scatter(
+        [ours_params],
+        [ours_hm],
+        marker="*",
+        s=200,
+        color="tab:red",
+        zorder=3,
+        label=f"{ours_label}, {ours_hm:.2f}",
+    )
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("base-to-novel average HM (%)")
+    ax.set_title("Parameters vs. harmonic mean, CLIP ViT-B/16")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def _per_step_panel(ax: Axes, rows: pl.DataFrame, metric: str, label: str, color: object, style: str) -> None:
+    """One mean line over steps with a ±std band (the band only where the std is defined)."""
+    steps = rows["step"].to_numpy()
+    mean = rows[metric].to_numpy()
+    ax.plot(steps, mean, style, marker="o", markersize=3, color=color, label=label)
+    std = rows[f"{metric}_std"].fill_null(0.0).to_numpy()
+    if std.any():
+        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+
+
+def _colors(benchmarks: list[str]) -> dict[str, object]:
+    """A fixed colour per benchmark, shared by all axes of a figure."""
+    palette = colormaps["tab20"] if len(benchmarks) > 10 else colormaps["tab10"]
+    return {b: palette(i % palette.N) for i, b in enumerate(benchmarks)}
+
+
+def _figure_legend(figure: Figure, axes: Sequence[Axes]) -> None:
+    """One legend for the whole figure, outside the axes, each label once."""
+    entries: dict[str, Artist] = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels, strict=True):
+            entries.setdefault(label, handle)
+    figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=7)
+
+
+def accuracy_per_step_figure(runs: pl.DataFrame) -> Figure:
+    """Top-1 accuracy (mean ± std over seeds) at every reasoning step.
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`).
+
+    Returns:
+        The figure: one axis per subset present (base, novel, all, in that order), one line per
+        benchmark, plus a black "mean over benchmarks" line on axes with ≥ 2 benchmarks. Step 0
+        is zero-shot CLIP.
+    """
+    table = per_step_table(runs)
+    subsets = table["subset"].unique(maintain_order=True).to_list()
+    figure = Figure(figsize=(4.2 * max(len(subsets), 1), 3.8), layout="constrained")
+    if not subsets:
+        logger.warning("no evaluations to plot")
+        figure.add_subplot().set_title("no evaluations")
+        return figure
+    colors = _colors(table["benchmark"].unique(maintain_order=True).to_list())
+    axes = figure.subplots(1, len(subsets), squeeze=False, sharey=True)[0]
+    for ax, subset in zip(axes, subsets, strict=True):
+        rows = table.filter(pl.col("subset") == subset)
+        benchmarks = rows["benchmark"].unique(maintain_order=True).to_list()
+        for benchmark in benchmarks:
+            _per_step_panel(
+                ax,
+                rows.filter(pl.col("benchmark") == benchmark),
+                "accuracy",
+                _title(benchmark),
+                colors[benchmark],
+                "-",
+            )
+        if len(benchmarks) > 1:
+            mean = rows.group_by("step").agg(pl.col("accuracy").mean()).sort("step")
+            ax.plot(
+                mean["step"],
+                mean["accuracy"],
+                "-",
+                color="black",
+                linewidth=2.5,
+                label="mean over benchmarks",
+            )
+        ax.set_title(_SUBSET_TITLES.get(subset, subset))
+        ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
+        ax.set_xticks(rows["step"].unique().sort().to_list())
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("top-1 accuracy (%)")
+    _figure_legend(figure, axes)
+    return figure
+
+
+def alignment_per_step_figure(runs: pl.DataFrame) -> Figure:
+    """Alignment with zero-shot CLIP (mean ± std over seeds) at every reasoning step.
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`).
+
+    Returns:
+        The figure: two axes, image alignment mean cos(v(0), v(k)) and text alignment mean
+        cos(t(0), t(k)), each with one line per (benchmark, subset); colour = benchmark, line
+        style = subset (solid base, dashed novel, dotted all).
+    """
+    table = per_step_table(runs)
+    figure = Figure(figsize=(9.0, 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, squeeze=False)[0]
+    colors = _colors(table["benchmark"].unique(maintain_order=True).to_list())
+    panels = (
+        ("image_alignment", "image: mean cos(v(0), v(k))"),
+        ("text_alignment", "text: mean cos(t(0), t(k))"),
+    )
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for (benchmark, subset), rows in table.group_by("benchmark", "subset", maintain_order=True):
+            _per_step_panel(
+                ax,
+                rows,
+                metric,
+                f"{_title(benchmark)} ({subset})",
+                colors[benchmark],
+                _SUBSET_STYLES.get(subset, "-."),
+            )
+        ax.set_title(title)
+        ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("cosine similarity")
+    if table.height:
+        _figure_legend(figure, axes)
+    else:
+        logger.warning("no evaluations to plot")
+    return figure

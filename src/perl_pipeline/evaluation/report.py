@@ -1,0 +1,594 @@
+"""Result tables (results.csv) and Markdown reports (results.md) for the three protocols.
+
+Each report function takes the per-run evaluation table (see `metrics`) and returns
+``(table, markdown)``:
+
+* ``table`` is the protocol's summary from `metrics` (one row per benchmark plus the average
+  rows, every metric with its ``_std`` over seeds) with the paper's numbers for PERL and
+  zero-shot CLIP added as ``perl_reported_<metric>`` and ``clip_reported_<metric>`` columns;
+* ``markdown`` puts four rows side by side in the paper's table layout: "PERL (reported)",
+  "CLIP (reported)", "PERL (ours)" (the last step K) and "CLIP zero-shot (ours, step 0)".
+
+Only the benchmarks present in the runs are shown. Averages, ours and the paper's alike, are taken
+over those benchmarks, so the rows stay comparable when a run covers only part of a protocol
+(the demo); the paper's own averages over all its datasets are listed separately, exactly as
+printed in reported_results.csv, with their convention.
+
+The paper's numbers ship with the package (``reference/*.csv``, copied from the PERL paper,
+arXiv 2605.18464v1) and are read through importlib.resources.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import NamedTuple
+
+import polars as pl
+
+from perl_pipeline.evaluation.metrics import (
+    AVERAGE_HM_OF_MEANS,
+    AVERAGE_MEAN_OF_HMS,
+    TARGET_AVERAGE,
+    harmonic_mean,
+    hm_rounding_tolerance,
+    summarize_base_to_novel,
+    summarize_transfer,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Benchmark(NamedTuple):
+    """How a benchmark appears in the paper.
+
+    Attributes:
+        reported: its ``dataset`` key in reported_results.csv.
+        title: its column heading in the report.
+    """
+
+    reported: str
+    title: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "imagenet": Benchmark("imagenet", "ImageNet"),
+    "caltech101": Benchmark("caltech101", "Caltech101"),
+    "oxford_pets": Benchmark("oxford_pets", "OxfordPets"),
+    "stanford_cars": Benchmark("stanford_cars", "StanfordCars"),
+    "oxford_flowers": Benchmark("oxford_flowers", "Flowers102"),
+    "food101": Benchmark("food101", "Food101"),
+    "fgvc_aircraft": Benchmark("fgvc_aircraft", "FGVCAircraft"),
+    "sun397": Benchmark("sun397", "SUN397"),
+    "dtd": Benchmark("dtd", "DTD"),
+    "eurosat": Benchmark("eurosat", "EuroSAT"),
+    "ucf101": Benchmark("ucf101", "UCF101"),
+    "imagenet_v2": Benchmark("imagenet_v2", "ImageNet-V2"),
+    "imagenet_sketch": Benchmark("imagenet_sketch", "ImageNet-Sketch"),
+    "imagenet_a": Benchmark("imagenet_a", "ImageNet-A"),
+    "imagenet_r": Benchmark("imagenet_r", "ImageNet-R"),
+}
+"""Pipeline benchmark name -> its name in reported_results.csv and its title; in paper order."""
+
+TRANSFER_SOURCE = "imagenet"
+BASE_TO_NOVEL_BENCHMARKS: tuple[str, ...] = tuple(list(BENCHMARKS)[:11])
+CROSS_DATASET_TARGETS: tuple[str, ...] = BASE_TO_NOVEL_BENCHMARKS[1:]
+DOMAIN_GENERALIZATION_TARGETS: tuple[str, ...] = tuple(list(BENCHMARKS)[11:])
+
+_UNIFIED = "unified_1epoch_16shot"
+_DEFAULT = "baselines_default_settings"
+_PAPER_TABLE = {
+    (_UNIFIED, "base_to_novel"): "Tables 1 and 5",
+    (_DEFAULT, "base_to_novel"): "Table 6",
+    (_UNIFIED, "cross_dataset"): "Table 2",
+    (_DEFAULT, "cross_dataset"): "Table 7",
+    (_DEFAULT, "domain_generalization"): "Table 8",
+}
+_AVERAGE_CONVENTION = {
+    "hm_mean_of_datasets": "mean of the per-dataset HMs (PERL paper)",
+    "hm": "HM of mean base and mean novel (CoOp lineage)",
+}
+_MISSING = "—"
+_AVERAGE_TITLES = {AVERAGE_MEAN_OF_HMS: "Average", TARGET_AVERAGE: "Target average"}
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """One protocol: its benchmarks and where its reference numbers sit in reported_results.csv."""
+
+    title: str
+    setting: str
+    reported_protocol: str
+    benchmarks: tuple[str, ...]
+    subsets: tuple[str, ...]
+
+    @property
+    def paper_table(self) -> str:
+        return _PAPER_TABLE[(self.reported_protocol, self.setting)]
+
+
+_BASE_TO_NOVEL = _Protocol(
+    "Base-to-novel generalisation",
+    "base_to_novel",
+    _UNIFIED,
+    BASE_TO_NOVEL_BENCHMARKS,
+    ("base", "novel"),
+)
+_CROSS_DATASET = _Protocol(
+    "Cross-dataset transfer (ImageNet → 10 datasets)",
+    "cross_dataset",
+    _UNIFIED,
+    (TRANSFER_SOURCE, *CROSS_DATASET_TARGETS),
+    ("all",),
+)
+_DOMAIN_GENERALIZATION = _Protocol(
+    "Domain generalisation (ImageNet → 4 ImageNet variants)",
+    "domain_generalization",
+    _DEFAULT,
+    (TRANSFER_SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
+    ("all",),
+)
+
+
+class _MethodRow(NamedTuple):
+    """A row of the comparison tables and where its numbers sit in the results table."""
+
+    label: str
+    prefix: str  # column prefix in the results table
+    reported_method: str | None  # method in reported_results.csv; None for our own rows
+
+
+_METHOD_ROWS = (
+    _MethodRow("PERL (reported)", "perl_reported_", "PERL"),
+    _MethodRow("CLIP (reported)", "clip_reported_", "CLIP"),
+    _MethodRow("PERL (ours)", "", None),
+    _MethodRow("CLIP zero-shot (ours, step 0)", "zeroshot_", None),
+)
+_REPORTED_ROWS = tuple(row for row in _METHOD_ROWS if row.reported_method)
+
+
+class _Column(NamedTuple):
+    """A column of a comparison table: the results-table row it reads and the metrics it shows."""
+
+    title: str
+    benchmark: str
+    metrics: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- reference data
+
+
+def _read_reference(name: str) -> pl.DataFrame:
+    """Read one of the CSVs shipped in this package's ``reference/`` folder."""
+    resource = resources.files("perl_pipeline.evaluation").joinpath("reference").joinpath(name)
+    return pl.read_csv(io.BytesIO(resource.read_bytes()))
+
+
+def load_reported() -> pl.DataFrame:
+    """The paper's reported numbers (base-to-novel, cross-dataset, domain generalisation).
+
+    Returns:
+        Long table with columns ``source, protocol ("unified_1epoch_16shot" |
+        "baselines_default_settings"), setting ("base_to_novel" | "cross_dataset" |
+        "domain_generalization"), method, dataset (a `Benchmark.reported` key, "average" or
+        "target_average"), metric ("base" | "novel" | "hm" | "hm_mean_of_datasets" |
+        "accuracy"), value`` (percent).
+    """
+    return _read_reference("reported_results.csv").with_columns(pl.col("value").cast(pl.Float64))
+
+
+def load_reported_params() -> pl.DataFrame:
+    """The trainable-parameter counts the paper gives for each method.
+
+    Returns:
+        Columns ``method, trainable_params_as_reported`` (the paper's text, e.g. "4.9M") and
+        ``trainable_params_numeric`` (int). The zero-shot row is named "CLIP zero-shot".
+    """
+    return _read_reference("reported_trainable_params.csv")
+
+
+def _reported_wide(reported: pl.DataFrame, protocol: _Protocol, metrics: Sequence[str]) -> pl.DataFrame:
+    """Per-benchmark reference numbers as ``benchmark, perl_reported_<m>, clip_reported_<m>``."""
+    to_benchmark = {info.reported: name for name, info in BENCHMARKS.items()}
+    wide = pl.DataFrame({"benchmark": list(protocol.benchmarks)})
+    for row in _REPORTED_ROWS:
+        values = reported.filter(
+            (pl.col("protocol") == protocol.reported_protocol)
+            & (pl.col("setting") == protocol.setting)
+            & (pl.col("method") == row.reported_method)
+            & pl.col("metric").is_in(list(metrics))
+            & pl.col("dataset").is_in(list(to_benchmark))
+        )
+        for metric in metrics:
+            column = values.filter(pl.col("metric") == metric).select(
+                pl.col("dataset").replace_strict(to_benchmark).alias("benchmark"),
+                pl.col("value").alias(f"{row.prefix}{metric}"),
+            )
+            wide = wide.join(column, on="benchmark", how="left", maintain_order="left")
+    return wide
+
+
+def _attach_reported(summary: pl.DataFrame, protocol: _Protocol, metrics: Sequence[str]) -> pl.DataFrame:
+    """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks.
+
+    The average rows get the mean of the reported per-benchmark values over the same benchmarks
+    as ours; the "average (HM of means)" row's ``hm`` is the HM of those means.
+    """
+    wide = _reported_wide(load_reported(), protocol, metrics)
+    table = summary.join(wide, on="benchmark", how="left", maintain_order="left")
+    averaged = table.filter(pl.col("role").is_in(["benchmark", "target"]))
+    reported_columns = [f"{row.prefix}{m}" for row in _REPORTED_ROWS for m in metrics]
+    means = averaged.select(pl.col(c).mean() for c in reported_columns).row(0, named=True)
+    updates = {}
+    for row in _REPORTED_ROWS:
+        for metric in metrics:
+            column = f"{row.prefix}{metric}"
+            value = pl.when(pl.col("role") == "average").then(pl.lit(means[column], pl.Float64))
+            if metric == "hm":
+                base, novel = means[f"{row.prefix}base"], means[f"{row.prefix}novel"]
+                hm_of_means = None if None in (base, novel) else harmonic_mean(base, novel)
+                value = (
+                    pl.when(pl.col("benchmark") == AVERAGE_HM_OF_MEANS)
+                    .then(pl.lit(hm_of_means, pl.Float64))
+                    .when(pl.col("role") == "average")
+                    .then(pl.lit(means[column], pl.Float64))
+                )
+            updates[column] = value.otherwise(pl.col(column))
+    return table.with_columns(**updates)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(value: float | None, std: float | None = None, n_seeds: int = 1, digits: int = 2) -> str:
+    """``value ± std`` to `digits` decimals; the std only with ≥ 2 seeds; "—" when missing."""
+    if value is None or value != value:
+        return _MISSING
+    text = f"{value:.{digits}f}"
+    if n_seeds >= 2 and std is not None and std == std:
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """A GitHub Markdown table, the first `left` columns left-aligned, the others right-aligned."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---"] * left + ["---:"] * (len(header) - left)) + "|",
+    ]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def _row_title(name: str) -> str:
+    return BENCHMARKS[name].title if name in BENCHMARKS else name[:1].upper() + name[1:]
+
+
+def _cell(row: dict | None, prefix: str, metric: str, with_std: bool, digits: int = 2) -> str:
+    if row is None:
+        return _MISSING
+    std = row.get(f"{prefix}{metric}_std") if with_std else None
+    return _fmt(row.get(f"{prefix}{metric}"), std, row.get("n_seeds") or 1, digits)
+
+
+def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
+    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`.
+
+    A column showing several metrics renders them as ``a / b / c`` (the paper's B / N / HM cells).
+    """
+    by_benchmark = {row["benchmark"]: row for row in table.iter_rows(named=True)}
+    rows = []
+    for method in _METHOD_ROWS:
+        cells = [method.label]
+        for column in columns:
+            row = by_benchmark.get(column.benchmark)
+            cells.append(
+                " / ".join(
+                    _cell(row, method.prefix, metric, method.reported_method is None)
+                    for metric in column.metrics
+                )
+            )
+        rows.append(cells)
+    return _markdown_table(["Method", *(c.title for c in columns)], rows)
+
+
+def _benchmark_table(table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int) -> str:
+    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title).
+
+    Meant for metrics that both base-to-novel average rows share (alignment): the first average
+    row stands for them.
+    """
+    shown = pl.concat(
+        [
+            table.filter(pl.col("role") != "average"),
+            table.filter(pl.col("role") == "average").head(1),
+        ]
+    )
+    rows = [
+        [
+            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"])),
+            *(_cell(row, "", m, True, digits) for m, _ in metrics),
+        ]
+        for row in shown.iter_rows(named=True)
+    ]
+    return _markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
+
+
+def _select(runs: pl.DataFrame, protocol: _Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """The runs of a protocol's benchmarks, in paper order.
+
+    Returns:
+        ``(runs, present, unknown)``: the selected runs, the protocol's benchmarks present in
+        them, and benchmark names (in the protocol's subsets) that the report does not know.
+    """
+    in_subsets = runs.filter(pl.col("subset").is_in(list(protocol.subsets)))
+    names = in_subsets["benchmark"].unique(maintain_order=True).to_list()
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        logger.warning("benchmarks %s are not known to the report and are left out", unknown)
+    present = [name for name in protocol.benchmarks if name in names]
+    order = {name: index for index, name in enumerate(protocol.benchmarks)}
+    selected = (
+        in_subsets.filter(pl.col("benchmark").is_in(present))
+        .with_columns(_order=pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64))
+        .sort("_order", maintain_order=True)
+        .drop("_order")
+    )
+    return selected, present, unknown
+
+
+def _seeds_line(runs: pl.DataFrame, present: Sequence[str]) -> str:
+    seeds = runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort())
+    per_benchmark = {b: s for b, s in seeds.iter_rows()}
+    counts = {len(s) for s in per_benchmark.values()}
+    if len(counts) == 1:
+        ids = sorted(set().union(*map(set, per_benchmark.values())))
+        n = counts.pop()
+        if len(ids) == n:
+            spread = "mean ± sample std over seeds" if n >= 2 else "a single seed, so no std"
+            return f"- Seeds: {n} ({', '.join(map(str, ids))}); our values are {spread}."
+    listing = ", ".join(f"{_row_title(b)} {len(per_benchmark[b])}" for b in present)
+    return f"- Seeds per benchmark: {listing}; ± std is shown where there are ≥ 2 seeds."
+
+
+def _document(
+    protocol: _Protocol,
+    label: str,
+    runs: pl.DataFrame,
+    table: pl.DataFrame,
+    present: Sequence[str],
+    unknown: Sequence[str],
+    sections: Sequence[tuple[str, str]],
+) -> str:
+    """The report: heading, label, seeds/coverage lines, then titled sections."""
+    lines = [f"## {protocol.title}", ""]
+    if label:
+        lines += [f"> **{label}**", ""]
+    missing = [b for b in protocol.benchmarks if b not in present]
+    coverage = (
+        f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
+        f"{', '.join(map(_row_title, present)) or 'none'}."
+    )
+    if missing:
+        coverage += f" Missing: {', '.join(map(_row_title, missing))}."
+    lines.append(coverage)
+    if present:
+        lines.append(_seeds_line(runs, present))
+        lines.append(
+            f'- "PERL (ours)" is step K = {table["final_step"][0]} of the recurrent loop; '
+            '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.'
+        )
+        lines.append(
+            "- Averages (ours and reported alike) are over the benchmarks present; reported "
+            f"numbers are the PERL paper's ({protocol.paper_table})."
+        )
+    else:
+        lines.append("- No benchmark of this protocol was evaluated.")
+    if unknown:
+        lines.append(f"- Left out (not known to the report): {', '.join(unknown)}.")
+    for row in _REPORTED_ROWS:
+        columns = [c for c in table.columns if c.startswith(row.prefix)]
+        if present and table.select(pl.all_horizontal(pl.col(columns).is_null()).all()).item():
+            lines.append(f"- {row.label}: the paper reports no such row for this protocol.")
+    for heading, body in sections:
+        lines += ["", f"### {heading}", "", body]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- notes from the paper
+
+
+def _published_averages(protocol: _Protocol, metric_filter: Sequence[str]) -> pl.DataFrame:
+    """The paper's own average rows for PERL and CLIP in a setting, one row per (table, method)."""
+    reported = load_reported().filter(
+        (pl.col("setting") == protocol.setting)
+        & pl.col("dataset").is_in(["average", "target_average"])
+        & pl.col("method").is_in([row.reported_method for row in _REPORTED_ROWS])
+        & pl.col("metric").is_in(list(metric_filter))
+    )
+    return reported.pivot(on="metric", index=["protocol", "method"], values="value")
+
+
+def _base_to_novel_published() -> str:
+    """The paper's base-to-novel averages for PERL and CLIP, with the convention of each table."""
+    table_order = {_UNIFIED: 0, _DEFAULT: 1}
+    averages = _published_averages(_BASE_TO_NOVEL, ["base", "novel", "hm", "hm_mean_of_datasets"]).sort(
+        pl.col("protocol").replace_strict(table_order, return_dtype=pl.Int64),
+        "method",
+        descending=[False, True],
+    )
+    rows, first_seen, repeats = [], {}, []
+    for row in averages.iter_rows(named=True):
+        hm_metric = "hm_mean_of_datasets" if row.get("hm_mean_of_datasets") is not None else "hm"
+        values = (row["method"], row["base"], row["novel"], row[hm_metric])
+        table = _PAPER_TABLE[(row["protocol"], _BASE_TO_NOVEL.setting)]
+        if values in first_seen:
+            repeats.append(f"{row['method']}'s row in {table} repeats {first_seen[values]}.")
+            continue
+        first_seen[values] = table
+        rows.append([row["method"], table, _AVERAGE_CONVENTION[hm_metric], *(_fmt(v) for v in values[1:])])
+    header = ["Method", "Paper table", "HM average convention", "Base", "Novel", "HM"]
+    return "\n\n".join(
+        [
+            "As printed, over all 11 datasets. CLIP's Table 6 row is the average published in the "
+            "CoOp-lineage papers, so its novel average differs from the mean of the per-dataset "
+            "values of Tables 1 and 5.",
+            _markdown_table(header, rows, left=3),
+            *repeats,
+        ]
+    )
+
+
+def _hm_consistency_notes(table: pl.DataFrame) -> str | None:
+    """Reported per-dataset HMs that are not 2BN/(B+N) of the reported B and N within rounding."""
+    notes = []
+    for row in table.filter(pl.col("role") == "benchmark").iter_rows(named=True):
+        for method in _REPORTED_ROWS:
+            base, novel, hm = (row[f"{method.prefix}{m}"] for m in ("base", "novel", "hm"))
+            if None in (base, novel, hm):
+                continue
+            recomputed = harmonic_mean(base, novel)
+            if abs(hm - recomputed) > hm_rounding_tolerance(base, novel):
+                notes.append(
+                    f"- {method.label}, {_row_title(row['benchmark'])}: printed HM "
+                    f"{hm:.2f}, but 2BN/(B+N) of the printed {base:.2f} / {novel:.2f} "
+                    f"is {recomputed:.2f}."
+                )
+    if not notes:
+        return None
+    return (
+        "The paper's HM is shown as printed; where it differs from 2BN/(B+N) of its own base "
+        "and novel by more than rounding allows:\n\n" + "\n".join(notes)
+    )
+
+
+# --------------------------------------------------------------------------- the three reports
+
+
+def base_to_novel_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+    """Base-to-novel results beside the paper's (its Tables 1 and 5).
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`); the ``base``/``novel`` rows of the
+            11 base-to-novel benchmarks are used.
+        label: a note printed under the heading (e.g. that the run is a demo).
+
+    Returns:
+        ``(table, markdown)``: `metrics.summarize_base_to_novel` of the runs with columns
+        ``perl_reported_{base,novel,hm}`` and ``clip_reported_{base,novel,hm}`` added, and the
+        Markdown report.
+    """
+    protocol = _BASE_TO_NOVEL
+    selected, present, unknown = _select(runs, protocol)
+    metrics = ("base", "novel", "hm")
+    table = _attach_reported(summarize_base_to_novel(selected), protocol, metrics)
+    sections = []
+    if present:
+        table1 = [_Column(_row_title(b), b, ("hm",)) for b in present] + [
+            _Column("Avg Base", AVERAGE_MEAN_OF_HMS, ("base",)),
+            _Column("Avg Novel", AVERAGE_MEAN_OF_HMS, ("novel",)),
+            _Column("Avg HM (mean of HMs)", AVERAGE_MEAN_OF_HMS, ("hm",)),
+            _Column("Avg HM (HM of means)", AVERAGE_HM_OF_MEANS, ("hm",)),
+        ]
+        table5 = [_Column(f"{_row_title(b)} (B / N / HM)", b, metrics) for b in present]
+        alignment = [
+            ("image_alignment_base", "cos(v0, vK) base"),
+            ("image_alignment_novel", "cos(v0, vK) novel"),
+            ("text_alignment_base", "cos(t0, tK) base"),
+            ("text_alignment_novel", "cos(t0, tK) novel"),
+        ]
+        sections += [
+            (
+                "HM per dataset and averages (layout of the paper's Table 1)",
+                _method_table(table, table1)
+                + '\n\n"mean of HMs" averages the per-dataset HMs (the PERL paper\'s convention); '
+                '"HM of means" is the HM of Avg Base and Avg Novel (the CoOp lineage\'s).',
+            ),
+            (
+                "Base / Novel / HM per dataset (layout of the paper's Table 5)",
+                _method_table(table, table5),
+            ),
+            (
+                "Alignment with zero-shot CLIP at step K (ours)",
+                _benchmark_table(table, alignment, 4),
+            ),
+        ]
+        notes = _hm_consistency_notes(table)
+        if notes:
+            sections.append(("Consistency of the reported HMs", notes))
+    sections.append(("The paper's own averages", _base_to_novel_published()))
+    return table, _document(protocol, label, selected, table, present, unknown, sections)
+
+
+def _transfer_report(runs: pl.DataFrame, protocol: _Protocol, label: str) -> tuple[pl.DataFrame, str]:
+    """Shared body of the cross-dataset and domain-generalisation reports."""
+    selected, present, unknown = _select(runs, protocol)
+    table = _attach_reported(summarize_transfer(selected, source=TRANSFER_SOURCE), protocol, ("accuracy",))
+    sections = []
+    targets = [b for b in present if b != TRANSFER_SOURCE]
+    if present:
+        columns = [
+            _Column(f"{_row_title(b)} (source)", b, ("accuracy",)) for b in present if b == TRANSFER_SOURCE
+        ]
+        columns += [_Column(_row_title(b), b, ("accuracy",)) for b in targets]
+        if targets:
+            columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
+        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
+        sections += [
+            (
+                f"Top-1 accuracy (layout of the paper's {protocol.paper_table})",
+                _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
+            ),
+            (
+                "Alignment with zero-shot CLIP at step K (ours)",
+                _benchmark_table(table, alignment, 4),
+            ),
+        ]
+    published = _published_averages(protocol, ["accuracy"])
+    n_targets = len(protocol.benchmarks) - 1
+    parts = [
+        f"{row['method']} {_fmt(row['accuracy'])}"
+        for row in published.iter_rows(named=True)
+        if row["protocol"] == protocol.reported_protocol
+    ]
+    sections.append(
+        (
+            "The paper's own target average",
+            f"Over all {n_targets} targets ({protocol.paper_table}): {'; '.join(parts) or 'not reported'}.",
+        )
+    )
+    return table, _document(protocol, label, selected, table, present, unknown, sections)
+
+
+def cross_dataset_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets).
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
+            source) and of the 10 other base-to-novel datasets (targets) are used.
+        label: a note printed under the heading (e.g. that the run is a demo).
+
+    Returns:
+        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
+        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added (the paper's Table 2 has
+        no CLIP row, so the latter is empty), and the Markdown report.
+    """
+    return _transfer_report(runs, _CROSS_DATASET, label)
+
+
+def domain_generalization_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R).
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
+            source) and of the four ImageNet variants (targets) are used.
+        label: a note printed under the heading (e.g. that the run is a demo).
+
+    Returns:
+        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
+        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added, and the Markdown report.
+    """
+    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label)

@@ -1,0 +1,264 @@
+"""PERL: a frozen open_clip CLIP refined by recurrent thought tokens (PERL_SPEC.md §1).
+
+For each modality m with a projector φ_m:
+
+    S    = B_m(x)                                  embeddings + blocks[0:J], run once per input
+    h(0) = Pool_m(R_m(S))                          blocks[J:L], state at the original CLS / EOS
+    z(k) = φ_m(h(k-1))                             k = 1..K
+    h(k) = Pool_m(R_m([z(1), ..., z(k), S]))       thoughts prepended, readout index shifted by k
+    e(k) = π_m(h(k))                               frozen head (ln_post @ proj, ln_final @ text_projection)
+
+The backbone is only read through its public attributes; it is never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from perl_pipeline.models.projector import build_projector, think
+
+MODALITIES = ("image", "text")
+
+
+class TextPrefix(NamedTuple):
+    """Frozen text states after blocks[0:J], cut to max(EOS) + 1 tokens.
+
+    states: [C, n, d_t]; eos_index: [C] position of each prompt's EOS token.
+    """
+
+    states: torch.Tensor
+    eos_index: torch.Tensor
+
+
+def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
+    """Additive float mask (0 on and below the diagonal, -inf above), as open_clip builds it."""
+    return torch.full((size, size), float("-inf"), device=device).triu_(1)
+
+
+class PERL(nn.Module):
+    """A frozen CLIP whose image and text towers are refined by thought tokens.
+
+    Args:
+        clip: an open_clip `CLIP` with a `VisionTransformer` image tower and a causal text tower.
+        split_layer: J, the number of frozen blocks in the base B_m (1 <= J <= L - 1).
+        steps: K, the number of refinement steps (0 gives zero-shot CLIP).
+        rank: r, the projector bottleneck width.
+        modalities: which towers get a projector ("image", "text", both or none).
+        share_projector: one φ_m for all steps (PERL) or one per step (untied ablation).
+        seed: seeds the projector initialisation.
+    """
+
+    def __init__(
+        self,
+        clip: nn.Module,
+        split_layer: int = 7,
+        steps: int = 4,
+        rank: int = 1,
+        modalities: Sequence[str] = MODALITIES,
+        share_projector: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        modalities = tuple(modalities)
+        _check_settings(clip, split_layer, steps, rank, modalities)
+        self.clip = clip.requires_grad_(False).eval()
+        self.split_layer = split_layer
+        self.steps = steps
+        self.rank = rank
+        self.modalities = modalities
+        self.share_projector = share_projector
+
+        generator = torch.Generator().manual_seed(seed)
+        widths = {"image": clip.visual.transformer.width, "text": clip.transformer.width}
+        projectors = {
+            m: build_projector(widths[m], rank, steps, share_projector, generator)
+            if m in modalities and steps > 0
+            else None
+            for m in MODALITIES
+        }
+        self.image_projector = projectors["image"]
+        self.text_projector = projectors["text"]
+
+    # -- public API -------------------------------------------------------------------------
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [K + 1, B, embed_dim] unnormalised; row 0 is zero-shot CLIP."""
+        return self.refine_image(self.image_prefix(images))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[C, context_length] token ids -> [K + 1, C, embed_dim] unnormalised; row 0 is zero-shot."""
+        return self.refine_text(self.text_prefix(tokens))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's frozen temperature τ = exp(logit_scale) (about 100 for OpenAI weights)."""
+        return self.clip.logit_scale.detach().exp()
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """The projector parameters: the only ones that require grad."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def projector_state_dict(self) -> dict[str, torch.Tensor]:
+        """The projectors' weights alone (a few KB), detached and on the CPU."""
+        return {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in self.state_dict().items()
+            if not name.startswith("clip.")
+        }
+
+    def load_projector_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by `projector_state_dict`; every projector key must be present."""
+        own = self.projector_state_dict()
+        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        if missing or unexpected:
+            raise KeyError(
+                f"projector weights do not fit this PERL (missing {missing}, unexpected "
+                f"{unexpected}); were they trained with other modalities, steps or "
+                "share_projector settings?"
+            )
+        self.load_state_dict(state, strict=False)
+
+    def train(self, mode: bool = True) -> PERL:
+        """Switch the projectors' mode; the frozen backbone always stays in eval mode."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    # -- the two halves of each tower, for caching the frozen prefix -------------------------
+
+    def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        """S_v = embeddings + blocks[0:J]: [B, 3, H, W] -> [B, 1 + N, d_v]."""
+        visual = self.clip.visual
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))  # [B, d_v, grid, grid]
+        x = x.flatten(2).transpose(1, 2)  # [B, N, d_v]
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)  # [B, 1 + N, d_v]
+        x = visual.ln_pre(visual.patch_dropout(x))
+        return _run_blocks(visual.transformer, x, stop=self.split_layer)
+
+    def refine_image(self, prefix: torch.Tensor) -> torch.Tensor:
+        """R_v with K thought steps: S_v [B, 1 + N, d_v] -> [K + 1, B, embed_dim]."""
+        visual = self.clip.visual
+        readout = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)  # CLS
+
+        def head(h: torch.Tensor) -> torch.Tensor:
+            return visual.ln_post(h) @ visual.proj
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return _run_blocks(visual.transformer, x, start=self.split_layer)
+
+        return self._refine(prefix, readout, run, head, self.image_projector)
+
+    def text_prefix(self, tokens: torch.Tensor, cut: bool = True) -> TextPrefix:
+        """S_t = embeddings + blocks[0:J] for a batch of prompts.
+
+        With `cut`, the batch is first cut to max(EOS) + 1 tokens: tokens after EOS cannot reach
+        EOS through the causal mask, so the result is identical and much cheaper.
+        """
+        clip = self.clip
+        eos = self.eos_index(tokens)  # [C]
+        if cut:
+            tokens = tokens[:, : int(eos.max()) + 1]
+        n = tokens.shape[1]
+        cast = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:n].to(cast)
+        x = _run_blocks(clip.transformer, x, stop=self.split_layer, mask=causal_mask(n, x.device))
+        return TextPrefix(x, eos)  # [C, n, d_t], [C]
+
+    def refine_text(self, prefix: TextPrefix) -> torch.Tensor:
+        """R_t with K thought steps: S_t [C, n, d_t] -> [K + 1, C, embed_dim]."""
+        clip = self.clip
+        states, eos = prefix
+
+        def head(h: torch.Tensor) -> torch.Tensor:
+            h = clip.ln_final(h)
+            proj = clip.text_projection
+            return proj(h) if isinstance(proj, nn.Linear) else h @ proj
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            mask = causal_mask(x.shape[1], x.device)  # (k + n) x (k + n): EOS sees every thought
+            return _run_blocks(clip.transformer, x, start=self.split_layer, mask=mask)
+
+        return self._refine(states, eos, run, head, self.text_projector)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _refine(self, prefix, readout, run, head, projector) -> torch.Tensor:
+        """The recurrence of §1, shared by both towers: returns e(0..K) as [K + 1, B, D]."""
+        rows = torch.arange(prefix.shape[0], device=prefix.device)
+        h = run(prefix)[rows, readout]  # h(0): [B, d]
+        embeddings = [head(h)]  # e(0): [B, D]
+        if projector is None:  # modality off: zero-shot embedding at every step
+            return embeddings[0].expand(self.steps + 1, *embeddings[0].shape)
+        thoughts = []
+        for k in range(1, self.steps + 1):
+            thoughts.append(think(projector, h, k).to(prefix.dtype))  # z(k): [B, d]
+            x = torch.cat([torch.stack(thoughts, dim=1), prefix], dim=1)  # [B, k + n, d]
+            h = run(x)[rows, readout + k]  # original CLS / EOS, shifted by the k thoughts
+            embeddings.append(head(h))
+        return torch.stack(embeddings)  # [K + 1, B, D]
+
+    def eos_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[C, context] token ids -> [C] position of each prompt's EOS token."""
+        if self.clip.text_pool_type == "eos":
+            return (tokens == self.clip.text_eos_id).int().argmax(dim=-1)
+        return tokens.argmax(dim=-1)  # "argmax": the EOT token has the highest id
+
+
+def _run_blocks(
+    transformer: nn.Module,
+    x: torch.Tensor,
+    start: int = 0,
+    stop: int | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run transformer.resblocks[start:stop] on batch-first x, as open_clip's Transformer does."""
+    if not transformer.batch_first:
+        x = x.transpose(0, 1)
+    for block in transformer.resblocks[start:stop]:
+        x = block(x, attn_mask=mask)
+    return x if transformer.batch_first else x.transpose(0, 1)
+
+
+def _check_settings(
+    clip: nn.Module, split_layer: int, steps: int, rank: int, modalities: tuple[str, ...]
+) -> None:
+    """Raise a clear error for a backbone or a setting PERL cannot use."""
+    from open_clip.transformer import VisionTransformer
+
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; choose from {list(MODALITIES)}")
+    visual = getattr(clip, "visual", None)
+    if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
+        raise TypeError(
+            f"PERL needs an open_clip CLIP with a plain VisionTransformer image tower "
+            f"(CLS-token pooling); got {type(visual).__name__}. Use a ViT model such as "
+            "'ViT-B-16-quickgelu'."
+        )
+    if visual.pool_type != "tok":
+        raise TypeError(f"the image tower pools with {visual.pool_type!r}; PERL reads the CLS token")
+    text_parts = ("transformer", "token_embedding", "positional_embedding", "ln_final", "attn_mask")
+    if any(getattr(clip, part, None) is None for part in text_parts):
+        raise TypeError(
+            f"PERL needs an open_clip CLIP with a causal text transformer ({', '.join(text_parts)}); "
+            f"got {type(clip).__name__}"
+        )
+    if clip.text_pool_type not in ("argmax", "eos"):
+        raise TypeError(f"the text tower pools with {clip.text_pool_type!r}; PERL reads the EOS token")
+    depths = {"image": len(visual.transformer.resblocks), "text": len(clip.transformer.resblocks)}
+    for modality in modalities:
+        depth = depths[modality]
+        if not 1 <= split_layer <= depth - 1:
+            raise ValueError(
+                f"split_layer={split_layer} is outside 1..{depth - 1} for the {modality} tower "
+                f"({depth} blocks): the frozen base and the refinement stack each need a block"
+            )
+    if steps < 0:
+        raise ValueError(f"steps={steps} must be >= 0 (0 is zero-shot CLIP)")
+    if rank < 1:
+        raise ValueError(f"rank={rank} must be >= 1")

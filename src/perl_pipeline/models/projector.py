@@ -1,0 +1,60 @@
+"""The thought projector φ_m of PERL (PERL_SPEC.md §1).
+
+φ(h) = W2 · GELU(W1 · LayerNorm(h) + b1) + b2, with W1 ∈ R^{r×d}, W2 ∈ R^{d×r}.
+With r = 1 this is 5d + 1 parameters: 3,841 for the ViT-B/16 image tower (d = 768) and
+2,561 for its text tower (d = 512).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ThoughtProjector(nn.Module):
+    """Maps a pooled hidden state h (CLS or EOS) to one thought token z of the same width.
+
+    Args:
+        width: hidden width d of the encoder the thought is injected into.
+        rank: bottleneck width r.
+        generator: seeded generator for the initialisation (PyTorch's default init schemes,
+            drawn from this generator so that a seed fixes the projector).
+    """
+
+    def __init__(self, width: int, rank: int = 1, generator: torch.Generator | None = None):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        # skip_init: the only random draw is the seeded one below, never the global RNG
+        self.down = nn.utils.skip_init(nn.Linear, width, rank)  # W1, b1
+        self.up = nn.utils.skip_init(nn.Linear, rank, width)  # W2, b2
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default LayerNorm / Linear initialisation, drawn from `generator`."""
+        self.norm.reset_parameters()
+        for linear in (self.down, self.up):
+            nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
+            bound = 1.0 / math.sqrt(linear.in_features)
+            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # h: [B, d] -> z: [B, d]
+        return self.up(F.gelu(self.down(self.norm(h))))
+
+
+def build_projector(width: int, rank: int, steps: int, shared: bool, generator: torch.Generator) -> nn.Module:
+    """One φ shared by all steps, or (untied ablation) one φ per step in an `nn.ModuleList`."""
+    if shared:
+        return ThoughtProjector(width, rank, generator)
+    return nn.ModuleList(ThoughtProjector(width, rank, generator) for _ in range(steps))
+
+
+def think(projector: nn.Module, h: torch.Tensor, step: int) -> torch.Tensor:
+    """z(step) = φ(h(step - 1)), picking the step's own φ when projectors are untied."""
+    if isinstance(projector, nn.ModuleList):
+        return projector[step - 1](h)
+    return projector(h)

@@ -1,0 +1,69 @@
+"""Project pipelines: the six stages, and the three protocols composed from them.
+
+The registry is explicit (no find_pipelines) so that `kedro run --pipelines base_to_novel` works
+with Kedro's selective pipeline loading.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from kedro.pipeline import Pipeline
+
+from perl_pipeline.pipelines import (
+    data_preparation,
+    evaluation,
+    few_shot_splits,
+    reporting,
+    text_features,
+    training,
+)
+from perl_pipeline.protocols import (
+    BASE_TO_NOVEL,
+    CROSS_DATASET_TARGETS,
+    DOMAIN_GENERALIZATION_TARGETS,
+    SEEDS,
+    SOURCE,
+)
+
+# Evaluation reads the source benchmark's projectors and reporting reads every benchmark's runs:
+# those cross-namespace names are deliberate, so Kedro's generic warning about dots is silenced.
+warnings.filterwarnings("ignore", message="One or more dataset names contain '.'", category=UserWarning)
+
+STAGES = (
+    "data_preparation",
+    "few_shot_splits",
+    "text_features",
+    "training",
+    "evaluation",
+    "reporting",
+)
+
+
+def _protocol(name: str, benchmarks: tuple[str, ...], trained: tuple[str, ...], subset: str) -> Pipeline:
+    """Every stage a protocol needs, from raw data to its reports."""
+    record = f"{trained[0]}.training_record_{subset}_seed_{SEEDS[0]}"
+    return (
+        data_preparation.create_pipeline(benchmarks)
+        + few_shot_splits.create_pipeline(trained)
+        + text_features.create_pipeline(benchmarks)
+        + sum((training.create_pipeline(b, subset) for b in trained), Pipeline([]))
+        + sum((evaluation.create_pipeline(b, name) for b in benchmarks), Pipeline([]))
+        + reporting.create_pipeline(name, benchmarks, record)
+    )
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Stages (data_preparation ... reporting) and protocols (base_to_novel, cross_dataset,
+    domain_generalization); `__default__` runs all three protocols."""
+    transfer = (SOURCE,)
+    protocols = {
+        "base_to_novel": _protocol("base_to_novel", BASE_TO_NOVEL, BASE_TO_NOVEL, "base"),
+        "cross_dataset": _protocol("cross_dataset", (SOURCE, *CROSS_DATASET_TARGETS), transfer, "all"),
+        "domain_generalization": _protocol(
+            "domain_generalization", (SOURCE, *DOMAIN_GENERALIZATION_TARGETS), transfer, "all"
+        ),
+    }
+    everything = sum(protocols.values(), Pipeline([]))
+    stages = {stage: everything.only_nodes_with_tags(stage) for stage in STAGES}
+    return {**stages, **protocols, "__default__": everything}

@@ -1,0 +1,1 @@
+"""Kedro pipelines: thin, namespaced stages over the library."""

@@ -1,0 +1,47 @@
+"""Raw benchmark -> validated index table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from perl_pipeline.config import DataSourceConfig
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceConfig) -> pl.DataFrame:
+    """Fetch (or generate, for the demo) a benchmark under data_root, index it and validate it.
+
+    Args:
+        benchmark: the benchmark's description from conf (parameters_benchmarks.yml).
+        data_root: the folder holding the raw datasets in their CoOp folder names.
+        data_source: where the data comes from and how strict validation is.
+
+    Returns:
+        The index: split, path (relative to data_root), label, classname.
+    """
+    from perl_pipeline.data.benchmarks import BenchmarkSpec
+    from perl_pipeline.data.miniature import write_miniature
+    from perl_pipeline.data.prepare import build_index, fetch_benchmark
+    from perl_pipeline.data.validate import validate_index
+
+    spec = BenchmarkSpec.from_params(benchmark)
+    root = Path(data_root)
+    if data_source.kind == "miniature":
+        spec = write_miniature(spec, root, **data_source.miniature)
+    else:
+        fetch_benchmark(spec, root, download=data_source.download)
+    index = build_index(spec, root)
+    report = validate_index(
+        index, spec, root, tolerance=data_source.tolerance, check_decode=data_source.check_decode
+    )
+    logger.info(
+        "%s: %d images in %d classes",
+        spec.name,
+        report.index.height,
+        report.index["label"].n_unique(),
+    )
+    return report.index

@@ -1,0 +1,30 @@
+"""data_preparation: one `prepare_benchmark` node per benchmark namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kedro.pipeline import Node, Pipeline
+
+from perl_pipeline.pipelines.data_preparation.nodes import prepare_benchmark
+from perl_pipeline.protocols import ALL_BENCHMARKS
+
+SHARED_PARAMS = {"params:data_root", "params:data_source"}
+
+
+def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
+    template = Pipeline(
+        [
+            Node(
+                prepare_benchmark,
+                ["params:benchmark", "params:data_root", "params:data_source"],
+                "index",
+                name="prepare_benchmark",
+                tags=["data_preparation"],
+            )
+        ]
+    )
+    return sum(
+        (Pipeline(template, namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
+        Pipeline([]),
+    )

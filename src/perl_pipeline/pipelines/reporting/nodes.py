@@ -1,0 +1,55 @@
+"""Per-run tables of one protocol -> paper-style tables, DVC metrics, per-step curves and plots."""
+
+from __future__ import annotations
+
+import polars as pl
+
+REPORTS = {
+    "base_to_novel": "base_to_novel_report",
+    "cross_dataset": "cross_dataset_report",
+    "domain_generalization": "domain_generalization_report",
+}
+
+
+def write_report(
+    label: str, training_record: dict, *runs: pl.DataFrame, protocol: str
+) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
+    """Build every report of a protocol from its benchmarks' per-run tables.
+
+    Args:
+        label: a note under each report's heading (the demo says it is a demo).
+        training_record: one of the protocol's training records (its trainable-parameter count
+            goes into the parameters-vs-HM plot).
+        runs: the per-run tables of the protocol's benchmarks.
+        protocol: base_to_novel, cross_dataset or domain_generalization.
+
+    Returns:
+        results table (CSV), results Markdown, DVC metrics (JSON), per-step table (CSV, DVC
+        plots), and the figures {file name: Figure}.
+    """
+    from perl_pipeline.evaluation import plots, report
+    from perl_pipeline.evaluation.metrics import per_step_table
+
+    combined = pl.concat(runs, how="vertical")
+    table, markdown = getattr(report, REPORTS[protocol])(combined, label=label)
+    figures = {
+        "accuracy_per_step.png": plots.accuracy_per_step_figure(combined),
+        "alignment_per_step.png": plots.alignment_per_step_figure(combined),
+    }
+    if protocol == "base_to_novel":
+        hm = table.filter(pl.col("benchmark") == "average (mean of HMs)")["hm"].item()
+        figures["params_vs_hm.png"] = plots.params_vs_hm_figure(hm, training_record["trainable_parameters"])
+    return table, markdown, _metrics(table), per_step_table(combined), figures
+
+
+def _metrics(table: pl.DataFrame) -> dict:
+    """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show`."""
+    keep = [
+        c
+        for c in ("base", "novel", "hm", "accuracy", "zeroshot_hm", "zeroshot_accuracy")
+        if c in table.columns
+    ]
+    return {
+        row["benchmark"]: {c: round(row[c], 4) for c in keep if row[c] is not None}
+        for row in table.select("benchmark", *keep).iter_rows(named=True)
+    }

@@ -1,0 +1,31 @@
+"""reporting: one node per protocol (namespace = the protocol), over its benchmarks' runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kedro.pipeline import Node, Pipeline
+
+from perl_pipeline.pipelines._binding import bind
+from perl_pipeline.pipelines.evaluation.pipeline import runs
+from perl_pipeline.pipelines.reporting.nodes import write_report
+
+OUTPUTS = ["results_table", "results_markdown", "metrics", "per_step", "plots"]
+
+
+def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: str, **kwargs) -> Pipeline:
+    """Report `protocol` over `benchmarks`; `training_record` names one of its training records."""
+    inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
+    node = Node(
+        bind(write_report, protocol=protocol),
+        ["params:report_label", *inputs],
+        OUTPUTS,
+        name="write_report",
+        tags=["reporting"],
+    )
+    return Pipeline(
+        [node],
+        namespace=protocol,
+        inputs=inputs,
+        parameters={"params:report_label"},
+    )

@@ -1,0 +1,30 @@
+"""text_features: one encoding node per benchmark namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kedro.pipeline import Node, Pipeline
+
+from perl_pipeline.pipelines.text_features.nodes import encode_class_prompts
+from perl_pipeline.protocols import ALL_BENCHMARKS
+
+SHARED_PARAMS = {"params:clip", "params:perl", "params:device"}
+
+
+def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
+    template = Pipeline(
+        [
+            Node(
+                encode_class_prompts,
+                ["index", "params:benchmark", "params:clip", "params:perl", "params:device"],
+                "text_features",
+                name="encode_class_prompts",
+                tags=["text_features"],
+            )
+        ]
+    )
+    return sum(
+        (Pipeline(template, namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
+        Pipeline([]),
+    )

@@ -1,0 +1,97 @@
+"""Few-shot split + cached text prefix -> one seed's trained projectors and its training record."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import polars as pl
+
+from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def subset_labels(num_classes: int, subset: str) -> list[int]:
+    """The original labels of a class subset: base = first ceil(n/2), novel = the rest, all."""
+    half = math.ceil(num_classes / 2)
+    ranges = {"base": range(half), "novel": range(half, num_classes), "all": range(num_classes)}
+    if subset not in ranges:
+        raise ValueError(f"subset must be one of {sorted(ranges)}, not {subset!r}")
+    return list(ranges[subset])
+
+
+def train_seed(
+    index: pl.DataFrame,
+    few_shot: pl.DataFrame,
+    text_features: dict,
+    data_root: str,
+    clip: ClipConfig,
+    perl: PerlConfig,
+    training: TrainConfig,
+    device: str,
+    *,
+    benchmark: str,
+    subset: str,
+    seed: int,
+) -> tuple[dict, dict]:
+    """Train PERL for one (benchmark, class subset, seed) on its few-shot draw.
+
+    Returns:
+        The projector weights (a few KB) and a training record: steps, losses, time, device,
+        configuration and the hashes of the inputs.
+    """
+    import torch
+
+    from perl_pipeline.data.few_shot import check_fresh
+    from perl_pipeline.data.images import ImageFolderTable, image_size, train_transform
+    from perl_pipeline.evaluation.evaluate import select_prefix
+    from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
+    from perl_pipeline.training import resolve_device, train_projectors
+
+    check_fresh(few_shot, index)
+    rows = few_shot.filter(
+        (pl.col("seed") == seed) & (pl.col("subset") == subset) & (pl.col("split") == "train")
+    ).sort("path")
+    if rows.is_empty():
+        raise ValueError(f"{benchmark}: the few-shot table has no {subset} training rows for seed {seed}")
+    classes = subset_labels(text_features["prefix"].shape[0], subset)
+    backbone = load_backbone(clip)
+    model = build_perl(backbone, perl, seed=seed)
+    images = ImageFolderTable(
+        data_root,
+        rows["path"],
+        rows["label"],
+        train_transform(image_size(backbone), training.crop_scale),
+    )
+    target = resolve_device(device)
+    result = train_projectors(
+        model,
+        images,
+        select_prefix(text_prefix_of(text_features), classes),
+        training,
+        seed=seed,
+        device=target,
+    )
+    record = {
+        "benchmark": benchmark,
+        "subset": subset,
+        "seed": seed,
+        "images": len(images),
+        "classes": len(classes),
+        "steps": result.steps,
+        "final_loss": result.loss[-1] if result.loss else None,
+        "loss": result.loss,
+        "ce": result.ce,
+        "anchor": result.anchor,
+        "seconds": round(result.seconds, 3),
+        "device": str(target) if target.type != "cuda" else torch.cuda.get_device_name(target),
+        "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
+        "config": {
+            "clip": vars(clip),
+            "perl": {**vars(perl), "modalities": list(perl.modalities)},
+            "training": {**vars(training), "crop_scale": list(training.crop_scale)},
+        },
+        "few_shot_source_hash": few_shot["source_hash"][0],
+    }
+    return model.projector_state_dict(), record

@@ -1,0 +1,46 @@
+"""training: one node per (benchmark, class subset, seed), so a stopped run resumes per seed."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from perl_pipeline.pipelines._binding import bind
+from perl_pipeline.pipelines.training.nodes import train_seed
+from perl_pipeline.protocols import SEEDS
+
+SHARED_PARAMS = {
+    "params:data_root",
+    "params:clip",
+    "params:perl",
+    "params:training",
+    "params:device",
+}
+
+
+def projector(subset: str, seed: int) -> str:
+    """Dataset name of one seed's projectors inside a benchmark namespace."""
+    return f"projector_{subset}_seed_{seed}"
+
+
+def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipeline:
+    """Train on `subset` ("base" for base-to-novel, "all" for the transfer protocols)."""
+    nodes = [
+        Node(
+            bind(train_seed, benchmark=benchmark, subset=subset, seed=seed),
+            [
+                "index",
+                "few_shot",
+                "text_features",
+                "params:data_root",
+                "params:clip",
+                "params:perl",
+                "params:training",
+                "params:device",
+            ],
+            [projector(subset, seed), f"training_record_{subset}_seed_{seed}"],
+            name=f"train_{subset}_seed_{seed}",
+            tags=["training"],
+        )
+        for seed in seeds
+    ]
+    return Pipeline(nodes, namespace=benchmark, parameters=SHARED_PARAMS)

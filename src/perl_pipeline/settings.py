@@ -1,0 +1,6 @@
+"""Kedro project settings (https://docs.kedro.org/en/stable/kedro_project_setup/settings.html)."""
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}

@@ -1,0 +1,97 @@
+"""Tests of the evaluation figures: they render headless to PNG and draw what they claim."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+from matplotlib.figure import Figure
+
+from perl_pipeline.evaluation.plots import (
+    accuracy_per_step_figure,
+    alignment_per_step_figure,
+    params_vs_hm_figure,
+)
+from tests.evaluation.test_metrics import make_runs
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=50)
+    return buffer.getvalue()
+
+
+def mixed_runs(steps: int = 4) -> pl.DataFrame:
+    """Two base-to-novel benchmarks and one transfer target."""
+    return pl.concat(
+        [
+            make_runs(benchmarks=("dtd", "eurosat"), steps=steps),
+            make_runs(benchmarks=("imagenet_a",), subsets=("all",), steps=steps),
+        ]
+    )
+
+
+def test_figures_do_not_touch_pyplot_state() -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    params_vs_hm_figure(74.0)
+    accuracy_per_step_figure(mixed_runs())
+    alignment_per_step_figure(mixed_runs())
+    assert plt.get_fignums() == before
+
+
+def test_params_vs_hm_figure() -> None:
+    figure = params_vs_hm_figure(71.5, 6402, ours_label="PERL (ours, demo)")
+    assert png_bytes(figure).startswith(PNG_MAGIC)
+    (ax,) = figure.axes
+    reported, ours = ax.collections
+    assert len(reported.get_offsets()) == 11  # 10 baselines + PERL as reported
+    assert ours.get_offsets().tolist() == [[6402.0, 71.5]]
+    assert ax.get_xscale() == "log"
+    (clip_line,) = ax.lines  # zero-shot CLIP (0 parameters) as a horizontal line
+    assert clip_line.get_ydata()[0] == 71.64
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "PERL (ours, demo), 71.50" in labels
+
+
+def test_accuracy_per_step_figure() -> None:
+    figure = accuracy_per_step_figure(mixed_runs(steps=3))
+    assert png_bytes(figure).startswith(PNG_MAGIC)
+    base, novel, all_ = figure.axes
+    assert [ax.get_title() for ax in figure.axes] == [
+        "Base classes",
+        "Novel classes",
+        "All classes",
+    ]
+    # one line per benchmark, plus the mean over benchmarks where there are several
+    assert len(base.lines) == len(novel.lines) == 3
+    assert len(all_.lines) == 1
+    for ax in figure.axes:
+        for line in ax.lines:
+            assert list(line.get_xdata()) == [0, 1, 2, 3]
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels == ["DTD", "EuroSAT", "mean over benchmarks", "ImageNet-A"]
+
+
+def test_alignment_per_step_figure() -> None:
+    figure = alignment_per_step_figure(mixed_runs(steps=2))
+    assert png_bytes(figure).startswith(PNG_MAGIC)
+    image, text = figure.axes
+    # one line per (benchmark, subset): dtd×2, eurosat×2, imagenet_a×1
+    assert len(image.lines) == len(text.lines) == 5
+    first = image.lines[0]
+    assert list(first.get_xdata()) == [0, 1, 2]
+    assert first.get_ydata()[0] == 1.0  # step 0 is zero-shot CLIP itself
+
+
+def test_single_seed_and_empty_runs_render() -> None:
+    runs = make_runs(benchmarks=("ucf101",), seeds=(1,))
+    for figure in (accuracy_per_step_figure(runs), alignment_per_step_figure(runs)):
+        assert png_bytes(figure).startswith(PNG_MAGIC)
+        assert all(len(ax.collections) == 0 for ax in figure.axes)  # no ±std band
+    empty = runs.clear()
+    for figure in (accuracy_per_step_figure(empty), alignment_per_step_figure(empty)):
+        assert png_bytes(figure).startswith(PNG_MAGIC)

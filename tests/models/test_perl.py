@@ -1,0 +1,263 @@
+"""The PERL model against PERL_SPEC.md §1 and its public API."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from perl_pipeline.models import PERL, ThoughtProjector, causal_mask, perl_loss
+
+PROMPTS = ["a photo of a cat.", "a photo of a golden retriever, a type of pet.", "banded texture."]
+
+
+def _images(clip, batch=2, seed=0):
+    size = clip.visual.image_size
+    size = size[0] if isinstance(size, tuple) else size
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _nonzero(model: PERL, scale: float = 0.5) -> PERL:
+    """Give the projectors a clearly non-zero output so that thoughts matter."""
+    with torch.no_grad():
+        for projector in (model.image_projector, model.text_projector):
+            if projector is not None:
+                projector.up.bias.normal_(0.0, scale, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+# -- parameter budget and freezing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("modalities", "expected"),
+    [(("image", "text"), 6402), (("image",), 3841), (("text",), 2561), ((), 0)],
+)
+def test_trainable_parameters_on_vit_b16(vit_b16, modalities, expected):
+    model = PERL(vit_b16, modalities=modalities)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in trainable) == expected
+    assert all(not p.requires_grad for p in vit_b16.parameters())
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in trainable}
+
+
+def test_untied_projectors_have_one_copy_per_step(tiny_clip):
+    shared = PERL(tiny_clip, split_layer=2, steps=3)
+    untied = PERL(tiny_clip, split_layer=2, steps=3, share_projector=False)
+    count = lambda m: sum(p.numel() for p in m.trainable_parameters())  # noqa: E731
+    assert count(untied) == 3 * count(shared)
+    assert len(untied.image_projector) == 3
+
+
+def test_optimiser_step_changes_only_projectors(tiny_clip, tokenize):
+    clip = copy.deepcopy(tiny_clip)
+    frozen_before = {k: v.clone() for k, v in clip.state_dict().items()}
+    model = PERL(clip, split_layer=2, steps=2, seed=0)
+    projector_before = {k: v.clone() for k, v in model.projector_state_dict().items()}
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
+    assert not clip.training  # the backbone always runs in eval mode
+
+    loss = perl_loss(
+        model.encode_image(_images(clip, 4)),
+        model.encode_text(tokenize(PROMPTS)),
+        torch.tensor([0, 1, 2, 0]),
+        model.logit_scale,
+    ).total
+    loss.backward()
+
+    with_grad = {name for name, p in model.named_parameters() if p.grad is not None}
+    assert with_grad == {f"{name}" for name in projector_before}
+    assert all(p.grad is None for p in clip.parameters())
+    optimiser.step()
+    for key, value in clip.state_dict().items():
+        assert torch.equal(value, frozen_before[key]), key
+    changed = [k for k, v in model.projector_state_dict().items() if not torch.equal(v, projector_before[k])]
+    assert changed
+
+
+# -- step 0 is zero-shot CLIP ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip_name", ["tiny_clip", "vit_b16"])
+def test_step_zero_equals_open_clip(request, clip_name, tokenize):
+    clip = request.getfixturevalue(clip_name)
+    depth = len(clip.visual.transformer.resblocks)
+    model = _nonzero(PERL(clip, split_layer=depth // 2 + 1, steps=2))
+    images, tokens = _images(clip), tokenize(PROMPTS)
+    with torch.no_grad():
+        image_steps, text_steps = model.encode_image(images), model.encode_text(tokens)
+        reference_image, reference_text = clip.encode_image(images), clip.encode_text(tokens)
+    assert image_steps.shape == (3, 2, reference_image.shape[-1])
+    assert text_steps.shape == (3, len(PROMPTS), reference_text.shape[-1])
+    torch.testing.assert_close(image_steps[0], reference_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text_steps[0], reference_text, rtol=1e-5, atol=1e-5)
+
+
+def test_disabled_modality_returns_zero_shot_at_every_step(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=3, modalities=("text",)))
+    with torch.no_grad():
+        image_steps = model.encode_image(_images(tiny_clip))
+        reference = tiny_clip.encode_image(_images(tiny_clip))
+    assert model.image_projector is None
+    assert image_steps.shape[0] == 4
+    for step in image_steps:
+        torch.testing.assert_close(step, reference, rtol=1e-5, atol=1e-5)
+
+
+# -- thoughts act, and are read out correctly ----------------------------------------------------
+
+
+def test_later_steps_differ_from_step_zero(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=3))
+    with torch.no_grad():
+        image_steps = model.encode_image(_images(tiny_clip))
+        text_steps = model.encode_text(tokenize(PROMPTS))
+    for steps in (image_steps, text_steps):
+        for k in range(1, 4):
+            assert (steps[k] - steps[0]).abs().max() > 1e-3
+            assert (steps[k] - steps[k - 1]).abs().max() > 1e-4
+
+
+def test_image_readout_is_the_original_cls_not_a_thought(tiny_clip):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=1))
+    visual = tiny_clip.visual
+    with torch.no_grad():
+        prefix = model.image_prefix(_images(tiny_clip))
+        h0 = model.refine_image(prefix)  # [2, B, D]
+        blocks = visual.transformer.resblocks[2:]
+        x = prefix
+        for block in blocks:
+            x = block(x)
+        z1 = model.image_projector(x[:, 0])
+        x = torch.cat([z1[:, None], prefix], dim=1)  # thought prepended
+        for block in blocks:
+            x = block(x)
+        expected = visual.ln_post(x[:, 1]) @ visual.proj  # original CLS, shifted by one
+        thought_readout = visual.ln_post(x[:, 0]) @ visual.proj
+    torch.testing.assert_close(h0[1], expected)
+    assert (h0[1] - thought_readout).abs().max() > 1e-3
+
+
+def test_text_eos_sees_the_thoughts(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=2))
+    tokens = tokenize(PROMPTS)
+    with torch.no_grad():
+        before = model.encode_text(tokens)
+        # a different thought (not a constant shift: the blocks' LayerNorm would cancel that)
+        bias = model.text_projector.up.bias
+        bias.add_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(5)))
+        after = model.encode_text(tokens)
+    torch.testing.assert_close(before[0], after[0])  # zero-shot row untouched
+    assert (before[1:] - after[1:]).abs().amax(dim=(1, 2)).min() > 1e-4
+
+
+def test_text_readout_matches_a_manual_causal_pass(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=1))
+    clip = tiny_clip
+    tokens = tokenize(PROMPTS)
+    with torch.no_grad():
+        states, eos = model.text_prefix(tokens)
+        ours = model.refine_text((states, eos))[1]
+        x = states
+        blocks = clip.transformer.resblocks[2:]
+        for block in blocks:
+            x = block(x, attn_mask=causal_mask(x.shape[1]))
+        z1 = model.text_projector(x[torch.arange(3), eos])
+        x = torch.cat([z1[:, None], states], dim=1)
+        for block in blocks:
+            x = block(x, attn_mask=causal_mask(x.shape[1]))
+        expected = clip.ln_final(x[torch.arange(3), eos + 1]) @ clip.text_projection
+    torch.testing.assert_close(ours, expected)
+
+
+def test_cut_text_batch_equals_uncut(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=3))
+    tokens = tokenize(PROMPTS)
+    with torch.no_grad():
+        cut_prefix = model.text_prefix(tokens, cut=True)
+        full_prefix = model.text_prefix(tokens, cut=False)
+        cut, full = model.refine_text(cut_prefix), model.refine_text(full_prefix)
+    assert cut_prefix.states.shape[1] == int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]
+    assert full_prefix.states.shape[1] == tokens.shape[1]
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_after_eos_does_not_change_results(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=2))
+    tokens = tokenize(PROMPTS)
+    junk = tokens.clone()
+    eos = tokens.argmax(-1)
+    filler = torch.randint(1, 40000, junk.shape, generator=torch.Generator().manual_seed(3))
+    after_eos = torch.arange(tokens.shape[1])[None] > eos[:, None]
+    junk[after_eos] = filler[after_eos]
+    with torch.no_grad():
+        clean = model.refine_text(model.text_prefix(tokens, cut=False))
+        noisy = model.refine_text(model.text_prefix(junk, cut=False))
+    torch.testing.assert_close(clean, noisy, rtol=1e-5, atol=1e-5)
+
+
+# -- seeds -----------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_projectors_and_outputs(tiny_clip, tokenize):
+    a, b = PERL(tiny_clip, split_layer=2, seed=7), PERL(tiny_clip, split_layer=2, seed=7)
+    c = PERL(tiny_clip, split_layer=2, seed=8)
+    for key, value in a.projector_state_dict().items():
+        assert torch.equal(value, b.projector_state_dict()[key])
+    assert any(not torch.equal(v, c.projector_state_dict()[k]) for k, v in a.projector_state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(a.encode_text(tokenize(PROMPTS)), b.encode_text(tokenize(PROMPTS)))
+
+
+def test_projector_state_round_trip(tiny_clip):
+    a, b = PERL(tiny_clip, split_layer=2, seed=1), PERL(tiny_clip, split_layer=2, seed=2)
+    b.load_projector_state_dict(a.projector_state_dict())
+    for key, value in a.projector_state_dict().items():
+        assert torch.equal(value, b.projector_state_dict()[key])
+    with pytest.raises(KeyError, match="modalities"):
+        PERL(tiny_clip, split_layer=2, modalities=("image",)).load_projector_state_dict(
+            a.projector_state_dict()
+        )
+
+
+def test_projector_is_the_spec_equation():
+    projector = ThoughtProjector(8, rank=1, generator=torch.Generator().manual_seed(0))
+    h = torch.randn(3, 8)
+    normed = torch.nn.functional.layer_norm(h, (8,), projector.norm.weight, projector.norm.bias)
+    hidden = torch.nn.functional.gelu(normed @ projector.down.weight.T + projector.down.bias)
+    torch.testing.assert_close(projector(h), hidden @ projector.up.weight.T + projector.up.bias)
+    assert sum(p.numel() for p in projector.parameters()) == 5 * 8 + 1
+
+
+# -- impossible settings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split_layer": 0}, "split_layer=0 is outside 1..3"),
+        ({"split_layer": 4}, "split_layer=4 is outside 1..3"),
+        ({"steps": -1}, "steps=-1 must be >= 0"),
+        ({"rank": 0}, "rank=0 must be >= 1"),
+        ({"modalities": ("image", "audio")}, "unknown modalities \\['audio'\\]"),
+    ],
+)
+def test_impossible_settings_raise_at_construction(tiny_clip, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PERL(tiny_clip, **{"split_layer": 2, **kwargs})
+
+
+def test_a_clip_without_the_expected_towers_is_refused(tiny_clip):
+    import open_clip
+
+    resnet = open_clip.create_model("RN50", pretrained=None)
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        PERL(resnet)
+    no_text = copy.deepcopy(tiny_clip)
+    del no_text.token_embedding
+    with pytest.raises(TypeError, match="causal text transformer"):
+        PERL(no_text, split_layer=2)
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        PERL(torch.nn.Linear(2, 2))

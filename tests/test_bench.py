@@ -1,0 +1,106 @@
+"""The benchmark's main path, on the tiny config: every figure is there and the ratios add up.
+
+No timing thresholds here: the figures belong to the benchmark run, not to a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from perl_pipeline import bench
+
+BATCHES = (1, 2)
+PROMPTS = (4, 8)
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("bench") / "figures.json"
+    argv = ["--quick", "--model", "PERL-Tiny-ViT", "--split-layer", "2", "--steps", "3"]
+    argv += ["--device", "cpu", "--batch-sizes", *map(str, BATCHES)]
+    argv += ["--text-sizes", *map(str, PROMPTS), "--json", str(path)]
+    assert bench.main(argv) == 0
+    return json.loads(path.read_text())
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_header_names_the_run(figures):
+    header = figures["header"]
+    assert header["device"] == "cpu" and header["dtype"] == "float32"
+    assert header["device_name"] and header["torch"] and header["model"] == "PERL-Tiny-ViT"
+    assert header["blocks"] == 4
+    assert header["theoretical_ratio"] == pytest.approx((2 + 4 * (4 - 2)) / 4)
+
+
+def test_every_image_figure_is_present_and_positive(figures):
+    rows = {(row["workload"], row["batch"]): row for row in figures["image"]}
+    assert set(rows) == {(w, b) for w in bench.WORKLOADS for b in BATCHES}
+    for (_, batch), row in rows.items():
+        for key in ("seconds", "images_per_s", "ms_per_image", "peak_memory_mb"):
+            assert _positive(row[key]), (row, key)
+        assert row["repeats"] == len(row["times"]) >= 1
+        assert all(_positive(t) for t in row["times"])
+        assert row["images_per_s"] == pytest.approx(batch / row["seconds"])
+        assert row["ms_per_image"] == pytest.approx(1000 * row["seconds"] / batch)
+
+
+def test_every_text_figure_is_present_and_positive(figures):
+    rows = {(row["prompts"], row["cut"]): row for row in figures["text"]}
+    assert set(rows) == {(n, cut) for n in PROMPTS for cut in (False, True)}
+    for (prompts, _), row in rows.items():
+        for key in ("seconds", "prompts_per_s", "peak_memory_mb"):
+            assert _positive(row[key]), (row, key)
+        assert row["prompts_per_s"] == pytest.approx(prompts / row["seconds"])
+        assert row["repeats"] == len(row["times"]) >= 1
+        assert all(_positive(t) for t in row["times"])
+    for prompts in PROMPTS:
+        assert rows[prompts, False]["tokens"] == 77  # the tokenizer's context length
+        assert 8 < rows[prompts, True]["tokens"] < 77  # cut after the longest prompt's EOS
+
+
+def test_ratios_are_computed_from_the_figures(figures):
+    image = {(row["workload"], row["batch"]): row["seconds"] for row in figures["image"]}
+    text = {(row["prompts"], row["cut"]): row["seconds"] for row in figures["text"]}
+    ratios = figures["ratios"]
+    for batch in BATCHES:
+        zero_shot = image["zero_shot", batch]
+        inference = ratios["inference_vs_zero_shot"][str(batch)]
+        train = ratios["train_step_vs_zero_shot"][str(batch)]
+        assert inference == pytest.approx(image["perl_inference", batch] / zero_shot)
+        assert train == pytest.approx(image["perl_train_step", batch] / zero_shot)
+    for prompts in PROMPTS:
+        speedup = ratios["text_uncut_vs_cut"][str(prompts)]
+        assert speedup == pytest.approx(text[prompts, False] / text[prompts, True])
+
+
+def test_targets_follow_the_ratios(figures):
+    targets = figures["targets"]
+    assert len(targets) == len(BATCHES) + len(PROMPTS)
+    for target in targets:
+        assert _positive(target["value"])
+        if "inference" in target["name"]:
+            assert target["threshold"] == bench.INFERENCE_RATIO_TARGET
+            assert target["passed"] == (target["value"] <= target["threshold"])
+        else:
+            assert target["threshold"] == bench.TEXT_SPEEDUP_TARGET
+            assert target["passed"] == (target["value"] >= target["threshold"])
+
+
+def test_report_lists_every_figure(figures):
+    report = bench.format_report(figures)
+    assert "theory 2.50" in report
+    assert report.count("PASS") + report.count("FAIL") == len(figures["targets"])
+
+
+def test_prompts_are_distinct_and_coop_style():
+    prompts = bench.class_prompts(1000)
+    assert len(set(prompts)) == 1000
+    assert all(p.startswith("a photo of a ") and p.endswith(", a type of pet.") for p in prompts)
+    with pytest.raises(ValueError):
+        bench.class_prompts(10_000)

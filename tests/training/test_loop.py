@@ -1,0 +1,82 @@
+"""The training loop: seeded end to end, touching only the projectors."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.utils.data import TensorDataset
+
+from perl_pipeline.config import TrainConfig
+from perl_pipeline.models import PERL
+from perl_pipeline.training import resolve_device, train_projectors
+
+CONFIG = TrainConfig(lr=1e-2, batch_size=4, num_workers=0, precision="fp32", log_every=2)
+
+
+def _data(clip, n=12, classes=3):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, 64, 64, generator=g)
+    return TensorDataset(images, torch.arange(n) % classes)
+
+
+def _prefix(model, tokenize):
+    with torch.no_grad():
+        return model.text_prefix(tokenize(["a photo of a cat.", "a dog.", "banded texture."]))
+
+
+def _run(clip, tokenize, seed=1, **perl):
+    model = PERL(clip, split_layer=2, steps=2, seed=seed, **perl)
+    result = train_projectors(
+        model, _data(clip), _prefix(model, tokenize), CONFIG, seed=seed, device=torch.device("cpu")
+    )
+    return model, result
+
+
+def test_training_is_reproducible_bit_for_bit(tiny_clip, tokenize):
+    a, result_a = _run(tiny_clip, tokenize, seed=3)
+    b, result_b = _run(tiny_clip, tokenize, seed=3)
+    assert result_a.steps == 3 and result_a.loss == result_b.loss
+    for key, value in a.projector_state_dict().items():
+        assert torch.equal(value, b.projector_state_dict()[key]), key
+
+
+def test_a_different_seed_trains_differently(tiny_clip, tokenize):
+    _, first = _run(tiny_clip, tokenize, seed=1)
+    _, second = _run(tiny_clip, tokenize, seed=2)
+    assert first.loss != second.loss
+
+
+def test_training_moves_only_the_projectors(tiny_clip, tokenize):
+    clip = copy.deepcopy(tiny_clip)
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    model, result = _run(clip, tokenize)
+    initial = PERL(clip, split_layer=2, steps=2, seed=1).projector_state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
+    assert any(not torch.equal(v, initial[k]) for k, v in model.projector_state_dict().items())
+    assert len(result.loss) == len(result.ce) == len(result.anchor) == result.steps
+
+
+def test_training_leaves_the_callers_random_state_alone(tiny_clip, tokenize):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _run(tiny_clip, tokenize)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_nothing_to_train_is_a_no_op(tiny_clip, tokenize):
+    model, result = _run(tiny_clip, tokenize, modalities=())
+    assert result.steps == 0 and result.loss == []
+
+
+def test_image_only_training_uses_fixed_text(tiny_clip, tokenize):
+    model, result = _run(tiny_clip, tokenize, modalities=("image",))
+    assert model.text_projector is None and result.steps == 3
+
+
+def test_auto_device_on_this_machine():
+    expected = (
+        "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
+    assert resolve_device("auto").type == expected
