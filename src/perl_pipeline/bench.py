@@ -25,8 +25,9 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -198,21 +199,43 @@ def _cpu_model() -> str:
 
 
 def measure(
-    fn: Callable[[], object], device: torch.device, warmup: int, repeats: int, budget_s: float
-) -> Timing:
-    """Median wall time of `fn` after `warmup` untimed calls.
+    calls: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+    before: Callable[[str], object] | None = None,
+) -> dict[str, Timing]:
+    """Median wall time of each call, timed in interleaved rounds.
 
-    The number of timed calls is `repeats`, lowered (to at least one) so that they take about
-    `budget_s` seconds given the last warm-up call: this keeps minute-long CPU calls affordable.
+    Every round times each call once, so a slow spell of the machine (other processes on a shared
+    CPU) hits all of them alike and their ratios stay fair. `warmup` untimed rounds come first. The
+    number of timed rounds is `repeats`, lowered (to at least one) so that they take about
+    `budget_s` seconds per call given the last warm-up round: minute-long CPU calls stay affordable.
+    `before(name)` runs untimed before each call (e.g. to switch train / eval mode).
     """
-    reset_peak_memory(device)
-    last = 0.0
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    peaks = dict.fromkeys(calls, 0.0)
+
+    def call(name: str) -> float:
+        if before is not None:
+            before(name)
+        reset_peak_memory(device)
+        seconds = _timed_call(calls[name], device)
+        peaks[name] = max(peaks[name], peak_memory_mb(device))
+        return seconds
+
+    round_s = 0.0
     for _ in range(warmup):
-        last = _timed_call(fn, device)
-    if last > 0 and budget_s > 0:
-        repeats = max(1, min(repeats, int(budget_s / last)))
-    times = tuple(_timed_call(fn, device) for _ in range(repeats))
-    return Timing(statistics.median(times), len(times), times, peak_memory_mb(device))
+        round_s = sum(call(name) for name in calls)
+    if round_s > 0 and budget_s > 0:
+        repeats = max(1, min(repeats, int(budget_s * len(calls) / round_s)))
+    for _ in range(repeats):
+        for name in calls:
+            times[name].append(call(name))
+    return {
+        name: Timing(statistics.median(ts), len(ts), tuple(ts), peaks[name]) for name, ts in times.items()
+    }
 
 
 def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
@@ -308,10 +331,15 @@ def bench_images(
         generator = torch.Generator().manual_seed(settings.seed)
         labels = torch.randint(settings.train_classes, (batch,), generator=generator).to(device)
         workloads = image_workloads(model, images, labels, fixed_text, optimizer)
+        logger.info("timing %s at batch %d", ", ".join(WORKLOAD_LABELS.values()), batch)
+        timings = measure(
+            workloads,
+            device,
+            *_repeat_settings(settings),
+            before=lambda name: model.train(name == "perl_train_step"),
+        )
         for name in WORKLOADS:
-            model.train(name == "perl_train_step")
-            logger.info("timing %s at batch %d", WORKLOAD_LABELS[name], batch)
-            timing = measure(workloads[name], device, *_repeat_settings(settings))
+            timing = timings[name]
             rows.append(
                 ImageRow(
                     workload=name,
@@ -333,13 +361,10 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
     rows = []
     for count in settings.text_sizes:
         tokens = tokenizer(class_prompts(count)).to(device)
-        for cut in (False, True):
-            logger.info("timing PERL text features for %d prompts, cut=%s", count, cut)
-            timing = measure(
-                lambda tokens=tokens, cut=cut: text_features(model, tokens, cut),
-                device,
-                *_repeat_settings(settings),
-            )
+        logger.info("timing PERL text features for %d prompts, uncut and cut", count)
+        calls = {cut: partial(text_features, model, tokens, cut) for cut in (False, True)}
+        timings = measure(calls, device, *_repeat_settings(settings))
+        for cut, timing in timings.items():
             rows.append(
                 TextRow(
                     prompts=count,

@@ -114,3 +114,30 @@ class DataSourceConfig:
             "data_source.kind must be 'download' or 'miniature'",
         )
         _require(self.tolerance >= 0, "data_source.tolerance must be >= 0")
+
+
+def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
+    """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
+
+    Raises:
+        ValueError: an unknown model name, or a split layer outside 1..L-1 of a tower.
+    """
+    from importlib import resources
+
+    import open_clip
+
+    open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
+    config = open_clip.get_model_config(clip.model_name)
+    if config is None:
+        raise ValueError(
+            f"clip.model_name={clip.model_name!r} is not an open_clip model config; "
+            "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Tiny-ViT' (the demo's)"
+        )
+    depths = {"image": config["vision_cfg"]["layers"], "text": config["text_cfg"]["layers"]}
+    for modality in perl.modalities:
+        depth = depths[modality]
+        _require(
+            1 <= perl.split_layer <= depth - 1,
+            f"perl.split_layer={perl.split_layer} is outside 1..{depth - 1} for the {modality} tower "
+            f"of {clip.model_name} ({depth} blocks)",
+        )

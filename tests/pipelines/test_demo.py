@@ -1,0 +1,99 @@
+"""The demo's base_to_novel through the real Kedro session: reports, resumption, parameter errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import polars as pl
+import pytest
+
+from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
+from tests.pipelines.conftest import demo_session
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_every_report(demo_run):
+    report = demo_run.data / "08_reporting" / "base_to_novel"
+    for name in ("results.csv", "results.md", "metrics.json", "per_step.csv"):
+        assert (report / name).stat().st_size > 0, name
+    for plot in ("accuracy_per_step.png", "alignment_per_step.png", "params_vs_hm.png"):
+        assert (report / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    markdown = (report / "results.md").read_text()
+    assert "DEMO" in markdown and "PERL (reported)" in markdown and "PERL (ours)" in markdown
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(BASE_TO_NOVEL) <= set(metrics)
+
+
+def test_demo_hm_is_the_harmonic_mean_of_its_base_and_novel(demo_run):
+    table = pl.read_csv(demo_run.data / "08_reporting" / "base_to_novel" / "results.csv")
+    rows = table.filter(pl.col("role") == "benchmark")
+    assert sorted(rows["benchmark"]) == sorted(BASE_TO_NOVEL)
+    for row in rows.iter_rows(named=True):
+        base, novel = row["base"], row["novel"]
+        expected = 0.0 if base + novel == 0 else 2 * base * novel / (base + novel)
+        assert math.isclose(row["hm"], expected, abs_tol=1e-9), row["benchmark"]
+        assert row["n_seeds"] == len(SEEDS)
+    averages = table.filter(pl.col("benchmark") == "average (HM of means)").row(0, named=True)
+    assert math.isclose(
+        averages["hm"], 2 * averages["base"] * averages["novel"] / (averages["base"] + averages["novel"])
+    )
+
+
+def test_demo_runs_cover_every_seed_subset_and_step(demo_run):
+    runs = pl.read_parquet(demo_run.data / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+    assert runs.height == len(SEEDS) * 2 * 5  # seeds x (base, novel) x steps 0..4
+    assert runs.filter(pl.col("step") == 0)["image_alignment"].to_list() == pytest.approx([1.0] * 6)
+    record = json.loads((demo_run.data / "06_models" / "dtd" / "base" / "seed_1.json").read_text())
+    assert record["steps"] == 20 and record["images"] == 80  # 16 shots x 5 base classes, batch 4
+    assert record["trainable_parameters"] == 5 * (96 + 64) + 2
+
+
+def test_interrupted_run_resumes_without_redoing_and_matches(demo_run, tmp_path, monkeypatch):
+    import perl_pipeline.training as training
+
+    calls, failures = [], []
+    real = training.train_projectors
+
+    def flaky(*args, **kwargs):  # the second training node of the first run dies
+        calls.append(kwargs["seed"])
+        if len(calls) == 2 and not failures:
+            failures.append(kwargs["seed"])
+            raise RuntimeError("interrupted on purpose")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_projectors", flaky)
+    with demo_session(tmp_path) as session, pytest.raises(RuntimeError, match="interrupted on purpose"):
+        session.run(pipeline_names=["base_to_novel"], namespaces=["dtd"])
+    models = tmp_path / "data" / "06_models" / "dtd" / "base"
+    finished, failed = calls
+    assert (models / f"seed_{finished}.safetensors").exists()
+    assert not (models / f"seed_{failed}.safetensors").exists()
+
+    calls.clear()
+    with demo_session(tmp_path) as session:
+        session.run(pipeline_names=["base_to_novel"], namespaces=["dtd"], only_missing_outputs=True)
+    assert sorted(calls) == sorted(set(SEEDS) - {finished})  # finished work is not redone
+
+    for seed in SEEDS:  # bit for bit what the uninterrupted demo produced
+        ours = (models / f"seed_{seed}.safetensors").read_bytes()
+        assert ours == (demo_run.data / "06_models" / "dtd" / "base" / f"seed_{seed}.safetensors").read_bytes()
+    resumed = pl.read_parquet(tmp_path / "data" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+    full = pl.read_parquet(demo_run.data / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+    assert resumed.equals(full)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"perl": {"steps": -1}}, "perl.steps=-1 must be >= 0"),
+        ({"training": {"lr": 0}}, "training.lr=0 must be > 0"),
+        ({"perl": {"split_layer": 4}}, "perl.split_layer=4 is outside 1..3"),
+        ({"few_shot": {"shots": 0}}, "few_shot.shots=0 must be >= 1"),
+    ],
+)
+def test_a_parameter_error_stops_the_run_before_any_data_or_model(tmp_path, params, message):
+    with demo_session(tmp_path, **params) as session, pytest.raises(Exception, match=message):
+        session.run(pipeline_names=["base_to_novel"])
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,86 @@
+"""dvc repro on the demo configuration, in a temporary git repository holding the project."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perl_pipeline.protocols import BASE_TO_NOVEL, DOMAIN_GENERALIZATION_TARGETS
+from tests.pipelines.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # kedro for DVC's cmd
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh clone-like copy of the project (tracked and new files) switched to the demo."""
+    repo = tmp_path_factory.mktemp("dvc") / "project"
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(kedro_env="demo", params_file="conf/demo/parameters.yml", data="data/demo")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], repo)
+    _run([*git, "add", "-A"], repo)
+    _run([*git, "commit", "-qm", "demo"], repo)
+    return repo
+
+
+def test_dvc_params_agree_with_the_kedro_project():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert tuple(params["base_to_novel"]) == BASE_TO_NOVEL
+    assert tuple(params["variants"]) == DOMAIN_GENERALIZATION_TARGETS
+    globals_ = yaml.safe_load((ROOT / "conf" / "base" / "globals.yml").read_text())
+    assert params["data"] == globals_["data"]
+    demo = yaml.safe_load((ROOT / "conf" / "demo" / "globals.yml").read_text())
+    assert demo["data"] == "data/demo"
+
+
+def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(repo):
+    dvc = [sys.executable, "-m", "dvc"]
+    first = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
+    assert {f"data@{b}" for b in BASE_TO_NOVEL} <= first
+    assert {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} <= first and "base_to_novel" in first
+    metrics = repo / "data" / "demo" / "08_reporting" / "base_to_novel" / "metrics.json"
+    assert metrics.is_file()
+    assert "dtd" in _run([*dvc, "metrics", "show"], repo)
+
+    assert _stages_run(_run([*dvc, "repro", "base_to_novel"], repo)) == set()
+
+    params_file = repo / "conf" / "demo" / "parameters.yml"
+    params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 2\n", 1))
+    rerun = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
+    assert rerun == {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} | {"base_to_novel"}
+    runs = (repo / "data" / "demo" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+    import polars as pl
+
+    assert pl.read_parquet(runs)["step"].max() == 2

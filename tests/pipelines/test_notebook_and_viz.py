@@ -1,0 +1,42 @@
+"""The walkthrough notebook runs on the demo outputs; kedro viz builds the lineage site."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.pipelines.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_walkthrough_notebook_executes_on_the_demo_outputs(demo_run, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PERL_KEDRO_ENV", "demo")
+    monkeypatch.setenv("PERL_CONF_SOURCE", str(demo_run.conf))
+    notebook = nbformat.read(ROOT / "notebooks" / "walkthrough.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = "".join(
+        str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+    assert "trainable parameters: 802 = 802" in outputs
+    assert "mean accuracy gain" in outputs
+
+
+def test_kedro_viz_build_writes_the_lineage_site(tmp_path):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    kedro = [sys.executable, "-m", "kedro"]
+    result = subprocess.run([*kedro, "viz", "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    build = ROOT / "build"
+    assert (build / "index.html").is_file()
+    main = (build / "api" / "main").read_text()
+    assert "base_to_novel" in main and "imagenet.train_all_seed_1" in main

@@ -1,0 +1,49 @@
+"""The registry: one namespaced copy of each stage per benchmark, protocols composed from stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from perl_pipeline.pipeline_registry import STAGES, register_pipelines
+from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
+
+
+@pytest.fixture(scope="module")
+def pipelines():
+    return register_pipelines()
+
+
+def _names(pipeline) -> set[str]:
+    return {node.name for node in pipeline.nodes}
+
+
+def test_protocols_and_stages_are_registered(pipelines):
+    expected = {*STAGES, "base_to_novel", "cross_dataset", "domain_generalization", "__default__"}
+    assert set(pipelines) == expected
+
+
+def test_base_to_novel_is_one_template_per_benchmark(pipelines):
+    names = _names(pipelines["base_to_novel"])
+    for benchmark in BASE_TO_NOVEL:
+        assert f"{benchmark}.prepare_benchmark" in names
+        assert f"{benchmark}.draw_few_shot_splits" in names
+        assert f"{benchmark}.encode_class_prompts" in names
+        assert {f"{benchmark}.train_base_seed_{s}" for s in SEEDS} <= names
+        assert f"{benchmark}.evaluate_base_to_novel" in names
+    assert "base_to_novel.write_report" in names
+    assert len(names) == len(BASE_TO_NOVEL) * (4 + len(SEEDS)) + 1
+
+
+def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
+    for protocol in ("cross_dataset", "domain_generalization"):
+        train = {n for n in _names(pipelines[protocol]) if ".train_" in n}
+        assert train == {f"imagenet.train_all_seed_{s}" for s in SEEDS}
+    dg = pipelines["domain_generalization"]
+    evaluate = next(n for n in dg.nodes if n.name == "imagenet_a.evaluate_domain_generalization")
+    assert "imagenet.projector_all_seed_1" in evaluate.inputs
+    assert "imagenet_a.text_features" in evaluate.inputs
+
+
+def test_stage_pipelines_are_tag_slices(pipelines):
+    assert _names(pipelines["training"]) == {n for n in _names(pipelines["__default__"]) if ".train_" in n}
+    assert len(pipelines["reporting"].nodes) == 3
