@@ -78,8 +78,12 @@ def test_interrupted_run_resumes_without_redoing_and_matches(demo_run, tmp_path,
 
     for seed in SEEDS:  # bit for bit what the uninterrupted demo produced
         ours = (models / f"seed_{seed}.safetensors").read_bytes()
-        assert ours == (demo_run.data / "06_models" / "dtd" / "base" / f"seed_{seed}.safetensors").read_bytes()
-    resumed = pl.read_parquet(tmp_path / "data" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+        assert (
+            ours == (demo_run.data / "06_models" / "dtd" / "base" / f"seed_{seed}.safetensors").read_bytes()
+        )
+    resumed = pl.read_parquet(
+        tmp_path / "data" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet"
+    )
     full = pl.read_parquet(demo_run.data / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
     assert resumed.equals(full)
 

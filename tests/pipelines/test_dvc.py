@@ -80,7 +80,7 @@ def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(
     params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 2\n", 1))
     rerun = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
     assert rerun == {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} | {"base_to_novel"}
-    runs = (repo / "data" / "demo" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
+    runs = repo / "data" / "demo" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet"
     import polars as pl
 
     assert pl.read_parquet(runs)["step"].max() == 2

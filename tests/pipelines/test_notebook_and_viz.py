@@ -20,7 +20,9 @@ def test_walkthrough_notebook_executes_on_the_demo_outputs(demo_run, monkeypatch
     monkeypatch.setenv("PERL_KEDRO_ENV", "demo")
     monkeypatch.setenv("PERL_CONF_SOURCE", str(demo_run.conf))
     notebook = nbformat.read(ROOT / "notebooks" / "walkthrough.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
     outputs = "".join(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
         for cell in notebook.cells
@@ -34,7 +36,9 @@ def test_walkthrough_notebook_executes_on_the_demo_outputs(demo_run, monkeypatch
 def test_kedro_viz_build_writes_the_lineage_site(tmp_path):
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     kedro = [sys.executable, "-m", "kedro"]
-    result = subprocess.run([*kedro, "viz", "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [*kedro, "viz", "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     build = ROOT / "build"
     assert (build / "index.html").is_file()
