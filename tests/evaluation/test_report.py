@@ -15,16 +15,14 @@ from perl_pipeline.evaluation.metrics import (
     hm_rounding_tolerance,
 )
 from perl_pipeline.evaluation.report import (
-    BASE_TO_NOVEL_BENCHMARKS,
     BENCHMARKS,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
     base_to_novel_report,
     cross_dataset_report,
     domain_generalization_report,
     load_reported,
     load_reported_params,
 )
+from perl_pipeline.protocols import BASE_TO_NOVEL, CROSS_DATASET_TARGETS, DOMAIN_GENERALIZATION_TARGETS
 from tests.evaluation.test_metrics import make_runs
 
 ROW_LABELS = (
@@ -96,7 +94,7 @@ def test_benchmark_table_maps_every_contract_name_to_the_reported_names() -> Non
     assert list(BENCHMARKS) == ALL_BENCHMARKS
     reported_datasets = set(load_reported()["dataset"])
     assert {info.reported for info in BENCHMARKS.values()} <= reported_datasets
-    assert len(BASE_TO_NOVEL_BENCHMARKS) == 11
+    assert len(BASE_TO_NOVEL) == 11
     assert len(CROSS_DATASET_TARGETS) == 10 and "imagenet" not in CROSS_DATASET_TARGETS
     assert len(DOMAIN_GENERALIZATION_TARGETS) == 4
 
@@ -148,7 +146,7 @@ def test_base_to_novel_report_with_two_benchmarks() -> None:
 
 
 def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL_BENCHMARKS))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
     flagged = markdown[markdown.index("### Consistency of the reported HMs") :]
     checked = 0
     for row in table.filter(pl.col("role") == "benchmark").iter_rows(named=True):
@@ -165,7 +163,7 @@ def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
 
 
 def test_reported_averages_over_all_eleven_datasets_match_the_paper() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL_BENCHMARKS))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
     mean_of_hms, hm_of_means = _row(table, AVERAGE_MEAN_OF_HMS), _row(table, AVERAGE_HM_OF_MEANS)
     assert round(mean_of_hms["perl_reported_base"], 2) == 73.97
     assert round(mean_of_hms["perl_reported_novel"], 2) == 75.74

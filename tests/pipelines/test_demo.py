@@ -101,3 +101,17 @@ def test_a_parameter_error_stops_the_run_before_any_data_or_model(tmp_path, para
     with demo_session(tmp_path, **params) as session, pytest.raises(Exception, match=message):
         session.run(pipeline_names=["base_to_novel"])
     assert not (tmp_path / "data").exists()
+
+
+def test_demo_transfer_protocols_reuse_the_imagenet_all_class_model(demo_run):
+    with demo_session(demo_run.root) as session:
+        session.run(pipeline_names=["cross_dataset", "domain_generalization"], only_missing_outputs=True)
+    for protocol, targets in (("cross_dataset", 10), ("domain_generalization", 4)):
+        table = pl.read_csv(demo_run.data / "08_reporting" / protocol / "results.csv")
+        assert table.filter(pl.col("role") == "source")["benchmark"].to_list() == ["imagenet"]
+        target_rows = table.filter(pl.col("role") == "target")
+        assert target_rows.height == targets
+        average = table.filter(pl.col("role") == "average")["accuracy"].item()
+        assert math.isclose(average, target_rows["accuracy"].mean(), abs_tol=1e-9)
+    models = demo_run.data / "06_models" / "imagenet" / "all"
+    assert sorted(p.name for p in models.glob("*.safetensors")) == [f"seed_{s}.safetensors" for s in SEEDS]

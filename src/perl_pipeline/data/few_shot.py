@@ -163,7 +163,8 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}; got {df[source].min()}..{df[source].max()}"
         )
-    first, stop = _label_range(subset, num_classes)
+    labels = subset_labels(subset, num_classes)
+    first, stop = labels.start, labels.stop
     out = df.filter(pl.col(source).is_between(first, stop, closed="left")).with_columns(
         original_label=pl.col(source), label=pl.col(source) - first
     )
@@ -177,8 +178,7 @@ def class_names(index: pl.DataFrame, subset: str, num_classes: int) -> list[str]
     names = label_classnames(index)
     if len(names) != num_classes:
         raise ValueError(f"the index has {len(names)} classes, expected {num_classes}")
-    first, stop = _label_range(subset, num_classes)
-    return names[first:stop]
+    return [names[label] for label in subset_labels(subset, num_classes)]
 
 
 def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
@@ -194,9 +194,12 @@ def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
         )
 
 
-def _label_range(subset: str, num_classes: int) -> tuple[int, int]:
+def subset_labels(subset: str, num_classes: int) -> range:
+    """The original labels of a class subset: base = first ceil(n/2), novel = the rest, or all."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     m = math.ceil(num_classes / 2)
-    return {"all": (0, num_classes), "base": (0, m), "novel": (m, num_classes)}[subset]
+    return {"all": range(num_classes), "base": range(m), "novel": range(m, num_classes)}[subset]
 
 
 def _short(hashes: Sequence[str]) -> str:

@@ -38,6 +38,12 @@ from perl_pipeline.evaluation.metrics import (
     summarize_base_to_novel,
     summarize_transfer,
 )
+from perl_pipeline.protocols import (
+    BASE_TO_NOVEL,
+    CROSS_DATASET_TARGETS,
+    DOMAIN_GENERALIZATION_TARGETS,
+    SOURCE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +79,6 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 """Pipeline benchmark name -> its name in reported_results.csv and its title; in paper order."""
 
-TRANSFER_SOURCE = "imagenet"
-BASE_TO_NOVEL_BENCHMARKS: tuple[str, ...] = tuple(list(BENCHMARKS)[:11])
-CROSS_DATASET_TARGETS: tuple[str, ...] = BASE_TO_NOVEL_BENCHMARKS[1:]
-DOMAIN_GENERALIZATION_TARGETS: tuple[str, ...] = tuple(list(BENCHMARKS)[11:])
 
 _UNIFIED = "unified_1epoch_16shot"
 _DEFAULT = "baselines_default_settings"
@@ -114,21 +116,21 @@ _BASE_TO_NOVEL = _Protocol(
     "Base-to-novel generalisation",
     "base_to_novel",
     _UNIFIED,
-    BASE_TO_NOVEL_BENCHMARKS,
+    BASE_TO_NOVEL,
     ("base", "novel"),
 )
 _CROSS_DATASET = _Protocol(
     "Cross-dataset transfer (ImageNet → 10 datasets)",
     "cross_dataset",
     _UNIFIED,
-    (TRANSFER_SOURCE, *CROSS_DATASET_TARGETS),
+    (SOURCE, *CROSS_DATASET_TARGETS),
     ("all",),
 )
 _DOMAIN_GENERALIZATION = _Protocol(
     "Domain generalisation (ImageNet → 4 ImageNet variants)",
     "domain_generalization",
     _DEFAULT,
-    (TRANSFER_SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
+    (SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
     ("all",),
 )
 
@@ -526,13 +528,11 @@ def base_to_novel_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.Dat
 def _transfer_report(runs: pl.DataFrame, protocol: _Protocol, label: str) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol)
-    table = _attach_reported(summarize_transfer(selected, source=TRANSFER_SOURCE), protocol, ("accuracy",))
+    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",))
     sections = []
-    targets = [b for b in present if b != TRANSFER_SOURCE]
+    targets = [b for b in present if b != SOURCE]
     if present:
-        columns = [
-            _Column(f"{_row_title(b)} (source)", b, ("accuracy",)) for b in present if b == TRANSFER_SOURCE
-        ]
+        columns = [_Column(f"{_row_title(b)} (source)", b, ("accuracy",)) for b in present if b == SOURCE]
         columns += [_Column(_row_title(b), b, ("accuracy",)) for b in targets]
         if targets:
             columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import polars as pl
 
 from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
-from perl_pipeline.pipelines.training.nodes import subset_labels
 
 
 def evaluate_benchmark(
@@ -31,6 +30,7 @@ def evaluate_benchmark(
     Returns:
         The long per-run table (benchmark, seed, subset, step, accuracy, ...).
     """
+    from perl_pipeline.data.few_shot import subset_labels
     from perl_pipeline.data.images import ImageFolderTable, image_size, test_transform
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
     from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
@@ -46,7 +46,7 @@ def evaluate_benchmark(
     test = index.filter(pl.col("split") == "test").sort("path")
     images = ImageFolderTable(data_root, test["path"], test["label"], test_transform(image_size(backbone)))
     num_classes = text_features["prefix"].shape[0]
-    class_sets = {subset: subset_labels(num_classes, subset) for subset in subsets}
+    class_sets = {subset: list(subset_labels(subset, num_classes)) for subset in subsets}
     return evaluate_seeds(
         models,
         images,

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import polars as pl
 
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-def subset_labels(num_classes: int, subset: str) -> list[int]:
-    """The original labels of a class subset: base = first ceil(n/2), novel = the rest, all."""
-    half = math.ceil(num_classes / 2)
-    ranges = {"base": range(half), "novel": range(half, num_classes), "all": range(num_classes)}
-    if subset not in ranges:
-        raise ValueError(f"subset must be one of {sorted(ranges)}, not {subset!r}")
-    return list(ranges[subset])
 
 
 def train_seed(
@@ -43,7 +33,7 @@ def train_seed(
     """
     import torch
 
-    from perl_pipeline.data.few_shot import check_fresh
+    from perl_pipeline.data.few_shot import check_fresh, subset_labels
     from perl_pipeline.data.images import ImageFolderTable, image_size, train_transform
     from perl_pipeline.evaluation.evaluate import select_prefix
     from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
@@ -55,7 +45,7 @@ def train_seed(
     ).sort("path")
     if rows.is_empty():
         raise ValueError(f"{benchmark}: the few-shot table has no {subset} training rows for seed {seed}")
-    classes = subset_labels(text_features["prefix"].shape[0], subset)
+    classes = subset_labels(subset, text_features["prefix"].shape[0])
     backbone = load_backbone(clip)
     model = build_perl(backbone, perl, seed=seed)
     images = ImageFolderTable(
