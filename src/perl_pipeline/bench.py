@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+import open_clip
 import torch
 from torch import nn
 
@@ -429,8 +430,6 @@ def run(settings: Settings) -> dict:
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
-    import open_clip
-
     logger.info("building %s with random weights", settings.model)
     clip = load_clip(settings.model, pretrained=None, init_seed=settings.seed).to(device)
     model = PERL(clip, settings.split_layer, settings.steps, seed=settings.seed).to(device)
@@ -545,7 +544,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, Path | 
     add("--text-sizes", type=int, nargs="+", help="prompt counts (default: 100 1000 GPU, 100 CPU)")
     add("--warmup", type=int, help="untimed calls before timing (default: 3 GPU, 1 CPU)")
     add("--repeats", type=int, help="timed calls, median reported (default: 10 GPU, 3 CPU)")
-    add("--budget", type=float, default=20.0, help="seconds of timed calls per measurement")
+    add("--budget", type=float, default=35.0, help="seconds of timed calls per measurement")
     add("--split-layer", type=int, default=7, help="J, frozen blocks before the refinement")
     add("--steps", type=int, default=4, help="K, refinement steps")
     add("--train-classes", type=int, help="classes of the fixed text features (default: 100)")
