@@ -1,0 +1,49 @@
+"""Typed configuration: impossible values are refused with the parameter's name."""
+
+from __future__ import annotations
+
+import pytest
+
+from perl_pipeline.config import (
+    ClipConfig,
+    DataSourceConfig,
+    EvalConfig,
+    FewShotConfig,
+    PerlConfig,
+    TrainConfig,
+    check_model_settings,
+)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: PerlConfig(steps=-1), "perl.steps=-1"),
+        (lambda: PerlConfig(rank=0), "perl.rank=0"),
+        (lambda: PerlConfig(split_layer=0), "perl.split_layer=0"),
+        (lambda: PerlConfig(modalities=["image", "sound"]), "unknown \\['sound'\\]"),
+        (lambda: PerlConfig(modalities=["text", "text"]), "repeated"),
+        (lambda: TrainConfig(batch_size=0), "training.batch_size=0"),
+        (lambda: TrainConfig(crop_scale=[0.5, 0.1]), "crop_scale"),
+        (lambda: TrainConfig(precision="fp16"), "precision"),
+        (lambda: EvalConfig(batch_size=0), "evaluation.batch_size=0"),
+        (lambda: FewShotConfig(shots=0), "few_shot.shots=0"),
+        (lambda: DataSourceConfig(kind="torrent"), "data_source.kind"),
+    ],
+)
+def test_impossible_values_name_the_parameter(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_yaml_lists_become_tuples():
+    assert PerlConfig(modalities=["text"]).modalities == ("text",)
+    assert TrainConfig(crop_scale=[0.5, 1.0]).crop_scale == (0.5, 1.0)
+
+
+def test_model_settings_are_checked_from_the_config_alone():
+    check_model_settings(ClipConfig(), PerlConfig(split_layer=11))
+    with pytest.raises(ValueError, match="perl.split_layer=12 is outside 1..11"):
+        check_model_settings(ClipConfig(), PerlConfig(split_layer=12))
+    with pytest.raises(ValueError, match="not an open_clip model config"):
+        check_model_settings(ClipConfig(model_name="ViT-Imaginary"), PerlConfig())
