@@ -179,11 +179,32 @@ def device_description(device: torch.device) -> str:
 
 
 def load_average() -> float | None:
-    """The 1-minute system load (other processes slow a CPU run down); None where unknown."""
+    """The 1-minute system load before the run (other processes slow a CPU run down)."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process); None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, usage.ru_utime + usage.ru_stime
+
+
+def others_cpu_share(start: tuple[float, float] | None, wall_s: float) -> float | None:
+    """Share of the machine's CPU time that other processes used since `start` (0 = quiet)."""
+    end = cpu_seconds()
+    if start is None or end is None or wall_s <= 0:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, others) / (wall_s * (os.cpu_count() or 1))
 
 
 def _cpu_model() -> str:
@@ -266,9 +287,9 @@ def random_images(clip: nn.Module, batch: int, seed: int, device: torch.device) 
     return torch.randn(batch, 3, height, width, generator=generator).to(device)
 
 
-def prompt_length(tokens: torch.Tensor) -> int:
-    """Tokens up to and including the longest prompt's EOS (open_clip pads with id 0)."""
-    return int((tokens != 0).sum(dim=1).max())
+def cut_length(model: PERL, tokens: torch.Tensor) -> int:
+    """Tokens left by the EOS cut: up to and including the longest prompt's EOS."""
+    return int(model.eos_index(tokens).max()) + 1
 
 
 # -- workloads --------------------------------------------------------------------------------
@@ -370,7 +391,7 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
                 TextRow(
                     prompts=count,
                     cut=cut,
-                    tokens=prompt_length(tokens) if cut else tokens.shape[1],
+                    tokens=cut_length(model, tokens) if cut else tokens.shape[1],
                     seconds=timing.seconds,
                     repeats=timing.repeats,
                     prompts_per_s=count / timing.seconds,
@@ -426,7 +447,7 @@ def check_targets(ratios: dict) -> list[Target]:
 
 def run(settings: Settings) -> dict:
     """Measure everything `settings` asks for and return every figure as a JSON-able dict."""
-    started, load_at_start = time.perf_counter(), load_average()
+    started, load_at_start, cpu_at_start = time.perf_counter(), load_average(), cpu_seconds()
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
@@ -448,7 +469,7 @@ def run(settings: Settings) -> dict:
         "theoretical_ratio": theoretical_ratio(model),
         "memory": memory_kind(device),
         "load_average_start": load_at_start,
-        "load_average_end": load_average(),
+        "others_cpu_share": others_cpu_share(cpu_at_start, time.perf_counter() - started),
         "cpu_threads": torch.get_num_threads(),
     }
     return {
@@ -477,8 +498,8 @@ def format_report(result: dict) -> str:
         f"model {h['model']} (random weights), J={j} K={k} L={depth} | warm-up {s['warmup']}, "
         f"median of up to {s['repeats']} repeats (~{s['budget_s']:g} s per measurement)",
         f"peak memory: {h['memory']}",
-        f"1-min load average: {_number(h['load_average_start'])} at start, "
-        f"{_number(h['load_average_end'])} at end (other processes' load skews the figures)",
+        f"other processes: 1-min load {_number(h['load_average_start'])} before the run, "
+        f"{_percent(h['others_cpu_share'])} of all CPU time during it (they skew the figures)",
         "",
         f"{'image encoder':<18}{'batch':>6}{'median s':>11}{'reps':>6}{'images/s':>11}"
         f"{'ms/image':>11}{'peak MiB':>10}",
@@ -525,6 +546,10 @@ def format_report(result: dict) -> str:
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 # -- command line ----------------------------------------------------------------------------------
