@@ -120,13 +120,15 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
     """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
 
     Raises:
-        ValueError: an unknown model name, or a split layer outside 1..L-1 of a tower.
+        ValueError: an unknown model name, or a split layer outside 1..L-1 of a tower (the
+            check PERL itself runs, here from the config before any weight is loaded).
     """
-    from importlib import resources
-
     import open_clip
 
-    open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
+    from perl_pipeline.models.clip_loading import register_model_configs
+    from perl_pipeline.models.perl import check_split_layer
+
+    register_model_configs()
     config = open_clip.get_model_config(clip.model_name)
     if config is None:
         raise ValueError(
@@ -134,10 +136,6 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
             "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Tiny-ViT' (the demo's)"
         )
     depths = {"image": config["vision_cfg"]["layers"], "text": config["text_cfg"]["layers"]}
-    for modality in perl.modalities:
-        depth = depths[modality]
-        _require(
-            1 <= perl.split_layer <= depth - 1,
-            f"perl.split_layer={perl.split_layer} is outside 1..{depth - 1} for the {modality} tower "
-            f"of {clip.model_name} ({depth} blocks)",
-        )
+    check_split_layer(
+        perl.split_layer, depths, perl.modalities, name="perl.split_layer", where=f" of {clip.model_name}"
+    )

@@ -44,7 +44,7 @@ def load_clip(
     """
     import open_clip
 
-    open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
+    register_model_configs()
     if pretrained is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -83,6 +83,13 @@ def load_clip(
         raise PretrainedWeightsUnavailable(
             _offline_message(model_name, pretrained, cfg, cache_dir, error)
         ) from error
+
+
+def register_model_configs() -> None:
+    """Make the model configs shipped with this package (PERL-Tiny-ViT) known to open_clip."""
+    import open_clip
+
+    open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
 
 
 def _looks_like_path(pretrained: str | os.PathLike) -> bool:

@@ -224,6 +224,23 @@ def _run_blocks(
     return x if transformer.batch_first else x.transpose(0, 1)
 
 
+def check_split_layer(
+    split_layer: int,
+    depths: dict[str, int],
+    modalities: Sequence[str],
+    name: str = "split_layer",
+    where: str = "",
+) -> None:
+    """Raise unless 1 <= split_layer <= L - 1 for every refined tower (depths: modality -> L)."""
+    for modality in modalities:
+        depth = depths[modality]
+        if not 1 <= split_layer <= depth - 1:
+            raise ValueError(
+                f"{name}={split_layer} is outside 1..{depth - 1} for the {modality} tower{where} "
+                f"({depth} blocks): the frozen base and the refinement stack each need a block"
+            )
+
+
 def _check_settings(
     clip: nn.Module, split_layer: int, steps: int, rank: int, modalities: tuple[str, ...]
 ) -> None:
@@ -251,13 +268,7 @@ def _check_settings(
     if clip.text_pool_type not in ("argmax", "eos"):
         raise TypeError(f"the text tower pools with {clip.text_pool_type!r}; PERL reads the EOS token")
     depths = {"image": len(visual.transformer.resblocks), "text": len(clip.transformer.resblocks)}
-    for modality in modalities:
-        depth = depths[modality]
-        if not 1 <= split_layer <= depth - 1:
-            raise ValueError(
-                f"split_layer={split_layer} is outside 1..{depth - 1} for the {modality} tower "
-                f"({depth} blocks): the frozen base and the refinement stack each need a block"
-            )
+    check_split_layer(split_layer, depths, modalities)
     if steps < 0:
         raise ValueError(f"steps={steps} must be >= 0 (0 is zero-shot CLIP)")
     if rank < 1:
