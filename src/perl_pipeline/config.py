@@ -133,9 +133,49 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
     if config is None:
         raise ValueError(
             f"clip.model_name={clip.model_name!r} is not an open_clip model config; "
-            "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Tiny-ViT' (the demo's)"
+            "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Toy-ViT' (the demo's)"
         )
     depths = {"image": config["vision_cfg"]["layers"], "text": config["text_cfg"]["layers"]}
     check_split_layer(
         perl.split_layer, depths, perl.modalities, name="perl.split_layer", where=f" of {clip.model_name}"
     )
+
+
+@dataclass(frozen=True)
+class ToyClipConfig:
+    """The toy world's CLIP (issue: an offline CLIP that really transfers zero-shot).
+
+    Attributes:
+        model_name: the open_clip config pretrained from scratch (shipped with the package).
+        init_seed: seeds the initial weights.
+        pairs: image-caption pairs generated for pretraining (rendered on the fly).
+        seed: seeds the scenes and their captions.
+        held_out: concepts ("<colour> <shape>") never shown in pretraining.
+        templates: caption templates, with {concept}, {size}, {background}, {position} fields.
+        probe_images: images per probe group for the zero-shot report.
+        probe_template: the prompt of the zero-shot report's classifiers.
+        shifted: the shifted world the demo benchmarks are drawn from (a Shift's fields).
+    """
+
+    model_name: str = "PERL-Toy-ViT"
+    init_seed: int = 0
+    pairs: int = 100_000
+    seed: int = 0
+    held_out: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ("a photo of a {concept}.",)
+    probe_images: int = 1000
+    probe_template: str = "a photo of a {}."
+    shifted: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from perl_pipeline.data.toy_world import CaptionStyle, Shift, split_concept
+
+        object.__setattr__(self, "held_out", tuple(self.held_out))
+        object.__setattr__(self, "templates", tuple(self.templates))
+        for concept in self.held_out:
+            split_concept(concept)
+        CaptionStyle(self.templates)
+        Shift(**self.shifted)
+        _require(self.pairs >= 1, f"toy_clip.pairs={self.pairs} must be >= 1")
+        _require(self.probe_images >= 1, f"toy_clip.probe_images={self.probe_images} must be >= 1")
+        _require("{}" in self.probe_template, "toy_clip.probe_template needs a {} for the concept")

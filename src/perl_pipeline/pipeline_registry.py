@@ -16,6 +16,7 @@ from perl_pipeline.pipelines import (
     few_shot_splits,
     reporting,
     text_features,
+    toy_clip,
     training,
 )
 from perl_pipeline.protocols import (
@@ -54,8 +55,9 @@ def _protocol(name: str, benchmarks: tuple[str, ...], trained: tuple[str, ...], 
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Stages (data_preparation ... reporting) and protocols (base_to_novel, cross_dataset,
-    domain_generalization); `__default__` runs all three protocols."""
+    """Stages (data_preparation ... reporting), protocols (base_to_novel, cross_dataset,
+    domain_generalization) and toy_clip (pretrains the demo's CLIP); `__default__` runs the
+    three protocols."""
     transfer = (SOURCE,)
     protocols = {
         "base_to_novel": _protocol("base_to_novel", BASE_TO_NOVEL, BASE_TO_NOVEL, "base"),
@@ -66,4 +68,4 @@ def register_pipelines() -> dict[str, Pipeline]:
     }
     everything = sum(protocols.values(), Pipeline([]))
     stages = {stage: everything.only_nodes_with_tags(stage) for stage in STAGES}
-    return {**stages, **protocols, "__default__": everything}
+    return {**stages, **protocols, "toy_clip": toy_clip.create_pipeline(), "__default__": everything}

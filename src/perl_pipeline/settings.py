@@ -7,4 +7,7 @@ HOOKS = (CheckModelSettings(),)
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment (and `--params`, which Kedro merges into it) overrides the base parameters key
+    # by key, not whole sections: `--params toy_clip.pairs=10` keeps the rest of `toy_clip`.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -264,3 +265,60 @@ def test_rewrites_its_own_miniature_but_never_other_data(tmp_path: Path, benchma
 def test_rejects_bad_arguments(tmp_path: Path, benchmark_specs: dict, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         write_miniature(benchmark_specs["dtd"], tmp_path, **kwargs)
+
+
+TOY_WORLD = {"backgrounds": ["noisy", "wavy"], "noise": 0.05, "occlusion": 0.3}
+
+
+@pytest.mark.parametrize("name", BENCHMARK_NAMES)
+def test_toy_world_miniature_keeps_the_layout_with_toy_concepts(
+    tmp_path: Path, benchmark_specs: dict, name: str
+) -> None:
+    from perl_pipeline.data import toy_world
+
+    options = {
+        "classes": 6,
+        "per_class": {"train": 2, "val": 1, "test": 2},
+        "image_size": 32,
+        "world": TOY_WORLD,
+    }
+    spec = write_miniature(benchmark_specs[name], tmp_path, **options)
+    index = build_index(spec, tmp_path)
+    validate_index(index, spec, tmp_path)
+    names = label_classnames(index)
+    assert len(set(names)) == 6
+    assert all(toy_world.split_concept(n) for n in names)  # "red triangle", not the real names
+    again = tmp_path / "again"
+    write_miniature(benchmark_specs[name], again, **options)
+    assert label_classnames(build_index(spec, again)) == names  # the concepts are seeded
+
+
+def test_toy_world_images_show_the_class_concept(tmp_path: Path, benchmark_specs: dict) -> None:
+    from PIL import Image
+
+    from perl_pipeline.data import toy_world
+
+    world = {"backgrounds": ["plain"], "colour_jitter": 0.0, "background_saturation": 0.0}
+    spec = write_miniature(
+        benchmark_specs["dtd"], tmp_path, classes=4, per_class={"train": 3}, image_size=48, world=world
+    )
+    index = build_index(spec, tmp_path)
+    for row in index.iter_rows(named=True):
+        colour, _ = toy_world.split_concept(row["classname"])
+        pixels = np.asarray(Image.open(tmp_path / row["path"]).convert("RGB")).reshape(-1, 3).astype(float)
+        target = np.array(toy_world.COLOURS[colour]) * 255
+        near = (np.abs(pixels - target).max(axis=1) < 30).mean()  # JPEG keeps the colour within a few levels
+        assert near > 0.02, (row["path"], near)  # the smallest shapes cover ~5 % of the image
+
+
+def test_toy_world_class_count_is_limited_by_its_concepts_not_the_dataset(
+    tmp_path: Path, benchmark_specs: dict
+) -> None:
+    eurosat = write_miniature(
+        benchmark_specs["eurosat"], tmp_path, classes=20, per_class={"train": 1}, world=TOY_WORLD
+    )
+    assert eurosat.num_classes == 20  # the real EuroSAT has 10
+    with pytest.raises(ValueError, match=r"classes must be 1\.\.64"):
+        write_miniature(benchmark_specs["caltech101"], tmp_path, classes=65, world=TOY_WORLD)
+    with pytest.raises(ValueError, match=r"classes must be 1\.\.32"):  # A/R: every other class of a list
+        write_miniature(benchmark_specs["imagenet_a"], tmp_path, classes=33, world=TOY_WORLD)

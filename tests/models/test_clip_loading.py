@@ -60,3 +60,21 @@ def test_a_copy_in_the_cache_dir_is_used_without_network(vit_b16, tmp_path, monk
     torch.save(vit_b16.state_dict(), tmp_path / "ViT-B-16.pt")
     loaded = load_clip("ViT-B-16-quickgelu", "openai", cache_dir=tmp_path)
     assert _same_weights(loaded, vit_b16)
+
+
+def test_the_shipped_toy_world_weights_load_by_tag() -> None:
+    from safetensors.torch import load_file
+
+    path = clip_loading.packaged_weights_path("PERL-Toy-ViT", "toy_world")
+    model = load_clip("PERL-Toy-ViT", "toy_world")
+    stored = load_file(str(path))
+    assert stored["visual.conv1.weight"].dtype == torch.float16  # shipped in half precision: a few MB
+    assert path.stat().st_size < 10 * 2**20
+    assert all(torch.equal(v, stored[k].float()) for k, v in model.state_dict().items() if k in stored)
+    assert set(stored) == set(model.state_dict())
+
+
+def test_missing_shipped_weights_say_how_to_rebuild_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(clip_loading, "packaged_weights_path", lambda *_: tmp_path / "gone.safetensors")
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"kedro run --pipelines toy_clip"):
+        load_clip("PERL-Toy-ViT", "toy_world")

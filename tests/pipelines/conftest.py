@@ -20,7 +20,9 @@ def demo_session(tmp: Path, **runtime_params):
     if not conf.exists():
         shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
         (conf / "local").mkdir()
-        (conf / "demo" / "globals.yml").write_text(f"data: {tmp / 'data'}\n")
+        (conf / "demo" / "globals.yml").write_text(
+            f"data: {tmp / 'data'}\ntoy_clip_weights: {tmp / 'weights'}\n"
+        )
     bootstrap_project(ROOT)
     return KedroSession.create(
         project_path=ROOT, env="demo", conf_source=str(conf), runtime_params=runtime_params or None

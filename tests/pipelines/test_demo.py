@@ -46,7 +46,7 @@ def test_demo_runs_cover_every_seed_subset_and_step(demo_run):
     assert runs.height == len(SEEDS) * 2 * 5  # seeds x (base, novel) x steps 0..4
     assert runs.filter(pl.col("step") == 0)["image_alignment"].to_list() == pytest.approx([1.0] * 6)
     record = json.loads((demo_run.data / "06_models" / "dtd" / "base" / "seed_1.json").read_text())
-    assert record["steps"] == 20 and record["images"] == 80  # 16 shots x 5 base classes, batch 4
+    assert record["steps"] == 120 and record["images"] == 160  # 16 shots x 10 base classes, batch 4, 3 epochs
     assert record["trainable_parameters"] == 5 * (96 + 64) + 2
 
 

@@ -65,9 +65,20 @@ def test_dvc_params_agree_with_the_kedro_project():
     assert demo["data"] == "data/demo"
 
 
+def test_the_shipped_toy_clip_weights_are_up_to_date_with_their_lineage(repo):
+    """dvc.lock records the code, parameters and outputs of the toy_clip stage: an edit of the world,
+    the pretraining or their parameters without rebuilding (or committing) the weights fails here."""
+    status = _run([sys.executable, "-m", "dvc", "status", "toy_clip"], repo)
+    assert "up to date" in status, status
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = {o["path"] for o in lock["stages"]["toy_clip"]["outs"]}
+    assert "src/perl_pipeline/weights/PERL-Toy-ViT_toy_world.safetensors" in outs
+
+
 def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(repo):
     dvc = [sys.executable, "-m", "dvc"]
     first = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
+    assert "toy_clip" not in first  # the shipped weights match their committed lineage
     assert {f"data@{b}" for b in BASE_TO_NOVEL} <= first
     assert {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} <= first and "base_to_novel" in first
     metrics = repo / "data" / "demo" / "08_reporting" / "base_to_novel" / "metrics.json"

@@ -18,8 +18,13 @@ def _names(pipeline) -> set[str]:
 
 
 def test_protocols_and_stages_are_registered(pipelines):
-    expected = {*STAGES, "base_to_novel", "cross_dataset", "domain_generalization", "__default__"}
+    expected = {*STAGES, "base_to_novel", "cross_dataset", "domain_generalization", "toy_clip", "__default__"}
     assert set(pipelines) == expected
+
+
+def test_toy_clip_stands_apart_from_the_protocols(pipelines):
+    assert _names(pipelines["toy_clip"]) == {"make_pretraining_pairs", "pretrain_toy_clip", "probe_toy_clip"}
+    assert not _names(pipelines["toy_clip"]) & _names(pipelines["__default__"])
 
 
 def test_base_to_novel_is_one_template_per_benchmark(pipelines):

@@ -17,6 +17,10 @@ formats, including each dataset's quirks:
 
 The returned spec has ``num_classes``/``split_sizes`` set to the miniature's, so
 :func:`~perl_pipeline.data.validate.validate_index` passes on it.
+
+With ``world`` set, the images come from the toy world (:mod:`perl_pipeline.data.toy_world`) under
+that shift and the classes are toy-world concepts ("red triangle"), chosen per benchmark; the
+layout, the file naming and the split/meta files stay the benchmark's own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from perl_pipeline.data import toy_world
 from perl_pipeline.data.benchmarks import (
     FGVC_SPLIT_FILE,
     FGVC_VARIANTS_FILE,
@@ -279,9 +284,13 @@ class _Style:
     subset_stride: int = 1  # >1: class folders are every stride-th entry of classnames.txt
 
 
+def _flower_key(i: int) -> Key:
+    return str(i + 1), f"extra flower {i:03d}"
+
+
 def _caltech_extras(folder: Path, spec: BenchmarkSpec, classes: list[Key]) -> None:
     for dropped in ("BACKGROUND_Google", "Faces_easy"):  # on disk, never in the split file
-        _write_image(folder / spec.image_dir / dropped / "image_0001.jpg", (128, 128, 128), 0, 16)
+        _save(_colour_image((128, 128, 128), 0, 16), folder / spec.image_dir / dropped / "image_0001.jpg")
 
 
 def _flowers_extras(folder: Path, spec: BenchmarkSpec, classes: list[Key]) -> None:
@@ -308,7 +317,7 @@ _STYLES: dict[str, _Style] = {
     "oxford_flowers": _Style(
         _FLOWERS,
         "image_{n:05d}.jpg",
-        synthetic=lambda i: (str(i + 1), f"extra flower {i:03d}"),
+        synthetic=_flower_key,
         extras=_flowers_extras,
     ),
     "food101": _Style(_FOOD, "{key}/{uid}.jpg"),
@@ -357,6 +366,7 @@ def write_miniature(
     per_class: dict[str, int] | None = None,
     image_size: int = 32,
     seed: int = 0,
+    world: dict | None = None,
 ) -> BenchmarkSpec:
     """Write a tiny, real-layout copy of ``spec``'s benchmark under ``data_root / spec.folder``.
 
@@ -369,6 +379,8 @@ def write_miniature(
             the spec's splits).
         image_size: Side of the square images, in pixels.
         seed: Makes colours, tokens and line order reproducible.
+        world: a :class:`~perl_pipeline.data.toy_world.Shift`'s fields: draw toy-world images
+            and concepts instead of plain colours and the real class names.
 
     Returns:
         ``spec`` with ``num_classes`` and ``split_sizes`` of the miniature.
@@ -380,13 +392,16 @@ def write_miniature(
     if spec.name not in _STYLES:
         raise ValueError(f"no miniature style for benchmark '{spec.name}' (known: {sorted(_STYLES)})")
     classes = min(spec.num_classes, DEFAULT_MAX_CLASSES) if classes is None else classes
-    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= spec.num_classes:
-        raise ValueError(f"[{spec.name}] classes must be 1..{spec.num_classes}, got {classes!r}")
+    style = _STYLES[spec.name]
+    # toy-world classes are concepts, not the dataset's: their number is the world's to limit
+    most = spec.num_classes if world is None else len(toy_world.concepts()) // style.subset_stride
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= most:
+        raise ValueError(f"[{spec.name}] classes must be 1..{most}, got {classes!r}")
     counts = _per_class(spec, per_class)
     folder = Path(data_root) / spec.folder
     _clear(folder, spec.name)
-    style = _STYLES[spec.name]
-    writer = _Writer(spec, folder, counts, image_size, random.Random(seed))
+    shift = None if world is None else toy_world.Shift(**world)
+    writer = _Writer(spec, folder, counts, image_size, random.Random(seed), shift)
     listed = _LAYOUT_WRITERS[spec.layout](writer, style, classes)
     if style.extras:
         style.extras(folder, spec, listed)
@@ -398,6 +413,7 @@ def write_miniature(
                 "per_class": counts,
                 "image_size": image_size,
                 "seed": seed,
+                "world": world,
             },
             indent=2,
         )
@@ -455,10 +471,29 @@ class _Writer:
         counts: dict[str, int],
         image_size: int,
         rng: random.Random,
+        world: toy_world.Shift | None = None,
     ) -> None:
         self.spec, self.folder, self.counts = spec, folder, counts
-        self.size, self.rng = image_size, rng
+        self.size, self.rng, self.world = image_size, rng, world
         self.n = 0
+
+    def classes(self, style: _Style, count: int) -> list[Key]:
+        """The first `count` classes: real names then synthetic ones, or a grid of toy-world
+        concepts whose on-disk keys follow the benchmark's naming (wnids, numbers, ``a/abbey``)."""
+        if self.world is None:
+            return [style.classes[i] if i < len(style.classes) else style.synthetic(i) for i in range(count)]
+        names = toy_world.concept_grid(count, random.Random(f"{self.spec.name}:{self.rng.random()}"))
+        return [(_toy_key(style, i, name), name) for i, name in enumerate(names)]
+
+    def draw(self, hue: float, name: str, i: int) -> Image.Image:
+        """One image of class `name`: a toy-world scene, or a solid colour with a lighter square."""
+        if self.world is not None:
+            scene = toy_world.sample_scenes([name], 1, self.world, seed=self.rng.randrange(2**31)).row(
+                0, named=True
+            )
+            return Image.fromarray(toy_world.render(scene, self.size, self.world))
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.55 + 0.4 * self.rng.random())
+        return _colour_image((int(r * 255), int(g * 255), int(b * 255)), i, self.size)
 
     def images(
         self, style: _Style, classes: list[Key], place: Callable[[str, int, str, str], Path]
@@ -486,13 +521,7 @@ class _Writer:
                         group=1 + (i - 1) // 4,
                         clip=1 + (i - 1) % 4,
                     )
-                    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.55 + 0.4 * self.rng.random())
-                    _write_image(
-                        place(split, position, key, rel),
-                        (int(r * 255), int(g * 255), int(b * 255)),
-                        i,
-                        self.size,
-                    )
+                    _save(self.draw(hue, name, i), place(split, position, key, rel))
                     rows.append((split, position, name, rel))
         return rows
 
@@ -500,27 +529,35 @@ class _Writer:
         return "".join(self.rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(16))
 
 
-def _write_image(path: Path, colour: tuple[int, int, int], i: int, size: int) -> None:
+def _colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image:
     """A solid class colour with a lighter square whose position varies per image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", (size, size), colour)
     side = max(size // 3, 1)
     x, y = (i * 7) % (size - side + 1), (i * 11) % (size - side + 1)
     light = (min(255, colour[0] + 90), min(255, colour[1] + 90), min(255, colour[2] + 90))
     ImageDraw.Draw(image).rectangle([x, y, x + side - 1, y + side - 1], fill=light)
+    return image
+
+
+def _save(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".png":
         image.save(path, format="PNG")
     else:
         image.save(path, format="JPEG", quality=90)
 
 
-def _classes(style: _Style, count: int) -> list[Key]:
-    return [style.classes[i] if i < len(style.classes) else style.synthetic(i) for i in range(count)]
+def _toy_key(style: _Style, i: int, name: str) -> str:
+    """The on-disk key of toy concept `name` in a benchmark whose folders are ids or nested."""
+    if style.synthetic in (_synthetic_wnid, _flower_key):
+        return style.synthetic(i)[0]
+    snake = name.replace(" ", "_")
+    return f"{snake[0]}/{snake}" if style.classes is _SUN else snake
 
 
 def _write_coop_split(w: _Writer, style: _Style, count: int) -> list[Key]:
     """Images under image_dir plus ``split_zhou_*.json`` in CoOp's format."""
-    classes = _classes(style, count)
+    classes = w.classes(style, count)
     image_dir = w.folder / w.spec.image_dir
     rows = w.images(style, classes, lambda split, pos, key, rel: image_dir / rel)
     split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
@@ -532,7 +569,7 @@ def _write_coop_split(w: _Writer, style: _Style, count: int) -> list[Key]:
 
 def _write_fgvc(w: _Writer, style: _Style, count: int) -> list[Key]:
     """``images/<id>.jpg``, ``variants.txt`` and ``images_variant_<split>.txt`` (shuffled)."""
-    classes = _classes(style, count)
+    classes = w.classes(style, count)
     image_dir = w.folder / w.spec.image_dir
     rows = w.images(style, classes, lambda split, pos, key, rel: image_dir / rel)
     (w.folder / FGVC_VARIANTS_FILE).write_text("".join(f"{name}\n" for _, name in classes))
@@ -547,7 +584,7 @@ def _write_wnid_folders(w: _Writer, style: _Style, count: int) -> list[Key]:
     """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt``. ImageNet-A/-R (200 of
     ImageNet's 1000 classes) get every other wnid of a twice-as-long classnames.txt."""
     stride = style.subset_stride
-    family = _classes(style, count * stride)
+    family = w.classes(style, count * stride)
     chosen = family[stride - 1 :: stride]
     _write_classnames(w, family)
     image_dir = w.folder / w.spec.image_dir
@@ -557,7 +594,7 @@ def _write_wnid_folders(w: _Writer, style: _Style, count: int) -> list[Key]:
 
 def _write_numbered_folders(w: _Writer, style: _Style, count: int) -> list[Key]:
     """``<image_dir>/<i>/`` folders; ``classnames.txt`` line i names folder i."""
-    classes = _classes(style, count)
+    classes = w.classes(style, count)
     _write_classnames(w, classes)
     image_dir = w.folder / w.spec.image_dir
     w.images(style, classes, lambda split, pos, key, rel: image_dir / str(pos) / rel)

@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "ViT-B-16-quickgelu"  # QuickGELU matters for the OpenAI weights (PERL_SPEC.md §1)
 DEFAULT_PRETRAINED = "openai"
+# weights this project trains and ships (model config, tag) -> file in perl_pipeline/weights/
+PACKAGED_WEIGHTS = {("PERL-Toy-ViT", "toy_world"): "PERL-Toy-ViT_toy_world.safetensors"}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -32,9 +34,10 @@ def load_clip(
     """Create an open_clip CLIP in fp32 and eval mode.
 
     Args:
-        model_name: an open_clip model config, or one shipped with this package (PERL-Tiny-ViT).
-        pretrained: a pretrained tag ("openai"), a path to a weights file, or None for random
-            weights (tests, benchmarks, the offline demo).
+        model_name: an open_clip model config, or one shipped with this package (PERL-Tiny-ViT,
+            PERL-Toy-ViT).
+        pretrained: a pretrained tag ("openai", or "toy_world" for PERL-Toy-ViT, whose weights
+            ship with the package), a path to a weights file, or None for random weights.
         cache_dir: where downloaded weights are kept and looked for first.
         init_seed: seeds the random initialisation when `pretrained` is None.
 
@@ -49,6 +52,14 @@ def load_clip(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             return open_clip.create_model(model_name, pretrained=None).eval()
+    if (model_name, pretrained) in PACKAGED_WEIGHTS:
+        path = packaged_weights_path(model_name, str(pretrained))
+        if not path.is_file():
+            raise PretrainedWeightsUnavailable(
+                f"{path} is missing: rebuild the {model_name}/{pretrained} weights with "
+                "`kedro run --pipelines toy_clip` (or `dvc repro toy_clip`), about 10 min on a CPU"
+            )
+        return open_clip.create_model(model_name, pretrained=str(path)).eval()
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.is_file():
@@ -83,6 +94,11 @@ def load_clip(
         raise PretrainedWeightsUnavailable(
             _offline_message(model_name, pretrained, cfg, cache_dir, error)
         ) from error
+
+
+def packaged_weights_path(model_name: str, tag: str) -> Path:
+    """Where the package keeps the weights it ships for (model_name, tag)."""
+    return Path(str(resources.files("perl_pipeline") / "weights" / PACKAGED_WEIGHTS[(model_name, tag)]))
 
 
 def register_model_configs() -> None:

@@ -1,0 +1,135 @@
+"""Pairs -> pretrained weights -> zero-shot probe of the toy world's CLIP."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from perl_pipeline.config import ToyClipConfig
+from perl_pipeline.training.pretrain import PretrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
+    """Scenes of every concept but the held-out ones, each with a caption (one row per pair)."""
+    from perl_pipeline.data import toy_world
+
+    seen = [c for c in toy_world.concepts() if c not in toy_clip.held_out]
+    scenes = toy_world.sample_scenes(seen, toy_clip.pairs, toy_world.Shift(), toy_clip.seed)
+    texts = toy_world.captions(scenes, toy_world.CaptionStyle(toy_clip.templates), toy_clip.seed + 1)
+    logger.info(
+        "%d pairs over %d concepts (%d held out), e.g. %r",
+        scenes.height,
+        len(seen),
+        len(toy_clip.held_out),
+        texts[0],
+    )
+    return scenes.with_columns(caption=pl.Series(texts))
+
+
+def pretrain_toy_clip(
+    pairs: pl.DataFrame, toy_clip: ToyClipConfig, pretraining: PretrainConfig, device: str
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively.
+
+    Returns:
+        The weights (fp16, a few MB) and a record: loss every `log_every` steps, first and last
+        losses, final temperature, seconds, device, settings.
+    """
+    import dataclasses
+
+    import open_clip
+
+    from perl_pipeline.data import toy_world
+    from perl_pipeline.data.images import image_size
+    from perl_pipeline.models import load_clip
+    from perl_pipeline.training import resolve_device
+    from perl_pipeline.training.pretrain import pretrain_clip
+
+    model = load_clip(toy_clip.model_name, None, init_seed=toy_clip.init_seed)
+    tokens = open_clip.get_tokenizer(toy_clip.model_name)(pairs["caption"].to_list())
+    dataset = toy_world.RenderedScenes(pairs, tokens, image_size(model), toy_world.Shift())
+    target = resolve_device(device)
+    result = pretrain_clip(model, dataset, pretraining, target)
+    every = pretraining.log_every
+    record = {
+        "model_name": toy_clip.model_name,
+        "pairs": pairs.height,
+        "loss_every": every,
+        "loss": [
+            sum(result.loss[i : i + every]) / len(result.loss[i : i + every])
+            for i in range(0, len(result.loss), every)
+        ],
+        "first_loss": result.loss[0],
+        "last_loss": result.loss[-1],
+        "logit_scale": result.logit_scale,
+        "seconds": round(result.seconds, 1),
+        "device": str(target),
+        "pretraining": dataclasses.asdict(pretraining),
+    }
+    logger.info(
+        "pretrained %s in %.0f s: loss %.3f -> %.3f",
+        toy_clip.model_name,
+        result.seconds,
+        result.loss[0],
+        result.loss[-1],
+    )
+    weights = {name: value.detach().to(torch.float16) for name, value in model.state_dict().items()}
+    return weights, record
+
+
+def probe_toy_clip(weights: dict[str, torch.Tensor], toy_clip: ToyClipConfig, device: str) -> dict:
+    """Zero-shot top-1 over all 64 concepts, on seen and held-out concepts, in the pretraining
+    world and in the demo's shifted world (chance 1/64)."""
+    import open_clip
+
+    from perl_pipeline.data import toy_world
+    from perl_pipeline.models import load_clip
+    from perl_pipeline.training import resolve_device
+
+    model = load_clip(toy_clip.model_name, None)
+    model.load_state_dict(weights)
+    target = resolve_device(device)
+    model.to(target)
+    classes = toy_world.concepts()
+    tokenizer = open_clip.get_tokenizer(toy_clip.model_name)
+    with torch.no_grad():
+        text = F.normalize(
+            model.encode_text(tokenizer([toy_clip.probe_template.format(c) for c in classes]).to(target)),
+            dim=-1,
+        )
+    seen = [c for c in toy_world.concepts() if c not in toy_clip.held_out]
+    worlds = {"pretraining": toy_world.Shift(), "shifted": toy_world.Shift(**toy_clip.shifted)}
+    metrics = {"chance": 1 / len(toy_world.concepts())}
+    for world, shift in worlds.items():
+        for group, concepts in (("seen", seen), ("held_out", list(toy_clip.held_out))):
+            if concepts:
+                scenes = toy_world.sample_scenes(concepts, toy_clip.probe_images, shift, toy_clip.seed + 2)
+                metrics[f"zero_shot_{world}_{group}"] = _accuracy(model, text, scenes, shift, classes, target)
+    logger.info(
+        "zero-shot probe of %s: %s", toy_clip.model_name, {k: round(v, 4) for k, v in metrics.items()}
+    )
+    return metrics
+
+
+def _accuracy(model, text: torch.Tensor, scenes: pl.DataFrame, shift, classes: list[str], device) -> float:
+    """Top-1 of the image features of `scenes` against the class embeddings `text` [C, D]."""
+    from torch.utils.data import DataLoader
+
+    from perl_pipeline.data import toy_world
+    from perl_pipeline.data.images import image_size
+
+    labels = torch.tensor(
+        [classes.index(f"{c} {s}") for c, s in zip(scenes["colour"], scenes["shape"], strict=True)]
+    )
+    images = toy_world.RenderedScenes(scenes, labels, image_size(model), shift)
+    correct = 0
+    with torch.no_grad():
+        for x, y in DataLoader(images, batch_size=256):
+            predicted = (F.normalize(model.encode_image(x.to(device)), dim=-1) @ text.T).argmax(dim=-1)
+            correct += int((predicted.cpu() == y).sum())
+    return correct / len(images)
