@@ -179,3 +179,36 @@ class ToyClipConfig:
         _require(self.pairs >= 1, f"toy_clip.pairs={self.pairs} must be >= 1")
         _require(self.probe_images >= 1, f"toy_clip.probe_images={self.probe_images} must be >= 1")
         _require("{}" in self.probe_template, "toy_clip.probe_template needs a {} for the concept")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Optimisation of the contrastive pretraining.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: pairs per step (each pair's negatives are the batch's other pairs).
+        lr: peak learning rate of AdamW, reached after `warmup` steps, then cosine decay to 0.
+        warmup: linear warm-up steps.
+        weight_decay: AdamW weight decay on matrices (not on biases, norms, embeddings' scale).
+        seed: fixes the initial weights' RNG use, the batch order and nothing else.
+        log_every: steps between progress-bar / log updates.
+        num_workers: processes preparing batches beside the training one (0: in the training
+            process).
+    """
+
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 2e-3
+    warmup: int = 200
+    weight_decay: float = 0.1
+    seed: int = 0
+    log_every: int = 100
+    num_workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"toy_clip_pretraining.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.num_workers < 0:
+            raise ValueError("toy_clip_pretraining needs lr > 0 and warmup, weight_decay, num_workers >= 0")

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perl_pipeline.training.pretrain import PretrainConfig, contrastive_loss, pretrain_clip
+from perl_pipeline.config import PretrainConfig
+from perl_pipeline.training.pretrain import contrastive_loss, pretrain_clip
 
 
 def test_contrastive_loss_is_clips_symmetric_cross_entropy() -> None:

@@ -13,42 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from perl_pipeline.config import PretrainConfig
+
 logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on the learned temperature
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Optimisation of the contrastive pretraining.
-
-    Attributes:
-        steps: optimiser steps.
-        batch_size: pairs per step (each pair's negatives are the batch's other pairs).
-        lr: peak learning rate of AdamW, reached after `warmup` steps, then cosine decay to 0.
-        warmup: linear warm-up steps.
-        weight_decay: AdamW weight decay on matrices (not on biases, norms, embeddings' scale).
-        seed: fixes the initial weights' RNG use, the batch order and nothing else.
-        log_every: steps between progress-bar / log updates.
-        num_workers: processes preparing batches beside the training one (0: in the training
-            process).
-    """
-
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 2e-3
-    warmup: int = 200
-    weight_decay: float = 0.1
-    seed: int = 0
-    log_every: int = 100
-    num_workers: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"toy_clip.pretraining.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.num_workers < 0:
-            raise ValueError("toy_clip.pretraining needs lr > 0 and warmup, weight_decay, num_workers >= 0")
 
 
 @dataclass

@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 
 import polars as pl
-import torch
-import torch.nn.functional as F
 
-from perl_pipeline.config import ToyClipConfig
-from perl_pipeline.training.pretrain import PretrainConfig
+from perl_pipeline.config import PretrainConfig, ToyClipConfig
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +30,7 @@ def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
 
 def pretrain_toy_clip(
     pairs: pl.DataFrame, toy_clip: ToyClipConfig, pretraining: PretrainConfig, device: str
-) -> tuple[dict[str, torch.Tensor], dict]:
+) -> tuple[dict, dict]:
     """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively.
 
     Returns:
@@ -43,6 +40,7 @@ def pretrain_toy_clip(
     import dataclasses
 
     import open_clip
+    import torch
 
     from perl_pipeline.data import toy_world
     from perl_pipeline.data.images import image_size
@@ -82,10 +80,12 @@ def pretrain_toy_clip(
     return weights, record
 
 
-def probe_toy_clip(weights: dict[str, torch.Tensor], toy_clip: ToyClipConfig, device: str) -> dict:
+def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
     """Zero-shot top-1 over all 64 concepts, on seen and held-out concepts, in the pretraining
     world and in the demo's shifted world (chance 1/64)."""
     import open_clip
+    import torch
+    import torch.nn.functional as F
 
     from perl_pipeline.data import toy_world
     from perl_pipeline.models import load_clip
@@ -116,8 +116,10 @@ def probe_toy_clip(weights: dict[str, torch.Tensor], toy_clip: ToyClipConfig, de
     return metrics
 
 
-def _accuracy(model, text: torch.Tensor, scenes: pl.DataFrame, shift, classes: list[str], device) -> float:
+def _accuracy(model, text, scenes: pl.DataFrame, shift, classes: list[str], device) -> float:
     """Top-1 of the image features of `scenes` against the class embeddings `text` [C, D]."""
+    import torch
+    import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
     from perl_pipeline.data import toy_world
