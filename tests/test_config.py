@@ -10,6 +10,8 @@ from perl_pipeline.config import (
     EvalConfig,
     FewShotConfig,
     PerlConfig,
+    PretrainConfig,
+    ToyClipConfig,
     TrainConfig,
     check_model_settings,
 )
@@ -28,6 +30,14 @@ from perl_pipeline.config import (
         (lambda: TrainConfig(precision="fp16"), "precision"),
         (lambda: EvalConfig(batch_size=0), "evaluation.batch_size=0"),
         (lambda: FewShotConfig(shots=0), "few_shot.shots=0"),
+        (lambda: ToyClipConfig(held_out=["red dragon"]), "not a toy-world concept"),
+        (lambda: ToyClipConfig(templates=["a photo."]), "concept"),
+        (lambda: ToyClipConfig(shifted={"noise": 2.0}), "noise"),
+        (lambda: ToyClipConfig(pairs=0), "toy_clip.pairs=0"),
+        (lambda: ToyClipConfig(probe_template="a photo"), "probe_template"),
+        (lambda: PretrainConfig(steps=0), "toy_clip_pretraining.steps=0"),
+        (lambda: PretrainConfig(lr=0.0), "toy_clip_pretraining.lr=0.0"),
+        (lambda: PretrainConfig(num_workers=-1), "toy_clip_pretraining.num_workers=-1"),
         (lambda: DataSourceConfig(kind="torrent"), "data_source.kind"),
     ],
 )

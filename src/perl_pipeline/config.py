@@ -143,7 +143,7 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
 
 @dataclass(frozen=True)
 class ToyClipConfig:
-    """The toy world's CLIP (issue: an offline CLIP that really transfers zero-shot).
+    """The toy world's CLIP, pretrained offline so the demo's zero-shot transfer is real.
 
     Attributes:
         model_name: the open_clip config pretrained from scratch (shipped with the package).
@@ -190,25 +190,28 @@ class PretrainConfig:
         batch_size: pairs per step (each pair's negatives are the batch's other pairs).
         lr: peak learning rate of AdamW, reached after `warmup` steps, then cosine decay to 0.
         warmup: linear warm-up steps.
-        weight_decay: AdamW weight decay on matrices (not on biases, norms, embeddings' scale).
-        seed: fixes the initial weights' RNG use, the batch order and nothing else.
+        weight_decay: AdamW weight decay on weight matrices and embeddings (not on biases, norms
+            or the temperature).
+        seed: fixes the batch order (the initial weights come from toy_clip.init_seed).
         log_every: steps between progress-bar / log updates.
         num_workers: processes preparing batches beside the training one (0: in the training
             process).
     """
 
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 2e-3
+    steps: int = 2500
+    batch_size: int = 128
+    lr: float = 3e-3
     warmup: int = 200
     weight_decay: float = 0.1
     seed: int = 0
-    log_every: int = 100
+    log_every: int = 50
     num_workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"toy_clip_pretraining.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.num_workers < 0:
-            raise ValueError("toy_clip_pretraining needs lr > 0 and warmup, weight_decay, num_workers >= 0")
+            value = getattr(self, name)
+            _require(value >= 1, f"toy_clip_pretraining.{name}={value} must be >= 1")
+        _require(self.lr > 0, f"toy_clip_pretraining.lr={self.lr} must be > 0")
+        for name in ("warmup", "weight_decay", "num_workers"):
+            value = getattr(self, name)
+            _require(value >= 0, f"toy_clip_pretraining.{name}={value} must be >= 0")
