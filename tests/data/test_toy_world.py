@@ -127,3 +127,13 @@ def test_scene_table_columns() -> None:
     scenes = toy_world.sample_scenes(toy_world.concepts(), 5, Shift(), seed=0)
     assert scenes.columns == list(toy_world.SCENE_COLUMNS)
     assert scenes.schema["seed"] == pl.Int64
+
+
+def test_colour_cast_turns_hues_around_the_grey_axis() -> None:
+    scene = _scene(background="plain")
+    cast = toy_world.render(scene, 64, Shift(colour_jitter=0.0, hue_rotation=120.0))
+    red = np.array(toy_world.COLOURS["red"]) * 255
+    # a third of a turn maps R -> G -> B -> R: the red triangle comes out green
+    assert np.allclose(cast[30:34, 30:34].reshape(-1, 3).mean(axis=0), red[[2, 0, 1]], atol=1.5)
+    with pytest.raises(ValueError, match="hue_rotation"):
+        Shift(hue_rotation=200.0)
