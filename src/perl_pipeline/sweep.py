@@ -137,7 +137,7 @@ def run_sweep(
         prepare.run(pipeline_names=["base_to_novel"], tags=list(PREPARATION), only_missing_outputs=True)
     rows = []
     for key, values in settings:
-        tags = list(PER_SETTING) + (["text_features"] if key.startswith(FEATURE_KEYS) else [])  # J, backbone
+        tags = _tags(rebuild_features=key.startswith(FEATURE_KEYS))
         for value in values:
             logger.info("sweep: %s=%s", key, value)
             with session(nested(key, value)) as run:
@@ -148,15 +148,20 @@ def run_sweep(
             rows.append({"parameter": key, "value": _flow(value), **summary})
             logger.info("sweep: %s=%s -> %s", key, value, summary)
     table = pl.DataFrame(rows)
-    features = any(key.startswith(FEATURE_KEYS) for key, _ in settings)
     with session() as restore:
         restore.run(
-            pipeline_names=["base_to_novel"], tags=list(PER_SETTING) + (["text_features"] if features else [])
+            pipeline_names=["base_to_novel"],
+            tags=_tags(rebuild_features=any(key.startswith(FEATURE_KEYS) for key, _ in settings)),
         )
         catalog = restore.load_context().catalog
         catalog.save("ablations.table", table)
         catalog.save("ablations.markdown", to_markdown(table))
     return table
+
+
+def _tags(*, rebuild_features: bool) -> list[str]:
+    """The stages a setting reruns: training onwards, plus text features when J or the backbone moved."""
+    return [*PER_SETTING, *(["text_features"] if rebuild_features else [])]
 
 
 def _flow(value) -> str:

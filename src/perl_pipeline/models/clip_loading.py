@@ -52,14 +52,14 @@ def load_clip(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             return open_clip.create_model(model_name, pretrained=None).eval()
-    if (model_name, pretrained) in PACKAGED_WEIGHTS:
+    if (model_name, pretrained) in PACKAGED_WEIGHTS:  # shipped: load it as a local file
         path = packaged_weights_path(model_name, str(pretrained))
         if not path.is_file():
             raise PretrainedWeightsUnavailable(
                 f"{path} is missing: rebuild the {model_name}/{pretrained} weights with "
-                "`kedro run --pipelines toy_clip` (or `dvc repro toy_clip`), about 10 min on a CPU"
+                "`kedro run --pipelines toy_clip` (or `dvc repro toy_clip`), about 12 min on a CPU"
             )
-        return open_clip.create_model(model_name, pretrained=str(path)).eval()
+        pretrained = path
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.is_file():
@@ -102,7 +102,7 @@ def packaged_weights_path(model_name: str, tag: str) -> Path:
 
 
 def register_model_configs() -> None:
-    """Make the model configs shipped with this package (PERL-Tiny-ViT) known to open_clip."""
+    """Make the model configs shipped with this package (PERL-Tiny-ViT, PERL-Toy-ViT) known to open_clip."""
     import open_clip
 
     open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")

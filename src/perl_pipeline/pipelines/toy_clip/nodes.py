@@ -15,7 +15,7 @@ def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
     """Scenes of every concept but the held-out ones, each with a caption (one row per pair)."""
     from perl_pipeline.data import toy_world
 
-    seen = [c for c in toy_world.concepts() if c not in toy_clip.held_out]
+    seen = _seen_concepts(toy_clip)
     scenes = toy_world.sample_scenes(seen, toy_clip.pairs, toy_world.Shift(), toy_clip.seed)
     texts = toy_world.captions(scenes, toy_world.CaptionStyle(toy_clip.templates), toy_clip.seed + 1)
     logger.info(
@@ -102,11 +102,10 @@ def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
             model.encode_text(tokenizer([toy_clip.probe_template.format(c) for c in classes]).to(target)),
             dim=-1,
         )
-    seen = [c for c in toy_world.concepts() if c not in toy_clip.held_out]
     worlds = {"pretraining": toy_world.Shift(), "shifted": toy_world.Shift(**toy_clip.shifted)}
-    metrics = {"chance": 1 / len(toy_world.concepts())}
+    metrics = {"chance": 1 / len(classes)}
     for world, shift in worlds.items():
-        for group, concepts in (("seen", seen), ("held_out", list(toy_clip.held_out))):
+        for group, concepts in (("seen", _seen_concepts(toy_clip)), ("held_out", list(toy_clip.held_out))):
             if concepts:
                 scenes = toy_world.sample_scenes(concepts, toy_clip.probe_images, shift, toy_clip.seed + 2)
                 metrics[f"zero_shot_{world}_{group}"] = _accuracy(model, text, scenes, shift, classes, target)
@@ -114,6 +113,13 @@ def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
         "zero-shot probe of %s: %s", toy_clip.model_name, {k: round(v, 4) for k, v in metrics.items()}
     )
     return metrics
+
+
+def _seen_concepts(toy_clip: ToyClipConfig) -> list[str]:
+    """The concepts pretraining shows: all but the held-out ones."""
+    from perl_pipeline.data import toy_world
+
+    return [c for c in toy_world.concepts() if c not in toy_clip.held_out]
 
 
 def _accuracy(model, text, scenes: pl.DataFrame, shift, classes: list[str], device) -> float:
