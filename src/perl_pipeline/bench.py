@@ -34,8 +34,8 @@ import open_clip
 import torch
 from torch import nn
 
+from perl_pipeline.device import autocast, resolve_device
 from perl_pipeline.models import PERL, load_clip, perl_loss
-from perl_pipeline.training.device import autocast, resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
     """
     import open_clip
 
-    from perl_pipeline.models.clip_loading import register_model_configs
+    from perl_pipeline.models.loading import register_model_configs
     from perl_pipeline.models.perl import check_split_layer
 
     register_model_configs()
@@ -168,7 +168,7 @@ class ToyClipConfig:
     shifted: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from perl_pipeline.data.toy_world import CaptionStyle, Shift, split_concept
+        from perl_pipeline.toy.world import CaptionStyle, Shift, split_concept
 
         object.__setattr__(self, "held_out", tuple(self.held_out))
         object.__setattr__(self, "templates", tuple(self.templates))

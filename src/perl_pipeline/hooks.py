@@ -18,7 +18,7 @@ class CheckModelSettings:
             clip, perl = catalog.load("params:clip"), catalog.load("params:perl")
             check_model_settings(_typed(ClipConfig, clip), _typed(PerlConfig, perl))
         if "device" in used:
-            from perl_pipeline.training.device import resolve_device  # imports torch: only when needed
+            from perl_pipeline.device import resolve_device  # imports torch: only when needed
 
             resolve_device(catalog.load("params:device"))
 

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 import torch
 
-from perl_pipeline.models import clip_loading, load_clip
+from perl_pipeline.models import load_clip
+from perl_pipeline.models import loading as clip_loading
 from tests.pipelines.conftest import demo_session
 
 pytestmark = pytest.mark.slow

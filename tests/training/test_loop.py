@@ -8,8 +8,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from perl_pipeline.config import TrainConfig
+from perl_pipeline.device import resolve_device
 from perl_pipeline.models import PERL
-from perl_pipeline.training import resolve_device, train_projectors
+from perl_pipeline.training import train_projectors
 
 CONFIG = TrainConfig(lr=1e-2, batch_size=4, num_workers=0, precision="fp32", log_every=2)
 

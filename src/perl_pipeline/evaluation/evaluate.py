@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from perl_pipeline.config import EvalConfig
+from perl_pipeline.device import autocast
 from perl_pipeline.evaluation.metrics import RUN_COLUMNS
 from perl_pipeline.models import PERL, TextPrefix
-from perl_pipeline.training.device import autocast
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from perl_pipeline.config import ClipConfig, PerlConfig
-from perl_pipeline.models.clip_loading import load_clip
+from perl_pipeline.models.loading import load_clip
 from perl_pipeline.models.perl import PERL, TextPrefix
 
 

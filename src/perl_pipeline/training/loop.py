@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from perl_pipeline.config import TrainConfig
+from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL, TextPrefix, perl_loss
-from perl_pipeline.training.device import autocast
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
     Returns:
         The index: split, path (relative to data_root), label, classname.
     """
-    from perl_pipeline.data.benchmarks import BenchmarkSpec
-    from perl_pipeline.data.miniature import write_miniature
-    from perl_pipeline.data.prepare import build_index, fetch_benchmark
-    from perl_pipeline.data.validate import validate_index
+    from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+    from perl_pipeline.benchmarks.validate import validate_index
+    from perl_pipeline.toy.miniature import write_miniature
 
     spec = BenchmarkSpec.from_params(benchmark)
     root = Path(data_root)

@@ -30,11 +30,11 @@ def evaluate_benchmark(
     Returns:
         The long per-run table (benchmark, seed, subset, step, accuracy, ...).
     """
-    from perl_pipeline.data.few_shot import subset_labels
-    from perl_pipeline.data.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.benchmarks.few_shot import subset_labels
+    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
     from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
-    from perl_pipeline.training import resolve_device
 
     if len(projectors) != len(seeds):
         raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")

@@ -17,6 +17,6 @@ def draw_few_shot_splits(
     The table carries the content hash of the index it was drawn from, so a changed split file
     can never silently reuse a stale draw.
     """
-    from perl_pipeline.data.few_shot import draw_few_shot
+    from perl_pipeline.benchmarks.few_shot import draw_few_shot
 
     return draw_few_shot(index, shots=few_shot.shots, seeds=seeds)

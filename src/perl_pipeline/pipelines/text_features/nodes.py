@@ -21,9 +21,9 @@ def encode_class_prompts(
     """
     import open_clip
 
-    from perl_pipeline.data.benchmarks import BenchmarkSpec, label_classnames
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec, label_classnames
+    from perl_pipeline.device import resolve_device
     from perl_pipeline.models import class_text_features, load_backbone
-    from perl_pipeline.training import resolve_device
 
     spec = BenchmarkSpec.from_params(benchmark)
     prompts = [spec.template.format(name.replace("_", " ")) for name in label_classnames(index)]

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
     """Scenes of every concept but the held-out ones, each with a caption (one row per pair)."""
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.toy import world as toy_world
 
     seen = _seen_concepts(toy_clip)
     scenes = toy_world.sample_scenes(seen, toy_clip.pairs, toy_world.Shift(), toy_clip.seed)
@@ -42,11 +42,11 @@ def pretrain_toy_clip(
     import open_clip
     import torch
 
-    from perl_pipeline.data import toy_world
-    from perl_pipeline.data.images import image_size
+    from perl_pipeline.benchmarks.images import image_size
+    from perl_pipeline.device import resolve_device
     from perl_pipeline.models import load_clip
-    from perl_pipeline.training import resolve_device
-    from perl_pipeline.training.pretrain import pretrain_clip
+    from perl_pipeline.toy import world as toy_world
+    from perl_pipeline.toy.pretrain import pretrain_clip
 
     model = load_clip(toy_clip.model_name, None, init_seed=toy_clip.init_seed)
     tokens = open_clip.get_tokenizer(toy_clip.model_name)(pairs["caption"].to_list())
@@ -87,9 +87,9 @@ def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.device import resolve_device
     from perl_pipeline.models import load_clip
-    from perl_pipeline.training import resolve_device
+    from perl_pipeline.toy import world as toy_world
 
     model = load_clip(toy_clip.model_name, None)
     model.load_state_dict(weights)
@@ -117,7 +117,7 @@ def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
 
 def _seen_concepts(toy_clip: ToyClipConfig) -> list[str]:
     """The concepts pretraining shows: all but the held-out ones."""
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.toy import world as toy_world
 
     return [c for c in toy_world.concepts() if c not in toy_clip.held_out]
 
@@ -128,8 +128,8 @@ def _accuracy(model, text, scenes: pl.DataFrame, shift, classes: list[str], devi
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
-    from perl_pipeline.data import toy_world
-    from perl_pipeline.data.images import image_size
+    from perl_pipeline.benchmarks.images import image_size
+    from perl_pipeline.toy import world as toy_world
 
     labels = torch.tensor(
         [classes.index(f"{c} {s}") for c, s in zip(scenes["colour"], scenes["shape"], strict=True)]

@@ -33,11 +33,12 @@ def train_seed(
     """
     import torch
 
-    from perl_pipeline.data.few_shot import check_fresh, subset_labels
-    from perl_pipeline.data.images import ImageFolderTable, image_size, train_transform
+    from perl_pipeline.benchmarks.few_shot import check_fresh, subset_labels
+    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
+    from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import select_prefix
     from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
-    from perl_pipeline.training import resolve_device, train_projectors
+    from perl_pipeline.training import train_projectors
 
     check_fresh(few_shot, index)
     rows = few_shot.filter(

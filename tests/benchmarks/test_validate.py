@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perl_pipeline.data.benchmarks import BenchmarkSpec
-from perl_pipeline.data.miniature import write_miniature
-from perl_pipeline.data.prepare import build_index
-from perl_pipeline.data.validate import DatasetValidationError, validate_index
+from perl_pipeline.benchmarks.prepare import build_index
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.validate import DatasetValidationError, validate_index
+from perl_pipeline.toy.miniature import write_miniature
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_tolerance_drops_a_corrupt_file_with_a_warning(dtd: tuple, caplog: pytes
     root, spec, index = dtd
     bad = _paths(index, "val")[0]
     (root / bad).write_bytes(b"\xff\xd8 truncated")
-    with caplog.at_level(logging.WARNING, logger="perl_pipeline.data.validate"):
+    with caplog.at_level(logging.WARNING, logger="perl_pipeline.benchmarks.validate"):
         report = validate_index(index, spec, root, tolerance=1)
     assert report.corrupt == (bad,) and report.dropped == (bad,)
     assert report.index.height == index.height - 1

@@ -19,7 +19,7 @@ import polars as pl
 from PIL import Image
 from tqdm import tqdm
 
-from perl_pipeline.data.benchmarks import INDEX_SCHEMA, SPLITS, BenchmarkError, BenchmarkSpec
+from perl_pipeline.benchmarks.spec import INDEX_SCHEMA, SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def validate_index(
     check_decode: bool = True,
     workers: int | None = None,
 ) -> ValidationReport:
-    """Validate ``index`` (from :func:`~perl_pipeline.data.prepare.build_index`) for ``spec``.
+    """Validate ``index`` (from :func:`~perl_pipeline.benchmarks.prepare.build_index`) for ``spec``.
 
     Args:
         index: The index table.

@@ -8,8 +8,7 @@ import random
 import polars as pl
 import pytest
 
-from perl_pipeline.data.benchmarks import index_frame
-from perl_pipeline.data.few_shot import (
+from perl_pipeline.benchmarks.few_shot import (
     FEW_SHOT_SCHEMA,
     StaleSplitError,
     check_fresh,
@@ -18,6 +17,7 @@ from perl_pipeline.data.few_shot import (
     index_content_hash,
     subsample_classes,
 )
+from perl_pipeline.benchmarks.spec import index_frame
 
 
 def make_index(

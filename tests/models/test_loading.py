@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from perl_pipeline.models import PretrainedWeightsUnavailable, clip_loading, load_clip
+from perl_pipeline.models import PretrainedWeightsUnavailable, load_clip
+from perl_pipeline.models import loading as clip_loading
 
 
 def _same_weights(a, b) -> bool:

@@ -16,9 +16,9 @@ formats, including each dataset's quirks:
   sorting would be wrong); A/R: a subset of the wnids of a larger ``classnames.txt``.
 
 The returned spec has ``num_classes``/``split_sizes`` set to the miniature's, so
-:func:`~perl_pipeline.data.validate.validate_index` passes on it.
+:func:`~perl_pipeline.benchmarks.validate.validate_index` passes on it.
 
-With ``world`` set, the images come from the toy world (:mod:`perl_pipeline.data.toy_world`) under
+With ``world`` set, the images come from the toy world (:mod:`perl_pipeline.toy.world`) under
 that shift and the classes are toy-world concepts ("red triangle"), chosen per benchmark; the
 layout, the file naming and the split/meta files stay the benchmark's own.
 """
@@ -37,12 +37,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from perl_pipeline.data import toy_world
-from perl_pipeline.data.benchmarks import (
+from perl_pipeline.benchmarks.spec import (
     FGVC_SPLIT_FILE,
     FGVC_VARIANTS_FILE,
     BenchmarkSpec,
 )
+from perl_pipeline.toy import world as toy_world
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def write_miniature(
             the spec's splits).
         image_size: Side of the square images, in pixels.
         seed: Makes colours, tokens and line order reproducible.
-        world: a :class:`~perl_pipeline.data.toy_world.Shift`'s fields: draw toy-world images
+        world: a :class:`~perl_pipeline.toy.world.Shift`'s fields: draw toy-world images
             and concepts instead of plain colours and the real class names.
 
     Returns:

@@ -16,17 +16,17 @@ import polars as pl
 import pytest
 import scipy.io
 
-from perl_pipeline.data import prepare
-from perl_pipeline.data.benchmarks import BenchmarkSpec
-from perl_pipeline.data.download import DownloadError
-from perl_pipeline.data.miniature import write_miniature
-from perl_pipeline.data.prepare import (
+from perl_pipeline.benchmarks import prepare
+from perl_pipeline.benchmarks.prepare import (
     DatasetUnavailableError,
     build_index,
     fetch_benchmark,
     is_prepared,
 )
-from perl_pipeline.data.validate import validate_index
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.validate import validate_index
+from perl_pipeline.fetch.download import DownloadError
+from perl_pipeline.toy.miniature import write_miniature
 
 Entries = dict[str, "Path | bytes"]
 

@@ -4,10 +4,10 @@ Google Drive answers ``<base_url>?id=<id>&export=download`` either with the
 file itself or, for files it cannot virus-scan, with an HTML page whose
 "Download anyway" form carries hidden inputs (``id``, ``export``, ``confirm``,
 ``uuid``). ``download_gdrive`` submits that form and streams the file through
-:func:`perl_pipeline.data.download.download_file`, so it gets the same resume,
+:func:`perl_pipeline.fetch.download.download_file`, so it gets the same resume,
 retry, checksum and atomic-rename behaviour. Any other HTML page (quota
 exceeded, sign-in required, region blocked) is turned into a
-:class:`~perl_pipeline.data.download.DownloadError` that spells out the manual
+:class:`~perl_pipeline.fetch.download.DownloadError` that spells out the manual
 route.
 """
 
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from perl_pipeline.data.download import DownloadError, download_file
+from perl_pipeline.fetch.download import DownloadError, download_file
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from perl_pipeline.data.benchmarks import (
+from perl_pipeline.benchmarks.spec import (
     IMAGE_SUFFIXES,
     READERS,
     WNID_PATTERN,
@@ -39,14 +39,14 @@ from perl_pipeline.data.benchmarks import (
     UnpackStep,
     label_classnames,
 )
-from perl_pipeline.data.download import DownloadError, download_file, file_md5
-from perl_pipeline.data.extract import (
+from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
+from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
     CorruptArchiveError,
     UnsafeArchiveError,
     extract_archive,
 )
-from perl_pipeline.data.gdrive import download_gdrive
+from perl_pipeline.fetch.gdrive import download_gdrive
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from perl_pipeline.data.extract import (
+from perl_pipeline.fetch.extract import (
     CorruptArchiveError,
     UnsafeArchiveError,
     extract_archive,

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from perl_pipeline.data import download as download_module
-from perl_pipeline.data.download import (
+from perl_pipeline.fetch import download as download_module
+from perl_pipeline.fetch.download import (
     ChecksumError,
     DownloadError,
     download_file,
     file_md5,
     file_sha256,
 )
-from perl_pipeline.data.gdrive import download_gdrive
+from perl_pipeline.fetch.gdrive import download_gdrive
 
 if TYPE_CHECKING:
     from tests.data.conftest import LocalHTTPServer, RecordedRequest

@@ -149,7 +149,7 @@ class BenchmarkSpec:
             from the first one's sorted wnid folders).
         classnames_file: ``<wnid> <name>`` lines (ImageNet-family layouts).
         classname_fixes: The loader's rename table, applied to every class name read.
-        sources: What :func:`~perl_pipeline.data.prepare.fetch_benchmark` fetches or expects.
+        sources: What :func:`~perl_pipeline.benchmarks.prepare.fetch_benchmark` fetches or expects.
         arrange: Idempotent steps run after extraction.
     """
 

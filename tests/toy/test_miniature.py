@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from perl_pipeline.data.benchmarks import BENCHMARK_NAMES, INDEX_SCHEMA, label_classnames
-from perl_pipeline.data.miniature import MARKER, write_miniature
-from perl_pipeline.data.prepare import build_index
-from perl_pipeline.data.validate import validate_index
+from perl_pipeline.benchmarks.prepare import build_index
+from perl_pipeline.benchmarks.spec import BENCHMARK_NAMES, INDEX_SCHEMA, label_classnames
+from perl_pipeline.benchmarks.validate import validate_index
+from perl_pipeline.toy.miniature import MARKER, write_miniature
 
 # The first class names in label order, as CoOp's loaders produce them (protocol §1.1).
 FIRST_CLASSES = {
@@ -274,7 +274,7 @@ TOY_WORLD = {"backgrounds": ["noisy", "wavy"], "noise": 0.05, "occlusion": 0.3}
 def test_toy_world_miniature_keeps_the_layout_with_toy_concepts(
     tmp_path: Path, benchmark_specs: dict, name: str
 ) -> None:
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.toy import world as toy_world
 
     options = {
         "classes": 6,
@@ -296,7 +296,7 @@ def test_toy_world_miniature_keeps_the_layout_with_toy_concepts(
 def test_toy_world_images_show_the_class_concept(tmp_path: Path, benchmark_specs: dict) -> None:
     from PIL import Image
 
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.toy import world as toy_world
 
     world = {"backgrounds": ["plain"], "colour_jitter": 0.0, "background_saturation": 0.0}
     spec = write_miniature(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from perl_pipeline.config import PretrainConfig
-from perl_pipeline.training.pretrain import contrastive_loss, pretrain_clip
+from perl_pipeline.toy.pretrain import contrastive_loss, pretrain_clip
 
 
 def test_contrastive_loss_is_clips_symmetric_cross_entropy() -> None:
@@ -26,7 +26,7 @@ def test_contrastive_loss_is_clips_symmetric_cross_entropy() -> None:
 def _pairs(n: int, seed: int = 0):
     import open_clip
 
-    from perl_pipeline.data import toy_world
+    from perl_pipeline.toy import world as toy_world
 
     chosen = ["red circle", "blue square", "green triangle", "yellow star"]
     scenes = toy_world.sample_scenes(chosen, n, toy_world.Shift(), seed=seed)

@@ -26,7 +26,7 @@ import polars as pl
 import torch
 from torch.utils.data import Dataset
 
-from perl_pipeline.data.images import CLIP_MEAN, CLIP_STD
+from perl_pipeline.benchmarks.images import CLIP_MEAN, CLIP_STD
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.12, 0.12),

@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perl_pipeline.data.benchmarks import (
+from perl_pipeline.benchmarks.prepare import build_index
+from perl_pipeline.benchmarks.spec import (
     BENCHMARK_NAMES,
     READERS,
     BenchmarkError,
@@ -23,8 +24,7 @@ from perl_pipeline.data.benchmarks import (
     label_classnames,
     specs_from_parameters,
 )
-from perl_pipeline.data.miniature import write_miniature
-from perl_pipeline.data.prepare import build_index
+from perl_pipeline.toy.miniature import write_miniature
 
 # name: (folder, num_classes, split_sizes, template)  -- protocol.md §1.1 and §3.1
 PROTOCOL = {

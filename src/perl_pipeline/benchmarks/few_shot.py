@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.data.benchmarks import BenchmarkError, label_classnames
+from perl_pipeline.benchmarks.spec import BenchmarkError, label_classnames
 
 SUBSETS = ("all", "base", "novel")
 FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {

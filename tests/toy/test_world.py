@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 import torch
 
-from perl_pipeline.data import toy_world
-from perl_pipeline.data.toy_world import CaptionStyle, RenderedScenes, Shift
+from perl_pipeline.toy import world as toy_world
+from perl_pipeline.toy.world import CaptionStyle, RenderedScenes, Shift
 
 SHIFTED = Shift(backgrounds=toy_world.SHIFTED_BACKGROUNDS, noise=0.1, occlusion=1.0)
 
