@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
@@ -94,6 +96,37 @@ def load_clip(
         raise PretrainedWeightsUnavailable(
             _offline_message(model_name, pretrained, cfg, cache_dir, error)
         ) from error
+
+
+def weights_identity(
+    model_name: str,
+    pretrained: str | os.PathLike | None,
+    *,
+    init_seed: int = 0,
+) -> str:
+    """What the weights are, for provenance: `tag:<tag>` for a named release (open_clip's tags are
+    fixed files), `sha256:<hex>` for a file (the shipped ones included), `random:<seed>` for None."""
+    if pretrained is None:
+        return f"random:{init_seed}"
+    if (model_name, pretrained) in PACKAGED_WEIGHTS:
+        pretrained = packaged_weights_path(model_name, str(pretrained))
+    if _looks_like_path(pretrained):
+        path = Path(pretrained).expanduser().resolve()
+        if not path.is_file():
+            raise PretrainedWeightsUnavailable(f"weights file {path} does not exist (clip.pretrained)")
+        stat = path.stat()
+        return "sha256:" + _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    return f"tag:{pretrained}"
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in a process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def packaged_weights_path(model_name: str, tag: str) -> Path:
