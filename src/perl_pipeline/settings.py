@@ -1,8 +1,10 @@
 """Kedro project settings (https://docs.kedro.org/en/stable/kedro_project_setup/settings.html)."""
 
 from perl_pipeline.hooks import CheckModelSettings
+from perl_pipeline.pipelines.freshness import Provenance
 
-HOOKS = (CheckModelSettings(),)
+# pluggy calls the hooks registered last first: the settings are checked before the artefacts
+HOOKS = (Provenance(), CheckModelSettings())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

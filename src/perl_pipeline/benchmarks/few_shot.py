@@ -12,6 +12,7 @@ the index it was drawn from, so a stale draw is detected (:func:`check_fresh`).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from collections import defaultdict
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from perl_pipeline.benchmarks.spec import BenchmarkError, label_classnames
+from perl_pipeline.provenance import canonical_json, fingerprint
 
 SUBSETS = ("all", "base", "novel")
 FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {
@@ -31,7 +33,9 @@ FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {
     "original_label": pl.Int64(),
     "classname": pl.String(),
     "source_hash": pl.String(),
+    "recipe": pl.String(),  # canonical JSON of few_shot_recipe(...), the same on every row
 }
+DRAW = "sorted"  # each class's train paths sorted, then random.Random(seed).sample
 _HASH_VERSION = b"perl-index-v1\n"
 _HASH_CHUNK = 100_000
 
@@ -62,6 +66,24 @@ def index_content_hash(index: pl.DataFrame) -> str:
         digest.update("\x1e".join(lines.slice(start, _HASH_CHUNK).to_list()).encode("utf-8"))
         digest.update(b"\x1e")
     return digest.hexdigest()
+
+
+def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str = DRAW) -> dict:
+    """What determines one seed's draw: the index it was drawn from, K, the seed and the rule."""
+    return {"index": source_hash, "shots": int(shots), "seed": int(seed), "draw": draw}
+
+
+def few_shot_identity(few_shot: pl.DataFrame, seed: int) -> str:
+    """The fingerprint of the recipe of one seed's draw in a few-shot table."""
+    rows = few_shot.filter(pl.col("seed") == seed) if "recipe" in few_shot.columns else few_shot.clear()
+    recipes = rows["recipe"].unique().to_list() if "recipe" in rows.columns else []
+    if len(recipes) != 1:
+        raise StaleSplitError(
+            f"the few-shot table has no single recipe for seed {seed} (it lacks that seed, or was "
+            "written by an older version of the pipeline): draw it again: "
+            "kedro run --pipelines few_shot_splits"
+        )
+    return fingerprint(json.loads(recipes[0]))
 
 
 def draw_few_shot(
@@ -99,6 +121,7 @@ def draw_few_shot(
             subset=pl.lit("all"),
             original_label=pl.col("label"),
             source_hash=pl.lit(source_hash),
+            recipe=pl.lit(canonical_json(few_shot_recipe(source_hash, shots, seed))),
         )
         frames += [subsample_classes(all_rows, s, num_classes) for s in subsets]
     order = {name: i for i, name in enumerate(SUBSETS)}
@@ -189,8 +212,9 @@ def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
         raise StaleSplitError(
             f"the few-shot table was drawn from another index (source_hash {_short(hashes)}, "
             f"current index {current[:12]}): the split file or the image listing changed since "
-            f"the draw. Fix: draw it again (draw_few_shot / the few-shot pipeline step); "
-            f"draws are deterministic, so unchanged classes give the same images."
+            f"the draw. Fix: draw it again: kedro run --pipelines few_shot_splits (add "
+            f"--namespaces <benchmark> for one); draws are deterministic, so unchanged classes give "
+            f"the same images."
         )
 
 

@@ -1,7 +1,12 @@
-"""dict[str, Tensor] <-> .safetensors: text features, frozen prefix states and projector weights."""
+"""dict[str, Tensor | JSON] <-> .safetensors: text features, frozen prefix states and projector weights.
+
+Tensors go into the file's tensor table; every other value (class names, a recipe) is stored as
+JSON in the file's metadata header, so an artefact and what it was made from travel together.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -11,7 +16,7 @@ from kedro.io import AbstractDataset
 
 
 class TensorDictDataset(AbstractDataset[dict, dict]):
-    """A flat dict of tensors in one safetensors file (no pickle; CPU tensors, any device later).
+    """A flat dict of tensors and JSON values in one safetensors file (no pickle; CPU tensors).
 
     Args:
         filepath: local path of the .safetensors file.
@@ -23,20 +28,26 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
         self.metadata = metadata
 
     def load(self) -> dict:
-        from safetensors.torch import load_file  # lazy: kedro viz needs no torch
+        from safetensors import safe_open  # lazy: kedro viz needs no torch
 
-        return load_file(str(self._filepath), device="cpu")
+        with safe_open(str(self._filepath), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            data = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        return data | {key: json.loads(value) for key, value in header.items()}
 
     def save(self, data: dict) -> None:
+        import torch
         from safetensors.torch import save_file
 
         path = Path(self._filepath)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {key: value.detach().cpu().contiguous() for key, value in data.items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in data.items() if isinstance(v, torch.Tensor)}
+        header = {k: json.dumps(v, sort_keys=True) for k, v in data.items() if k not in tensors}
         handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # atomic: no half file
         os.close(handle)
         try:
-            save_file(tensors, tmp)
+            save_file(tensors, tmp, metadata=header or None)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it the usual permissions
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -46,3 +57,9 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -31,12 +31,6 @@ RUN_SCHEMA = dict(
 )
 
 
-def select_prefix(prefix: TextPrefix, rows: Sequence[int]) -> TextPrefix:
-    """The text prefix of a subset of the classes (rows in label order)."""
-    index = torch.as_tensor(list(rows), dtype=torch.long)
-    return TextPrefix(prefix.states[index], prefix.eos_index[index])
-
-
 @torch.no_grad()
 def evaluate_seeds(
     models: Mapping[int, PERL],
@@ -76,7 +70,7 @@ def evaluate_seeds(
     text, text_alignment = {}, {}
     for seed, model in models.items():
         for subset, classes in class_sets.items():
-            prefix = select_prefix(text_prefix, classes)
+            prefix = text_prefix.select(classes)
             with autocast(device, config.precision):
                 t = model.refine_text(TextPrefix(prefix.states.to(device), prefix.eos_index.to(device)))
             t = F.normalize(t.float(), dim=-1)  # [K + 1, C, D]

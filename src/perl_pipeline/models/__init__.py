@@ -1,22 +1,20 @@
 """The PERL model library (no Kedro): the frozen backbone, the thought projectors, the objective."""
 
-from perl_pipeline.models.factory import (
-    build_perl,
-    class_text_features,
-    load_backbone,
-    text_prefix_of,
-)
+from perl_pipeline.models.factory import backbone_identity, build_perl, load_backbone
 from perl_pipeline.models.loading import PretrainedWeightsUnavailable, load_clip
 from perl_pipeline.models.objective import PerlLoss, clip_logits, perl_loss
 from perl_pipeline.models.perl import PERL, TextPrefix, causal_mask
 from perl_pipeline.models.projector import ThoughtProjector
+from perl_pipeline.models.text_features import TextFeatures, class_text_features, text_features_recipe
 
 __all__ = [
     "PERL",
     "PerlLoss",
     "PretrainedWeightsUnavailable",
+    "TextFeatures",
     "TextPrefix",
     "ThoughtProjector",
+    "backbone_identity",
     "build_perl",
     "causal_mask",
     "class_text_features",
@@ -24,5 +22,5 @@ __all__ = [
     "load_backbone",
     "load_clip",
     "perl_loss",
-    "text_prefix_of",
+    "text_features_recipe",
 ]

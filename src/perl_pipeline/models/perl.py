@@ -33,6 +33,11 @@ class TextPrefix(NamedTuple):
     states: torch.Tensor
     eos_index: torch.Tensor
 
+    def select(self, rows: Sequence[int]) -> TextPrefix:
+        """The prefix of a subset of the prompts (rows in order)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.states.device)
+        return TextPrefix(self.states[index], self.eos_index[index])
+
 
 def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
     """Additive float mask (0 on and below the diagonal, -inf above), as open_clip builds it."""

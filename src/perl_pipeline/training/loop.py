@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from perl_pipeline.config import TrainConfig
+from perl_pipeline.config import PerlConfig, TrainConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL, TextPrefix, perl_loss
 
@@ -26,6 +27,35 @@ class TrainResult:
     anchor: list[float] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+
+
+def projector_recipe(
+    backbone: dict,
+    perl: PerlConfig,
+    training: TrainConfig,
+    *,
+    subset: str,
+    seed: int,
+    few_shot: str,
+    text_features: str,
+) -> dict:
+    """Everything that determines one seed's trained projectors.
+
+    Args:
+        backbone: `models.backbone_identity` of the frozen CLIP.
+        few_shot / text_features: the identities of the draw and of the text features trained on.
+    """
+    settings = dataclasses.asdict(training)
+    settings.pop("log_every")  # how often to log changes no weight
+    return {
+        "backbone": backbone,
+        "perl": dataclasses.asdict(perl),
+        "training": settings,
+        "subset": subset,
+        "seed": int(seed),
+        "few_shot": few_shot,
+        "text_features": text_features,
+    }
 
 
 def train_projectors(

@@ -4,55 +4,99 @@ from __future__ import annotations
 
 import polars as pl
 
-from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
+from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig, TrainConfig
 
 
 def evaluate_benchmark(
     index: pl.DataFrame,
     text_features: dict,
+    few_shot: pl.DataFrame,
     data_root: str,
     clip: ClipConfig,
     perl: PerlConfig,
+    training: TrainConfig,
     evaluation: EvalConfig,
     device: str,
     *projectors: dict,
     benchmark: str,
+    trained_on: str,
     subsets: tuple[str, ...],
     seeds: tuple[int, ...],
 ) -> pl.DataFrame:
     """Evaluate all seeds on the benchmark's test split.
 
+    Every input is checked first: the text features against this backbone, J and class list,
+    each projector against this run's model and training configuration, the few-shot draw of
+    `trained_on` and (for its own benchmark) these text features.
+
     Args:
-        projectors: one state dict per seed, in the order of `seeds`.
+        few_shot: the few-shot table of `trained_on`, the benchmark the projectors were trained on.
+        projectors: one state dict (with its recipe) per seed, in the order of `seeds`.
+        trained_on: the benchmark whose projectors are scored (itself, or the transfer source).
         subsets: ("base", "novel") for base-to-novel (each with its own classifier), ("all",)
             for cross-dataset and domain generalisation.
 
     Returns:
-        The long per-run table (benchmark, seed, subset, step, accuracy, ...).
+        The long per-run table (benchmark, seed, subset, step, accuracy, ...) with the
+        identities of the projectors and text features it scored.
     """
-    from perl_pipeline.benchmarks.few_shot import subset_labels
+    from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.benchmarks.spec import label_classnames
     from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
-    from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
+    from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
+    from perl_pipeline.provenance import check_recipe, fingerprint
+    from perl_pipeline.training import projector_recipe
 
     if len(projectors) != len(seeds):
         raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
+    features = TextFeatures.from_dict(text_features)
+    backbone_id = backbone_identity(clip)
+    features.check(
+        backbone_id,
+        perl.split_layer,
+        label_classnames(index),
+        name=f"{benchmark}.text_features",
+        fix=f"kedro run --pipelines text_features --namespaces {benchmark}",
+    )
     backbone = load_backbone(clip)
-    models = {}
+    models, identities = {}, {}
     for seed, state in zip(seeds, projectors, strict=True):
+        stored = state.get("recipe")
+        expected = projector_recipe(
+            backbone_id,
+            perl,
+            training,
+            subset="base" if trained_on == benchmark else "all",
+            seed=seed,
+            few_shot=few_shot_identity(few_shot, seed),
+            text_features=features.fingerprint
+            if trained_on == benchmark
+            else (stored or {}).get("text_features"),
+        )
+        check_recipe(
+            f"{trained_on}.projector_{expected['subset']}_seed_{seed}",
+            stored,
+            expected,
+            fix=f"kedro run --pipelines training --namespaces {trained_on}",
+        )
         models[seed] = build_perl(backbone, perl, seed=seed)
-        models[seed].load_projector_state_dict(state)
+        models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
+        identities[seed] = fingerprint(stored)
     test = index.filter(pl.col("split") == "test").sort("path")
     images = ImageFolderTable(data_root, test["path"], test["label"], test_transform(image_size(backbone)))
-    num_classes = text_features["prefix"].shape[0]
-    class_sets = {subset: list(subset_labels(subset, num_classes)) for subset in subsets}
-    return evaluate_seeds(
+    class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
+    runs = evaluate_seeds(
         models,
         images,
-        text_prefix_of(text_features),
+        features.text_prefix(),
         class_sets,
         evaluation,
         device=resolve_device(device),
         benchmark=benchmark,
+    )
+    return runs.with_columns(
+        projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
+        text_features=pl.lit(features.fingerprint),
     )

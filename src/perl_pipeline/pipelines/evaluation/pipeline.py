@@ -13,15 +13,18 @@ SHARED_PARAMS = {
     "params:data_root",
     "params:clip",
     "params:perl",
+    "params:training",
     "params:evaluation",
     "params:device",
 }
 INPUTS = [
     "index",
     "text_features",
+    "few_shot",
     "params:data_root",
     "params:clip",
     "params:perl",
+    "params:training",
     "params:evaluation",
     "params:device",
 ]
@@ -38,13 +41,20 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
     own = protocol == "base_to_novel"
     subsets = ("base", "novel") if own else ("all",)
     trained = [projector("base" if own else "all", s) for s in seeds]
+    trained_on = benchmark if own else SOURCE
     node = Node(
-        bind(evaluate_benchmark, benchmark=benchmark, subsets=subsets, seeds=tuple(seeds)),
+        bind(
+            evaluate_benchmark,
+            benchmark=benchmark,
+            trained_on=trained_on,
+            subsets=subsets,
+            seeds=tuple(seeds),
+        ),
         INPUTS + trained,
         f"runs_{protocol}",
         name=f"evaluate_{protocol}",
         tags=["evaluation"],
     )
-    # transfer: the projectors are the source's, whatever the benchmark's namespace
-    source = None if own or benchmark == SOURCE else {name: f"{SOURCE}.{name}" for name in trained}
+    # transfer: the projectors (and the draw they were trained on) are the source's
+    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in [*trained, "few_shot"]}
     return Pipeline([node], namespace=benchmark, parameters=SHARED_PARAMS, inputs=source)

@@ -1,4 +1,4 @@
-"""Class prompts -> tokens, zero-shot class embeddings and frozen text prefix states."""
+"""Class prompts -> tokens, zero-shot class embeddings and frozen text prefix states, with their recipe."""
 
 from __future__ import annotations
 
@@ -6,29 +6,42 @@ import logging
 
 import polars as pl
 
-from perl_pipeline.config import ClipConfig, PerlConfig
+from perl_pipeline.config import ClipConfig
 
 logger = logging.getLogger(__name__)
 
 
 def encode_class_prompts(
-    index: pl.DataFrame, benchmark: dict, clip: ClipConfig, perl: PerlConfig, device: str
+    index: pl.DataFrame, template: str, clip: ClipConfig, split_layer: int, device: str
 ) -> dict:
     """Fill the benchmark's template with each class name (label order) and encode the prompts once.
 
     Returns:
-        tokens, eos_index, prefix (blocks[0:J] states) and zero_shot embeddings, one row per class.
+        `TextFeatures.to_dict()`: tokens, eos_index, prefix (blocks[0:J] states), zero_shot
+        embeddings (one row per class), the class names and the recipe (backbone, weights, J,
+        template, class list) that any later use is checked against.
     """
     import open_clip
 
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec, label_classnames
+    from perl_pipeline.benchmarks.spec import label_classnames
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import class_text_features, load_backbone
+    from perl_pipeline.models import (
+        backbone_identity,
+        class_text_features,
+        load_backbone,
+        text_features_recipe,
+    )
 
-    spec = BenchmarkSpec.from_params(benchmark)
-    prompts = [spec.template.format(name.replace("_", " ")) for name in label_classnames(index)]
+    classnames = label_classnames(index)
+    prompts = [template.format(name.replace("_", " ")) for name in classnames]
+    identity = backbone_identity(clip)
+    recipe = text_features_recipe(
+        identity["model_name"], identity["weights"], split_layer, template, classnames
+    )
     backbone = load_backbone(clip)
     tokens = open_clip.get_tokenizer(clip.model_name)(prompts)
-    features = class_text_features(backbone, tokens, perl.split_layer, resolve_device(device))
-    logger.info("%s: %d class prompts, e.g. %r", spec.name, len(prompts), prompts[0])
-    return features
+    features = class_text_features(
+        backbone, tokens, split_layer, resolve_device(device), classnames=classnames, recipe=recipe
+    )
+    logger.info("%d class prompts, e.g. %r", len(prompts), prompts[0])
+    return features.to_dict()

@@ -9,7 +9,7 @@ from kedro.pipeline import Node, Pipeline
 from perl_pipeline.pipelines.text_features.nodes import encode_class_prompts
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
-SHARED_PARAMS = {"params:clip", "params:perl", "params:device"}
+SHARED_PARAMS = {"params:clip", "params:perl.split_layer", "params:device"}
 
 
 def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
@@ -17,7 +17,13 @@ def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pip
         [
             Node(
                 encode_class_prompts,
-                ["index", "params:benchmark", "params:clip", "params:perl", "params:device"],
+                [
+                    "index",
+                    "params:benchmark.template",
+                    "params:clip",
+                    "params:perl.split_layer",
+                    "params:device",
+                ],
                 "text_features",
                 name="encode_class_prompts",
                 tags=["text_features"],

@@ -27,26 +27,39 @@ def train_seed(
 ) -> tuple[dict, dict]:
     """Train PERL for one (benchmark, class subset, seed) on its few-shot draw.
 
+    The draw must come from this index and the text features from this backbone, J and class
+    list; anything else is refused before training (`StaleArtefactError` names what differs).
+
     Returns:
-        The projector weights (a few KB) and a training record: steps, losses, time, device,
-        configuration and the hashes of the inputs.
+        The projector weights (a few KB) with their recipe, and a training record: steps, losses,
+        time, device, the recipe (configuration and input identities) and its fingerprint.
     """
     import torch
 
-    from perl_pipeline.benchmarks.few_shot import check_fresh, subset_labels
+    from perl_pipeline.benchmarks.few_shot import check_fresh, few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
+    from perl_pipeline.benchmarks.spec import label_classnames
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.evaluation.evaluate import select_prefix
-    from perl_pipeline.models import build_perl, load_backbone, text_prefix_of
-    from perl_pipeline.training import train_projectors
+    from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
+    from perl_pipeline.provenance import fingerprint
+    from perl_pipeline.training import projector_recipe, train_projectors
 
     check_fresh(few_shot, index)
+    features = TextFeatures.from_dict(text_features)
+    backbone_id = backbone_identity(clip)
+    features.check(
+        backbone_id,
+        perl.split_layer,
+        label_classnames(index),
+        name=f"{benchmark}.text_features",
+        fix=f"kedro run --pipelines text_features --namespaces {benchmark}",
+    )
     rows = few_shot.filter(
         (pl.col("seed") == seed) & (pl.col("subset") == subset) & (pl.col("split") == "train")
     ).sort("path")
     if rows.is_empty():
         raise ValueError(f"{benchmark}: the few-shot table has no {subset} training rows for seed {seed}")
-    classes = subset_labels(subset, text_features["prefix"].shape[0])
+    classes = subset_labels(subset, len(features.classnames))
     backbone = load_backbone(clip)
     model = build_perl(backbone, perl, seed=seed)
     images = ImageFolderTable(
@@ -57,12 +70,16 @@ def train_seed(
     )
     target = resolve_device(device)
     result = train_projectors(
-        model,
-        images,
-        select_prefix(text_prefix_of(text_features), classes),
+        model, images, features.text_prefix(classes), training, seed=seed, device=target
+    )
+    recipe = projector_recipe(
+        backbone_id,
+        perl,
         training,
+        subset=subset,
         seed=seed,
-        device=target,
+        few_shot=few_shot_identity(few_shot, seed),
+        text_features=features.fingerprint,
     )
     record = {
         "benchmark": benchmark,
@@ -84,5 +101,7 @@ def train_seed(
             "training": {**vars(training), "crop_scale": list(training.crop_scale)},
         },
         "few_shot_source_hash": few_shot["source_hash"][0],
+        "recipe": recipe,
+        "projector": fingerprint(recipe),
     }
-    return model.projector_state_dict(), record
+    return model.projector_state_dict() | {"recipe": recipe}, record

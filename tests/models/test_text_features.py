@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from perl_pipeline.config import PerlConfig
-from perl_pipeline.models import build_perl, class_text_features, text_prefix_of
+from perl_pipeline.models import build_perl, class_text_features
 
 PROMPTS = ["a photo of a cat.", "a photo of a golden retriever, a type of pet.", "banded texture.", "x."]
 
@@ -16,10 +16,10 @@ def test_features_match_open_clip_and_do_not_depend_on_chunking(tiny_clip, token
     chunked = class_text_features(tiny_clip, tokens, split_layer=2, device=torch.device("cpu"), batch_size=3)
     with torch.no_grad():
         reference = tiny_clip.encode_text(tokens)
-    torch.testing.assert_close(whole["zero_shot"], reference, rtol=1e-5, atol=1e-5)
-    assert whole["tokens"].shape[1] == int(tokens.argmax(-1).max()) + 1  # cut once for the class set
-    for key in whole:
-        torch.testing.assert_close(whole[key], chunked[key], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole.zero_shot, reference, rtol=1e-5, atol=1e-5)
+    assert whole.tokens.shape[1] == int(tokens.argmax(-1).max()) + 1  # cut once for the class set
+    for key in ("tokens", "eos_index", "prefix", "zero_shot"):
+        torch.testing.assert_close(getattr(whole, key), getattr(chunked, key), rtol=1e-5, atol=1e-5)
 
 
 def test_cached_prefix_feeds_the_refinement(tiny_clip, tokenize):
@@ -27,6 +27,6 @@ def test_cached_prefix_feeds_the_refinement(tiny_clip, tokenize):
     features = class_text_features(tiny_clip, tokens, split_layer=2, device=torch.device("cpu"))
     model = build_perl(tiny_clip, PerlConfig(split_layer=2, steps=3), seed=4)
     with torch.no_grad():
-        cached = model.refine_text(text_prefix_of(features))
+        cached = model.refine_text(features.text_prefix())
         direct = model.encode_text(tokens)
     torch.testing.assert_close(cached, direct, rtol=1e-5, atol=1e-5)

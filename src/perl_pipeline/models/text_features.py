@@ -1,0 +1,140 @@
+"""Class text features: one benchmark's class prompts encoded once, with what they were made from.
+
+The frozen text prefix S_t = blocks[0:J](prompts) does not depend on the projectors, so it is
+computed once per class set and reused by every training step and every seed. It is only valid
+for the backbone, the weights, the split layer J, the template and the class list it was
+computed with; :class:`TextFeatures` carries all five and refuses to be used with others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from perl_pipeline.models.perl import PERL, TextPrefix
+from perl_pipeline.provenance import check_recipe, fingerprint
+
+TENSORS = ("tokens", "eos_index", "prefix", "zero_shot")
+
+
+def text_features_recipe(
+    model_name: str, weights: str, split_layer: int, template: str, classnames: Sequence[str]
+) -> dict:
+    """Everything that determines a benchmark's text features (see `models.loading.weights_identity`)."""
+    return {
+        "model_name": model_name,
+        "weights": weights,
+        "split_layer": int(split_layer),
+        "template": template,
+        "classes": len(classnames),
+        "classnames": fingerprint(list(classnames)),
+    }
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """A class set's prompts through the frozen text tower.
+
+    Attributes:
+        tokens: [C, n] token ids, cut to max(EOS) + 1.
+        eos_index: [C] position of each prompt's EOS token.
+        prefix: [C, n, d_t] the frozen states after blocks[0:J].
+        zero_shot: [C, D] open_clip's own encode_text (zero-shot CLIP's classifier).
+        classnames: the C class names, in label order.
+        recipe: what determines the features (:func:`text_features_recipe`).
+    """
+
+    tokens: torch.Tensor
+    eos_index: torch.Tensor
+    prefix: torch.Tensor
+    zero_shot: torch.Tensor
+    classnames: tuple[str, ...]
+    recipe: dict
+
+    @property
+    def split_layer(self) -> int:
+        """J, the number of frozen blocks the prefix went through."""
+        return int(self.recipe["split_layer"])
+
+    @property
+    def fingerprint(self) -> str:
+        """The features' identity: the fingerprint of their recipe."""
+        return fingerprint(self.recipe)
+
+    def text_prefix(self, rows: Sequence[int] | None = None) -> TextPrefix:
+        """The cached prefix of all classes, or of `rows` (labels, in order) alone."""
+        prefix = TextPrefix(self.prefix, self.eos_index)
+        return prefix if rows is None else prefix.select(rows)
+
+    def check(
+        self, backbone: dict, split_layer: int, classnames: Sequence[str], *, name: str, fix: str
+    ) -> None:
+        """Raise `StaleArtefactError` unless these features were computed with this backbone
+        (`models.backbone_identity`), this J and these classes (the template is not checked)."""
+        expected = text_features_recipe(
+            **backbone, split_layer=split_layer, template="", classnames=classnames
+        )
+        stored = {**self.recipe, "template": ""}
+        check_recipe(name, stored, expected, fix)
+
+    def to_dict(self) -> dict:
+        """Tensors plus the class names and recipe (what the safetensors catalog dataset stores)."""
+        return {
+            **{key: getattr(self, key) for key in TENSORS},
+            "classnames": list(self.classnames),
+            "recipe": self.recipe,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TextFeatures:
+        """Rebuild from `to_dict`'s output; features saved without a recipe are refused."""
+        missing = [key for key in (*TENSORS, "classnames", "recipe") if key not in data]
+        if missing:
+            raise ValueError(
+                f"text features lack {missing}: they were written by an older version of the "
+                "pipeline; rebuild them: kedro run --pipelines text_features"
+            )
+        return cls(
+            **{key: data[key] for key in TENSORS},
+            classnames=tuple(data["classnames"]),
+            recipe=dict(data["recipe"]),
+        )
+
+
+@torch.no_grad()
+def class_text_features(
+    clip: nn.Module,
+    tokens: torch.Tensor,
+    split_layer: int,
+    device: torch.device,
+    batch_size: int = 256,
+    *,
+    classnames: Sequence[str] = (),
+    recipe: dict | None = None,
+) -> TextFeatures:
+    """Encode a class set's prompts once, `batch_size` prompts at a time (bounded peak memory).
+
+    Args:
+        tokens: [C, context] token ids of the class prompts, in label order.
+        classnames / recipe: carried along (see :func:`text_features_recipe`); the recipe
+            defaults to one that records only the split layer.
+    """
+    model = PERL(clip, split_layer=split_layer, steps=0, modalities=()).to(device)
+    n = int(model.eos_index(tokens).max()) + 1  # one cut for the whole class set
+    tokens = tokens[:, :n]
+    prefixes, zero_shot = [], []
+    for chunk in tokens.to(device).split(batch_size):
+        prefix = model.text_prefix(chunk, cut=False)  # [c, n, d_t]
+        prefixes.append(prefix)
+        zero_shot.append(model.refine_text(prefix)[0])  # [c, D]
+    return TextFeatures(
+        tokens=tokens.cpu(),
+        eos_index=torch.cat([p.eos_index for p in prefixes]).cpu(),
+        prefix=torch.cat([p.states for p in prefixes]).float().cpu(),
+        zero_shot=torch.cat(zero_shot).float().cpu(),
+        classnames=tuple(classnames),
+        recipe=recipe if recipe is not None else {"split_layer": int(split_layer)},
+    )

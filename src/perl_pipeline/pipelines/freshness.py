@@ -1,0 +1,299 @@
+"""Provenance of every stage artefact, checked before it is used (make's rule, with recipes).
+
+When a stage node saves an artefact, a sidecar ``<file>.provenance.json`` records the node's
+*recipe* (the parameters it read, with the backbone as its weights' identity, and the sha256 of
+every artefact it read) and the artefact's own sha256. Before a run:
+
+- an artefact this run reads without rebuilding it must match the recipe its producer would use
+  now; otherwise the run stops before any work, naming the setting, both values and the command
+  that rebuilds it;
+- with ``--only-missing-outputs``, a stale, modified or unreadable artefact counts as missing, and
+  so does everything made from an artefact the run rebuilds, so a resumed run after a parameter
+  change equals a fresh run with the new parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset
+from kedro.pipeline import Node, Pipeline
+
+from perl_pipeline.provenance import StaleArtefactError, differences
+
+logger = logging.getLogger(__name__)
+
+SIDECAR = ".provenance.json"
+STAGES = frozenset(
+    {"data_preparation", "few_shot_splits", "text_features", "training", "evaluation", "reporting"}
+)
+# parameters (top-level key -> sub-keys, or None for all of it) that change no result
+IGNORED = {
+    "device": None,
+    "training": {"log_every"},
+    "evaluation": {"batch_size", "num_workers"},
+    "data_source": {"download"},
+}
+
+
+class ArtefactProblem(RuntimeError):
+    """An artefact a run reads is missing, modified since it was written, or unreadable."""
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the provenance of the artefact at `path` is kept."""
+    return path.with_name(path.name + SIDECAR)
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's relative file names and contents."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class Provenance:
+    """Kedro hook: writes each stage artefact's sidecar and checks artefacts before a run."""
+
+    def __init__(self) -> None:
+        self._catalog = None
+        self._run_params: dict = {}
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog) -> None:
+        self._catalog, self._run_params = catalog, run_params
+        producers = {out: node for node in self._registered(run_params).nodes for out in node.outputs}
+        made_here = {out for node in pipeline.nodes for out in node.outputs}
+        rebuilt: set[str] = set()
+        for node in pipeline.nodes:  # topological order
+            if not STAGES & node.tags:
+                continue
+            for name in self._artefacts(node.inputs):
+                if name not in made_here:
+                    self._check_input(name, producers.get(name))
+            if run_params.get("only_missing_outputs"):
+                reason = self._rebuild_reason(node, rebuilt)
+                if reason:
+                    rebuilt.update(node.outputs)
+                    self._mark_missing(node, reason)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        path = self._path(dataset_name)
+        if path is None or not STAGES & node.tags or self._catalog is None:
+            return
+        stat = path.stat()
+        record = {
+            "dataset": dataset_name,
+            "recipe": self.recipe(node),
+            "sha256": content_sha256(path),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+        }
+        sidecar_path(path).write_text(json.dumps(record, indent=1, sort_keys=True))
+
+    # -- recipes ------------------------------------------------------------------------------
+
+    def recipe(self, node: Node) -> dict:
+        """What determines `node`'s outputs: its parameters and the identities of its inputs."""
+        params, inputs = {}, {}
+        for name in node.inputs:
+            if name.startswith("params:"):
+                key = name.removeprefix("params:")
+                value = self._param(key, self._catalog.load(name))
+                if value is not None:
+                    params[key] = value
+            elif self._path(name) is not None:
+                inputs[name] = self.identity(name)
+        return {"node": node.name, "params": params, "inputs": inputs}
+
+    def identity(self, name: str) -> str | None:
+        """The sha256 recorded for an artefact, after checking the file still has it."""
+        path = self._path(name)
+        record = _read_sidecar(path)
+        if record is None:
+            return None
+        self._verify(name, path, record)
+        return record["sha256"]
+
+    @staticmethod
+    def _param(key: str, value: Any) -> Any:
+        """A parameter as a recipe records it: the backbone by its weights' identity, result-free
+        settings left out."""
+        if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
+            value = dataclasses.asdict(value)
+        root = key.split(".")[0]
+        if root in IGNORED:
+            ignored = IGNORED[root]
+            if ignored is None:
+                return None
+            value = {k: v for k, v in value.items() if k not in ignored}
+        if root == "clip" and isinstance(value, dict):
+            from perl_pipeline.models.loading import weights_identity
+
+            weights = weights_identity(
+                value["model_name"], value.get("pretrained"), init_seed=value.get("init_seed", 0)
+            )
+            return {"model_name": value["model_name"], "weights": weights}
+        return value
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _check_input(self, name: str, producer: Node | None) -> None:
+        """Refuse a missing, modified or stale artefact that this run reads but does not make."""
+        path = self._path(name)
+        if path is None:
+            return
+        if not path.exists():
+            raise ArtefactProblem(f"{name} ({path}) is missing; build it first: {self._fix(producer)}")
+        record = _read_sidecar(path)
+        if record is None:
+            logger.warning(
+                "%s (%s) has no provenance record (it predates them): it is used unchecked; "
+                "rebuild it to check it: %s",
+                name,
+                path,
+                self._fix(producer),
+            )
+            return
+        self._verify(name, path, record, producer)
+        if producer is not None and None not in self._inputs_known(producer):
+            changes = differences(record["recipe"], self.recipe(producer))
+            if changes:
+                raise StaleArtefactError(f"{name} ({path})", changes, self._fix(producer))
+
+    def _inputs_known(self, node: Node) -> Iterable[str | None]:
+        return (self.identity(name) for name in self._artefacts(node.inputs))
+
+    def _rebuild_reason(self, node: Node, rebuilt: set[str]) -> str | None:
+        """Why `node` must run again in an --only-missing-outputs run, or None if it need not."""
+        used = sorted(set(node.inputs) & rebuilt)
+        if used:
+            return f"it reads {', '.join(used)}, which this run rebuilds"
+        for name in node.outputs:
+            path = self._path(name)
+            if path is None:
+                continue
+            if not path.exists():
+                return "missing"
+            record = _read_sidecar(path)
+            if record is None:
+                return f"{name} has no provenance record"
+            try:
+                self._verify(name, path, record)
+            except ArtefactProblem as problem:
+                return str(problem)
+            changes = differences(record["recipe"], self.recipe(node))
+            if changes:
+                key, old, new = changes[0]
+                more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+                return f"{name} was made with {key}={old!r}, this run has {new!r}{more}"
+        return None
+
+    def _mark_missing(self, node: Node, reason: str) -> None:
+        if reason == "missing":
+            return  # Kedro reruns it anyway
+        logger.info("rebuilding %s: %s", ", ".join(node.outputs), reason)
+        for name in node.outputs:
+            dataset = self._catalog.get(name)
+            if dataset is not None and not isinstance(dataset, _Stale):
+                self._catalog[name] = _Stale(dataset)
+
+    def _verify(self, name: str, path: Path, record: dict, producer: Node | None = None) -> None:
+        """Raise ArtefactProblem when the file no longer has the content its record names."""
+        try:
+            stat = path.stat()
+            if path.is_file() and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
+                return
+            if content_sha256(path) == record["sha256"]:
+                return
+        except PermissionError as error:
+            raise ArtefactProblem(
+                f"{name} ({path}) cannot be read: permission denied ({error}); give this user read "
+                f"access (e.g. chmod -R a+rX {path.parent}) and run again"
+            ) from error
+        raise ArtefactProblem(
+            f"{name} ({path}) was modified or damaged after it was written (its content no longer "
+            f"matches its provenance record); rebuild it: {self._fix(producer)}"
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _fix(self, producer: Node | None) -> str:
+        """The command that rebuilds what `producer` makes (or every stale artefact)."""
+        env = self._run_params.get("env")
+        pipelines = self._run_params.get("pipeline_names") or ["__default__"]
+        prefix = "kedro run" + (f" --env {env}" if env and env != "local" else "")
+        rebuild_all = f"{prefix} --pipelines {','.join(pipelines)} --only-missing-outputs"
+        if producer is None:
+            return rebuild_all
+        stage = sorted(STAGES & producer.tags)
+        where = f" --namespaces {producer.namespace}" if producer.namespace else ""
+        one = f"{prefix} --pipelines {stage[0]}{where}" if stage else ""
+        return f"{rebuild_all} (rebuilds every stale artefact)" + (
+            f", or just this one: {one}" if one else ""
+        )
+
+    def _path(self, name: str) -> Path | None:
+        """The local file or folder of a persistent catalog entry (None for params / memory)."""
+        if name.startswith("params:") or self._catalog is None or name not in self._catalog:
+            return None
+        dataset = self._catalog.get(name)
+        if isinstance(dataset, _Stale):
+            dataset = dataset.wrapped
+        filepath = getattr(dataset, "_filepath", None)
+        if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", None):
+            return None
+        return Path(str(filepath))
+
+    def _artefacts(self, names: Iterable[str]) -> list[str]:
+        return [name for name in names if self._path(name) is not None]
+
+    @staticmethod
+    def _registered(run_params: dict) -> Pipeline:
+        """The whole of the pipelines this run was asked for (to find producers of its inputs)."""
+        from kedro.framework.project import pipelines
+
+        names = run_params.get("pipeline_names") or ["__default__"]
+        return sum((pipelines[name] for name in names if name in pipelines), Pipeline([]))
+
+
+class _Stale(AbstractDataset):
+    """A catalog entry whose artefact is stale: it reads as missing so the run rebuilds it."""
+
+    def __init__(self, wrapped: AbstractDataset) -> None:
+        self.wrapped = wrapped
+
+    def load(self) -> Any:
+        return self.wrapped.load()
+
+    def save(self, data: Any) -> None:
+        self.wrapped.save(data)
+
+    def _exists(self) -> bool:
+        return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"stale": self.wrapped._describe()}
+
+
+def _read_sidecar(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(sidecar_path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
