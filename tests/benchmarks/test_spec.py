@@ -11,17 +11,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from perl_pipeline.benchmarks.index import index_frame, label_classnames
+from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.prepare import build_index
 from perl_pipeline.benchmarks.spec import (
     BENCHMARK_NAMES,
-    READERS,
     BenchmarkError,
     BenchmarkSpec,
     ImageNetValStep,
     MoveStep,
     UnpackStep,
-    index_frame,
-    label_classnames,
     specs_from_parameters,
 )
 from perl_pipeline.toy.miniature import write_miniature
@@ -102,7 +101,7 @@ def test_yaml_matches_the_protocol(benchmark_specs: dict, name: str) -> None:
         sizes,
         template,
     )
-    assert spec.layout in READERS
+    assert spec.layout in LAYOUTS
     assert spec.manual.strip()
     assert any(not s.optional for s in spec.sources)
 
@@ -160,6 +159,7 @@ def test_spec_is_frozen_and_hashable(benchmark_specs: dict) -> None:
 def _dtd_params(spec: BenchmarkSpec) -> dict:
     return {
         "name": spec.name,
+        "title": spec.title,
         "folder": spec.folder,
         "layout": spec.layout,
         "image_dir": spec.image_dir,

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.benchmarks.spec import BenchmarkError, label_classnames
+from perl_pipeline.benchmarks.index import label_classnames
+from perl_pipeline.benchmarks.spec import BenchmarkError
 
 SUBSETS = ("all", "base", "novel")
 FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {

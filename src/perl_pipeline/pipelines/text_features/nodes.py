@@ -21,7 +21,8 @@ def encode_class_prompts(
     """
     import open_clip
 
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec, label_classnames
+    from perl_pipeline.benchmarks.index import label_classnames
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models import class_text_features, load_backbone
 
