@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
+from perl_pipeline.benchmarks.spec import specs_from_parameters
 from perl_pipeline.evaluation.metrics import (
     AVERAGE_HM_OF_MEANS,
     AVERAGE_MEAN_OF_HMS,
@@ -14,16 +17,19 @@ from perl_pipeline.evaluation.metrics import (
     harmonic_mean,
     hm_rounding_tolerance,
 )
+from perl_pipeline.evaluation.reference import load_reported, load_reported_params
 from perl_pipeline.evaluation.report import (
-    BENCHMARKS,
     base_to_novel_report,
     cross_dataset_report,
     domain_generalization_report,
-    load_reported,
-    load_reported_params,
+    paper_names,
 )
 from perl_pipeline.protocols import BASE_TO_NOVEL, CROSS_DATASET_TARGETS, DOMAIN_GENERALIZATION_TARGETS
 from tests.evaluation.test_metrics import make_runs
+
+BENCHMARKS_YAML = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters_benchmarks.yml"
+BENCHMARKS = paper_names(specs_from_parameters(yaml.safe_load(BENCHMARKS_YAML.read_text(encoding="utf-8"))))
+"""How the paper names the 15 benchmarks, from their YAML blocks (as the reporting node gets them)."""
 
 ROW_LABELS = (
     "PERL (reported)",
@@ -104,7 +110,9 @@ def test_benchmark_table_maps_every_contract_name_to_the_reported_names() -> Non
 
 def test_base_to_novel_report_with_two_benchmarks() -> None:
     runs = make_runs(benchmarks=("dtd", "imagenet"))
-    table, markdown = base_to_novel_report(runs, label="DEMO: not comparable to the paper")
+    table, markdown = base_to_novel_report(
+        runs, label="DEMO: not comparable to the paper", benchmarks=BENCHMARKS
+    )
     # paper order, then the two average rows
     assert table["benchmark"].to_list() == [
         "imagenet",
@@ -146,7 +154,7 @@ def test_base_to_novel_report_with_two_benchmarks() -> None:
 
 
 def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL), benchmarks=BENCHMARKS)
     flagged = markdown[markdown.index("### Consistency of the reported HMs") :]
     checked = 0
     for row in table.filter(pl.col("role") == "benchmark").iter_rows(named=True):
@@ -163,7 +171,7 @@ def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
 
 
 def test_reported_averages_over_all_eleven_datasets_match_the_paper() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL), benchmarks=BENCHMARKS)
     mean_of_hms, hm_of_means = _row(table, AVERAGE_MEAN_OF_HMS), _row(table, AVERAGE_HM_OF_MEANS)
     assert round(mean_of_hms["perl_reported_base"], 2) == 73.97
     assert round(mean_of_hms["perl_reported_novel"], 2) == 75.74
@@ -188,14 +196,14 @@ def test_reported_averages_over_all_eleven_datasets_match_the_paper() -> None:
 
 
 def test_base_to_novel_report_single_seed_has_no_plus_minus() -> None:
-    _, markdown = base_to_novel_report(make_runs(benchmarks=("eurosat",), seeds=(7,)))
+    _, markdown = base_to_novel_report(make_runs(benchmarks=("eurosat",), seeds=(7,)), benchmarks=BENCHMARKS)
     assert "- Seeds: 1 (7); our values are a single seed, so no std." in markdown
     assert "±" not in _markdown_row(markdown, "PERL (ours)")
 
 
 def test_base_to_novel_report_lists_unknown_and_handles_nothing_present() -> None:
     runs = make_runs(benchmarks=("mystery",))
-    table, markdown = base_to_novel_report(runs)
+    table, markdown = base_to_novel_report(runs, benchmarks=BENCHMARKS)
     assert table.is_empty()
     assert "No benchmark of this protocol was evaluated." in markdown
     assert "Left out (not known to the report): mystery." in markdown
@@ -203,7 +211,9 @@ def test_base_to_novel_report_lists_unknown_and_handles_nothing_present() -> Non
 
 
 def test_results_table_writes_to_csv() -> None:
-    table, _ = base_to_novel_report(make_runs(benchmarks=("dtd", "imagenet"), seeds=(1,)))
+    table, _ = base_to_novel_report(
+        make_runs(benchmarks=("dtd", "imagenet"), seeds=(1,)), benchmarks=BENCHMARKS
+    )
     buffer = io.BytesIO()
     table.write_csv(buffer)
     back = pl.read_csv(io.BytesIO(buffer.getvalue()))
@@ -228,7 +238,7 @@ def transfer_runs() -> pl.DataFrame:
 
 
 def test_cross_dataset_report() -> None:
-    table, markdown = cross_dataset_report(transfer_runs(), label="DEMO")
+    table, markdown = cross_dataset_report(transfer_runs(), label="DEMO", benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet", "caltech101", "eurosat", TARGET_AVERAGE]
     targets = table.filter(pl.col("role") == "target")
     average = _row(table, TARGET_AVERAGE)
@@ -251,7 +261,7 @@ def test_cross_dataset_report() -> None:
 
 
 def test_domain_generalization_report() -> None:
-    table, markdown = domain_generalization_report(transfer_runs())
+    table, markdown = domain_generalization_report(transfer_runs(), benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet", "imagenet_a", "imagenet_r", TARGET_AVERAGE]
     average = _row(table, TARGET_AVERAGE)
     assert average["clip_reported_accuracy"] == pytest.approx((47.77 + 73.96) / 2)
@@ -270,7 +280,7 @@ def test_domain_generalization_report() -> None:
 
 def test_transfer_report_without_targets() -> None:
     runs = make_runs(benchmarks=("imagenet",), subsets=("all",))
-    table, markdown = domain_generalization_report(runs)
+    table, markdown = domain_generalization_report(runs, benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet"]
     assert "Target average" not in markdown
     assert "| ImageNet (source) |" in markdown
