@@ -244,6 +244,42 @@ def test_layout_specific_requirements(benchmark_params: dict) -> None:
         BenchmarkSpec.from_params(params)
 
 
+@pytest.mark.parametrize(
+    ("name", "edit", "expected"),
+    [
+        ("dtd", _delete("title"), ["benchmark 'dtd'", "missing required key", "title"]),
+        ("dtd", _set("miniature.extras", "readme"), ["'miniature.extras'", "'readme'", "caltech_dropped"]),
+        ("fgvc_aircraft", _set("miniature.extras", "readme"), ["'miniature.extras'", "has: none"]),
+        ("dtd", _set("miniature.files", "{key}/{idx}.jpg"), ["'miniature.files'", "'idx'", "token"]),
+        ("dtd", _set("miniature.toy_key", "{snake"), ["'miniature.toy_key'", "format string"]),
+        ("imagenet", _set("miniature.files_per_split", {"val": "x.jpg"}), ["files_per_split", "['val']"]),
+        ("dtd", _set("miniature.subset_stride", 2), ["'miniature.subset_stride'", "wnid_folders"]),
+        ("dtd", _set("miniature.classes", {"banded": 1}), ["miniature: key 'classes'", "map names to str"]),
+        ("dtd", _set("miniature.colour", "red"), ["benchmark 'dtd': miniature", "unknown key", "colour"]),
+    ],
+)
+def test_miniature_and_title_are_checked(benchmark_params: dict, name: str, edit, expected) -> None:
+    params = copy.deepcopy(benchmark_params[name]["benchmark"])
+    edit(params)
+    with pytest.raises(ValueError) as err:
+        BenchmarkSpec.from_params(params)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_every_benchmark_has_a_title_and_a_miniature(benchmark_specs: dict) -> None:
+    titles = {name: spec.title for name, spec in benchmark_specs.items()}
+    assert titles["oxford_flowers"] == "Flowers102" and titles["imagenet_v2"] == "ImageNet-V2"
+    assert all(spec.reported_name == name for name, spec in benchmark_specs.items())
+    assert all(spec.miniature is not None for spec in benchmark_specs.values())
+    imagenet = benchmark_specs["imagenet"].miniature
+    assert imagenet.entry(0) == ("n01440764", "tench")  # the shared ImageNet table (a YAML anchor)
+    assert benchmark_specs["imagenet_r"].miniature.classes == imagenet.classes
+    assert imagenet.entry(30) == ("n90000030", "extra class 030")  # sorts after every real wnid
+    assert benchmark_specs["sun397"].miniature.toy_entry_key(0, "red triangle") == "r/red_triangle"
+    assert benchmark_specs["oxford_flowers"].miniature.toy_entry_key(4, "red triangle") == "5"
+
+
 def test_top_level_key_must_match_name(benchmark_params: dict) -> None:
     params = {"textures": copy.deepcopy(benchmark_params["dtd"]), "seed": 1}
     with pytest.raises(ValueError, match="benchmark 'textures'.*'dtd'"):
