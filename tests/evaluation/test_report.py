@@ -17,7 +17,7 @@ from perl_pipeline.evaluation.metrics import (
     harmonic_mean,
     hm_rounding_tolerance,
 )
-from perl_pipeline.evaluation.reference import load_reported, load_reported_params
+from perl_pipeline.evaluation.reference import load_reported
 from perl_pipeline.evaluation.report import (
     base_to_novel_report,
     cross_dataset_report,
@@ -26,6 +26,7 @@ from perl_pipeline.evaluation.report import (
 )
 from perl_pipeline.protocols import BASE_TO_NOVEL, CROSS_DATASET_TARGETS, DOMAIN_GENERALIZATION_TARGETS
 from tests.evaluation.test_metrics import make_runs
+from tests.evaluation.test_reference import reported_value
 
 BENCHMARKS_YAML = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters_benchmarks.yml"
 BENCHMARKS = paper_names(specs_from_parameters(yaml.safe_load(BENCHMARKS_YAML.read_text(encoding="utf-8"))))
@@ -43,20 +44,6 @@ ALL_BENCHMARKS = (
 ).split()
 
 
-def reported_value(protocol: str, setting: str, method: str, dataset: str, metric: str) -> float:
-    return (
-        load_reported()
-        .filter(
-            (pl.col("protocol") == protocol)
-            & (pl.col("setting") == setting)
-            & (pl.col("method") == method)
-            & (pl.col("dataset") == dataset)
-            & (pl.col("metric") == metric)
-        )["value"]
-        .item()
-    )
-
-
 def _row(table: pl.DataFrame, benchmark: str) -> dict:
     return table.filter(pl.col("benchmark") == benchmark).row(0, named=True)
 
@@ -67,33 +54,7 @@ def _markdown_row(markdown: str, label: str, section: str = "") -> str:
     return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
 
 
-# --------------------------------------------------------------------------- reference data
-
-
-def test_reference_data_ships_with_the_package() -> None:
-    reported = load_reported()
-    assert reported.columns == [
-        "source",
-        "protocol",
-        "setting",
-        "method",
-        "dataset",
-        "metric",
-        "value",
-    ]
-    assert reported["source"].str.contains("PERL paper").all()
-    assert set(reported["setting"]) == {"base_to_novel", "cross_dataset", "domain_generalization"}
-    # the paper's headline numbers (PERL_SPEC.md §4)
-    unified = "unified_1epoch_16shot"
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "base") == 73.97
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "novel") == 75.74
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "hm_mean_of_datasets") == (74.79)
-    assert reported_value(unified, "cross_dataset", "PERL", "target_average", "accuracy") == 65.56
-    default = "baselines_default_settings"
-    dg = reported_value(default, "domain_generalization", "PERL", "target_average", "accuracy")
-    assert dg == 59.95
-    params = load_reported_params()
-    assert params.filter(pl.col("method") == "PERL")["trainable_params_numeric"].item() == 6402
+# --------------------------------------------------------------------------- benchmark names
 
 
 def test_benchmark_table_maps_every_contract_name_to_the_reported_names() -> None:
@@ -284,3 +245,14 @@ def test_transfer_report_without_targets() -> None:
     assert table["benchmark"].to_list() == ["imagenet"]
     assert "Target average" not in markdown
     assert "| ImageNet (source) |" in markdown
+
+
+def test_reported_as_gives_the_papers_key_when_it_differs_from_the_name(benchmark_specs: dict) -> None:
+    import dataclasses
+
+    from perl_pipeline.evaluation.report import Benchmark
+
+    flowers = benchmark_specs["oxford_flowers"]
+    assert Benchmark.from_spec(flowers) == Benchmark("oxford_flowers", "Flowers102")
+    renamed = dataclasses.replace(flowers, reported_as="flowers102")
+    assert Benchmark.from_spec(renamed) == Benchmark("flowers102", "Flowers102")
