@@ -1,7 +1,9 @@
-"""The experiment grid of the protocol (PERL_SPEC.md §3): which benchmarks, which seeds.
+"""The experiment grid of the protocol: which benchmarks each protocol uses, which seeds.
 
 Kedro builds one namespaced copy of each stage per benchmark (and per seed for training) from
-these tuples, following Kedro's pattern for dynamic pipelines.
+these tuples, following Kedro's pattern for dynamic pipelines. What a benchmark is (its files,
+numbers and title) is its block in ``conf/base/parameters_benchmarks.yml``; DVC's foreach lists in
+``params.yaml`` repeat this grid (a test keeps them equal).
 """
 
 BASE_TO_NOVEL = (

@@ -17,7 +17,7 @@ from perl_pipeline.benchmarks.few_shot import (
     index_content_hash,
     subsample_classes,
 )
-from perl_pipeline.benchmarks.spec import index_frame
+from perl_pipeline.benchmarks.index import index_frame
 
 
 def make_index(

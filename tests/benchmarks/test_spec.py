@@ -11,17 +11,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from perl_pipeline.benchmarks.index import index_frame, label_classnames
+from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.prepare import build_index
 from perl_pipeline.benchmarks.spec import (
     BENCHMARK_NAMES,
-    READERS,
     BenchmarkError,
     BenchmarkSpec,
     ImageNetValStep,
     MoveStep,
     UnpackStep,
-    index_frame,
-    label_classnames,
     specs_from_parameters,
 )
 from perl_pipeline.toy.miniature import write_miniature
@@ -102,7 +101,7 @@ def test_yaml_matches_the_protocol(benchmark_specs: dict, name: str) -> None:
         sizes,
         template,
     )
-    assert spec.layout in READERS
+    assert spec.layout in LAYOUTS
     assert spec.manual.strip()
     assert any(not s.optional for s in spec.sources)
 
@@ -160,6 +159,7 @@ def test_spec_is_frozen_and_hashable(benchmark_specs: dict) -> None:
 def _dtd_params(spec: BenchmarkSpec) -> dict:
     return {
         "name": spec.name,
+        "title": spec.title,
         "folder": spec.folder,
         "layout": spec.layout,
         "image_dir": spec.image_dir,
@@ -242,6 +242,42 @@ def test_layout_specific_requirements(benchmark_params: dict) -> None:
     params["split_sizes"] = {"train": 5, "test": 10}
     with pytest.raises(ValueError, match="only 'test'"):
         BenchmarkSpec.from_params(params)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "expected"),
+    [
+        ("dtd", _delete("title"), ["benchmark 'dtd'", "missing required key", "title"]),
+        ("dtd", _set("miniature.extras", "readme"), ["'miniature.extras'", "'readme'", "caltech_dropped"]),
+        ("fgvc_aircraft", _set("miniature.extras", "readme"), ["'miniature.extras'", "has: none"]),
+        ("dtd", _set("miniature.files", "{key}/{idx}.jpg"), ["'miniature.files'", "'idx'", "token"]),
+        ("dtd", _set("miniature.toy_key", "{snake"), ["'miniature.toy_key'", "format string"]),
+        ("imagenet", _set("miniature.files_per_split", {"val": "x.jpg"}), ["files_per_split", "['val']"]),
+        ("dtd", _set("miniature.subset_stride", 2), ["'miniature.subset_stride'", "wnid_folders"]),
+        ("dtd", _set("miniature.classes", {"banded": 1}), ["miniature: key 'classes'", "map names to str"]),
+        ("dtd", _set("miniature.colour", "red"), ["benchmark 'dtd': miniature", "unknown key", "colour"]),
+    ],
+)
+def test_miniature_and_title_are_checked(benchmark_params: dict, name: str, edit, expected) -> None:
+    params = copy.deepcopy(benchmark_params[name]["benchmark"])
+    edit(params)
+    with pytest.raises(ValueError) as err:
+        BenchmarkSpec.from_params(params)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_every_benchmark_has_a_title_and_a_miniature(benchmark_specs: dict) -> None:
+    titles = {name: spec.title for name, spec in benchmark_specs.items()}
+    assert titles["oxford_flowers"] == "Flowers102" and titles["imagenet_v2"] == "ImageNet-V2"
+    assert all(spec.reported_name == name for name, spec in benchmark_specs.items())
+    assert all(spec.miniature is not None for spec in benchmark_specs.values())
+    imagenet = benchmark_specs["imagenet"].miniature
+    assert imagenet.entry(0) == ("n01440764", "tench")  # the shared ImageNet table (a YAML anchor)
+    assert benchmark_specs["imagenet_r"].miniature.classes == imagenet.classes
+    assert imagenet.entry(30) == ("n90000030", "extra class 030")  # sorts after every real wnid
+    assert benchmark_specs["sun397"].miniature.toy_entry_key(0, "red triangle") == "r/red_triangle"
+    assert benchmark_specs["oxford_flowers"].miniature.toy_entry_key(4, "red triangle") == "5"
 
 
 def test_top_level_key_must_match_name(benchmark_params: dict) -> None:

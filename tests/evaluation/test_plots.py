@@ -13,6 +13,9 @@ from perl_pipeline.evaluation.plots import (
     params_vs_hm_figure,
 )
 from tests.evaluation.test_metrics import make_runs
+from tests.evaluation.test_report import BENCHMARKS
+
+TITLES = {name: paper.title for name, paper in BENCHMARKS.items()}
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +61,7 @@ def test_params_vs_hm_figure() -> None:
 
 
 def test_accuracy_per_step_figure() -> None:
-    figure = accuracy_per_step_figure(mixed_runs(steps=3))
+    figure = accuracy_per_step_figure(mixed_runs(steps=3), titles=TITLES)
     assert png_bytes(figure).startswith(PNG_MAGIC)
     base, novel, all_ = figure.axes
     assert [ax.get_title() for ax in figure.axes] == [
@@ -77,9 +80,11 @@ def test_accuracy_per_step_figure() -> None:
 
 
 def test_alignment_per_step_figure() -> None:
-    figure = alignment_per_step_figure(mixed_runs(steps=2))
+    figure = alignment_per_step_figure(mixed_runs(steps=2), titles=TITLES)
     assert png_bytes(figure).startswith(PNG_MAGIC)
     image, text = figure.axes
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert labels[:2] == ["DTD (base)", "DTD (novel)"] and "ImageNet-A (all)" in labels
     # one line per (benchmark, subset): dtd×2, eurosat×2, imagenet_a×1
     assert len(image.lines) == len(text.lines) == 5
     first = image.lines[0]
@@ -95,3 +100,8 @@ def test_single_seed_and_empty_runs_render() -> None:
     empty = runs.clear()
     for figure in (accuracy_per_step_figure(empty), alignment_per_step_figure(empty)):
         assert png_bytes(figure).startswith(PNG_MAGIC)
+
+
+def test_benchmarks_without_a_title_keep_their_name() -> None:
+    figure = accuracy_per_step_figure(make_runs(benchmarks=("dtd",), steps=1), titles={})
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["dtd"]

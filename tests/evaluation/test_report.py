@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
+from perl_pipeline.benchmarks.spec import specs_from_parameters
 from perl_pipeline.evaluation.metrics import (
     AVERAGE_HM_OF_MEANS,
     AVERAGE_MEAN_OF_HMS,
@@ -14,16 +17,20 @@ from perl_pipeline.evaluation.metrics import (
     harmonic_mean,
     hm_rounding_tolerance,
 )
+from perl_pipeline.evaluation.reference import load_reported
 from perl_pipeline.evaluation.report import (
-    BENCHMARKS,
     base_to_novel_report,
     cross_dataset_report,
     domain_generalization_report,
-    load_reported,
-    load_reported_params,
+    paper_names,
 )
 from perl_pipeline.protocols import BASE_TO_NOVEL, CROSS_DATASET_TARGETS, DOMAIN_GENERALIZATION_TARGETS
 from tests.evaluation.test_metrics import make_runs
+from tests.evaluation.test_reference import reported_value
+
+BENCHMARKS_YAML = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters_benchmarks.yml"
+BENCHMARKS = paper_names(specs_from_parameters(yaml.safe_load(BENCHMARKS_YAML.read_text(encoding="utf-8"))))
+"""How the paper names the 15 benchmarks, from their YAML blocks (as the reporting node gets them)."""
 
 ROW_LABELS = (
     "PERL (reported)",
@@ -37,20 +44,6 @@ ALL_BENCHMARKS = (
 ).split()
 
 
-def reported_value(protocol: str, setting: str, method: str, dataset: str, metric: str) -> float:
-    return (
-        load_reported()
-        .filter(
-            (pl.col("protocol") == protocol)
-            & (pl.col("setting") == setting)
-            & (pl.col("method") == method)
-            & (pl.col("dataset") == dataset)
-            & (pl.col("metric") == metric)
-        )["value"]
-        .item()
-    )
-
-
 def _row(table: pl.DataFrame, benchmark: str) -> dict:
     return table.filter(pl.col("benchmark") == benchmark).row(0, named=True)
 
@@ -61,33 +54,7 @@ def _markdown_row(markdown: str, label: str, section: str = "") -> str:
     return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
 
 
-# --------------------------------------------------------------------------- reference data
-
-
-def test_reference_data_ships_with_the_package() -> None:
-    reported = load_reported()
-    assert reported.columns == [
-        "source",
-        "protocol",
-        "setting",
-        "method",
-        "dataset",
-        "metric",
-        "value",
-    ]
-    assert reported["source"].str.contains("PERL paper").all()
-    assert set(reported["setting"]) == {"base_to_novel", "cross_dataset", "domain_generalization"}
-    # the paper's headline numbers (PERL_SPEC.md §4)
-    unified = "unified_1epoch_16shot"
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "base") == 73.97
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "novel") == 75.74
-    assert reported_value(unified, "base_to_novel", "PERL", "average", "hm_mean_of_datasets") == (74.79)
-    assert reported_value(unified, "cross_dataset", "PERL", "target_average", "accuracy") == 65.56
-    default = "baselines_default_settings"
-    dg = reported_value(default, "domain_generalization", "PERL", "target_average", "accuracy")
-    assert dg == 59.95
-    params = load_reported_params()
-    assert params.filter(pl.col("method") == "PERL")["trainable_params_numeric"].item() == 6402
+# --------------------------------------------------------------------------- benchmark names
 
 
 def test_benchmark_table_maps_every_contract_name_to_the_reported_names() -> None:
@@ -104,7 +71,9 @@ def test_benchmark_table_maps_every_contract_name_to_the_reported_names() -> Non
 
 def test_base_to_novel_report_with_two_benchmarks() -> None:
     runs = make_runs(benchmarks=("dtd", "imagenet"))
-    table, markdown = base_to_novel_report(runs, label="DEMO: not comparable to the paper")
+    table, markdown = base_to_novel_report(
+        runs, label="DEMO: not comparable to the paper", benchmarks=BENCHMARKS
+    )
     # paper order, then the two average rows
     assert table["benchmark"].to_list() == [
         "imagenet",
@@ -146,7 +115,7 @@ def test_base_to_novel_report_with_two_benchmarks() -> None:
 
 
 def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL), benchmarks=BENCHMARKS)
     flagged = markdown[markdown.index("### Consistency of the reported HMs") :]
     checked = 0
     for row in table.filter(pl.col("role") == "benchmark").iter_rows(named=True):
@@ -163,7 +132,7 @@ def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
 
 
 def test_reported_averages_over_all_eleven_datasets_match_the_paper() -> None:
-    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL))
+    table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL), benchmarks=BENCHMARKS)
     mean_of_hms, hm_of_means = _row(table, AVERAGE_MEAN_OF_HMS), _row(table, AVERAGE_HM_OF_MEANS)
     assert round(mean_of_hms["perl_reported_base"], 2) == 73.97
     assert round(mean_of_hms["perl_reported_novel"], 2) == 75.74
@@ -188,14 +157,14 @@ def test_reported_averages_over_all_eleven_datasets_match_the_paper() -> None:
 
 
 def test_base_to_novel_report_single_seed_has_no_plus_minus() -> None:
-    _, markdown = base_to_novel_report(make_runs(benchmarks=("eurosat",), seeds=(7,)))
+    _, markdown = base_to_novel_report(make_runs(benchmarks=("eurosat",), seeds=(7,)), benchmarks=BENCHMARKS)
     assert "- Seeds: 1 (7); our values are a single seed, so no std." in markdown
     assert "±" not in _markdown_row(markdown, "PERL (ours)")
 
 
 def test_base_to_novel_report_lists_unknown_and_handles_nothing_present() -> None:
     runs = make_runs(benchmarks=("mystery",))
-    table, markdown = base_to_novel_report(runs)
+    table, markdown = base_to_novel_report(runs, benchmarks=BENCHMARKS)
     assert table.is_empty()
     assert "No benchmark of this protocol was evaluated." in markdown
     assert "Left out (not known to the report): mystery." in markdown
@@ -203,7 +172,9 @@ def test_base_to_novel_report_lists_unknown_and_handles_nothing_present() -> Non
 
 
 def test_results_table_writes_to_csv() -> None:
-    table, _ = base_to_novel_report(make_runs(benchmarks=("dtd", "imagenet"), seeds=(1,)))
+    table, _ = base_to_novel_report(
+        make_runs(benchmarks=("dtd", "imagenet"), seeds=(1,)), benchmarks=BENCHMARKS
+    )
     buffer = io.BytesIO()
     table.write_csv(buffer)
     back = pl.read_csv(io.BytesIO(buffer.getvalue()))
@@ -228,7 +199,7 @@ def transfer_runs() -> pl.DataFrame:
 
 
 def test_cross_dataset_report() -> None:
-    table, markdown = cross_dataset_report(transfer_runs(), label="DEMO")
+    table, markdown = cross_dataset_report(transfer_runs(), label="DEMO", benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet", "caltech101", "eurosat", TARGET_AVERAGE]
     targets = table.filter(pl.col("role") == "target")
     average = _row(table, TARGET_AVERAGE)
@@ -251,7 +222,7 @@ def test_cross_dataset_report() -> None:
 
 
 def test_domain_generalization_report() -> None:
-    table, markdown = domain_generalization_report(transfer_runs())
+    table, markdown = domain_generalization_report(transfer_runs(), benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet", "imagenet_a", "imagenet_r", TARGET_AVERAGE]
     average = _row(table, TARGET_AVERAGE)
     assert average["clip_reported_accuracy"] == pytest.approx((47.77 + 73.96) / 2)
@@ -270,7 +241,18 @@ def test_domain_generalization_report() -> None:
 
 def test_transfer_report_without_targets() -> None:
     runs = make_runs(benchmarks=("imagenet",), subsets=("all",))
-    table, markdown = domain_generalization_report(runs)
+    table, markdown = domain_generalization_report(runs, benchmarks=BENCHMARKS)
     assert table["benchmark"].to_list() == ["imagenet"]
     assert "Target average" not in markdown
     assert "| ImageNet (source) |" in markdown
+
+
+def test_reported_as_gives_the_papers_key_when_it_differs_from_the_name(benchmark_specs: dict) -> None:
+    import dataclasses
+
+    from perl_pipeline.evaluation.report import Benchmark
+
+    flowers = benchmark_specs["oxford_flowers"]
+    assert Benchmark.from_spec(flowers) == Benchmark("oxford_flowers", "Flowers102")
+    renamed = dataclasses.replace(flowers, reported_as="flowers102")
+    assert Benchmark.from_spec(renamed) == Benchmark("flowers102", "Flowers102")

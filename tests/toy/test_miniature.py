@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.prepare import build_index
-from perl_pipeline.benchmarks.spec import BENCHMARK_NAMES, INDEX_SCHEMA, label_classnames
+from perl_pipeline.benchmarks.spec import BENCHMARK_NAMES
 from perl_pipeline.benchmarks.validate import validate_index
 from perl_pipeline.toy.miniature import MARKER, write_miniature
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.benchmarks.spec import BenchmarkError, label_classnames
+from perl_pipeline.benchmarks.index import label_classnames
+from perl_pipeline.benchmarks.spec import BenchmarkError
 from perl_pipeline.provenance import canonical_json, fingerprint
 
 SUBSETS = ("all", "base", "novel")

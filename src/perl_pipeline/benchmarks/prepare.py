@@ -26,9 +26,9 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from perl_pipeline.benchmarks.index import IMAGE_SUFFIXES, label_classnames
+from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.spec import (
-    IMAGE_SUFFIXES,
-    READERS,
     WNID_PATTERN,
     ArrangeStep,
     BenchmarkError,
@@ -37,7 +37,6 @@ from perl_pipeline.benchmarks.spec import (
     MoveStep,
     Source,
     UnpackStep,
-    label_classnames,
 )
 from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
 from perl_pipeline.fetch.extract import (
@@ -158,7 +157,7 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
             f"to supply by hand). {spec.manual}",
             problems,
         )
-    index = READERS[spec.layout](spec, Path(data_root))
+    index = LAYOUTS[spec.layout].read(spec, Path(data_root))
     if index.is_empty():
         raise DatasetUnavailableError(
             spec.name,

@@ -1,9 +1,10 @@
-"""The 15 CoOp benchmarks as data (``BenchmarkSpec``) and one index reader per on-disk layout.
+"""The 15 CoOp benchmarks as data (``BenchmarkSpec``).
 
-A benchmark is described once, in ``conf/base/parameters_benchmarks.yml``; Kedro hands each
-``<name>.benchmark`` block to :meth:`BenchmarkSpec.from_params`. The readers in :data:`READERS`
-turn a prepared copy under ``data_root`` into the index table (:data:`INDEX_SCHEMA`): one row per
-image with its split, its path relative to ``data_root`` (POSIX), its label and its class name.
+A benchmark is described once, in its block of ``conf/base/parameters_benchmarks.yml``: where its
+files are and come from, its protocol numbers, its title in reports and how its miniature names
+classes and files. Kedro hands each ``<name>.benchmark`` block to :meth:`BenchmarkSpec.from_params`.
+Its ``layout`` names the module of :mod:`perl_pipeline.benchmarks.layouts` that reads a prepared
+copy into the index table (:mod:`perl_pipeline.benchmarks.index`) and writes its miniature.
 
 Label order always comes from the split file or the official meta files, never from sorting class
 names (protocol §1.0): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
@@ -14,31 +15,15 @@ folder ``i`` -> label ``i``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_type_hints
-
-import polars as pl
 
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
 SPLITS = ("train", "val", "test")
-LAYOUTS = ("coop_split", "fgvc", "wnid_folders", "numbered_folders")
 BENCHMARK_NAMES = ALL_BENCHMARKS  # the 15 names, in paper order
-INDEX_SCHEMA: dict[str, pl.DataType] = {
-    "split": pl.String(),
-    "path": pl.String(),
-    "label": pl.Int64(),
-    "classname": pl.String(),
-}
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-FGVC_VARIANTS_FILE = "variants.txt"
-FGVC_SPLIT_FILE = "images_variant_{split}.txt"
 WNID_PATTERN = re.compile(r"n\d{8}")
 
 
@@ -133,13 +118,61 @@ ARRANGE_STEPS: dict[str, type] = {
 
 
 @dataclass(frozen=True)
+class Miniature:
+    """How the benchmark's miniature (:func:`~perl_pipeline.toy.miniature.write_miniature`)
+    names its classes and files: its ``miniature`` block.
+
+    Attributes:
+        files: File name of one image, relative to where the layout puts a class's images (the
+            image folder for ``coop_split`` and ``fgvc``, the class folder for the folder
+            layouts); a format string with the fields ``key`` (the class's key on disk),
+            ``camel`` (key without ``_``), ``name`` (class name), ``i`` (image number within the
+            class, 1-based), ``n`` (global image number), ``uid``, ``token`` (16 letters),
+            ``trainval`` (``train`` for train/val images, else ``test``), ``group`` and ``clip``.
+        classes: The dataset's first classes in its real label order: key on disk -> class
+            name in the index.
+        files_per_split: split -> file name, replacing ``files`` for that split.
+        synthetic_key, synthetic_name: Key and name of class ``i`` (0-based) beyond
+            ``classes``; fields ``i``, ``number`` (i + 1) and, for the name, ``key``.
+        toy_key: Key on disk of toy-world class ``i`` (a concept such as "red triangle");
+            fields ``i``, ``number``, ``snake`` (the name with ``_`` for spaces) and
+            ``synthetic`` (the synthetic key of ``i``).
+        extras: Name of the layout's writer of extra files (see its ``extras``).
+        subset_stride: Above 1, the class folders are every stride-th class of a longer
+            ``classnames.txt`` (ImageNet-A/-R; layout ``wnid_folders``).
+    """
+
+    files: str
+    classes: dict[str, str] = field(default_factory=dict, hash=False)
+    files_per_split: dict[str, str] = field(default_factory=dict, hash=False)
+    synthetic_key: str = "extra_class_{i:03d}"
+    synthetic_name: str = "{key}"
+    toy_key: str = "{snake}"
+    extras: str | None = None
+    subset_stride: int = 1
+
+    def entry(self, i: int) -> tuple[str, str]:
+        """Class ``i`` (0-based) as (key on disk, class name): from ``classes``, then synthetic."""
+        if i < len(self.classes):
+            return list(self.classes.items())[i]
+        key = self.synthetic_key.format(i=i, number=i + 1)
+        return key, self.synthetic_name.format(i=i, number=i + 1, key=key)
+
+    def toy_entry_key(self, i: int, name: str) -> str:
+        """The key on disk of toy-world class ``i`` named ``name``."""
+        synthetic = self.synthetic_key.format(i=i, number=i + 1)
+        return self.toy_key.format(i=i, number=i + 1, snake=name.replace(" ", "_"), synthetic=synthetic)
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """Everything the data layer knows about one benchmark (one ``<name>.benchmark`` block).
 
     Attributes:
         name: Benchmark name (the top-level parameters key).
+        title: Its name in reports and figures (the paper's column heading).
         folder: CoOp folder name under ``data_root``; every other path is relative to it.
-        layout: Which reader in :data:`READERS` indexes it.
+        layout: Which module of :mod:`perl_pipeline.benchmarks.layouts` reads (and writes) it.
         image_dir: Folder the split file's paths (or the class folders) are relative to.
         num_classes, split_sizes: The protocol's numbers; validation checks them exactly.
         template: The dataset's single CoOp prompt template (one ``{}``).
@@ -151,9 +184,12 @@ class BenchmarkSpec:
         classname_fixes: The loader's rename table, applied to every class name read.
         sources: What :func:`~perl_pipeline.benchmarks.prepare.fetch_benchmark` fetches or expects.
         arrange: Idempotent steps run after extraction.
+        reported_as: Its ``dataset`` key in the paper's reported results (default: ``name``).
+        miniature: How its miniature names classes and files (none: no miniature).
     """
 
     name: str
+    title: str
     folder: str
     layout: str
     image_dir: str
@@ -167,6 +203,8 @@ class BenchmarkSpec:
     classname_fixes: dict[str, str] = field(default_factory=dict, hash=False)
     sources: tuple[Source, ...] = ()
     arrange: tuple[ArrangeStep, ...] = ()
+    reported_as: str | None = None
+    miniature: Miniature | None = field(default=None, hash=False)
 
     @classmethod
     def from_params(cls, d: Mapping[str, Any]) -> BenchmarkSpec:
@@ -179,7 +217,7 @@ class BenchmarkSpec:
         if not isinstance(d, Mapping):
             raise ValueError(f"benchmark parameters must be a mapping, got {type(d).__name__}")
         where = f"benchmark '{d.get('name', '<unnamed>')}'"
-        values = _checked_fields(cls, d, where, nested={"sources", "arrange"})
+        values = _checked_fields(cls, d, where, nested={"sources", "arrange", "miniature"})
         values["sources"] = tuple(
             Source(**_checked_fields(Source, s, f"{where}: sources[{i}]"))
             for i, s in enumerate(_as_list(d.get("sources", []), f"{where}: key 'sources'"))
@@ -188,6 +226,9 @@ class BenchmarkSpec:
             _arrange_step(s, f"{where}: arrange[{i}]")
             for i, s in enumerate(_as_list(d.get("arrange", []), f"{where}: key 'arrange'"))
         )
+        if d.get("miniature") is not None:
+            mini = _checked_fields(Miniature, d["miniature"], f"{where}: miniature")
+            values["miniature"] = Miniature(**mini)
         if values.get("layout") == "wnid_folders" and not values.get("split_dirs"):
             values["split_dirs"] = {"test": "."}
         spec = cls(**values)
@@ -195,11 +236,15 @@ class BenchmarkSpec:
         return spec
 
     def _validate(self, where: str) -> None:
+        # the layout modules import this module (for BenchmarkError), so this import waits
+        from perl_pipeline.benchmarks.layouts import LAYOUTS
+
         def fail(key: str, problem: str) -> None:
             raise ValueError(f"{where}: key '{key}' {problem}")
 
         if self.layout not in LAYOUTS:
             fail("layout", f"is {self.layout!r}, not one of {', '.join(LAYOUTS)}")
+        layout = LAYOUTS[self.layout]
         if self.num_classes < 1:
             fail("num_classes", f"must be positive, got {self.num_classes}")
         bad = sorted(set(self.split_sizes) - set(SPLITS))
@@ -212,47 +257,62 @@ class BenchmarkSpec:
             fail("split_sizes", f"must be positive, got {self.split_sizes}")
         if self.template.count("{}") != 1:
             fail("template", f"must contain exactly one '{{}}' placeholder, got {self.template!r}")
-        needs = {
-            "coop_split": ("split_file",),
-            "wnid_folders": ("classnames_file",),
-            "numbered_folders": ("classnames_file",),
-            "fgvc": (),
-        }[self.layout]
-        for key in needs:
+        for key in layout.required:
             if not getattr(self, key):
                 fail(key, f"is required by layout '{self.layout}'")
-        if self.layout == "wnid_folders" and set(self.split_dirs) != set(self.split_sizes):
-            fail(
-                "split_dirs",
-                f"must name the same splits as split_sizes "
-                f"({sorted(self.split_sizes)}), got {sorted(self.split_dirs)}",
-            )
         if self.layout != "wnid_folders" and self.split_dirs:
             fail("split_dirs", "is only used by layout 'wnid_folders'")
-        if self.layout == "numbered_folders" and set(self.split_sizes) != {"test"}:
-            fail("split_sizes", "must hold only 'test' for layout 'numbered_folders'")
+        for key, problem in layout.problems(self):
+            fail(key, problem)
         for i, src in enumerate(self.sources):
             if src.kind not in ("archive", "file"):
                 fail(f"sources[{i}].kind", f"is {src.kind!r}, not 'archive' or 'file'")
             if src.kind == "archive" and not src.provides:
                 fail(f"sources[{i}].provides", "is required for archives (what extraction yields)")
+        if self.miniature is not None:
+            self._validate_miniature(self.miniature, fail, layout.extras)
+
+    def _validate_miniature(
+        self, mini: Miniature, fail: Callable[[str, str], None], extras: Mapping[str, object]
+    ) -> None:
+        """The miniature block: known extras and splits, templates that format."""
+        from perl_pipeline.benchmarks.layouts.base import FILE_FIELDS
+
+        if mini.extras is not None and mini.extras not in extras:
+            known = ", ".join(sorted(extras)) or "none"
+            fail("miniature.extras", f"is {mini.extras!r}; layout '{self.layout}' has: {known}")
+        unknown = sorted(set(mini.files_per_split) - set(self.split_sizes))
+        if unknown:
+            fail("miniature.files_per_split", f"names splits {unknown} not in split_sizes")
+        if mini.subset_stride < 1 or (mini.subset_stride > 1 and self.layout != "wnid_folders"):
+            fail("miniature.subset_stride", "must be 1, or above 1 only for layout 'wnid_folders'")
+        templates = {
+            "files": (mini.files, FILE_FIELDS),
+            **{f"files_per_split.{s}": (t, FILE_FIELDS) for s, t in mini.files_per_split.items()},
+            "synthetic_key": (mini.synthetic_key, {"i": 0, "number": 1}),
+            "synthetic_name": (mini.synthetic_name, {"i": 0, "number": 1, "key": "k"}),
+            "toy_key": (mini.toy_key, {"i": 0, "number": 1, "snake": "red_triangle", "synthetic": "k"}),
+        }
+        for key, (template, fields) in templates.items():
+            try:
+                template.format(**fields)
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                fail(
+                    f"miniature.{key}",
+                    f"{template!r} is not a format string over the fields {sorted(fields)} ({exc!r})",
+                )
 
     @property
     def root_paths(self) -> list[str]:
         """Paths (relative to the benchmark folder) the layout's reader cannot work without."""
-        if self.layout == "coop_split":
-            return [self.split_file or "", self.image_dir]
-        if self.layout == "fgvc":
-            return [
-                self.image_dir,
-                FGVC_VARIANTS_FILE,
-                *(FGVC_SPLIT_FILE.format(split=s) for s in self.split_sizes),
-            ]
-        dirs = self.split_dirs.values() if self.layout == "wnid_folders" else ["."]
-        return [
-            self.classnames_file or "",
-            *(posixpath.normpath(posixpath.join(self.image_dir, d)) for d in dirs),
-        ]
+        from perl_pipeline.benchmarks.layouts import LAYOUTS
+
+        return LAYOUTS[self.layout].root_paths(self)
+
+    @property
+    def reported_name(self) -> str:
+        """Its ``dataset`` key in the paper's reported results."""
+        return self.reported_as or self.name
 
     def classname(self, raw: str) -> str:
         """Apply the loader's rename table (idempotent on already-clean names)."""
@@ -351,206 +411,3 @@ def _arrange_step(d: Any, where: str) -> ArrangeStep:
     step_cls = ARRANGE_STEPS[d["op"]]
     args = {k: v for k, v in d.items() if k != "op"}
     return step_cls(**_checked_fields(step_cls, args, f"{where} (op {d['op']})"))
-
-
-# --------------------------------------------------------------------------------------------
-# Index helpers shared by the readers, validation and few-shot code
-# --------------------------------------------------------------------------------------------
-
-
-def index_frame(
-    split: Sequence[str], path: Sequence[str], label: Sequence[int], classname: Sequence[str]
-) -> pl.DataFrame:
-    """Assemble an index table with :data:`INDEX_SCHEMA` from column lists."""
-    return pl.DataFrame(
-        {"split": split, "path": path, "label": label, "classname": classname}, schema=INDEX_SCHEMA
-    )
-
-
-def label_classnames(index: pl.DataFrame, *, where: str = "index") -> list[str]:
-    """Class names in label order; labels must be exactly 0..n-1, each with one name.
-
-    Raises:
-        ValueError: a label has several names, or the labels have gaps.
-    """
-    pairs = index.select("label", "classname").unique().sort("label", "classname")
-    dupes = pairs.filter(pl.col("label").is_duplicated())
-    if dupes.height:
-        shown = dupes.group_by("label", maintain_order=True).agg("classname").head(5).rows()
-        raise ValueError(f"{where}: labels with more than one class name: {shown}")
-    labels = pairs["label"].to_list()
-    if labels != list(range(len(labels))):
-        gaps = sorted(set(range(max(labels, default=-1) + 1)) - set(labels))
-        raise ValueError(f"{where}: labels must be 0..n-1 without gaps; missing {gaps[:10]}")
-    return pairs["classname"].to_list()
-
-
-def read_classnames(path: Path) -> dict[str, str]:
-    """Read CoOp's ``classnames.txt`` (``<wnid> <name...>`` per line) in file order."""
-    names: dict[str, str] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            wnid, _, name = line.strip().partition(" ")
-            if not name.strip():
-                raise ValueError(f"{path}:{n}: expected '<wnid> <class name>', got {line!r}")
-            names[wnid] = name.strip()
-    return names
-
-
-def _rel(*parts: str) -> str:
-    return posixpath.normpath(posixpath.join(*parts))
-
-
-def _visible(entries: Iterator[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
-    return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
-
-
-def _subdirs(path: Path) -> list[str]:
-    with os.scandir(path) as it:
-        return [e.name for e in _visible(it) if e.is_dir()]
-
-
-def _images(path: Path) -> list[str]:
-    with os.scandir(path) as it:
-        return [
-            e.name
-            for e in _visible(it)
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-        ]
-
-
-# --------------------------------------------------------------------------------------------
-# Readers: one per layout
-# --------------------------------------------------------------------------------------------
-
-
-def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """CoOp ``split_zhou_*.json``: ``{"train": [[relpath, label, classname], ...], ...}``;
-    paths are relative to ``image_dir`` (StanfordCars: ``image_dir: .``)."""
-    split_path = Path(data_root) / spec.folder / (spec.split_file or "")
-    try:
-        data = json.loads(split_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BenchmarkError(
-            f"[{spec.name}] split file {split_path} is not valid JSON ({exc}); delete it and fetch it again"
-        ) from exc
-    if not isinstance(data, dict):
-        raise BenchmarkError(
-            f"[{spec.name}] split file {split_path} must hold a JSON object with train/val/test lists"
-        )
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
-    for split in spec.split_sizes:
-        entries = data.get(split)
-        if not isinstance(entries, list):
-            raise BenchmarkError(
-                f"[{spec.name}] split file {split_path} has no '{split}' list "
-                f"(keys: {sorted(data)}); re-download it (see the manual route)."
-            )
-        for i, entry in enumerate(entries):
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or isinstance(entry[1], bool)
-                or not isinstance(entry[1], int)
-            ):
-                raise BenchmarkError(
-                    f"[{spec.name}] {split_path}: entry {i} of '{split}' is "
-                    f"{entry!r}, expected [relpath, label, classname]"
-                )
-            cols["split"].append(split)
-            cols["path"].append(_rel(spec.folder, spec.image_dir, entry[0]))
-            cols["label"].append(entry[1])
-            cols["classname"].append(spec.classname(str(entry[2])))
-    return index_frame(**cols)
-
-
-def read_fgvc(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """FGVC-Aircraft official files: labels in ``variants.txt`` order; each
-    ``images_variant_<split>.txt`` line is ``<image id> <variant>``; images ``<id>.jpg``."""
-    folder = Path(data_root) / spec.folder
-    variants = [v.strip() for v in (folder / FGVC_VARIANTS_FILE).read_text().splitlines() if v.strip()]
-    label_of = {v: i for i, v in enumerate(variants)}
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
-    for split in spec.split_sizes:
-        list_path = folder / FGVC_SPLIT_FILE.format(split=split)
-        for n, line in enumerate(list_path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            image_id, _, variant = line.strip().partition(" ")
-            if variant not in label_of:
-                raise BenchmarkError(
-                    f"[{spec.name}] {list_path}:{n}: variant {variant!r} is not "
-                    f"listed in {FGVC_VARIANTS_FILE}"
-                )
-            cols["split"].append(split)
-            cols["path"].append(_rel(spec.folder, spec.image_dir, f"{image_id}.jpg"))
-            cols["label"].append(label_of[variant])
-            cols["classname"].append(spec.classname(variant))
-    return index_frame(**cols)
-
-
-def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """ImageNet, -Sketch, -A, -R: one folder per WordNet id. Labels enumerate the sorted wnid
-    folders of the first split (``split_dirs`` order; ImageNet: train); names come from
-    ``classnames.txt``. ImageNet-A/-R therefore get labels 0..199 over their 200 folders."""
-    folder = Path(data_root) / spec.folder
-    names = read_classnames(folder / (spec.classnames_file or ""))
-    splits = list(spec.split_dirs.items())
-    wnids = _subdirs(folder / spec.image_dir / splits[0][1])
-    unknown = [w for w in wnids if w not in names]
-    if unknown:
-        raise BenchmarkError(
-            f"[{spec.name}] {len(unknown)} folder(s) under {folder / spec.image_dir / splits[0][1]}"
-            f" are not WordNet ids listed in {spec.classnames_file}: {unknown[:5]}; "
-            f"remove stray folders or fix {spec.classnames_file}."
-        )
-    label_of = {w: i for i, w in enumerate(wnids)}
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
-    for split, sub in splits:
-        split_dir = folder / spec.image_dir / sub
-        for wnid in _subdirs(split_dir):
-            if wnid not in label_of:
-                raise BenchmarkError(
-                    f"[{spec.name}] {split_dir / wnid} is not one of the "
-                    f"{len(label_of)} class folders of split '{splits[0][0]}'"
-                )
-            files = _images(split_dir / wnid)
-            cols["split"] += [split] * len(files)
-            cols["path"] += [_rel(spec.folder, spec.image_dir, sub, wnid, f) for f in files]
-            cols["label"] += [label_of[wnid]] * len(files)
-            cols["classname"] += [spec.classname(names[wnid])] * len(files)
-    return index_frame(**cols)
-
-
-def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """ImageNet-V2: folder ``str(i)`` -> label ``i`` -> ``i``-th line of ``classnames.txt``
-    (which is in sorted-wnid order). Folders are matched as integers, never sorted as strings."""
-    folder = Path(data_root) / spec.folder
-    names = list(read_classnames(folder / (spec.classnames_file or "")).values())
-    image_dir = folder / spec.image_dir
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
-    subs = _subdirs(image_dir)
-    bad = [s for s in subs if not s.isdigit() or int(s) >= len(names)]
-    if bad:
-        raise BenchmarkError(
-            f"[{spec.name}] folder(s) {bad[:5]} under {image_dir} are not class "
-            f"numbers 0..{len(names) - 1} ({spec.classnames_file} has "
-            f"{len(names)} lines)"
-        )
-    for sub in sorted(subs, key=int):
-        files = _images(image_dir / sub)
-        label = int(sub)
-        cols["split"] += ["test"] * len(files)
-        cols["path"] += [_rel(spec.folder, spec.image_dir, sub, f) for f in files]
-        cols["label"] += [label] * len(files)
-        cols["classname"] += [spec.classname(names[label])] * len(files)
-    return index_frame(**cols)
-
-
-READERS: dict[str, Callable[[BenchmarkSpec, Path], pl.DataFrame]] = {
-    "coop_split": read_coop_split,
-    "fgvc": read_fgvc,
-    "wnid_folders": read_wnid_folders,
-    "numbered_folders": read_numbered_folders,
-}

@@ -19,7 +19,8 @@ import polars as pl
 from PIL import Image
 from tqdm import tqdm
 
-from perl_pipeline.benchmarks.spec import INDEX_SCHEMA, SPLITS, BenchmarkError, BenchmarkSpec
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA
+from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ nothing here touches global matplotlib state and it all renders headless (Agg):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 from matplotlib import colormaps
@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from perl_pipeline.evaluation.metrics import per_step_table
-from perl_pipeline.evaluation.report import BENCHMARKS, load_reported, load_reported_params
+from perl_pipeline.evaluation.reference import load_reported, load_reported_params
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ _SUBSET_STYLES = {"base": "-", "novel": "--", "all": ":"}
 _PARAMS_ALIASES = {"CLIP zero-shot": "CLIP"}  # reported_trainable_params.csv -> results names
 
 
-def _title(benchmark: str) -> str:
-    return BENCHMARKS[benchmark].title if benchmark in BENCHMARKS else benchmark
+def _title(benchmark: str, titles: Mapping[str, str]) -> str:
+    return titles.get(benchmark, benchmark)
 
 
 def params_vs_hm_figure(
@@ -131,11 +131,13 @@ def _figure_legend(figure: Figure, axes: Sequence[Axes]) -> None:
     figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=7)
 
 
-def accuracy_per_step_figure(runs: pl.DataFrame) -> Figure:
+def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | None = None) -> Figure:
     """Top-1 accuracy (mean ± std over seeds) at every reasoning step.
 
     Args:
         runs: the per-run evaluation table (see `metrics`).
+        titles: {benchmark: its title} for the legend (the specs' ``title``); the benchmark's
+            name where missing.
 
     Returns:
         The figure: one axis per subset present (base, novel, all, in that order), one line per
@@ -159,7 +161,7 @@ def accuracy_per_step_figure(runs: pl.DataFrame) -> Figure:
                 ax,
                 rows.filter(pl.col("benchmark") == benchmark),
                 "accuracy",
-                _title(benchmark),
+                _title(benchmark, titles or {}),
                 colors[benchmark],
                 "-",
             )
@@ -182,11 +184,13 @@ def accuracy_per_step_figure(runs: pl.DataFrame) -> Figure:
     return figure
 
 
-def alignment_per_step_figure(runs: pl.DataFrame) -> Figure:
+def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | None = None) -> Figure:
     """Alignment with zero-shot CLIP (mean ± std over seeds) at every reasoning step.
 
     Args:
         runs: the per-run evaluation table (see `metrics`).
+        titles: {benchmark: its title} for the legend (the specs' ``title``); the benchmark's
+            name where missing.
 
     Returns:
         The figure: two axes, image alignment mean cos(v(0), v(k)) and text alignment mean
@@ -207,7 +211,7 @@ def alignment_per_step_figure(runs: pl.DataFrame) -> Figure:
                 ax,
                 rows,
                 metric,
-                f"{_title(benchmark)} ({subset})",
+                f"{_title(benchmark, titles or {})} ({subset})",
                 colors[benchmark],
                 _SUBSET_STYLES.get(subset, "-."),
             )

@@ -14,18 +14,17 @@ over those benchmarks, so the rows stay comparable when a run covers only part o
 (the demo); the paper's own averages over all its datasets are listed separately, exactly as
 printed in reported_results.csv, with their convention.
 
-The paper's numbers ship with the package (``reference/*.csv``, copied from the PERL paper,
-arXiv 2605.18464v1) and are read through importlib.resources.
+Benchmark titles and their keys in the paper's results come from the benchmarks' specs (their
+``title`` and ``reported_as``), passed in as ``benchmarks``; the paper's numbers come from
+:mod:`perl_pipeline.evaluation.reference`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
 
@@ -38,12 +37,16 @@ from perl_pipeline.evaluation.metrics import (
     summarize_base_to_novel,
     summarize_transfer,
 )
+from perl_pipeline.evaluation.reference import load_reported
 from perl_pipeline.protocols import (
     BASE_TO_NOVEL,
     CROSS_DATASET_TARGETS,
     DOMAIN_GENERALIZATION_TARGETS,
     SOURCE,
 )
+
+if TYPE_CHECKING:
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +62,15 @@ class Benchmark(NamedTuple):
     reported: str
     title: str
 
+    @classmethod
+    def from_spec(cls, spec: BenchmarkSpec) -> Benchmark:
+        """A benchmark's ``reported_as`` key and ``title``, from its spec."""
+        return cls(spec.reported_name, spec.title)
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "imagenet": Benchmark("imagenet", "ImageNet"),
-    "caltech101": Benchmark("caltech101", "Caltech101"),
-    "oxford_pets": Benchmark("oxford_pets", "OxfordPets"),
-    "stanford_cars": Benchmark("stanford_cars", "StanfordCars"),
-    "oxford_flowers": Benchmark("oxford_flowers", "Flowers102"),
-    "food101": Benchmark("food101", "Food101"),
-    "fgvc_aircraft": Benchmark("fgvc_aircraft", "FGVCAircraft"),
-    "sun397": Benchmark("sun397", "SUN397"),
-    "dtd": Benchmark("dtd", "DTD"),
-    "eurosat": Benchmark("eurosat", "EuroSAT"),
-    "ucf101": Benchmark("ucf101", "UCF101"),
-    "imagenet_v2": Benchmark("imagenet_v2", "ImageNet-V2"),
-    "imagenet_sketch": Benchmark("imagenet_sketch", "ImageNet-Sketch"),
-    "imagenet_a": Benchmark("imagenet_a", "ImageNet-A"),
-    "imagenet_r": Benchmark("imagenet_r", "ImageNet-R"),
-}
-"""Pipeline benchmark name -> its name in reported_results.csv and its title; in paper order."""
+
+def paper_names(specs: Mapping[str, BenchmarkSpec]) -> dict[str, Benchmark]:
+    """{benchmark name: how the paper names it}, in the order of ``specs``."""
+    return {name: Benchmark.from_spec(spec) for name, spec in specs.items()}
 
 
 _UNIFIED = "unified_1epoch_16shot"
@@ -163,38 +156,14 @@ class _Column(NamedTuple):
 # --------------------------------------------------------------------------- reference data
 
 
-def _read_reference(name: str) -> pl.DataFrame:
-    """Read one of the CSVs shipped in this package's ``reference/`` folder."""
-    resource = resources.files("perl_pipeline.evaluation").joinpath("reference").joinpath(name)
-    return pl.read_csv(io.BytesIO(resource.read_bytes()))
-
-
-def load_reported() -> pl.DataFrame:
-    """The paper's reported numbers (base-to-novel, cross-dataset, domain generalisation).
-
-    Returns:
-        Long table with columns ``source, protocol ("unified_1epoch_16shot" |
-        "baselines_default_settings"), setting ("base_to_novel" | "cross_dataset" |
-        "domain_generalization"), method, dataset (a `Benchmark.reported` key, "average" or
-        "target_average"), metric ("base" | "novel" | "hm" | "hm_mean_of_datasets" |
-        "accuracy"), value`` (percent).
-    """
-    return _read_reference("reported_results.csv").with_columns(pl.col("value").cast(pl.Float64))
-
-
-def load_reported_params() -> pl.DataFrame:
-    """The trainable-parameter counts the paper gives for each method.
-
-    Returns:
-        Columns ``method, trainable_params_as_reported`` (the paper's text, e.g. "4.9M") and
-        ``trainable_params_numeric`` (int). The zero-shot row is named "CLIP zero-shot".
-    """
-    return _read_reference("reported_trainable_params.csv")
-
-
-def _reported_wide(reported: pl.DataFrame, protocol: _Protocol, metrics: Sequence[str]) -> pl.DataFrame:
+def _reported_wide(
+    reported: pl.DataFrame,
+    protocol: _Protocol,
+    metrics: Sequence[str],
+    benchmarks: Mapping[str, Benchmark],
+) -> pl.DataFrame:
     """Per-benchmark reference numbers as ``benchmark, perl_reported_<m>, clip_reported_<m>``."""
-    to_benchmark = {info.reported: name for name, info in BENCHMARKS.items()}
+    to_benchmark = {info.reported: name for name, info in benchmarks.items()}
     wide = pl.DataFrame({"benchmark": list(protocol.benchmarks)})
     for row in _REPORTED_ROWS:
         values = reported.filter(
@@ -213,13 +182,18 @@ def _reported_wide(reported: pl.DataFrame, protocol: _Protocol, metrics: Sequenc
     return wide
 
 
-def _attach_reported(summary: pl.DataFrame, protocol: _Protocol, metrics: Sequence[str]) -> pl.DataFrame:
+def _attach_reported(
+    summary: pl.DataFrame,
+    protocol: _Protocol,
+    metrics: Sequence[str],
+    benchmarks: Mapping[str, Benchmark],
+) -> pl.DataFrame:
     """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks.
 
     The average rows get the mean of the reported per-benchmark values over the same benchmarks
     as ours; the "average (HM of means)" row's ``hm`` is the HM of those means.
     """
-    wide = _reported_wide(load_reported(), protocol, metrics)
+    wide = _reported_wide(load_reported(), protocol, metrics, benchmarks)
     table = summary.join(wide, on="benchmark", how="left", maintain_order="left")
     averaged = table.filter(pl.col("role").is_in(["benchmark", "target"]))
     reported_columns = [f"{row.prefix}{m}" for row in _REPORTED_ROWS for m in metrics]
@@ -265,8 +239,8 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: 
     return "\n".join(lines)
 
 
-def _row_title(name: str) -> str:
-    return BENCHMARKS[name].title if name in BENCHMARKS else name[:1].upper() + name[1:]
+def _row_title(name: str, benchmarks: Mapping[str, Benchmark]) -> str:
+    return benchmarks[name].title if name in benchmarks else name[:1].upper() + name[1:]
 
 
 def _cell(row: dict | None, prefix: str, metric: str, with_std: bool, digits: int = 2) -> str:
@@ -297,7 +271,12 @@ def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
     return _markdown_table(["Method", *(c.title for c in columns)], rows)
 
 
-def _benchmark_table(table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int) -> str:
+def _benchmark_table(
+    table: pl.DataFrame,
+    metrics: Sequence[tuple[str, str]],
+    digits: int,
+    benchmarks: Mapping[str, Benchmark],
+) -> str:
     """Ours only: one row per benchmark and one "Average" row, one column per (metric, title).
 
     Meant for metrics that both base-to-novel average rows share (alignment): the first average
@@ -311,7 +290,7 @@ def _benchmark_table(table: pl.DataFrame, metrics: Sequence[tuple[str, str]], di
     )
     rows = [
         [
-            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"])),
+            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"], benchmarks)),
             *(_cell(row, "", m, True, digits) for m, _ in metrics),
         ]
         for row in shown.iter_rows(named=True)
@@ -319,7 +298,9 @@ def _benchmark_table(table: pl.DataFrame, metrics: Sequence[tuple[str, str]], di
     return _markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
 
 
-def _select(runs: pl.DataFrame, protocol: _Protocol) -> tuple[pl.DataFrame, list[str], list[str]]:
+def _select(
+    runs: pl.DataFrame, protocol: _Protocol, benchmarks: Mapping[str, Benchmark]
+) -> tuple[pl.DataFrame, list[str], list[str]]:
     """The runs of a protocol's benchmarks, in paper order.
 
     Returns:
@@ -328,7 +309,7 @@ def _select(runs: pl.DataFrame, protocol: _Protocol) -> tuple[pl.DataFrame, list
     """
     in_subsets = runs.filter(pl.col("subset").is_in(list(protocol.subsets)))
     names = in_subsets["benchmark"].unique(maintain_order=True).to_list()
-    unknown = [name for name in names if name not in BENCHMARKS]
+    unknown = [name for name in names if name not in benchmarks]
     if unknown:
         logger.warning("benchmarks %s are not known to the report and are left out", unknown)
     present = [name for name in protocol.benchmarks if name in names]
@@ -342,7 +323,7 @@ def _select(runs: pl.DataFrame, protocol: _Protocol) -> tuple[pl.DataFrame, list
     return selected, present, unknown
 
 
-def _seeds_line(runs: pl.DataFrame, present: Sequence[str]) -> str:
+def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
     seeds = runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort())
     per_benchmark = {b: s for b, s in seeds.iter_rows()}
     counts = {len(s) for s in per_benchmark.values()}
@@ -352,7 +333,7 @@ def _seeds_line(runs: pl.DataFrame, present: Sequence[str]) -> str:
         if len(ids) == n:
             spread = "mean ± sample std over seeds" if n >= 2 else "a single seed, so no std"
             return f"- Seeds: {n} ({', '.join(map(str, ids))}); our values are {spread}."
-    listing = ", ".join(f"{_row_title(b)} {len(per_benchmark[b])}" for b in present)
+    listing = ", ".join(f"{_row_title(b, benchmarks)} {len(per_benchmark[b])}" for b in present)
     return f"- Seeds per benchmark: {listing}; ± std is shown where there are ≥ 2 seeds."
 
 
@@ -364,21 +345,26 @@ def _document(
     present: Sequence[str],
     unknown: Sequence[str],
     sections: Sequence[tuple[str, str]],
+    benchmarks: Mapping[str, Benchmark],
 ) -> str:
     """The report: heading, label, seeds/coverage lines, then titled sections."""
+
+    def title(name: str) -> str:
+        return _row_title(name, benchmarks)
+
     lines = [f"## {protocol.title}", ""]
     if label:
         lines += [f"> **{label}**", ""]
     missing = [b for b in protocol.benchmarks if b not in present]
     coverage = (
         f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
-        f"{', '.join(map(_row_title, present)) or 'none'}."
+        f"{', '.join(map(title, present)) or 'none'}."
     )
     if missing:
-        coverage += f" Missing: {', '.join(map(_row_title, missing))}."
+        coverage += f" Missing: {', '.join(map(title, missing))}."
     lines.append(coverage)
     if present:
-        lines.append(_seeds_line(runs, present))
+        lines.append(_seeds_line(runs, present, benchmarks))
         lines.append(
             f'- "PERL (ours)" is step K = {table["final_step"][0]} of the recurrent loop; '
             '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.'
@@ -444,7 +430,7 @@ def _base_to_novel_published() -> str:
     )
 
 
-def _hm_consistency_notes(table: pl.DataFrame) -> str | None:
+def _hm_consistency_notes(table: pl.DataFrame, benchmarks: Mapping[str, Benchmark]) -> str | None:
     """Reported per-dataset HMs that are not 2BN/(B+N) of the reported B and N within rounding."""
     notes = []
     for row in table.filter(pl.col("role") == "benchmark").iter_rows(named=True):
@@ -455,7 +441,7 @@ def _hm_consistency_notes(table: pl.DataFrame) -> str | None:
             recomputed = harmonic_mean(base, novel)
             if abs(hm - recomputed) > hm_rounding_tolerance(base, novel):
                 notes.append(
-                    f"- {method.label}, {_row_title(row['benchmark'])}: printed HM "
+                    f"- {method.label}, {_row_title(row['benchmark'], benchmarks)}: printed HM "
                     f"{hm:.2f}, but 2BN/(B+N) of the printed {base:.2f} / {novel:.2f} "
                     f"is {recomputed:.2f}."
                 )
@@ -470,12 +456,16 @@ def _hm_consistency_notes(table: pl.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- the three reports
 
 
-def base_to_novel_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+def base_to_novel_report(
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+) -> tuple[pl.DataFrame, str]:
     """Base-to-novel results beside the paper's (its Tables 1 and 5).
 
     Args:
         runs: the per-run evaluation table (see `metrics`); the ``base``/``novel`` rows of the
             11 base-to-novel benchmarks are used.
+        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs);
+            runs of benchmarks missing from it are left out.
         label: a note printed under the heading (e.g. that the run is a demo).
 
     Returns:
@@ -484,18 +474,18 @@ def base_to_novel_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.Dat
         Markdown report.
     """
     protocol = _BASE_TO_NOVEL
-    selected, present, unknown = _select(runs, protocol)
+    selected, present, unknown = _select(runs, protocol, benchmarks)
     metrics = ("base", "novel", "hm")
-    table = _attach_reported(summarize_base_to_novel(selected), protocol, metrics)
+    table = _attach_reported(summarize_base_to_novel(selected), protocol, metrics, benchmarks)
     sections = []
     if present:
-        table1 = [_Column(_row_title(b), b, ("hm",)) for b in present] + [
+        table1 = [_Column(_row_title(b, benchmarks), b, ("hm",)) for b in present] + [
             _Column("Avg Base", AVERAGE_MEAN_OF_HMS, ("base",)),
             _Column("Avg Novel", AVERAGE_MEAN_OF_HMS, ("novel",)),
             _Column("Avg HM (mean of HMs)", AVERAGE_MEAN_OF_HMS, ("hm",)),
             _Column("Avg HM (HM of means)", AVERAGE_HM_OF_MEANS, ("hm",)),
         ]
-        table5 = [_Column(f"{_row_title(b)} (B / N / HM)", b, metrics) for b in present]
+        table5 = [_Column(f"{_row_title(b, benchmarks)} (B / N / HM)", b, metrics) for b in present]
         alignment = [
             ("image_alignment_base", "cos(v0, vK) base"),
             ("image_alignment_novel", "cos(v0, vK) novel"),
@@ -515,25 +505,30 @@ def base_to_novel_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.Dat
             ),
             (
                 "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4),
+                _benchmark_table(table, alignment, 4, benchmarks),
             ),
         ]
-        notes = _hm_consistency_notes(table)
+        notes = _hm_consistency_notes(table, benchmarks)
         if notes:
             sections.append(("Consistency of the reported HMs", notes))
     sections.append(("The paper's own averages", _base_to_novel_published()))
-    return table, _document(protocol, label, selected, table, present, unknown, sections)
+    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks)
 
 
-def _transfer_report(runs: pl.DataFrame, protocol: _Protocol, label: str) -> tuple[pl.DataFrame, str]:
+def _transfer_report(
+    runs: pl.DataFrame, protocol: _Protocol, label: str, benchmarks: Mapping[str, Benchmark]
+) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
-    selected, present, unknown = _select(runs, protocol)
-    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",))
+    selected, present, unknown = _select(runs, protocol, benchmarks)
+    summary = summarize_transfer(selected, source=SOURCE)
+    table = _attach_reported(summary, protocol, ("accuracy",), benchmarks)
     sections = []
     targets = [b for b in present if b != SOURCE]
     if present:
-        columns = [_Column(f"{_row_title(b)} (source)", b, ("accuracy",)) for b in present if b == SOURCE]
-        columns += [_Column(_row_title(b), b, ("accuracy",)) for b in targets]
+        columns = [
+            _Column(f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == SOURCE
+        ]
+        columns += [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
             columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
         alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
@@ -544,7 +539,7 @@ def _transfer_report(runs: pl.DataFrame, protocol: _Protocol, label: str) -> tup
             ),
             (
                 "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4),
+                _benchmark_table(table, alignment, 4, benchmarks),
             ),
         ]
     published = _published_averages(protocol, ["accuracy"])
@@ -560,15 +555,18 @@ def _transfer_report(runs: pl.DataFrame, protocol: _Protocol, label: str) -> tup
             f"Over all {n_targets} targets ({protocol.paper_table}): {'; '.join(parts) or 'not reported'}.",
         )
     )
-    return table, _document(protocol, label, selected, table, present, unknown, sections)
+    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks)
 
 
-def cross_dataset_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+def cross_dataset_report(
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+) -> tuple[pl.DataFrame, str]:
     """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets).
 
     Args:
         runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
             source) and of the 10 other base-to-novel datasets (targets) are used.
+        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
         label: a note printed under the heading (e.g. that the run is a demo).
 
     Returns:
@@ -576,19 +574,22 @@ def cross_dataset_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.Dat
         ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added (the paper's Table 2 has
         no CLIP row, so the latter is empty), and the Markdown report.
     """
-    return _transfer_report(runs, _CROSS_DATASET, label)
+    return _transfer_report(runs, _CROSS_DATASET, label, benchmarks)
 
 
-def domain_generalization_report(runs: pl.DataFrame, *, label: str = "") -> tuple[pl.DataFrame, str]:
+def domain_generalization_report(
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+) -> tuple[pl.DataFrame, str]:
     """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R).
 
     Args:
         runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
             source) and of the four ImageNet variants (targets) are used.
+        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
         label: a note printed under the heading (e.g. that the run is a demo).
 
     Returns:
         ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
         ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added, and the Markdown report.
     """
-    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label)
+    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 REPORTS = {
@@ -12,7 +14,11 @@ REPORTS = {
 
 
 def write_report(
-    label: str, training_record: dict, *runs: pl.DataFrame, protocol: str
+    label: str,
+    training_record: dict,
+    *inputs: pl.DataFrame | dict,
+    protocol: str,
+    benchmarks: Sequence[str],
 ) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
     """Build every report of a protocol from its benchmarks' per-run tables.
 
@@ -20,21 +26,33 @@ def write_report(
         label: a note under each report's heading (the demo says it is a demo).
         training_record: one of the protocol's training records (its trainable-parameter count
             goes into the parameters-vs-HM plot).
-        runs: the per-run tables of the protocol's benchmarks.
+        inputs: the per-run tables of `benchmarks`, then their ``params:<b>.benchmark`` blocks
+            (titles and reported-results keys), both in the order of `benchmarks`.
         protocol: base_to_novel, cross_dataset or domain_generalization.
+        benchmarks: the protocol's benchmarks.
 
     Returns:
         results table (CSV), results Markdown, DVC metrics (JSON), per-step table (CSV, DVC
         plots), and the figures {file name: Figure}.
     """
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.evaluation import plots, report
     from perl_pipeline.evaluation.metrics import per_step_table
 
+    if len(inputs) != 2 * len(benchmarks):
+        raise ValueError(
+            f"write_report({protocol}) needs a runs table and a benchmark block for each of "
+            f"{list(benchmarks)}, got {len(inputs)} inputs"
+        )
+    runs, blocks = inputs[: len(benchmarks)], inputs[len(benchmarks) :]
+    specs = {name: BenchmarkSpec.from_params(block) for name, block in zip(benchmarks, blocks, strict=True)}
+    names = report.paper_names(specs)
+    titles = {name: paper.title for name, paper in names.items()}
     combined = pl.concat(runs, how="vertical")
-    table, markdown = getattr(report, REPORTS[protocol])(combined, label=label)
+    table, markdown = getattr(report, REPORTS[protocol])(combined, benchmarks=names, label=label)
     figures = {
-        "accuracy_per_step.png": plots.accuracy_per_step_figure(combined),
-        "alignment_per_step.png": plots.alignment_per_step_figure(combined),
+        "accuracy_per_step.png": plots.accuracy_per_step_figure(combined, titles=titles),
+        "alignment_per_step.png": plots.alignment_per_step_figure(combined, titles=titles),
     }
     if protocol == "base_to_novel":
         hm = table.filter(pl.col("benchmark") == "average (mean of HMs)")["hm"].item()

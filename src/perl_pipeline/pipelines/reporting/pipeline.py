@@ -14,11 +14,16 @@ OUTPUTS = ["results_table", "results_markdown", "metrics", "per_step", "plots"]
 
 
 def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: str, **kwargs) -> Pipeline:
-    """Report `protocol` over `benchmarks`; `training_record` names one of its training records."""
+    """Report `protocol` over `benchmarks`; `training_record` names one of its training records.
+
+    The node also reads each benchmark's ``params:<b>.benchmark`` block (its title and its key in
+    the paper's results).
+    """
     inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
+    blocks = [f"params:{b}.benchmark" for b in benchmarks]
     node = Node(
-        bind(write_report, protocol=protocol),
-        ["params:report_label", *inputs],
+        bind(write_report, protocol=protocol, benchmarks=tuple(benchmarks)),
+        ["params:report_label", *inputs, *blocks],
         OUTPUTS,
         name="write_report",
         tags=["reporting"],
@@ -27,5 +32,5 @@ def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: s
         [node],
         namespace=protocol,
         inputs=inputs,
-        parameters={"params:report_label"},
+        parameters={"params:report_label", *blocks},
     )

@@ -23,7 +23,7 @@ def encode_class_prompts(
     """
     import open_clip
 
-    from perl_pipeline.benchmarks.spec import label_classnames
+    from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models import (
         backbone_identity,

@@ -1,0 +1,168 @@
+"""What every layout module provides (:class:`Layout`), and the shared state of a miniature being
+written (:class:`MiniatureWriter`).
+
+A layout module holds one on-disk layout's reader (the prepared copy -> the index table) and its
+miniature writer (a few generated images -> the same layout) side by side. The writers know
+nothing about where images or class names come from: :mod:`perl_pipeline.toy.miniature` hands
+them a :class:`MiniatureWriter` holding a class chooser and an image drawer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:  # the spec module imports the layouts (lazily) to validate a spec
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec, Miniature
+
+Key = tuple[str, str]
+"""A class as a miniature writes it: (its key on disk, its class name in the index)."""
+
+Row = tuple[str, int, str, str]
+"""An image a miniature writer wrote: (split, class position, class name, relative path)."""
+
+FILE_FIELDS: dict[str, object] = {
+    "key": "n01440764",
+    "camel": "n01440764",
+    "name": "tench",
+    "i": 1,
+    "n": 1,
+    "uid": 1_000_001,
+    "token": "abcdefghijklmnop",
+    "trainval": "train",
+    "group": 1,
+    "clip": 1,
+}
+"""The fields a miniature's file-name templates may use, with sample values (for validation)."""
+
+
+class MiniatureWriter:
+    """Shared state of one miniature: counters, the random stream and the per-image file names.
+
+    Args:
+        spec: The benchmark (its ``miniature`` block names the classes and the files).
+        folder: ``data_root / spec.folder``.
+        counts: Images per class, per split (in the spec's split order).
+        rng: The miniature's one random stream (tokens, line order, and whatever ``draw`` uses).
+        choose: ``count -> the first count classes`` as :data:`Key` pairs, in label order.
+        draw: ``(hue, class name, image number within the class) -> image``.
+    """
+
+    def __init__(
+        self,
+        spec: BenchmarkSpec,
+        folder: Path,
+        counts: dict[str, int],
+        rng: random.Random,
+        *,
+        choose: Callable[[int], list[Key]],
+        draw: Callable[[float, str, int], Image.Image],
+    ) -> None:
+        if spec.miniature is None:
+            raise ValueError(f"benchmark '{spec.name}' has no 'miniature' block to write from")
+        self.spec, self.folder, self.counts, self.rng = spec, folder, counts, rng
+        self.miniature: Miniature = spec.miniature
+        self.choose, self.draw = choose, draw
+        self.n = 0
+
+    @property
+    def image_dir(self) -> Path:
+        """The benchmark's ``image_dir`` under the miniature's folder."""
+        return self.folder / self.spec.image_dir
+
+    def classes(self, count: int) -> list[Key]:
+        """The first ``count`` classes, in label order."""
+        return self.choose(count)
+
+    def images(self, classes: list[Key], place: Callable[[str, int, str, str], Path]) -> list[Row]:
+        """Write every image (class-major, splits in spec order) at ``place(split, position, key,
+        relpath)``, the relpath formatted from the miniature's file-name template; return one
+        :data:`Row` per image."""
+        rows = []
+        for position, (key, name) in enumerate(classes):
+            hue = position / len(classes)
+            i = 0
+            for split, k in self.counts.items():
+                template = self.miniature.files_per_split.get(split, self.miniature.files)
+                for _ in range(k):
+                    i += 1
+                    self.n += 1
+                    rel = template.format(**self.file_fields(key, name, i, split))
+                    save_image(self.draw(hue, name, i), place(split, position, key, rel))
+                    rows.append((split, position, name, rel))
+        return rows
+
+    def file_fields(self, key: str, name: str, i: int, split: str) -> dict[str, object]:
+        """The fields a file-name template may use (see ``Miniature.files``); draws one token."""
+        return {
+            "key": key,
+            "camel": key.replace("_", ""),
+            "name": name,
+            "i": i,
+            "n": self.n,
+            "uid": 1_000_000 + self.n,
+            "token": self.token(),
+            "trainval": "test" if split == "test" else "train",
+            "group": 1 + (i - 1) // 4,
+            "clip": 1 + (i - 1) % 4,
+        }
+
+    def token(self) -> str:
+        """16 random lowercase letters (SUN397's and ImageNet-V2's file names)."""
+        return "".join(self.rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(16))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One on-disk layout: its reader, its miniature writer and what a spec needs for it.
+
+    Attributes:
+        name: The ``layout`` value in a benchmark's YAML block.
+        read: ``(spec, data_root) -> index table``.
+        write: ``(writer, class count) -> the classes written`` (a miniature in this layout).
+        root_paths: ``spec -> paths`` (relative to the benchmark folder) the reader needs.
+        required: Spec keys this layout cannot work without.
+        problems: ``spec -> [(key, problem), ...]``: layout-specific spec checks.
+        extras: Writers of a benchmark's extra miniature files, by the name its
+            ``miniature.extras`` gives.
+    """
+
+    name: str
+    read: Callable[[BenchmarkSpec, Path], pl.DataFrame]
+    write: Callable[[MiniatureWriter, int], list[Key]]
+    root_paths: Callable[[BenchmarkSpec], list[str]]
+    required: tuple[str, ...] = ()
+    problems: Callable[[BenchmarkSpec], list[tuple[str, str]]] = lambda spec: []
+    extras: Mapping[str, Callable[[MiniatureWriter, list[Key]], None]] = field(default_factory=dict)
+
+
+def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image:
+    """A solid colour with a lighter square whose position varies with ``i``."""
+    image = Image.new("RGB", (size, size), colour)
+    side = max(size // 3, 1)
+    x, y = (i * 7) % (size - side + 1), (i * 11) % (size - side + 1)
+    light = (min(255, colour[0] + 90), min(255, colour[1] + 90), min(255, colour[2] + 90))
+    ImageDraw.Draw(image).rectangle([x, y, x + side - 1, y + side - 1], fill=light)
+    return image
+
+
+def save_image(image: Image.Image, path: Path) -> None:
+    """Save as PNG or JPEG (quality 90) by suffix, creating the parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".png":
+        image.save(path, format="PNG")
+    else:
+        image.save(path, format="JPEG", quality=90)
+
+
+def write_classnames(w: MiniatureWriter, classes: list[Key]) -> None:
+    """CoOp's ``classnames.txt``: one ``<key> <class name>`` line per class."""
+    path = w.folder / (w.spec.classnames_file or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{wnid} {name}\n" for wnid, name in classes))

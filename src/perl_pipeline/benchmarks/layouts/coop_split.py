@@ -1,0 +1,113 @@
+"""Layout ``coop_split``: images under ``image_dir`` plus CoOp's ``split_zhou_*.json``.
+
+The split file is ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
+with paths relative to ``image_dir`` (StanfordCars: ``image_dir: .``); it carries the labels, so
+label order is the split file's. Used by the 10 CoOp datasets other than FGVC-Aircraft.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from perl_pipeline.benchmarks.index import index_frame, rel_path
+from perl_pipeline.benchmarks.layouts.base import (
+    Key,
+    Layout,
+    MiniatureWriter,
+    colour_image,
+    save_image,
+)
+from perl_pipeline.benchmarks.spec import BenchmarkError
+
+if TYPE_CHECKING:
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+
+
+def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
+    """Index a CoOp split file; class names go through the spec's rename table."""
+    split_path = Path(data_root) / spec.folder / (spec.split_file or "")
+    try:
+        data = json.loads(split_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(
+            f"[{spec.name}] split file {split_path} is not valid JSON ({exc}); delete it and fetch it again"
+        ) from exc
+    if not isinstance(data, dict):
+        raise BenchmarkError(
+            f"[{spec.name}] split file {split_path} must hold a JSON object with train/val/test lists"
+        )
+    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
+    for split in spec.split_sizes:
+        entries = data.get(split)
+        if not isinstance(entries, list):
+            raise BenchmarkError(
+                f"[{spec.name}] split file {split_path} has no '{split}' list "
+                f"(keys: {sorted(data)}); re-download it (see the manual route)."
+            )
+        for i, entry in enumerate(entries):
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not isinstance(entry[0], str)
+                or isinstance(entry[1], bool)
+                or not isinstance(entry[1], int)
+            ):
+                raise BenchmarkError(
+                    f"[{spec.name}] {split_path}: entry {i} of '{split}' is "
+                    f"{entry!r}, expected [relpath, label, classname]"
+                )
+            cols["split"].append(split)
+            cols["path"].append(rel_path(spec.folder, spec.image_dir, entry[0]))
+            cols["label"].append(entry[1])
+            cols["classname"].append(spec.classname(str(entry[2])))
+    return index_frame(**cols)
+
+
+def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
+    """Images under ``image_dir`` plus the split file in CoOp's format (labels in class order)."""
+    classes = w.classes(count)
+    rows = w.images(classes, lambda split, pos, key, rel: w.image_dir / rel)
+    split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
+    for name, label, classname, rel in rows:
+        split[name].append([rel, label, classname])
+    (w.folder / (w.spec.split_file or "")).write_text(json.dumps(split, indent=4, separators=(",", ": ")))
+    return classes
+
+
+def root_paths(spec: BenchmarkSpec) -> list[str]:
+    """The split file and the image folder."""
+    return [spec.split_file or "", spec.image_dir]
+
+
+def _caltech_dropped_folders(w: MiniatureWriter, classes: list[Key]) -> None:
+    """Caltech101's ``BACKGROUND_Google`` and ``Faces_easy``: on disk, never in the split file."""
+    for dropped in ("BACKGROUND_Google", "Faces_easy"):
+        save_image(colour_image((128, 128, 128), 0, 16), w.image_dir / dropped / "image_0001.jpg")
+
+
+def _flowers_cat_to_name(w: MiniatureWriter, classes: list[Key]) -> None:
+    """Flowers102's ``cat_to_name.json`` (class number -> name), beside the split file."""
+    (w.folder / "cat_to_name.json").write_text(json.dumps(dict(classes), indent=4))
+
+
+def _sun_class_name_list(w: MiniatureWriter, classes: list[Key]) -> None:
+    """SUN397's ``ClassName.txt``: one ``/a/abbey`` line per class folder."""
+    (w.image_dir / "ClassName.txt").write_text("".join(f"/{key}\n" for key, _ in classes))
+
+
+LAYOUT = Layout(
+    name="coop_split",
+    read=read_coop_split,
+    write=write_coop_split,
+    root_paths=root_paths,
+    required=("split_file",),
+    extras={
+        "caltech_dropped_folders": _caltech_dropped_folders,
+        "flowers_cat_to_name": _flowers_cat_to_name,
+        "sun_class_name_list": _sun_class_name_list,
+    },
+)

@@ -1,0 +1,102 @@
+"""Layout ``wnid_folders``: ImageNet, -Sketch, -A, -R, one folder per WordNet id.
+
+Images are ``<image_dir>/<split_dir>/<wnid>/*`` (``split_dirs`` maps each split to its folder;
+ImageNet: train -> ``train``, test -> ``val``). Labels enumerate the sorted wnid folders of the
+first split, and names come from ``classnames.txt`` (``<wnid> <name>`` lines), so ImageNet-A/-R
+get labels 0..199 over their 200 folders of ImageNet's 1000 names.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from perl_pipeline.benchmarks.index import image_files, index_frame, read_classnames, rel_path, subdirs
+from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, write_classnames
+from perl_pipeline.benchmarks.spec import BenchmarkError
+
+if TYPE_CHECKING:
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+
+
+def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
+    """Index wnid folders: labels from the first split's sorted folders, names from classnames.txt."""
+    folder = Path(data_root) / spec.folder
+    names = read_classnames(folder / (spec.classnames_file or ""))
+    splits = list(spec.split_dirs.items())
+    wnids = subdirs(folder / spec.image_dir / splits[0][1])
+    unknown = [w for w in wnids if w not in names]
+    if unknown:
+        raise BenchmarkError(
+            f"[{spec.name}] {len(unknown)} folder(s) under {folder / spec.image_dir / splits[0][1]}"
+            f" are not WordNet ids listed in {spec.classnames_file}: {unknown[:5]}; "
+            f"remove stray folders or fix {spec.classnames_file}."
+        )
+    label_of = {w: i for i, w in enumerate(wnids)}
+    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
+    for split, sub in splits:
+        split_dir = folder / spec.image_dir / sub
+        for wnid in subdirs(split_dir):
+            if wnid not in label_of:
+                raise BenchmarkError(
+                    f"[{spec.name}] {split_dir / wnid} is not one of the "
+                    f"{len(label_of)} class folders of split '{splits[0][0]}'"
+                )
+            files = image_files(split_dir / wnid)
+            cols["split"] += [split] * len(files)
+            cols["path"] += [rel_path(spec.folder, spec.image_dir, sub, wnid, f) for f in files]
+            cols["label"] += [label_of[wnid]] * len(files)
+            cols["classname"] += [spec.classname(names[wnid])] * len(files)
+    return index_frame(**cols)
+
+
+def write_wnid_folders(w: MiniatureWriter, count: int) -> list[Key]:
+    """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt``. With
+    ``miniature.subset_stride`` s > 1 (ImageNet-A/-R: 200 of ImageNet's 1000 classes), the class
+    folders are every s-th wnid of an s-times-longer classnames.txt."""
+    stride = w.miniature.subset_stride
+    family = w.classes(count * stride)
+    chosen = family[stride - 1 :: stride]
+    write_classnames(w, family)
+    w.images(chosen, lambda split, pos, key, rel: w.image_dir / w.spec.split_dirs[split] / key / rel)
+    return chosen
+
+
+def root_paths(spec: BenchmarkSpec) -> list[str]:
+    """``classnames.txt`` and each split's folder."""
+    return [
+        spec.classnames_file or "",
+        *(posixpath.normpath(posixpath.join(spec.image_dir, d)) for d in spec.split_dirs.values()),
+    ]
+
+
+def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
+    """``split_dirs`` must name exactly the splits of ``split_sizes``."""
+    if set(spec.split_dirs) != set(spec.split_sizes):
+        return [
+            (
+                "split_dirs",
+                f"must name the same splits as split_sizes ({sorted(spec.split_sizes)}), "
+                f"got {sorted(spec.split_dirs)}",
+            )
+        ]
+    return []
+
+
+def _readme(w: MiniatureWriter, classes: list[Key]) -> None:
+    """ImageNet-A/-R ship a README.txt beside their class folders: not a class, ignored."""
+    (w.image_dir / "README.txt").write_text("Not a class folder; ignored.\n")
+
+
+LAYOUT = Layout(
+    name="wnid_folders",
+    read=read_wnid_folders,
+    write=write_wnid_folders,
+    root_paths=root_paths,
+    required=("classnames_file",),
+    problems=problems,
+    extras={"readme": _readme},
+)

@@ -1,0 +1,41 @@
+"""The PERL paper's reported numbers, shipped as data with the package.
+
+``reference/reported_results.csv`` and ``reference/reported_trainable_params.csv`` are copied from
+the PERL paper (arXiv 2605.18464v1) and read through importlib.resources.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+
+import polars as pl
+
+
+def _read_reference(name: str) -> pl.DataFrame:
+    """Read one of the CSVs shipped in this package's ``reference/`` folder."""
+    resource = resources.files("perl_pipeline.evaluation").joinpath("reference").joinpath(name)
+    return pl.read_csv(io.BytesIO(resource.read_bytes()))
+
+
+def load_reported() -> pl.DataFrame:
+    """The paper's reported numbers (base-to-novel, cross-dataset, domain generalisation).
+
+    Returns:
+        Long table with columns ``source, protocol ("unified_1epoch_16shot" |
+        "baselines_default_settings"), setting ("base_to_novel" | "cross_dataset" |
+        "domain_generalization"), method, dataset (a benchmark's ``reported_as`` key, "average" or
+        "target_average"), metric ("base" | "novel" | "hm" | "hm_mean_of_datasets" |
+        "accuracy"), value`` (percent).
+    """
+    return _read_reference("reported_results.csv").with_columns(pl.col("value").cast(pl.Float64))
+
+
+def load_reported_params() -> pl.DataFrame:
+    """The trainable-parameter counts the paper gives for each method.
+
+    Returns:
+        Columns ``method, trainable_params_as_reported`` (the paper's text, e.g. "4.9M") and
+        ``trainable_params_numeric`` (int). The zero-shot row is named "CLIP zero-shot".
+    """
+    return _read_reference("reported_trainable_params.csv")

@@ -1,0 +1,50 @@
+"""The reporting node takes its titles from the benchmarks' YAML blocks, the catalog doing the I/O."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from perl_pipeline.pipelines.reporting.nodes import write_report
+from perl_pipeline.pipelines.reporting.pipeline import create_pipeline
+from tests.evaluation.test_metrics import make_runs
+
+
+def test_the_node_reads_each_benchmarks_block_unnamespaced() -> None:
+    (node,) = create_pipeline("base_to_novel", ["dtd", "eurosat"], "dtd.training_record_base_seed_1").nodes
+    assert node.inputs[-2:] == ["params:dtd.benchmark", "params:eurosat.benchmark"]
+    assert node.inputs[:2] == ["params:report_label", "dtd.training_record_base_seed_1"]
+
+
+def test_titles_come_from_the_benchmark_blocks(benchmark_params: dict) -> None:
+    blocks = [copy.deepcopy(benchmark_params[b]["benchmark"]) for b in ("dtd", "eurosat")]
+    blocks[0]["title"] = "Textures (DTD)"
+    runs = [make_runs(benchmarks=(b,), steps=2) for b in ("dtd", "eurosat")]
+    table, markdown, metrics, _, figures = write_report(
+        "DEMO",
+        {"trainable_parameters": 802},
+        *runs,
+        *blocks,
+        protocol="base_to_novel",
+        benchmarks=("dtd", "eurosat"),
+    )
+    assert "Benchmarks present (2/11): Textures (DTD), EuroSAT." in markdown
+    assert "| Method | Textures (DTD) (B / N / HM) | EuroSAT (B / N / HM) |" in markdown
+    legend = [t.get_text() for t in figures["accuracy_per_step.png"].legends[0].get_texts()]
+    assert legend[:2] == ["Textures (DTD)", "EuroSAT"]
+    assert set(metrics) >= {"dtd", "eurosat"}
+    assert table["perl_reported_hm"].drop_nulls().len() >= 2  # the paper's numbers found by name
+
+
+def test_a_missing_block_is_an_error_naming_the_benchmarks(benchmark_params: dict) -> None:
+    with pytest.raises(ValueError, match=r"base_to_novel.*\['dtd', 'eurosat'\]"):
+        write_report(
+            "",
+            {"trainable_parameters": 802},
+            make_runs(benchmarks=("dtd",)),
+            make_runs(benchmarks=("eurosat",)),
+            benchmark_params["dtd"]["benchmark"],
+            protocol="base_to_novel",
+            benchmarks=("dtd", "eurosat"),
+        )
