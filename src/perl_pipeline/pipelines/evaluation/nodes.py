@@ -42,7 +42,7 @@ def evaluate_benchmark(
     """
     from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
-    from perl_pipeline.benchmarks.spec import label_classnames
+    from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
     from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone

@@ -38,7 +38,7 @@ def train_seed(
 
     from perl_pipeline.benchmarks.few_shot import check_fresh, few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
-    from perl_pipeline.benchmarks.spec import label_classnames
+    from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
     from perl_pipeline.provenance import fingerprint
