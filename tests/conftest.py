@@ -118,9 +118,11 @@ class LocalHTTPServer:
         honour_range: bool = True,
         cut_after: int | None = None,
         content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
     ) -> Responder:
         """Serve data (206 for ``Range: bytes=N-`` if honour_range); cut_after: drop the
-        connection after that many body bytes although Content-Length promised more."""
+        connection after that many body bytes although Content-Length promised more;
+        headers: extra response headers (e.g. Content-Disposition)."""
 
         def respond(handler: BaseHTTPRequestHandler, request: RecordedRequest) -> None:
             start = 0
@@ -140,6 +142,8 @@ class LocalHTTPServer:
             body = data[start:]
             handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(body if cut_after is None else body[:cut_after])
             handler.wfile.flush()
