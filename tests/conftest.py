@@ -210,10 +210,11 @@ def benchmark_params() -> dict:
 
 @pytest.fixture(scope="session")
 def benchmark_specs(benchmark_params: dict) -> dict:
-    """The 15 BenchmarkSpecs of the project configuration, by name."""
-    from perl_pipeline.benchmarks.spec import specs_from_parameters
+    """The 15 BenchmarkSpecs of the project configuration, by name (as the pipelines build them)."""
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+    from perl_pipeline.protocols import ALL_BENCHMARKS
 
-    return specs_from_parameters(benchmark_params)
+    return {name: BenchmarkSpec.from_params(benchmark_params[name]["benchmark"]) for name in ALL_BENCHMARKS}
 
 
 @pytest.fixture(scope="session")

@@ -171,16 +171,6 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
     return out.with_columns(subset=pl.lit(subset)) if "subset" in df.columns else out
 
 
-def class_names(index: pl.DataFrame, subset: str, num_classes: int) -> list[str]:
-    """Class names of ``subset`` in (relabelled) label order, e.g. for the text classifier."""
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    names = label_classnames(index)
-    if len(names) != num_classes:
-        raise ValueError(f"the index has {len(names)} classes, expected {num_classes}")
-    return [names[label] for label in subset_labels(subset, num_classes)]
-
-
 def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
     """Raise :class:`StaleSplitError` unless ``few_shot`` was drawn from exactly ``index``."""
     hashes = few_shot["source_hash"].unique().to_list()

@@ -25,11 +25,8 @@ from typing import Any, get_type_hints
 
 import polars as pl
 
-from perl_pipeline.protocols import ALL_BENCHMARKS
-
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("coop_split", "fgvc", "wnid_folders", "numbered_folders")
-BENCHMARK_NAMES = ALL_BENCHMARKS  # the 15 names, in paper order
 INDEX_SCHEMA: dict[str, pl.DataType] = {
     "split": pl.String(),
     "path": pl.String(),
@@ -257,24 +254,6 @@ class BenchmarkSpec:
     def classname(self, raw: str) -> str:
         """Apply the loader's rename table (idempotent on already-clean names)."""
         return self.classname_fixes.get(raw, raw)
-
-
-def specs_from_parameters(params: Mapping[str, Any]) -> dict[str, BenchmarkSpec]:
-    """Build every spec found in a parameters mapping (``{name: {"benchmark": {...}}, ...}``).
-
-    Top-level entries without a ``benchmark`` block are ignored, so the whole Kedro ``parameters``
-    dict can be passed.
-    """
-    specs = {}
-    for key, block in params.items():
-        if isinstance(block, Mapping) and "benchmark" in block:
-            spec = BenchmarkSpec.from_params(block["benchmark"])
-            if spec.name != key:
-                raise ValueError(
-                    f"benchmark '{key}': key 'name' is {spec.name!r}; it must equal the top-level key {key!r}"
-                )
-            specs[key] = spec
-    return specs
 
 
 def _checked_fields(
