@@ -1,4 +1,4 @@
-"""One-factor ablation sweeps of base_to_novel (PERL_SPEC.md §5), each setting a real Kedro run.
+"""One-factor ablation sweeps of base_to_novel (docs/method.md §7), each setting a real Kedro run.
 
     python -m perl_pipeline.sweep --env demo perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 

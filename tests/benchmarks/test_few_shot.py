@@ -1,4 +1,4 @@
-"""Few-shot draws (protocol §2): exact, deterministic, order-free; base/novel from one draw."""
+"""Few-shot draws (docs/method.md §6.2): exact, deterministic, order-free; base/novel from one draw."""
 
 from __future__ import annotations
 

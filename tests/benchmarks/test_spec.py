@@ -25,7 +25,7 @@ from perl_pipeline.benchmarks.spec import (
 from perl_pipeline.protocols import ALL_BENCHMARKS
 from perl_pipeline.toy.miniature import write_miniature
 
-# name: (folder, num_classes, split_sizes, template)  -- protocol.md §1.1 and §3.1
+# name: (folder, num_classes, split_sizes, template)  -- docs/method.md §6.1 and §6.6
 PROTOCOL = {
     "imagenet": ("imagenet", 1000, {"train": 1_281_167, "test": 50_000}, "a photo of a {}."),
     "caltech101": (

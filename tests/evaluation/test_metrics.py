@@ -1,4 +1,4 @@
-"""Tests of the protocol metrics (PERL_SPEC.md §3) on small hand-made evaluation tables."""
+"""Tests of the protocol metrics (docs/method.md §6.7) on small hand-made evaluation tables."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def test_reference_data_ships_with_the_package() -> None:
     ]
     assert reported["source"].str.contains("PERL paper").all()
     assert set(reported["setting"]) == {"base_to_novel", "cross_dataset", "domain_generalization"}
-    # the paper's headline numbers (PERL_SPEC.md §4)
+    # the paper's headline numbers (docs/method.md §6.8)
     unified = "unified_1epoch_16shot"
     assert reported_value(unified, "base_to_novel", "PERL", "average", "base") == 73.97
     assert reported_value(unified, "base_to_novel", "PERL", "average", "novel") == 75.74

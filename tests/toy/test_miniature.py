@@ -16,7 +16,7 @@ from perl_pipeline.benchmarks.validate import validate_index
 from perl_pipeline.protocols import ALL_BENCHMARKS
 from perl_pipeline.toy.miniature import MARKER, write_miniature
 
-# The first class names in label order, as CoOp's loaders produce them (protocol §1.1).
+# The first class names in label order, as CoOp's loaders produce them (docs/method.md §6.1).
 FIRST_CLASSES = {
     "imagenet": ["tench", "goldfish", "great white shark", "tiger shark"],
     "caltech101": ["face", "leopard", "motorbike", "accordion", "airplane", "anchor"],

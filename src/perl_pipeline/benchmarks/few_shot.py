@@ -1,4 +1,4 @@
-"""Few-shot draws and the base/novel class split (protocol §2), deterministic everywhere.
+"""Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
 One draw per seed over ALL classes (as Dassl does): per class, the train images sorted by path
 and ``random.Random(seed).sample(items, shots)``; a class with fewer images keeps them all. The

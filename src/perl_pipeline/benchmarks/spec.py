@@ -6,7 +6,7 @@ turn a prepared copy under ``data_root`` into the index table (:data:`INDEX_SCHE
 image with its split, its path relative to ``data_root`` (POSIX), its label and its class name.
 
 Label order always comes from the split file or the official meta files, never from sorting class
-names (protocol §1.0): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
+names (docs/method.md §6.1): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
 ImageNet family uses sorted WordNet-id folders (names from ``classnames.txt``) and ImageNet-V2 uses
 folder ``i`` -> label ``i``.
 """

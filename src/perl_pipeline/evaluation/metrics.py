@@ -1,4 +1,4 @@
-"""Metrics of the CoOp few-shot protocols (PERL_SPEC.md §3), computed from per-run evaluations.
+"""Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
 
 The table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`) turn the long
 per-run evaluation table into the per-benchmark numbers the paper reports. The per-image scoring
