@@ -118,9 +118,11 @@ class LocalHTTPServer:
         honour_range: bool = True,
         cut_after: int | None = None,
         content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
     ) -> Responder:
         """Serve data (206 for ``Range: bytes=N-`` if honour_range); cut_after: drop the
-        connection after that many body bytes although Content-Length promised more."""
+        connection after that many body bytes although Content-Length promised more;
+        headers: extra response headers (e.g. Content-Disposition)."""
 
         def respond(handler: BaseHTTPRequestHandler, request: RecordedRequest) -> None:
             start = 0
@@ -140,6 +142,8 @@ class LocalHTTPServer:
             body = data[start:]
             handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(body if cut_after is None else body[:cut_after])
             handler.wfile.flush()
@@ -206,10 +210,11 @@ def benchmark_params() -> dict:
 
 @pytest.fixture(scope="session")
 def benchmark_specs(benchmark_params: dict) -> dict:
-    """The 15 BenchmarkSpecs of the project configuration, by name."""
-    from perl_pipeline.benchmarks.spec import specs_from_parameters
+    """The 15 BenchmarkSpecs of the project configuration, by name (as the pipelines build them)."""
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+    from perl_pipeline.protocols import ALL_BENCHMARKS
 
-    return specs_from_parameters(benchmark_params)
+    return {name: BenchmarkSpec.from_params(benchmark_params[name]["benchmark"]) for name in ALL_BENCHMARKS}
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ class ClipConfig:
 
 @dataclass(frozen=True)
 class PerlConfig:
-    """The method's settings (PERL_SPEC.md §1 and the §5 ablations)."""
+    """The method's settings (docs/method.md §2 and the §7 ablations)."""
 
     split_layer: int = 7  # J: blocks in the frozen base
     steps: int = 4  # K: refinement steps
@@ -47,7 +47,7 @@ class PerlConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (PERL_SPEC.md §2): AdamW 1e-4, batch 4, one epoch, λ = 1."""
+    """Optimisation (docs/method.md §3): AdamW 1e-4, batch 4, one epoch, λ = 1."""
 
     lr: float = 1e-4
     batch_size: int = 4

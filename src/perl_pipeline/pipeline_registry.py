@@ -19,6 +19,7 @@ from perl_pipeline.pipelines import (
     toy_clip,
     training,
 )
+from perl_pipeline.pipelines.training.pipeline import training_record
 from perl_pipeline.protocols import (
     BASE_TO_NOVEL,
     CROSS_DATASET_TARGETS,
@@ -43,7 +44,7 @@ STAGES = (
 
 def _protocol(name: str, benchmarks: tuple[str, ...], trained: tuple[str, ...], subset: str) -> Pipeline:
     """Every stage a protocol needs, from raw data to its reports."""
-    record = f"{trained[0]}.training_record_{subset}_seed_{SEEDS[0]}"
+    record = f"{trained[0]}.{training_record(subset, SEEDS[0])}"
     return (
         data_preparation.create_pipeline(benchmarks)
         + few_shot_splits.create_pipeline(trained)

@@ -1,4 +1,4 @@
-"""The experiment grid of the protocol: which benchmarks each protocol uses, which seeds.
+"""The experiment grid of the protocol (docs/method.md §6): which benchmarks each protocol uses, which seeds.
 
 Kedro builds one namespaced copy of each stage per benchmark (and per seed for training) from
 these tuples, following Kedro's pattern for dynamic pipelines. What a benchmark is (its files,

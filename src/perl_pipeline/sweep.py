@@ -1,4 +1,4 @@
-"""One-factor ablation sweeps of base_to_novel (PERL_SPEC.md §5), each setting a real Kedro run.
+"""One-factor ablation sweeps of base_to_novel (docs/method.md §7), each setting a real Kedro run.
 
     python -m perl_pipeline.sweep --env demo perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 
@@ -125,6 +125,8 @@ def run_sweep(
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    from perl_pipeline.pipelines.training.pipeline import training_record
+
     project_path = Path(project_path).resolve()
     bootstrap_project(project_path)
 
@@ -143,7 +145,7 @@ def run_sweep(
             with session(nested(key, value)) as run:
                 run.run(pipeline_names=["base_to_novel"], tags=tags)
                 catalog = run.load_context().catalog
-                record = catalog.load(f"{BASE_TO_NOVEL[0]}.training_record_base_seed_{SEEDS[0]}")
+                record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
                 summary = summarize(catalog.load("base_to_novel.results_table"), record)
             rows.append({"parameter": key, "value": _flow(value), **summary})
             logger.info("sweep: %s=%s -> %s", key, value, summary)

@@ -1,4 +1,4 @@
-"""Few-shot draws (protocol §2): exact, deterministic, order-free; base/novel from one draw."""
+"""Few-shot draws (docs/method.md §6.2): exact, deterministic, order-free; base/novel from one draw."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from perl_pipeline.benchmarks.few_shot import (
     FEW_SHOT_SCHEMA,
     StaleSplitError,
     check_fresh,
-    class_names,
     draw_few_shot,
     index_content_hash,
     subsample_classes,
+    subset_labels,
 )
-from perl_pipeline.benchmarks.index import index_frame
+from perl_pipeline.benchmarks.index import index_frame, label_classnames
 
 
 def make_index(
@@ -121,11 +121,11 @@ def test_37_classes_split_19_base_18_novel_relabelled_from_zero() -> None:
     assert sorted(novel["original_label"].unique().to_list()) == list(range(19, 37))
     assert (novel["original_label"] - novel["label"]).unique().to_list() == [19]
     assert rows(novel, label=0)["classname"].unique().to_list() == ["class 19"]
-    assert class_names(index, "base", 37) == [f"class {i}" for i in range(19)]
-    assert class_names(index, "novel", 37) == [f"class {i}" for i in range(19, 37)]
-    assert class_names(index, "all", 37)[-1] == "class 36"
-    with pytest.raises(ValueError, match="38"):
-        class_names(index, "base", 38)
+    names = label_classnames(index)
+    assert len(names) == 37
+    assert [names[i] for i in subset_labels("base", 37)] == [f"class {i}" for i in range(19)]
+    assert [names[i] for i in subset_labels("novel", 37)] == [f"class {i}" for i in range(19, 37)]
+    assert [names[i] for i in subset_labels("all", 37)][-1] == "class 36"
 
 
 def test_base_and_novel_come_from_one_all_class_draw() -> None:
@@ -204,5 +204,6 @@ def test_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 def test_base_count_is_ceil_half() -> None:
     for n in (1, 2, 10, 47, 100, 397, 1000):
         index = make_index(n, train=1, val=0, test=0)
-        assert len(class_names(index, "base", n)) == math.ceil(n / 2)
-        assert len(class_names(index, "novel", n)) == n - math.ceil(n / 2)
+        assert len(label_classnames(index)) == n
+        assert len(subset_labels("base", n)) == math.ceil(n / 2)
+        assert len(subset_labels("novel", n)) == n - math.ceil(n / 2)

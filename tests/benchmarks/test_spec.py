@@ -15,17 +15,16 @@ from perl_pipeline.benchmarks.index import index_frame, label_classnames
 from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.prepare import build_index
 from perl_pipeline.benchmarks.spec import (
-    BENCHMARK_NAMES,
     BenchmarkError,
     BenchmarkSpec,
     ImageNetValStep,
     MoveStep,
     UnpackStep,
-    specs_from_parameters,
 )
+from perl_pipeline.protocols import ALL_BENCHMARKS
 from perl_pipeline.toy.miniature import write_miniature
 
-# name: (folder, num_classes, split_sizes, template)  -- protocol.md §1.1 and §3.1
+# name: (folder, num_classes, split_sizes, template)  -- docs/method.md §6.1 and §6.6
 PROTOCOL = {
     "imagenet": ("imagenet", 1000, {"train": 1_281_167, "test": 50_000}, "a photo of a {}."),
     "caltech101": (
@@ -86,7 +85,7 @@ PROTOCOL = {
 
 
 def test_yaml_describes_exactly_the_15_benchmarks(benchmark_specs: dict) -> None:
-    assert set(benchmark_specs) == set(BENCHMARK_NAMES) == set(PROTOCOL)
+    assert set(benchmark_specs) == set(ALL_BENCHMARKS) == set(PROTOCOL)
     assert all(isinstance(s, BenchmarkSpec) for s in benchmark_specs.values())
 
 
@@ -146,7 +145,7 @@ def test_kedro_config_loader_exposes_params_name_benchmark(tmp_path: Path, bench
     )
     params = OmegaConfigLoader(str(conf), base_env="base", default_run_env="local")["parameters"]
     assert BenchmarkSpec.from_params(params["dtd"]["benchmark"]) == benchmark_specs["dtd"]
-    assert specs_from_parameters(params) == benchmark_specs
+    assert {n: BenchmarkSpec.from_params(params[n]["benchmark"]) for n in ALL_BENCHMARKS} == benchmark_specs
 
 
 def test_spec_is_frozen_and_hashable(benchmark_specs: dict) -> None:
@@ -280,11 +279,11 @@ def test_every_benchmark_has_a_title_and_a_miniature(benchmark_specs: dict) -> N
     assert benchmark_specs["oxford_flowers"].miniature.toy_entry_key(4, "red triangle") == "5"
 
 
-def test_top_level_key_must_match_name(benchmark_params: dict) -> None:
-    params = {"textures": copy.deepcopy(benchmark_params["dtd"]), "seed": 1}
-    with pytest.raises(ValueError, match="benchmark 'textures'.*'dtd'"):
-        specs_from_parameters(params)
-    assert list(specs_from_parameters({"dtd": benchmark_params["dtd"], "seed": 1})) == ["dtd"]
+def test_top_level_key_matches_name(benchmark_params: dict) -> None:
+    # the pipelines namespace each benchmark by its top-level key and name its files by spec.name
+    blocks = {k: v for k, v in benchmark_params.items() if isinstance(v, dict) and "benchmark" in v}
+    assert sorted(blocks) == sorted(ALL_BENCHMARKS)
+    assert all(BenchmarkSpec.from_params(b["benchmark"]).name == k for k, b in blocks.items())
 
 
 def test_file_sources_provide_themselves(benchmark_specs: dict) -> None:

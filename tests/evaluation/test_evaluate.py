@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from perl_pipeline.config import EvalConfig
 from perl_pipeline.evaluation.evaluate import evaluate_seeds
-from perl_pipeline.models import PERL, clip_logits
+from perl_pipeline.models import PERL, TextPrefix, clip_logits
 
 PROMPTS = ["a photo of a cat.", "a photo of a dog.", "a red car.", "banded texture.", "a tree."]
 CONFIG = EvalConfig(batch_size=7, num_workers=0, precision="fp32")
@@ -66,3 +67,70 @@ def test_several_seeds_in_one_pass_equal_each_seed_alone(tiny_clip, tokenize):
     # the seeds really differ after step 0
     later = together.filter(pl.col("step") == 3)
     assert later["image_alignment"].n_unique() > 1
+
+
+# ---- the scoring itself, on embeddings chosen by hand ------------------------------------------
+
+
+class ScriptedModel(torch.nn.Module):
+    """Stands in for a PERL whose embeddings are given: each "image" is its own [K + 1, D]
+    embedding per step, and each class's text prefix is its [K + 1, D] embedding per step."""
+
+    def __init__(self, clip: object, steps: int) -> None:
+        super().__init__()
+        self.clip = clip
+        self.steps = steps
+
+    def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # [B, K + 1, D]
+
+    def refine_image(self, prefix: torch.Tensor) -> torch.Tensor:
+        return prefix.transpose(0, 1)  # [K + 1, B, D]
+
+    def refine_text(self, prefix: TextPrefix) -> torch.Tensor:
+        return prefix.states.transpose(0, 1)  # [K + 1, C, D]
+
+
+def _score(image_steps: torch.Tensor, labels: list[int], text_steps: torch.Tensor) -> pl.DataFrame:
+    """evaluate_seeds on image embeddings [N, K + 1, D] and class embeddings [C, K + 1, D]."""
+    model = ScriptedModel(clip=object(), steps=image_steps.shape[1] - 1)
+    prefix = TextPrefix(text_steps, torch.zeros(text_steps.shape[0], dtype=torch.long))
+    images = TensorDataset(image_steps, torch.tensor(labels))
+    classes = {"all": list(range(text_steps.shape[0]))}
+    config = EvalConfig(batch_size=3, num_workers=0, precision="fp32")
+    runs = evaluate_seeds(
+        {1: model}, images, prefix, classes, config, device=torch.device("cpu"), benchmark="b"
+    )
+    return runs.sort("step")
+
+
+def test_top1_accuracy_on_small_tensors() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [4.0, 0.0, 0.0]])
+    text = torch.eye(3).unsqueeze(1)  # one step; class c's embedding is the c-th axis
+    # with one-hot class embeddings the scores are the image embedding, up to a positive factor
+    assert _score(logits.unsqueeze(1), [0, 1, 1, 2], text)["accuracy"].to_list() == [50.0]
+    assert _score(logits.unsqueeze(1), [0, 1, 2, 0], text)["accuracy"].to_list() == [100.0]
+
+
+def test_per_step_accuracy_returns_one_value_per_step() -> None:
+    steps = torch.tensor(
+        [
+            [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],  # image of class 0 at steps 0, 1, 2
+            [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]],  # image of class 1 at steps 0, 1, 2
+        ]
+    )  # step 0: both wrong, step 1: one right, step 2: both right
+    text = torch.eye(2).unsqueeze(1).expand(2, 3, 2)
+    runs = _score(steps, [0, 1], text)
+    assert runs["step"].to_list() == [0, 1, 2]
+    assert runs["accuracy"].to_list() == [0.0, 50.0, 100.0]
+    assert runs["n_images"].to_list() == [2, 2, 2]
+
+
+def test_alignment_is_the_mean_cosine_to_step_zero() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [0.0, -1.0], [3.0, 0.0]])  # orthogonal, opposite, equal
+    images = torch.stack([a, a * 5.0, b], dim=1)  # [3 images, 3 steps, D]
+    text = torch.stack([a, a * 5.0, b], dim=1)  # the same rows as 3 classes
+    runs = _score(images, [0, 1, 2], text)
+    assert runs["image_alignment"].to_list() == pytest.approx([1.0, 1.0, 0.0])
+    assert runs["text_alignment"].to_list() == pytest.approx([1.0, 1.0, 0.0])

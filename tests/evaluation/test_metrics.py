@@ -1,4 +1,4 @@
-"""Tests of the protocol metrics (PERL_SPEC.md §3) on small hand-made evaluation tables."""
+"""Tests of the protocol metrics (docs/method.md §6.7) on small hand-made evaluation tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 
 import polars as pl
 import pytest
-import torch
 
 from perl_pipeline.evaluation.metrics import (
     AVERAGE_HM_OF_MEANS,
@@ -22,12 +21,9 @@ from perl_pipeline.evaluation.metrics import (
     TARGET_AVERAGE,
     harmonic_mean,
     hm_rounding_tolerance,
-    mean_cosine,
-    per_step_accuracy,
     per_step_table,
     summarize_base_to_novel,
     summarize_transfer,
-    top1_accuracy,
 )
 
 Accuracy = Callable[[str, int, str, int], float]
@@ -91,47 +87,6 @@ EXAMPLE = {
 
 def _row(table: pl.DataFrame, benchmark: str) -> dict:
     return table.filter(pl.col("benchmark") == benchmark).row(0, named=True)
-
-
-# --------------------------------------------------------------------------- tensor metrics
-
-
-def test_top1_accuracy_on_small_tensors() -> None:
-    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [4.0, 0.0, 0.0]])
-    labels = torch.tensor([0, 1, 1, 2])
-    assert top1_accuracy(logits, labels) == pytest.approx(50.0)
-    assert top1_accuracy(logits, torch.tensor([0, 1, 2, 0])) == pytest.approx(100.0)
-
-
-def test_top1_accuracy_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError):
-        top1_accuracy(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError):
-        top1_accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
-
-
-def test_per_step_accuracy_returns_one_value_per_step() -> None:
-    labels = torch.tensor([0, 1])
-    logits = torch.stack(
-        [
-            torch.tensor([[0.0, 1.0], [1.0, 0.0]]),  # step 0: both wrong
-            torch.tensor([[1.0, 0.0], [1.0, 0.0]]),  # step 1: one right
-            torch.tensor([[1.0, 0.0], [0.0, 1.0]]),  # step 2: both right
-        ]
-    )
-    assert per_step_accuracy(logits, labels) == pytest.approx([0.0, 50.0, 100.0])
-    assert per_step_accuracy(logits, [0, 1]) == pytest.approx([0.0, 50.0, 100.0])
-    with pytest.raises(ValueError):
-        per_step_accuracy(logits[0], labels)
-
-
-def test_mean_cosine() -> None:
-    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
-    assert mean_cosine(a, a * 5.0) == pytest.approx(1.0)
-    b = torch.tensor([[0.0, 1.0], [0.0, -1.0], [3.0, 0.0]])  # orthogonal, opposite, equal
-    assert mean_cosine(a, b) == pytest.approx(0.0)
-    with pytest.raises(ValueError):
-        mean_cosine(a, b[:2])
 
 
 def test_modules_import_without_torch() -> None:

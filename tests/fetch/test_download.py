@@ -1,4 +1,4 @@
-"""Offline tests of download_file and download_gdrive against a local 127.0.0.1 server."""
+"""Offline tests of download_file against a local 127.0.0.1 server."""
 
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ from perl_pipeline.fetch.download import (
     DownloadError,
     download_file,
     file_md5,
-    file_sha256,
 )
-from perl_pipeline.fetch.gdrive import download_gdrive
 
 if TYPE_CHECKING:
-    from tests.data.conftest import LocalHTTPServer, RecordedRequest
+    from tests.conftest import LocalHTTPServer, RecordedRequest
 
 DATA = bytes(range(256)) * 400  # 100 KiB, not a repeat of one byte
 SHA256 = hashlib.sha256(DATA).hexdigest()
@@ -56,7 +54,7 @@ def test_success_with_sha256(http_server: LocalHTTPServer, tmp_path: Path) -> No
     assert digest == SHA256
     assert dest.read_bytes() == DATA
     assert not _part(dest).exists()
-    assert file_sha256(dest) == SHA256
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA256
 
 
 def test_success_with_md5(http_server: LocalHTTPServer, tmp_path: Path) -> None:
@@ -254,120 +252,4 @@ def test_second_call_is_idempotent_without_network(http_server: LocalHTTPServer,
     download_file(url, dest, sha256=SHA256, **FAST)
     download_file(url, dest, **FAST)  # no checksum given: the file is trusted
     assert download_file(url, dest, sha256=SHA256, md5=MD5, **FAST) == SHA256
-    assert http_server.request_count == 1
-
-
-# --------------------------------------------------------------------------- Google Drive
-
-FILE_ID = "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"
-
-
-def _confirm_page(action: str) -> str:
-    return f"""<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>
-<body><div class="uc-main"><p class="uc-warning-caption">Google Drive can't scan this file
-for viruses.</p><form id="download-form" action="{action}" method="get">
-<input type="submit" id="uc-download-link" value="Download anyway"/>
-<input type="hidden" name="id" value="{FILE_ID}"><input type="hidden" name="export"
-value="download"><input type="hidden" name="confirm" value="t"><input type="hidden"
-name="uuid" value="0f5c-uuid"></form></div></body></html>"""
-
-
-QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>
-<body><div class="uc-main"><div id="uc-text"><p class="uc-error-caption">Sorry, you can't
-view or download this file at this time.</p><p class="uc-error-subcaption">Too many users
-have viewed or downloaded this file recently. Please try accessing the file again later.
-</p></div></div></body></html>"""
-
-
-def test_gdrive_direct_download(http_server: LocalHTTPServer, tmp_path: Path) -> None:
-    base = http_server.route("/download", http_server.file(DATA))
-    dest = tmp_path / "split_zhou_OxfordPets.json"
-
-    digest = download_gdrive(FILE_ID, dest, sha256=SHA256, base_url=base, backoff=0)
-
-    assert digest == SHA256 and dest.read_bytes() == DATA
-    (request,) = http_server.requests_to("/download")
-    assert request.query == {"id": FILE_ID, "export": "download"}
-
-
-def test_gdrive_confirm_page_is_submitted(http_server: LocalHTTPServer, tmp_path: Path) -> None:
-    page = http_server.html(_confirm_page(http_server.url("/download")))
-    serve = http_server.file(DATA)
-
-    def drive(handler: object, request: RecordedRequest) -> None:
-        confirmed = request.query.get("confirm") == "t" and request.query.get("uuid")
-        (serve if confirmed else page)(handler, request)  # type: ignore[arg-type]
-
-    base = http_server.route("/download", drive)
-    dest = tmp_path / "UCF-101-midframes.zip"
-
-    assert download_gdrive(FILE_ID, dest, sha256=SHA256, base_url=base, backoff=0) == SHA256
-
-    first, second = http_server.requests_to("/download")
-    assert first.query == {"id": FILE_ID, "export": "download"}
-    assert second.query == {
-        "id": FILE_ID,
-        "export": "download",
-        "confirm": "t",
-        "uuid": "0f5c-uuid",
-    }
-    assert dest.read_bytes() == DATA
-    assert not _part(dest).exists()
-
-
-def test_gdrive_old_style_confirm_link(http_server: LocalHTTPServer, tmp_path: Path) -> None:
-    link = (
-        f'<html><body><a href="/uc?export=download&amp;confirm=AbCd&amp;id={FILE_ID}">'
-        "Download anyway</a></body></html>"
-    )
-    base = http_server.route("/download", http_server.html(link))
-    http_server.route("/uc", http_server.file(DATA))
-
-    assert download_gdrive(FILE_ID, tmp_path / "f.zip", base_url=base, backoff=0) == SHA256
-    (request,) = http_server.requests_to("/uc")
-    assert request.query == {"export": "download", "confirm": "AbCd", "id": FILE_ID}
-
-
-@pytest.mark.parametrize("status", [200, 403])
-def test_gdrive_quota_page_gives_manual_route(
-    http_server: LocalHTTPServer, tmp_path: Path, status: int
-) -> None:
-    base = http_server.route("/download", http_server.html(QUOTA_PAGE, status))
-    dest = tmp_path / "oxford_pets" / "split_zhou_OxfordPets.json"
-
-    with pytest.raises(DownloadError) as info:
-        download_gdrive(
-            FILE_ID,
-            dest,
-            what="OxfordPets split",
-            base_url=base,
-            backoff=0,
-            manual_hint="The split is also vendored in the repo.",
-        )
-
-    message = str(info.value)
-    assert "quota" in message and "Too many users" in message
-    assert f"https://drive.google.com/uc?id={FILE_ID}" in message
-    assert str(dest) in message and "OxfordPets split" in message
-    assert "vendored" in message
-    assert len(http_server.requests_to("/download")) == 1
-    _assert_nothing_left(dest)
-
-
-def test_gdrive_quota_after_confirm(http_server: LocalHTTPServer, tmp_path: Path) -> None:
-    base = http_server.route(
-        "/download", http_server.html(_confirm_page("/download")), http_server.html(QUOTA_PAGE)
-    )
-
-    with pytest.raises(DownloadError, match="quota"):
-        download_gdrive(FILE_ID, tmp_path / "f.zip", base_url=base, backoff=0)
-    assert len(http_server.requests_to("/download")) == 2
-
-
-def test_gdrive_idempotent(http_server: LocalHTTPServer, tmp_path: Path) -> None:
-    base = http_server.route("/download", http_server.file(DATA))
-    dest = tmp_path / "f.json"
-    download_gdrive(FILE_ID, dest, sha256=SHA256, base_url=base, backoff=0)
-
-    assert download_gdrive(FILE_ID, dest, sha256=SHA256, base_url=base) == SHA256
     assert http_server.request_count == 1

@@ -1,4 +1,4 @@
-"""The loss and logits of PERL_SPEC.md §2."""
+"""The loss and logits of docs/method.md §3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The PERL model against PERL_SPEC.md §1 and its public API."""
+"""The PERL model against docs/method.md §2 and its public API."""
 
 from __future__ import annotations
 

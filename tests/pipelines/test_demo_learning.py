@@ -65,7 +65,7 @@ def test_the_anchor_keeps_image_features_aligned(demo_run):
 def test_a_frozen_projector_gains_nothing_over_zero_shot(demo_run):
     """Training with every projector weight frozen leaves them at their seeded init (the backbone is
     frozen anyway), so evaluating the init is that run. Its thoughts are random (PyTorch's default
-    init, PERL_SPEC.md §1), so step K is not bit-equal to zero-shot: it gains nothing and loses a
+    init, docs/method.md §4), so step K is not bit-equal to zero-shot: it gains nothing and loses a
     little, while the trained projector gains."""
     from perl_pipeline.models import build_perl, load_backbone
     from perl_pipeline.pipelines.evaluation.nodes import evaluate_benchmark

@@ -12,11 +12,11 @@ import pytest
 
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.prepare import build_index
-from perl_pipeline.benchmarks.spec import BENCHMARK_NAMES
 from perl_pipeline.benchmarks.validate import validate_index
+from perl_pipeline.protocols import ALL_BENCHMARKS
 from perl_pipeline.toy.miniature import MARKER, write_miniature
 
-# The first class names in label order, as CoOp's loaders produce them (protocol §1.1).
+# The first class names in label order, as CoOp's loaders produce them (docs/method.md §6.1).
 FIRST_CLASSES = {
     "imagenet": ["tench", "goldfish", "great white shark", "tiger shark"],
     "caltech101": ["face", "leopard", "motorbike", "accordion", "airplane", "anchor"],
@@ -94,7 +94,7 @@ def _by_label(index: pl.DataFrame, label: int) -> pl.DataFrame:
     return index.filter(pl.col("label") == label)
 
 
-@pytest.mark.parametrize("name", BENCHMARK_NAMES)
+@pytest.mark.parametrize("name", ALL_BENCHMARKS)
 def test_miniature_indexes_and_validates(miniatures: tuple, name: str) -> None:
     root, specs = miniatures
     spec = specs[name]
@@ -271,7 +271,7 @@ def test_rejects_bad_arguments(tmp_path: Path, benchmark_specs: dict, kwargs: di
 TOY_WORLD = {"backgrounds": ["noisy", "wavy"], "noise": 0.05, "occlusion": 0.3}
 
 
-@pytest.mark.parametrize("name", BENCHMARK_NAMES)
+@pytest.mark.parametrize("name", ALL_BENCHMARKS)
 def test_toy_world_miniature_keeps_the_layout_with_toy_concepts(
     tmp_path: Path, benchmark_specs: dict, name: str
 ) -> None:

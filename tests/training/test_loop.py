@@ -9,8 +9,8 @@ from torch.utils.data import TensorDataset
 
 from perl_pipeline.config import TrainConfig
 from perl_pipeline.device import resolve_device
-from perl_pipeline.models import PERL
-from perl_pipeline.training import train_projectors
+from perl_pipeline.models import PERL, perl_loss
+from perl_pipeline.training import train_projectors, training_step
 
 CONFIG = TrainConfig(lr=1e-2, batch_size=4, num_workers=0, precision="fp32", log_every=2)
 
@@ -81,3 +81,50 @@ def test_auto_device_on_this_machine():
         "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     )
     assert resolve_device("auto").type == expected
+
+
+def _one_step(clip, tokenize, text_as_prefix: bool):
+    model = PERL(clip, split_layer=2, steps=2, seed=4).train()
+    images, labels = _data(clip)[:4]
+    prefix = _prefix(model, tokenize)
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=CONFIG.lr)
+    if text_as_prefix:
+        text = prefix
+    else:
+        with torch.no_grad():
+            text = model.refine_text(prefix)
+    loss = training_step(model, images, labels, text, optimiser, CONFIG)
+    return model, loss, images, labels, prefix
+
+
+def test_training_step_is_the_loss_then_one_adamw_step(tiny_clip, tokenize):
+    model, loss, images, labels, prefix = _one_step(tiny_clip, tokenize, text_as_prefix=True)
+    # the same step written out by hand, from the same initialisation
+    by_hand = PERL(tiny_clip, split_layer=2, steps=2, seed=4).train()
+    optimiser = torch.optim.AdamW(by_hand.trainable_parameters(), lr=CONFIG.lr)
+    with torch.no_grad():
+        image_prefix = by_hand.image_prefix(images)
+    expected = perl_loss(
+        by_hand.refine_image(image_prefix),
+        by_hand.refine_text(prefix),
+        labels,
+        by_hand.logit_scale,
+        CONFIG.anchor_weight,
+    )
+    optimiser.zero_grad()
+    expected.total.backward()
+    optimiser.step()
+    assert torch.equal(loss.total, expected.total) and torch.equal(loss.anchor, expected.anchor)
+    for key, value in model.projector_state_dict().items():
+        assert torch.equal(value, by_hand.projector_state_dict()[key]), key
+
+
+def test_training_step_with_fixed_text_leaves_the_text_projector(tiny_clip, tokenize):
+    initial = PERL(tiny_clip, split_layer=2, steps=2, seed=4).projector_state_dict()
+    model, _, _, _, _ = _one_step(tiny_clip, tokenize, text_as_prefix=False)
+    after = model.projector_state_dict()
+    text_keys = [k for k in after if k.startswith("text_projector")]
+    image_keys = [k for k in after if k.startswith("image_projector")]
+    assert text_keys and image_keys
+    assert all(torch.equal(after[k], initial[k]) for k in text_keys)
+    assert any(not torch.equal(after[k], initial[k]) for k in image_keys)

@@ -1,4 +1,4 @@
-"""Few-shot draws and the base/novel class split (protocol §2), deterministic everywhere.
+"""Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
 One draw per seed over ALL classes (as Dassl does): per class, the train images sorted by path
 and ``random.Random(seed).sample(items, shots)``; a class with fewer images keeps them all. The
@@ -193,16 +193,6 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
         original_label=pl.col(source), label=pl.col(source) - first
     )
     return out.with_columns(subset=pl.lit(subset)) if "subset" in df.columns else out
-
-
-def class_names(index: pl.DataFrame, subset: str, num_classes: int) -> list[str]:
-    """Class names of ``subset`` in (relabelled) label order, e.g. for the text classifier."""
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    names = label_classnames(index)
-    if len(names) != num_classes:
-        raise ValueError(f"the index has {len(names)} classes, expected {num_classes}")
-    return [names[label] for label in subset_labels(subset, num_classes)]
 
 
 def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:

@@ -1,4 +1,4 @@
-"""Image loading and the protocol's transforms (PERL_SPEC.md §2), over index / few-shot tables."""
+"""Image loading and the protocol's transforms (docs/method.md §3), over index / few-shot tables."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD  # CLIP's normalisation
 from PIL import Image
 from torch.utils.data import Dataset
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def train_transform(size: int, scale: tuple[float, float] = (0.08, 1.0)):
@@ -22,7 +20,7 @@ def train_transform(size: int, scale: tuple[float, float] = (0.08, 1.0)):
             T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
             T.RandomHorizontalFlip(),
             T.ToTensor(),
-            T.Normalize(CLIP_MEAN, CLIP_STD),
+            T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
         ]
     )
 
@@ -36,7 +34,7 @@ def test_transform(size: int):
             T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(size),
             T.ToTensor(),
-            T.Normalize(CLIP_MEAN, CLIP_STD),
+            T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
         ]
     )
 

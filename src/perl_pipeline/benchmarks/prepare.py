@@ -173,11 +173,6 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
     return index
 
 
-def is_prepared(spec: BenchmarkSpec, data_root: Path | str) -> bool:
-    """Whether everything the layout's reader needs is in place (cheap: no file listing)."""
-    return not _unprepared(spec, Path(data_root) / spec.folder)
-
-
 # --------------------------------------------------------------------------------------------
 # Planning helpers
 # --------------------------------------------------------------------------------------------

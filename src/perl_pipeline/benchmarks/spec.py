@@ -7,7 +7,7 @@ Its ``layout`` names the module of :mod:`perl_pipeline.benchmarks.layouts` that 
 copy into the index table (:mod:`perl_pipeline.benchmarks.index`) and writes its miniature.
 
 Label order always comes from the split file or the official meta files, never from sorting class
-names (protocol §1.0): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
+names (docs/method.md §6.1): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
 ImageNet family uses sorted WordNet-id folders (names from ``classnames.txt``) and ImageNet-V2 uses
 folder ``i`` -> label ``i``.
 """
@@ -20,10 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from perl_pipeline.protocols import ALL_BENCHMARKS
-
 SPLITS = ("train", "val", "test")
-BENCHMARK_NAMES = ALL_BENCHMARKS  # the 15 names, in paper order
 WNID_PATTERN = re.compile(r"n\d{8}")
 
 
@@ -317,24 +314,6 @@ class BenchmarkSpec:
     def classname(self, raw: str) -> str:
         """Apply the loader's rename table (idempotent on already-clean names)."""
         return self.classname_fixes.get(raw, raw)
-
-
-def specs_from_parameters(params: Mapping[str, Any]) -> dict[str, BenchmarkSpec]:
-    """Build every spec found in a parameters mapping (``{name: {"benchmark": {...}}, ...}``).
-
-    Top-level entries without a ``benchmark`` block are ignored, so the whole Kedro ``parameters``
-    dict can be passed.
-    """
-    specs = {}
-    for key, block in params.items():
-        if isinstance(block, Mapping) and "benchmark" in block:
-            spec = BenchmarkSpec.from_params(block["benchmark"])
-            if spec.name != key:
-                raise ValueError(
-                    f"benchmark '{key}': key 'name' is {spec.name!r}; it must equal the top-level key {key!r}"
-                )
-            specs[key] = spec
-    return specs
 
 
 def _checked_fields(

@@ -1,11 +1,9 @@
-"""Metrics of the CoOp few-shot protocols (PERL_SPEC.md §3), computed from per-run evaluations.
+"""Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
 
-Two layers:
-
-* tensor metrics (`top1_accuracy`, `per_step_accuracy`, `mean_cosine`), used while evaluating a
-  model; torch is imported inside them so that this module imports without torch (kedro-viz);
-* table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`), which turn the
-  long per-run evaluation table into the per-benchmark numbers the paper reports.
+The table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`) turn the long
+per-run evaluation table into the per-benchmark numbers the paper reports. The per-image scoring
+(top-1 accuracy, alignment) lives in one place, `evaluation.evaluate.evaluate_seeds`, which writes
+that table; this module never imports torch (kedro-viz loads it).
 
 The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, subset, step):
 
@@ -30,12 +28,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import polars as pl
-
-if TYPE_CHECKING:
-    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -59,74 +53,6 @@ TARGET_AVERAGE = "target average"
 """Transfer average row: mean over the target benchmarks (the source is excluded)."""
 
 _KEYS = ["benchmark", "seed"]
-
-
-# --------------------------------------------------------------------------- tensor metrics
-
-
-def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy in percent.
-
-    Args:
-        logits: class scores, shape ``[N, C]``.
-        labels: true class indices, shape ``[N]``.
-
-    Returns:
-        ``100 · mean(argmax(logits) == labels)``.
-
-    Raises:
-        ValueError: if the shapes disagree or there are no samples.
-    """
-    import torch
-
-    labels = torch.as_tensor(labels, device=logits.device)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(
-            f"expected logits [N, C] and labels [N], got {tuple(logits.shape)} and {tuple(labels.shape)}"
-        )
-    if labels.numel() == 0:
-        raise ValueError("top-1 accuracy of an empty batch is undefined")
-    return 100.0 * (logits.argmax(dim=-1) == labels).double().mean().item()
-
-
-def per_step_accuracy(logits_per_step: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> list[float]:
-    """Top-1 accuracy (percent) at every reasoning step.
-
-    Args:
-        logits_per_step: class scores per step, shape ``[K + 1, N, C]`` (step 0 = zero-shot CLIP).
-        labels: true class indices, shape ``[N]``.
-
-    Returns:
-        ``K + 1`` accuracies, step 0 first.
-
-    Raises:
-        ValueError: if ``logits_per_step`` is not 3-D or the shapes disagree.
-    """
-    if logits_per_step.ndim != 3:
-        raise ValueError(f"expected logits [K + 1, N, C], got {tuple(logits_per_step.shape)}")
-    return [top1_accuracy(step_logits, labels) for step_logits in logits_per_step]
-
-
-def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean cosine similarity between matching rows of two embedding matrices.
-
-    Args:
-        a: embeddings, shape ``[N, D]`` (need not be normalised).
-        b: embeddings, same shape as ``a``.
-
-    Returns:
-        ``mean_i cos(a_i, b_i)``, computed in float64.
-
-    Raises:
-        ValueError: if the shapes differ or there are no rows.
-    """
-    from torch.nn import functional as F
-
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"expected two [N, D] tensors, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[0] == 0:
-        raise ValueError("mean cosine of zero rows is undefined")
-    return F.cosine_similarity(a.double(), b.double(), dim=-1).mean().item()
 
 
 def harmonic_mean(base: float, novel: float) -> float:

@@ -99,11 +99,6 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def file_sha256(path: Path) -> str:
-    """Return the sha256 hex digest of a file, read in 1 MiB blocks."""
-    return _hash_file(Path(path), ("sha256",))["sha256"]
-
-
 def file_md5(path: Path) -> str:
     """Return the md5 hex digest of a file, read in 1 MiB blocks."""
     return _hash_file(Path(path), ("md5",))["md5"]
@@ -158,7 +153,7 @@ def download_file(
             kept so the next call resumes.
     """
     dest = Path(dest)
-    existing = _reuse_existing(dest, sha256=sha256, md5=md5)
+    existing = reuse_verified(dest, sha256=sha256, md5=md5)
     if existing is not None:
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -206,8 +201,12 @@ def _digests(path: Path, md5: str | None) -> dict[str, str]:
     return _hash_file(path, ("sha256", "md5") if md5 is not None else ("sha256",))
 
 
-def _reuse_existing(dest: Path, *, sha256: str | None, md5: str | None) -> str | None:
-    """Return dest's sha256 if it is already a good copy; remove it if it is a bad one."""
+def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
+    """Return dest's sha256 if it is already a good copy (no checksum given: any file).
+
+    A dest that does not match is removed (with a warning) and None is returned, so the
+    caller downloads it again.
+    """
     if not dest.is_file():
         return None
     digests = _digests(dest, md5)

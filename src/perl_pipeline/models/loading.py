@@ -16,7 +16,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ViT-B-16-quickgelu"  # QuickGELU matters for the OpenAI weights (PERL_SPEC.md §1)
+DEFAULT_MODEL = "ViT-B-16-quickgelu"  # QuickGELU matters for the OpenAI weights (docs/method.md §1)
 DEFAULT_PRETRAINED = "openai"
 # weights this project trains and ships (model config, tag) -> file in perl_pipeline/weights/
 PACKAGED_WEIGHTS = {("PERL-Toy-ViT", "toy_world"): "PERL-Toy-ViT_toy_world.safetensors"}

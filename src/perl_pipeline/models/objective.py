@@ -1,4 +1,4 @@
-"""PERL's logits and training objective (PERL_SPEC.md §2)."""
+"""PERL's logits and training objective (docs/method.md §3)."""
 
 from __future__ import annotations
 

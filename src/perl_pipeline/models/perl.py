@@ -1,4 +1,4 @@
-"""PERL: a frozen open_clip CLIP refined by recurrent thought tokens (PERL_SPEC.md §1).
+"""PERL: a frozen open_clip CLIP refined by recurrent thought tokens (docs/method.md §2).
 
 For each modality m with a projector φ_m:
 
@@ -193,7 +193,7 @@ class PERL(nn.Module):
     # -- internals ----------------------------------------------------------------------------
 
     def _refine(self, prefix, readout, run, head, projector) -> torch.Tensor:
-        """The recurrence of §1, shared by both towers: returns e(0..K) as [K + 1, B, D]."""
+        """The recurrence of docs/method.md §2.3, shared by both towers: returns e(0..K) as [K + 1, B, D]."""
         rows = torch.arange(prefix.shape[0], device=prefix.device)
         h = run(prefix)[rows, readout]  # h(0): [B, d]
         embeddings = [head(h)]  # e(0): [B, D]

@@ -1,4 +1,4 @@
-"""The thought projector φ_m of PERL (PERL_SPEC.md §1).
+"""The thought projector φ_m of PERL (docs/method.md §2.2).
 
 φ(h) = W2 · GELU(W1 · LayerNorm(h) + b1) + b2, with W1 ∈ R^{r×d}, W2 ∈ R^{d×r}.
 With r = 1 this is 5d + 1 parameters: 3,841 for the ViT-B/16 image tower (d = 768) and

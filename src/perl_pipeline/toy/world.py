@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD  # CLIP's normalisation
 from torch.utils.data import Dataset
-
-from perl_pipeline.benchmarks.images import CLIP_MEAN, CLIP_STD
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.12, 0.12),
@@ -192,8 +191,8 @@ class RenderedScenes(Dataset):
             raise ValueError(f"{scenes.height} scenes but {len(targets)} targets")
         self.rows = scenes.select(SCENE_COLUMNS).to_dicts()
         self.targets, self.size, self.shift = targets, size, shift
-        self.mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(CLIP_STD).view(3, 1, 1)
+        self.mean = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -1,4 +1,4 @@
-"""One training run of PERL's projectors (PERL_SPEC.md §2), seeded end to end."""
+"""One training run of PERL's projectors (docs/method.md §3), seeded end to end."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from perl_pipeline.config import PerlConfig, TrainConfig
 from perl_pipeline.device import autocast
-from perl_pipeline.models import PERL, TextPrefix, perl_loss
+from perl_pipeline.models import PERL, PerlLoss, TextPrefix, perl_loss
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,43 @@ def projector_recipe(
         "few_shot": few_shot,
         "text_features": text_features,
     }
+
+
+def training_step(
+    model: PERL,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    text: torch.Tensor | TextPrefix,
+    optimiser: torch.optim.Optimizer,
+    config: TrainConfig,
+) -> PerlLoss:
+    """One optimiser step on a batch: the loss of docs/method.md §3, backward, AdamW step.
+
+    The frozen image prefix S_v runs without a graph; the refinement runs with one, so only
+    the projectors get gradients.
+
+    Args:
+        model: PERL in train mode, on the device of `batch`.
+        batch: images [B, 3, H, W].
+        labels: [B] indices into the classes of `text`.
+        text: the class text prefix (refined in this step, so φ_t trains), or fixed text
+            embeddings [K + 1, C, D] when the text tower has no projector.
+        optimiser: over `model.trainable_parameters()`.
+        config: precision (autocast) and the anchor weight λ.
+
+    Returns:
+        The step's loss and its parts (still attached to the graph).
+    """
+    with autocast(batch.device, config.precision):
+        with torch.no_grad():
+            image_prefix = model.image_prefix(batch)  # S_v, frozen: no graph
+        image_steps = model.refine_image(image_prefix)  # [K + 1, B, D]
+        text_steps = model.refine_text(text) if isinstance(text, TextPrefix) else text
+        loss = perl_loss(image_steps, text_steps, labels, model.logit_scale, config.anchor_weight)
+    optimiser.zero_grad(set_to_none=True)
+    loss.total.backward()
+    optimiser.step()
+    return loss
 
 
 def train_projectors(
@@ -108,15 +145,8 @@ def train_projectors(
             bar = tqdm(loader, desc=f"train seed {seed} epoch {epoch + 1}", leave=False, disable=None)
             for batch, labels in bar:
                 batch, labels = batch.to(device, non_blocking=True), labels.to(device)
-                with autocast(device, config.precision):
-                    with torch.no_grad():
-                        image_prefix = model.image_prefix(batch)  # S_v, frozen: no graph
-                    image_steps = model.refine_image(image_prefix)  # [K + 1, B, D]
-                    text_steps = fixed_text if fixed_text is not None else model.refine_text(prefix)
-                    loss = perl_loss(image_steps, text_steps, labels, model.logit_scale, config.anchor_weight)
-                optimiser.zero_grad(set_to_none=True)
-                loss.total.backward()
-                optimiser.step()
+                text = fixed_text if fixed_text is not None else prefix
+                loss = training_step(model, batch, labels, text, optimiser, config)
                 result.steps += 1
                 result.loss.append(loss.total.item())
                 result.ce.append(loss.ce.item())

@@ -22,6 +22,11 @@ def projector(subset: str, seed: int) -> str:
     return f"projector_{subset}_seed_{seed}"
 
 
+def training_record(subset: str, seed: int) -> str:
+    """Dataset name of one seed's training record (JSON) inside a benchmark namespace."""
+    return f"training_record_{subset}_seed_{seed}"
+
+
 def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipeline:
     """Train on `subset` ("base" for base-to-novel, "all" for the transfer protocols)."""
     nodes = [
@@ -37,7 +42,7 @@ def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipel
                 "params:training",
                 "params:device",
             ],
-            [projector(subset, seed), f"training_record_{subset}_seed_{seed}"],
+            [projector(subset, seed), training_record(subset, seed)],
             name=f"train_{subset}_seed_{seed}",
             tags=["training"],
         )

@@ -1,0 +1,70 @@
+"""The one timing helper: interleaved rounds, median wall time, peak memory."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from perl_pipeline.bench.host import peak_memory_mb, reset_peak_memory, synchronize
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median wall time of `repeats` timed calls after warm-up, and the peak memory they reached."""
+
+    seconds: float
+    repeats: int
+    times: tuple[float, ...]
+    peak_memory_mb: float
+
+
+def measure(
+    calls: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+    before: Callable[[str], object] | None = None,
+) -> dict[str, Timing]:
+    """Median wall time of each call, timed in interleaved rounds.
+
+    Every round times each call once, so a slow spell of the machine (other processes on a shared
+    CPU) hits all of them alike and their ratios stay fair. `warmup` untimed rounds come first. The
+    number of timed rounds is `repeats`, lowered (to at least one) so that they take about
+    `budget_s` seconds per call given the last warm-up round: minute-long CPU calls stay affordable.
+    `before(name)` runs untimed before each call (e.g. to switch train / eval mode).
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    peaks = dict.fromkeys(calls, 0.0)
+
+    def call(name: str) -> float:
+        if before is not None:
+            before(name)
+        reset_peak_memory(device)
+        seconds = _timed_call(calls[name], device)
+        peaks[name] = max(peaks[name], peak_memory_mb(device))
+        return seconds
+
+    round_s = 0.0
+    for _ in range(warmup):
+        round_s = sum(call(name) for name in calls)
+    if round_s > 0 and budget_s > 0:
+        repeats = max(1, min(repeats, int(budget_s * len(calls) / round_s)))
+    for _ in range(repeats):
+        for name in calls:
+            times[name].append(call(name))
+    return {
+        name: Timing(statistics.median(ts), len(ts), tuple(ts), peaks[name]) for name, ts in times.items()
+    }
+
+
+def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
