@@ -45,7 +45,9 @@ def test_missing_file_stops_with_name_and_fix(dtd: tuple) -> None:
     message = str(err.value)
     assert "[dtd] 1 of 36 listed image files are missing or unreadable (tolerance 0)" in message
     assert f"missing (1): {gone}" in message
-    assert "fetch_benchmark" in message and "tolerance" in message
+    assert "kedro run --pipelines data_preparation --namespaces dtd" in message
+    assert "--params data_source.tolerance=1" in message
+    assert "fetch_benchmark" not in message  # a shell command, not a Python function
 
 
 def test_corrupt_image_stops_with_name(dtd: tuple) -> None:
