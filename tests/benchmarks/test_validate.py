@@ -243,8 +243,9 @@ def test_unreadable_files_are_a_permissions_problem_not_missing(
     dtd: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, spec, index = dtd
-    locked_file = _paths(index, "test")[-1]  # another class folder than the locked one
-    locked_dir = str(root / Path(_paths(index, "val")[0]).parent)
+    locked_file = index["path"][0]  # listed first in the message
+    locked_dir = str(root / Path(_paths(index, "val")[-1]).parent)
+    assert not str(root / locked_file).startswith(locked_dir + os.sep)  # two separate cases
     real_stat, real_access = os.stat, os.access
 
     def stat(path, *args, **kwargs):  # a folder without read/search permission
@@ -259,7 +260,7 @@ def test_unreadable_files_are_a_permissions_problem_not_missing(
 
     monkeypatch.setattr(validate.os, "stat", stat)
     monkeypatch.setattr(validate.os, "access", access)
-    prefix = _paths(index, "val")[0].rsplit("/", 1)[0] + "/"
+    prefix = _paths(index, "val")[-1].rsplit("/", 1)[0] + "/"
     locked = {p for p in index["path"].to_list() if p.startswith(prefix)} | {locked_file}
     with pytest.raises(DatasetValidationError) as err:
         validate_index(index, spec, root)
