@@ -233,7 +233,7 @@ def test_a_bad_split_file_is_named_and_only_it_is_to_be_replaced(dtd: tuple) -> 
     message = str(err.value)
     split_file = root / "dtd" / "split_zhou_DescribableTextures.json"
     assert f"the index is read from {split_file}" in message
-    assert f"Replace just that file" in message and f"rm {split_file}" in message
+    assert "Replace just that file" in message and f"rm {split_file}" in message
     assert "kedro run --pipelines data_preparation --namespaces dtd" in message
     assert "drive.google.com" in message  # where the good copy comes from
     assert f"delete {root / 'dtd'}" not in message and "fetch_benchmark" not in message
