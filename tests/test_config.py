@@ -39,6 +39,7 @@ from perl_pipeline.config import (
         (lambda: PretrainConfig(lr=0.0), "toy_clip_pretraining.lr=0.0"),
         (lambda: PretrainConfig(num_workers=-1), "toy_clip_pretraining.num_workers=-1"),
         (lambda: DataSourceConfig(kind="torrent"), "data_source.kind"),
+        (lambda: DataSourceConfig(accept_checksum_mismatch=["a/b.tar"]), "data_source.accept_checksum"),
     ],
 )
 def test_impossible_values_name_the_parameter(build, message):
@@ -49,6 +50,8 @@ def test_impossible_values_name_the_parameter(build, message):
 def test_yaml_lists_become_tuples():
     assert PerlConfig(modalities=["text"]).modalities == ("text",)
     assert TrainConfig(crop_scale=[0.5, 1.0]).crop_scale == (0.5, 1.0)
+    assert DataSourceConfig(accept_checksum_mismatch=["x.tar"]).accept_checksum_mismatch == ("x.tar",)
+    assert DataSourceConfig(accept_checksum_mismatch="x.tar").accept_checksum_mismatch == ("x.tar",)
 
 
 def test_model_settings_are_checked_from_the_config_alone():

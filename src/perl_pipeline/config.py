@@ -105,15 +105,24 @@ class DataSourceConfig:
     kind: str = "download"
     download: bool = True  # False: only accept copies already under data_root
     tolerance: int = 0  # missing / corrupt files accepted (dropped, with a warning)
-    check_decode: bool = True  # decode every image during validation
+    check_decode: bool = True  # decode what a run reads: val/test at preparation, the drawn shots
     miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
+    accept_checksum_mismatch: tuple[str, ...] = ()  # archive names used although their checksum differs
 
     def __post_init__(self) -> None:
+        names = self.accept_checksum_mismatch
+        names = (names,) if isinstance(names, str) else tuple(names)
+        object.__setattr__(self, "accept_checksum_mismatch", names)
         _require(
             self.kind in ("download", "miniature"),
             "data_source.kind must be 'download' or 'miniature'",
         )
         _require(self.tolerance >= 0, "data_source.tolerance must be >= 0")
+        _require(
+            all(isinstance(n, str) and n and "/" not in n for n in self.accept_checksum_mismatch),
+            "data_source.accept_checksum_mismatch must list archive file names (no folders), "
+            f"got {list(self.accept_checksum_mismatch)}",
+        )
 
 
 def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:

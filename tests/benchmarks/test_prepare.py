@@ -90,6 +90,9 @@ def staged(tmp_path: Path, benchmark_specs: dict):
     def make(name: str, **kwargs: object) -> tuple[BenchmarkSpec, pl.DataFrame, Path]:
         staging = tmp_path / "staging"
         spec = write_miniature(benchmark_specs[name], staging, **kwargs)
+        # the archives these tests write are not the official ones: no known checksum applies
+        sources = tuple(dataclasses.replace(s, md5=None, sha256=None) for s in spec.sources)
+        spec = dataclasses.replace(spec, sources=sources)
         return spec, build_index(spec, staging), staging / spec.folder
 
     return make
@@ -140,7 +143,8 @@ def test_build_index_on_missing_data_points_to_fetch(tmp_path: Path, benchmark_s
     with pytest.raises(
         DatasetUnavailableError,
         match=r"\[sun397\] is not prepared.*"
-        r"split_zhou_SUN397.json is missing.*fetch_benchmark",
+        r"split_zhou_SUN397.json is missing.*"
+        r"kedro run --pipelines data_preparation --namespaces sun397",
     ):
         build_index(benchmark_specs["sun397"], tmp_path)
 
@@ -411,3 +415,155 @@ def test_flat_val_on_disk_blocks_build_index(tmp_path: Path, staged) -> None:
         path.rename(source / "images" / "val" / path.name)
     with pytest.raises(DatasetUnavailableError, match="arrange step still to run"):
         build_index(spec, tmp_path / "staging")
+
+
+# ---- checksums of user-supplied archives --------------------------------------------------------
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every file whose checksum is actually computed."""
+    from perl_pipeline.fetch import verify
+
+    seen: list[Path] = []
+    real = verify._hash
+
+    def spy(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+        seen.append(path)
+        return real(path, algorithms)
+
+    monkeypatch.setattr(verify, "_hash", spy)
+    return seen
+
+
+def _dtd_archive(tmp_path: Path, staged) -> tuple[BenchmarkSpec, pl.DataFrame, Path]:
+    spec, expected, source = staged("dtd")
+    archive = make_tar(tmp_path / "dtd" / "dtd-r1.0.1.tar.gz", {"dtd/images": source / "images"})
+    shutil.copy(source / spec.split_file, tmp_path / "dtd")
+    return spec, expected, archive
+
+
+def _with_md5(spec: BenchmarkSpec, filename: str, md5: str) -> BenchmarkSpec:
+    sources = tuple(dataclasses.replace(s, md5=md5) if s.filename == filename else s for s in spec.sources)
+    return dataclasses.replace(spec, sources=sources)
+
+
+def test_supplied_archive_with_the_wrong_checksum_is_refused_before_extraction(
+    tmp_path: Path, staged, calls: dict
+) -> None:
+    spec, _, archive = _dtd_archive(tmp_path, staged)
+    spec = _with_md5(spec, archive.name, "fff73e5086ae6bdbea199a49dfb8a4c1")
+    actual = hashlib.md5(archive.read_bytes()).hexdigest()
+    with pytest.raises(prepare.ChecksumMismatchError) as err:
+        fetch_benchmark(spec, tmp_path, download=False)
+    message = str(err.value)
+    assert str(archive) in message
+    assert f"expected md5 fff73e5086ae6bdbea199a49dfb8a4c1, got {actual}" in message
+    assert "Replace just that file" in message and "md5sum" in message
+    assert 'kedro run --params "data_source.accept_checksum_mismatch=[dtd-r1.0.1.tar.gz]"' in message
+    assert calls["extract"] == [] and archive.is_file()  # nothing extracted, nothing deleted
+    assert err.value.missing == ("dtd-r1.0.1.tar.gz",)
+
+
+def test_a_known_different_copy_is_used_on_purpose_with_a_warning(
+    tmp_path: Path, staged, calls: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec, expected, archive = _dtd_archive(tmp_path, staged)
+    spec = _with_md5(spec, archive.name, "fff73e5086ae6bdbea199a49dfb8a4c1")
+    with caplog.at_level("WARNING", logger="perl_pipeline.benchmarks.prepare"):
+        fetch_benchmark(spec, tmp_path, download=False, accept_checksum_mismatch=[archive.name])
+    assert any("data_source.accept_checksum_mismatch" in r.getMessage() for r in caplog.records)
+    assert same_index(build_index(spec, tmp_path), expected)
+
+
+def test_a_matching_archive_is_hashed_once(tmp_path: Path, staged, calls: dict, hashed: list) -> None:
+    spec, expected, archive = _dtd_archive(tmp_path, staged)
+    spec = _with_md5(spec, archive.name, hashlib.md5(archive.read_bytes()).hexdigest())
+    fetch_benchmark(spec, tmp_path, download=False)
+    shutil.rmtree(tmp_path / "dtd" / "images")  # extracted again from the kept archive
+    fetch_benchmark(spec, tmp_path, download=False)
+    assert len(calls["extract"]) == 2 and hashed == [archive]
+    assert (tmp_path / "dtd" / "dtd-r1.0.1.tar.gz.verified").is_file()
+    assert same_index(build_index(spec, tmp_path), expected)
+
+
+def test_a_downloaded_archive_is_not_hashed_again(
+    tmp_path: Path, staged, http_server, monkeypatch: pytest.MonkeyPatch, hashed: list
+) -> None:
+    spec, expected, source = staged("eurosat")
+    zipped = make_zip(tmp_path / "served" / "EuroSAT.zip", {"2750": source / "2750"}).read_bytes()
+    url = http_server.route("/EuroSAT.zip", http_server.file(zipped))
+    spec = dataclasses.replace(
+        spec,
+        sources=tuple(
+            dataclasses.replace(s, urls=(url,), md5=hashlib.md5(zipped).hexdigest())
+            if s.filename == "EuroSAT.zip"
+            else s
+            for s in spec.sources
+        ),
+    )
+    monkeypatch.setattr(
+        prepare, "download_gdrive", lambda file_id, dest, **kw: shutil.copy(source / spec.split_file, dest)
+    )
+    folder = tmp_path / "eurosat"
+    fetch_benchmark(spec, tmp_path)
+    shutil.rmtree(folder / "2750")
+    fetch_benchmark(spec, tmp_path, download=False)  # the kept archive counts as supplied now
+    assert hashed == [] and len(http_server.requests_to("/EuroSAT.zip")) == 1
+    assert same_index(build_index(spec, tmp_path), expected)
+
+
+def test_imagenet_archives_and_devkit_are_checked_against_the_official_md5s(
+    tmp_path: Path, staged, benchmark_specs: dict, calls: dict
+) -> None:
+    spec, _, folder, val = _imagenet_archives(tmp_path, staged)
+    spec = dataclasses.replace(spec, sources=benchmark_specs["imagenet"].sources)
+    wnids = sorted(set(val.values()))
+    _devkit(folder / "ILSVRC2012_devkit_t12.tar.gz", wnids, [1], {w: i + 1 for i, w in enumerate(wnids)})
+    with pytest.raises(prepare.ChecksumMismatchError) as err:
+        fetch_benchmark(spec, tmp_path, download=False)
+    message = str(err.value)
+    for name, md5 in (
+        ("ILSVRC2012_img_train.tar", "1d675b47d978889d74fa0da5fadfb00e"),
+        ("ILSVRC2012_img_val.tar", "29b22e2961454d5413ddabcf34fc5622"),
+        ("ILSVRC2012_devkit_t12.tar.gz", "fa75699e90414af021442c21a62c3abf"),
+    ):
+        assert f"{folder / name} (" in message and f"expected md5 {md5}" in message
+    assert "accept_checksum_mismatch: [ILSVRC2012_img_train.tar, " in message  # several: in conf
+    assert calls["extract"] == []
+
+
+def test_sun397_and_the_devkit_carry_their_md5(benchmark_specs: dict) -> None:
+    sun = {s.filename: s for s in benchmark_specs["sun397"].sources}
+    assert sun["SUN397.tar.gz"].md5 == "8ca2778205c41d23104230ba66911c7a"
+    devkit = {s.filename: s for s in benchmark_specs["imagenet"].sources}["ILSVRC2012_devkit_t12.tar.gz"]
+    assert (devkit.md5, devkit.kind, devkit.optional) == ("fa75699e90414af021442c21a62c3abf", "archive", True)
+
+
+def test_data_root_that_is_a_file_or_unreadable_is_named(
+    tmp_path: Path, benchmark_specs: dict, calls: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perl_pipeline.benchmarks.validate import DataRootError
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(DataRootError, match=rf"data_root is {not_a_folder}"):
+        fetch_benchmark(benchmark_specs["dtd"], not_a_folder)
+    with pytest.raises(DataRootError, match="data_root"):
+        build_index(benchmark_specs["dtd"], not_a_folder)
+
+    real_exists = Path.exists
+    folder = tmp_path / "root" / "dtd"
+
+    def exists(self: Path, *args: object, **kwargs: object) -> bool:  # dtd/ without permissions
+        if str(self).startswith(str(folder) + "/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(DatasetUnavailableError) as err:
+        fetch_benchmark(benchmark_specs["dtd"], tmp_path / "root", download=False)
+    message = str(err.value)
+    assert "permission denied" in message and "chmod -R u+rX" in message
+    assert "missing" not in message.lower() and calls == {"download": [], "extract": []}

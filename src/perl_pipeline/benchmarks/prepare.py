@@ -4,7 +4,10 @@
 what the user supplied (archives or extracted folders at the configured paths) and what can be
 downloaded. If anything required is missing it raises :class:`DatasetUnavailableError` naming
 the dataset, each missing item, where to put it and where to get it, before any download or
-extraction. Otherwise it downloads (through :mod:`.download` / :mod:`.gdrive`), extracts
+extraction. Archives the user put in place are checked against their known md5 / sha256 (once
+per version of the file, see :mod:`perl_pipeline.fetch.verify`) before anything is extracted or
+downloaded; a mismatch raises :class:`ChecksumMismatchError` unless the archive's name is in
+``accept_checksum_mismatch``. Otherwise it downloads (through :mod:`.download` / :mod:`.gdrive`), extracts
 (:mod:`.extract`) and runs the spec's idempotent ``arrange`` steps (hoisting nested folders,
 unpacking nested archives, sorting ImageNet's flat validation images into WordNet-id folders).
 
@@ -19,7 +22,8 @@ import os
 import posixpath
 import tarfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +42,7 @@ from perl_pipeline.benchmarks.spec import (
     Source,
     UnpackStep,
 )
+from perl_pipeline.benchmarks.validate import check_data_root, preparation_command
 from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
 from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
@@ -46,6 +51,7 @@ from perl_pipeline.fetch.extract import (
     extract_archive,
 )
 from perl_pipeline.fetch.gdrive import download_gdrive
+from perl_pipeline.fetch.verify import forget_digests, remember_digests, verify_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,10 @@ class DatasetUnavailableError(BenchmarkError):
         self.missing = tuple(missing)
 
 
+class ChecksumMismatchError(DatasetUnavailableError):
+    """A user-supplied archive does not match its known checksum (nothing was extracted)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -77,6 +87,7 @@ def fetch_benchmark(
     *,
     download: bool = True,
     remove_archives: bool = False,
+    accept_checksum_mismatch: Collection[str] = (),
 ) -> None:
     """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
 
@@ -89,13 +100,25 @@ def fetch_benchmark(
         data_root: Folder holding every benchmark folder (the ``data_root`` parameter).
         download: Allow network downloads; False only uses what is on disk.
         remove_archives: Delete each archive once it has been extracted.
+        accept_checksum_mismatch: Archive file names whose user-supplied copy may differ from
+            the known checksum (used with a warning): ``data_source.accept_checksum_mismatch``.
 
     Raises:
+        DataRootError: ``data_root`` is not a folder.
         DatasetUnavailableError: something required is neither on disk nor downloadable (raised
-            before any download or extraction), a download or extraction failed, or the
-            result still lacks what the layout needs.
+            before any download or extraction), a download or extraction failed, a folder
+            cannot be read (permissions), or the result still lacks what the layout needs.
+        ChecksumMismatchError: a user-supplied archive does not match its known checksum
+            (raised before any download or extraction).
     """
-    folder = Path(data_root) / spec.folder
+    folder = check_data_root(data_root) / spec.folder
+    with _permission_guard(spec):
+        _fetch(spec, folder, download, remove_archives, frozenset(accept_checksum_mismatch))
+
+
+def _fetch(
+    spec: BenchmarkSpec, folder: Path, download: bool, remove_archives: bool, accepted: frozenset[str]
+) -> None:
     if not _unprepared(spec, folder):
         logger.info("[%s] already prepared in %s", spec.name, folder)
         return
@@ -119,6 +142,7 @@ def fetch_benchmark(
         raise DatasetUnavailableError(
             spec.name, _unavailable_message(spec, folder, missing, download), missing
         )
+    _verify_supplied(spec, folder, [src for src, needs_download in jobs if not needs_download], accepted)
     for src, needs_download in jobs:
         if needs_download and not _download(spec, folder, src):
             continue
@@ -147,17 +171,19 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
         BenchmarkError: the split/meta files are malformed.
         ValueError: the labels are not 0..n-1 with one class name each.
     """
-    folder = Path(data_root) / spec.folder
-    problems = _unprepared(spec, folder)
-    if problems:
-        raise DatasetUnavailableError(
-            spec.name,
-            f"[{spec.name}] is not prepared under {folder}: {'; '.join(problems)}. Fix: run "
-            f"fetch_benchmark for '{spec.name}' (it downloads what is public and tells you what "
-            f"to supply by hand). {spec.manual}",
-            problems,
-        )
-    index = LAYOUTS[spec.layout].read(spec, Path(data_root))
+    root = check_data_root(data_root)
+    folder = root / spec.folder
+    with _permission_guard(spec):
+        problems = _unprepared(spec, folder)
+        if problems:
+            raise DatasetUnavailableError(
+                spec.name,
+                f"[{spec.name}] is not prepared under {folder}: {'; '.join(problems)}. Fix: run "
+                f"{preparation_command(spec.name)} (it downloads what is public and tells you "
+                f"what to supply by hand). {spec.manual}",
+                problems,
+            )
+        index = LAYOUTS[spec.layout].read(spec, root)
     if index.is_empty():
         raise DatasetUnavailableError(
             spec.name,
@@ -171,6 +197,71 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
         dict(index.group_by("split").len().iter_rows()),
     )
     return index
+
+
+@contextmanager
+def _permission_guard(spec: BenchmarkSpec) -> Iterator[None]:
+    """Report a folder or file that cannot be read as a permissions problem, never as missing."""
+    try:
+        yield
+    except PermissionError as exc:
+        path = exc.filename or "a file or folder"
+        raise DatasetUnavailableError(
+            spec.name,
+            f"[{spec.name}] {path} cannot be read: permission denied ({exc.strerror}). The files "
+            f"may well be there; give your user read access, e.g. chmod -R u+rX {path} (or ask "
+            f"its owner), then run {preparation_command(spec.name)}.",
+            [str(path)],
+        ) from exc
+
+
+def _verify_supplied(
+    spec: BenchmarkSpec, folder: Path, sources: Sequence[Source], accepted: frozenset[str]
+) -> None:
+    """Check every user-supplied archive with a known checksum, before anything is extracted."""
+    bad = []
+    for src in sources:
+        if src.kind != "archive" or not (src.md5 or src.sha256):
+            continue
+        check = verify_checksums(folder / src.filename, md5=src.md5, sha256=src.sha256)
+        if check.ok:
+            logger.info(
+                "[%s] %s matches its known checksum%s",
+                spec.name,
+                src.filename,
+                " (recorded earlier)" if check.cached else "",
+            )
+        elif src.filename in accepted:
+            logger.warning(
+                "[%s] %s does not match its known checksum (%s); using it anyway because it is "
+                "listed in data_source.accept_checksum_mismatch",
+                spec.name,
+                check.path,
+                check.problem(),
+            )
+        else:
+            bad.append((src.filename, check))
+    if bad:
+        lines = "\n".join(
+            f"  - {check.path} ({check.path.stat().st_size} bytes): {check.problem()}" for _, check in bad
+        )
+        names = [name for name, _ in bad]
+        accept = (
+            f'kedro run --params "data_source.accept_checksum_mismatch=[{names[0]}]" (plus your '
+            f"usual options)"
+            if len(names) == 1
+            else f"set accept_checksum_mismatch: [{', '.join(names)}] in the data_source block of "
+            f"conf/base/parameters.yml"
+        )
+        raise ChecksumMismatchError(
+            spec.name,
+            f"[{spec.name}] {len(bad)} archive(s) you supplied do not match the known checksum; "
+            f"nothing was extracted or downloaded:\n{lines}\nFix: the file is damaged (e.g. a cut "
+            f"download) or a different release. Replace just that file with a good copy (check "
+            f"it with md5sum or sha256sum), then run {preparation_command(spec.name)}. If you "
+            f"mean to use this copy, accept it on purpose: {accept}. {spec.manual}",
+            names,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,6 +334,8 @@ def _download(spec: BenchmarkSpec, folder: Path, src: Source) -> bool:
     for url in src.urls:
         try:
             download_file(url, dest, sha256=src.sha256, md5=src.md5, what=what, manual_hint=spec.manual)
+            verified = {"md5": src.md5, "sha256": src.sha256}
+            remember_digests(dest, {k: v for k, v in verified.items() if v})  # hash it only once
             return True
         except DownloadError as exc:  # ChecksumError included: try the next mirror
             errors.append(str(exc))
@@ -287,12 +380,14 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
     except (CorruptArchiveError, UnsafeArchiveError, ValueError) as exc:
         raise DatasetUnavailableError(
             spec.name,
-            f"[{spec.name}] cannot extract {archive}: {exc}\nFix: delete {archive} and fetch "
-            f"again, or supply a good copy there. {spec.manual}",
+            f"[{spec.name}] cannot extract {archive}: {exc}\nFix: delete just that file (rm "
+            f"{archive}) and run {preparation_command(spec.name)} to download it again, or put a "
+            f"good copy there. {spec.manual}",
             [src.filename],
         ) from exc
     if remove_archive:
         archive.unlink()
+        forget_digests(archive)
         logger.info("[%s] removed %s after extraction", spec.name, archive)
 
 

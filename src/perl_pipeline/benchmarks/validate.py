@@ -1,14 +1,28 @@
 """Check an index table against its spec and the files on disk (no Kedro).
 
 Structure (splits, split sizes, class count, one name per label) must match the protocol
-exactly; every listed file must exist and decode (``PIL.Image.verify``). Up to ``tolerance`` bad
-files are dropped with a warning; more stop the run with :class:`DatasetValidationError`.
+exactly; every listed file must exist and be readable. Which images are decoded follows one
+rule, "decode what a run reads":
+
+* at data preparation (:func:`validate_index`), every ``val`` and ``test`` image is decoded
+  completely (``Image.load``), since every run evaluates on test and the few-shot draw reads
+  val; the ``train`` split only gets its header read (``Image.open``: format and size), since a
+  run reads only its few-shot draw of it (16 of ImageNet's 1.28 M training images per class);
+* at the few-shot stage (:func:`check_drawn_images`), every drawn image is decoded completely.
+
+``check_decode=False`` (``data_source.check_decode``) skips both decodes and the header reads:
+files then only have to exist and be readable. Up to ``tolerance`` bad files are dropped with a
+warning; more stop the run with :class:`DatasetValidationError`. Files are checked on a thread
+pool sized from the machine's cores (Pillow decodes without holding the GIL), and the rate is
+logged in files/s.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,15 +34,88 @@ from PIL import Image
 from tqdm import tqdm
 
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA
+from perl_pipeline.benchmarks.layouts.fgvc import SPLIT_FILE as FGVC_SPLIT_FILE
+from perl_pipeline.benchmarks.layouts.fgvc import VARIANTS_FILE as FGVC_VARIANTS_FILE
 from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 
-_BATCH = 256
+_BATCH = 64
+DECODED_SPLITS = ("val", "test")
+"""Splits decoded completely at data preparation (the train split gets a header read)."""
+CHECK_MODES = ("exists", "header", "decode")
 
 
 class DatasetValidationError(BenchmarkError):
     """The index does not match the protocol, or too many listed files are missing/corrupt."""
+
+
+class DataRootError(BenchmarkError):
+    """The ``data_root`` parameter does not point at a usable folder."""
+
+
+def preparation_command(benchmark: str) -> str:
+    """The shell command that (re)runs data preparation for one benchmark."""
+    return f"kedro run --pipelines data_preparation --namespaces {benchmark}"
+
+
+def check_data_root(data_root: Path | str) -> Path:
+    """Refuse a ``data_root`` that is not a folder (a file, say), before any work.
+
+    A ``data_root`` that does not exist yet is fine (fetching creates it).
+
+    Raises:
+        DataRootError: it exists but is not a folder, or cannot be read; the message names the
+            ``data_root`` parameter, the path and the fix.
+    """
+    root = Path(data_root)
+    try:
+        exists, is_dir = root.exists(), root.is_dir()
+    except PermissionError as exc:
+        raise DataRootError(_permission_message("data_root", root, exc)) from exc
+    if exists and not is_dir:
+        raise DataRootError(
+            f"data_root is {root}, which is not a folder (it is a file or something else). "
+            f"data_root must be the folder that holds the benchmark folders: point it at one, "
+            f'e.g. kedro run --params "data_root=/datasets/coop", or move {root} out of the way.'
+        )
+    if is_dir and not os.access(root, os.R_OK | os.X_OK):
+        raise DataRootError(_permission_message("data_root", root))
+    return root
+
+
+def _permission_message(what: str, path: Path | str, exc: OSError | None = None) -> str:
+    detail = f" ({exc})" if exc is not None else ""
+    return (
+        f"{what}: {path} cannot be read: permission denied{detail}. The files may well be there; "
+        f"give your user read access, e.g. chmod -R u+rX {path} (or ask its owner), then run again."
+    )
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Outcome of :func:`check_image_files`: the bad paths by kind, in input order.
+
+    Attributes:
+        missing: Paths that do not exist (or are not files).
+        unreadable: Paths that cannot be read because of permissions (on them or a folder above).
+        corrupt: Paths that exist but do not open or decode.
+        reasons: Path -> the error, for the corrupt ones.
+        mode: ``exists``, ``header`` or ``decode``.
+        seconds: Time the check took.
+    """
+
+    missing: tuple[str, ...]
+    unreadable: tuple[str, ...]
+    corrupt: tuple[str, ...]
+    reasons: dict[str, str] = field(repr=False)
+    mode: str
+    seconds: float
+
+    @property
+    def bad(self) -> tuple[str, ...]:
+        """Every bad path."""
+        return self.missing + self.unreadable + self.corrupt
 
 
 @dataclass(frozen=True)
@@ -40,10 +127,11 @@ class ValidationReport:
         index: The index with the tolerated bad files removed (the input itself if none).
         num_files: Distinct files checked.
         missing: Paths (relative to ``data_root``) that do not exist.
-        corrupt: Paths that exist but do not decode (empty when decoding was not checked).
+        corrupt: Paths that exist but do not decode (or, for header-checked ones, do not open).
+        unreadable: Paths that cannot be read because of permissions.
         split_sizes: Rows per split in the returned index.
         num_classes: Distinct labels in the returned index.
-        decode_checked: Whether images were decoded.
+        decode_checked: Whether images were decoded (val and test completely, train's headers).
     """
 
     benchmark: str
@@ -54,11 +142,12 @@ class ValidationReport:
     split_sizes: dict[str, int]
     num_classes: int
     decode_checked: bool
+    unreadable: tuple[str, ...] = ()
 
     @property
     def dropped(self) -> tuple[str, ...]:
         """Every bad file that was removed from the index."""
-        return self.missing + self.corrupt
+        return self.missing + self.unreadable + self.corrupt
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (for metrics / reporting datasets)."""
@@ -66,6 +155,7 @@ class ValidationReport:
             "benchmark": self.benchmark,
             "num_files": self.num_files,
             "missing": list(self.missing),
+            "unreadable": list(self.unreadable),
             "corrupt": list(self.corrupt),
             "split_sizes": self.split_sizes,
             "num_classes": self.num_classes,
@@ -88,35 +178,49 @@ def validate_index(
         index: The index table.
         spec: The benchmark it claims to be.
         data_root: Folder the index paths are relative to.
-        tolerance: How many missing/corrupt files may be dropped (with a warning).
-        check_decode: Decode every image (``PIL.Image.verify``); False only checks existence.
-        workers: Threads for the file checks (default: ``min(32, cpu_count + 4)``).
+        tolerance: How many missing/unreadable/corrupt files may be dropped (with a warning).
+        check_decode: Decode every val and test image completely and read every train image's
+            header (see the module docstring); False only checks that files exist and are readable.
+        workers: Threads for the file checks (default: from the machine's cores).
 
     Raises:
+        DataRootError: ``data_root`` is not a folder.
         DatasetValidationError: wrong columns, splits, split sizes or class count, or more than
             ``tolerance`` bad files. The message names the benchmark, the problem (the first 5
             bad files and their count) and the fix.
     """
+    root = check_data_root(data_root)
     problems = _structure_problems(index, spec)
     if problems:
         raise DatasetValidationError(
             f"[{spec.name}] the index does not match the protocol:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + "\nFix: re-download the split/meta files and re-extract the images (delete "
-            f"{Path(data_root) / spec.folder} and run fetch_benchmark again), or correct the "
-            f"spec if the protocol numbers are wrong. {spec.manual}"
+            + "\n"
+            + _structure_fix(spec, root)
         )
     paths = index["path"].unique(maintain_order=True).to_list()
-    missing, corrupt = _check_files(
-        paths,
-        Path(data_root),
-        check_decode=check_decode,
-        workers=workers,
-        desc=f"validate {spec.name}",
-    )
-    bad = missing + corrupt
+    if check_decode:
+        decoded = set(index.filter(pl.col("split").is_in(DECODED_SPLITS))["path"].to_list())
+        groups = {
+            "decode": [p for p in paths if p in decoded],
+            "header": [p for p in paths if p not in decoded],
+        }
+    else:
+        groups = {"exists": paths}
+    checks = [
+        check_image_files(group, root, mode=mode, workers=workers, desc=f"[{spec.name}] {mode}")
+        for mode, group in groups.items()
+        if group
+    ]
+    missing = [p for c in checks for p in c.missing]
+    unreadable = [p for c in checks for p in c.unreadable]
+    corrupt = [p for c in checks for p in c.corrupt]
+    reasons = {p: r for c in checks for p, r in c.reasons.items()}
+    bad = missing + unreadable + corrupt
     if len(bad) > tolerance:
-        raise DatasetValidationError(_bad_files_message(spec, data_root, paths, missing, corrupt, tolerance))
+        raise DatasetValidationError(
+            _bad_files_message(spec, root, paths, missing, unreadable, corrupt, reasons, tolerance)
+        )
     if bad:
         logger.warning(
             "[%s] dropping %d bad file(s) from the index (tolerance %d): %s",
@@ -132,6 +236,7 @@ def validate_index(
         num_files=len(paths),
         missing=tuple(missing),
         corrupt=tuple(corrupt),
+        unreadable=tuple(unreadable),
         split_sizes=_split_sizes(index),
         num_classes=index["label"].n_unique(),
         decode_checked=check_decode,
@@ -144,6 +249,154 @@ def validate_index(
         report.split_sizes,
     )
     return report
+
+
+def check_drawn_images(
+    few_shot: pl.DataFrame,
+    data_root: Path | str,
+    *,
+    benchmark: str,
+    workers: int | None = None,
+) -> FileCheck:
+    """Decode every image a few-shot table draws (all seeds, subsets and splits), completely.
+
+    Data preparation only reads the headers of the train split; this proves that the training
+    shots a run will read decode to the last byte, before any training starts.
+
+    Args:
+        few_shot: The few-shot table (a ``path`` column relative to ``data_root``).
+        data_root: Folder the paths are relative to.
+        benchmark: The benchmark's name (for messages and the rerun command).
+        workers: Threads (default: from the machine's cores).
+
+    Raises:
+        DataRootError: ``data_root`` is not a folder.
+        DatasetValidationError: some drawn image is missing, unreadable or does not decode; the
+            message names every such file (the first 5 and the count) and the fix.
+    """
+    root = check_data_root(data_root)
+    paths = few_shot["path"].unique(maintain_order=True).to_list()
+    check = check_image_files(paths, root, mode="decode", workers=workers, desc=f"[{benchmark}] decode shots")
+    if check.bad:
+        lines = [
+            f"[{benchmark}] {len(check.bad)} of the {len(paths)} images drawn for few-shot "
+            f"training cannot be used (paths relative to {root}):"
+        ]
+        lines += _bad_lines(check.missing, check.unreadable, check.corrupt, check.reasons)
+        lines.append(
+            "Fix: replace just those files with good copies (from the benchmark's archive or "
+            "your copy), or fix their permissions (e.g. chmod -R u+rX "
+            f"{root / paths[0].split('/')[0]}), then run again, e.g. kedro run --pipelines "
+            f"few_shot_splits --namespaces {benchmark}. Data preparation only reads the headers "
+            "of training images, so it cannot drop these with data_source.tolerance."
+        )
+        raise DatasetValidationError("\n".join(lines))
+    logger.info("[%s] all %d drawn few-shot images decode", benchmark, len(paths))
+    return check
+
+
+def default_workers() -> int:
+    """Threads for file checks: the cores this process may use, plus a few for I/O waits."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(32, cores + 4))
+
+
+def check_image_files(
+    paths: Sequence[str],
+    data_root: Path | str,
+    *,
+    mode: str = "decode",
+    workers: int | None = None,
+    desc: str = "check images",
+) -> FileCheck:
+    """Check image files on a thread pool and log the rate (files/s).
+
+    Args:
+        paths: Paths relative to ``data_root``.
+        data_root: Their folder.
+        mode: ``decode`` (open and decode every pixel), ``header`` (open: format and size only)
+            or ``exists`` (exists and is readable).
+        workers: Threads (default :func:`default_workers`).
+        desc: Progress-bar label.
+
+    Returns:
+        The bad paths by kind (missing, unreadable, corrupt), in input order.
+    """
+    if mode not in CHECK_MODES:
+        raise ValueError(f"mode must be one of {CHECK_MODES}, got {mode!r}")
+    root = Path(data_root)
+    workers = workers or default_workers()
+    batches = [paths[i : i + _BATCH] for i in range(0, len(paths), _BATCH)]
+    results: dict[str, tuple[str, str]] = {}
+    start = time.perf_counter()
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar,
+    ):
+        for batch, done in zip(
+            batches,
+            pool.map(lambda b: _check_batch(b, root, mode), batches),
+            strict=True,
+        ):
+            results.update(done)
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start
+    logger.info(
+        "%s: checked %d files (%s) in %.1f s, %.0f files/s on %d threads",
+        desc,
+        len(paths),
+        mode,
+        seconds,
+        len(paths) / max(seconds, 1e-9),
+        workers,
+    )
+    by_kind: dict[str, list[str]] = {"missing": [], "unreadable": [], "corrupt": []}
+    for p in paths:
+        if p in results:
+            by_kind[results[p][0]].append(p)
+    return FileCheck(
+        missing=tuple(by_kind["missing"]),
+        unreadable=tuple(by_kind["unreadable"]),
+        corrupt=tuple(by_kind["corrupt"]),
+        reasons={p: results[p][1] for p in by_kind["corrupt"]},
+        mode=mode,
+        seconds=seconds,
+    )
+
+
+def check_image_file(path: Path | str, mode: str = "decode") -> tuple[str, str] | None:
+    """Check one image: None if good, else (kind, reason) with kind missing/unreadable/corrupt."""
+    full = os.fspath(path)
+    try:
+        info = os.stat(full)
+        if not stat.S_ISREG(info.st_mode):
+            return "missing", "not a file"
+        if not os.access(full, os.R_OK):
+            return "unreadable", "permission denied"
+        if mode == "exists":
+            return None
+        with Image.open(full) as image:
+            if mode == "decode":
+                image.load()
+    except PermissionError as exc:
+        return "unreadable", str(exc)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        return "missing", str(exc)
+    except Exception as exc:  # any decoder failure (OSError, SyntaxError, ...) means a corrupt file
+        return "corrupt", f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_batch(paths: Iterable[str], data_root: Path, mode: str) -> dict[str, tuple[str, str]]:
+    bad = {}
+    for rel in paths:
+        problem = check_image_file(os.path.join(data_root, rel), mode)
+        if problem is not None:
+            bad[rel] = problem
+    return bad
 
 
 def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
@@ -195,6 +448,33 @@ def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
     return problems
 
 
+def _structure_fix(spec: BenchmarkSpec, data_root: Path) -> str:
+    """Which file(s) the index was read from, and how to replace just those."""
+    folder = data_root / spec.folder
+    rerun = preparation_command(spec.name)
+    if spec.layout in ("coop_split", "fgvc"):
+        names = (
+            [spec.split_file or ""]
+            if spec.layout == "coop_split"
+            else [FGVC_VARIANTS_FILE, *(FGVC_SPLIT_FILE.format(split=s) for s in spec.split_sizes)]
+        )
+        files = ", ".join(str(folder / n) for n in names)
+        routes = [r for s in spec.sources if s.filename in names for r in s.routes()]
+        where = f" (from {' or '.join(routes)})" if routes else ""
+        return (
+            f"Fix: the index is read from {files}, which does not list the protocol's images. "
+            f"Replace just that file with the official copy{where}: remove it "
+            f"(rm {folder / names[0]}) and run {rerun}, which fetches it again when it has a "
+            f"download route; the images need not be touched. {spec.manual}"
+        )
+    image_dir = folder / spec.image_dir
+    return (
+        f"Fix: the index is read from the class folders under {image_dir} (names from "
+        f"{folder / (spec.classnames_file or '')}). Restore missing class folders or remove "
+        f"stray ones there (nothing else needs to change), then run {rerun}. {spec.manual}"
+    )
+
+
 def _split_order(split: str) -> tuple[int, str]:
     return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
@@ -204,68 +484,57 @@ def _split_sizes(index: pl.DataFrame) -> dict[str, int]:
     return {s: counts[s] for s in sorted(counts, key=_split_order)}
 
 
-def _check_files(
-    paths: Sequence[str], data_root: Path, *, check_decode: bool, workers: int | None, desc: str
-) -> tuple[list[str], list[str]]:
-    """(missing, corrupt) among ``paths``, in input order, checked on a thread pool."""
-    batches = [paths[i : i + _BATCH] for i in range(0, len(paths), _BATCH)]
-    results: dict[str, str] = {}
-    with (
-        ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar,
-    ):
-        for batch, done in zip(
-            batches,
-            pool.map(lambda b: _check_batch(b, data_root, check_decode), batches),
-            strict=True,
-        ):
-            results.update(done)
-            bar.update(len(batch))
-    missing = [p for p in paths if results.get(p) == "missing"]
-    corrupt = [p for p in paths if results.get(p) == "corrupt"]
-    return missing, corrupt
-
-
-def _check_batch(paths: Iterable[str], data_root: Path, check_decode: bool) -> dict[str, str]:
-    bad = {}
-    for rel in paths:
-        full = os.path.join(data_root, rel)
-        if not os.path.isfile(full):
-            bad[rel] = "missing"
-        elif check_decode:
-            try:
-                with Image.open(full) as im:
-                    im.verify()
-            except Exception:  # any decoder failure means a corrupt file
-                bad[rel] = "corrupt"
-    return bad
-
-
 def _first(items: Sequence[Any], n: int = 5) -> str:
     shown = ", ".join(str(i) for i in items[:n])
     return shown + (f" (and {len(items) - n} more)" if len(items) > n else "")
 
 
-def _bad_files_message(
-    spec: BenchmarkSpec,
-    data_root: Path | str,
-    paths: Sequence[str],
-    missing: Sequence[str],
-    corrupt: Sequence[str],
-    tolerance: int,
-) -> str:
-    lines = [
-        f"[{spec.name}] {len(missing) + len(corrupt)} of {len(paths)} listed image files are "
-        f"missing or unreadable (tolerance {tolerance}):"
-    ]
+def _bad_lines(
+    missing: Sequence[str], unreadable: Sequence[str], corrupt: Sequence[str], reasons: dict[str, str]
+) -> list[str]:
+    lines = []
     if missing:
         lines.append(f"  missing ({len(missing)}): {_first(missing)}")
+    if unreadable:
+        lines.append(f"  unreadable, permission denied ({len(unreadable)}): {_first(unreadable)}")
     if corrupt:
         lines.append(f"  corrupt ({len(corrupt)}): {_first(corrupt)}")
+        lines.append(f"    e.g. {corrupt[0]}: {reasons.get(corrupt[0], 'does not decode')}")
+    return lines
+
+
+def _bad_files_message(
+    spec: BenchmarkSpec,
+    data_root: Path,
+    paths: Sequence[str],
+    missing: Sequence[str],
+    unreadable: Sequence[str],
+    corrupt: Sequence[str],
+    reasons: dict[str, str],
+    tolerance: int,
+) -> str:
+    bad = len(missing) + len(unreadable) + len(corrupt)
+    lines = [
+        f"[{spec.name}] {bad} of {len(paths)} listed image files are "
+        f"missing or unreadable (tolerance {tolerance}):"
+    ]
+    lines += _bad_lines(missing, unreadable, corrupt, reasons)
+    lines.append(f"Paths are relative to {data_root}. Fix (touch only the files listed):")
+    if unreadable:
+        lines.append(
+            f"  - unreadable: the files are there but your user may not read them (or a folder "
+            f"above them); fix the permissions, e.g. chmod -R u+rX {data_root / spec.folder} "
+            f"(or ask its owner)"
+        )
+    if missing or corrupt:
+        lines.append(
+            "  - missing or corrupt: put a good copy of each listed file in place (from the "
+            "benchmark's archive or your copy); nothing else needs to be deleted or re-extracted"
+        )
+    lines.append(f"  then run {preparation_command(spec.name)}")
     lines.append(
-        f"Paths are relative to {data_root}. Fix: re-extract the archives (delete the affected "
-        f"folders under {Path(data_root) / spec.folder} and run fetch_benchmark again) or "
-        f"replace the files from another copy; to go on without a few of them, raise the "
-        f"validation tolerance. {spec.manual}"
+        f"  - or go on without them (dropped with a warning): {preparation_command(spec.name)} "
+        f"--params data_source.tolerance={bad}"
     )
+    lines.append(spec.manual)
     return "\n".join(lines)

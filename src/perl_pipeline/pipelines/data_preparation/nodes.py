@@ -22,18 +22,26 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
 
     Returns:
         The index: split, path (relative to data_root), label, classname.
+
+    Raises:
+        DataRootError: data_root is not a folder (raised before any work).
     """
     from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
-    from perl_pipeline.benchmarks.validate import validate_index
+    from perl_pipeline.benchmarks.validate import check_data_root, validate_index
     from perl_pipeline.toy.miniature import write_miniature
 
+    root = check_data_root(Path(data_root))
     spec = BenchmarkSpec.from_params(benchmark)
-    root = Path(data_root)
     if data_source.kind == "miniature":
         spec = write_miniature(spec, root, **data_source.miniature)
     else:
-        fetch_benchmark(spec, root, download=data_source.download)
+        fetch_benchmark(
+            spec,
+            root,
+            download=data_source.download,
+            accept_checksum_mismatch=data_source.accept_checksum_mismatch,
+        )
     index = build_index(spec, root)
     report = validate_index(
         index, spec, root, tolerance=data_source.tolerance, check_decode=data_source.check_decode

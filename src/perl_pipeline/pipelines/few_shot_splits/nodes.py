@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.config import FewShotConfig
+from perl_pipeline.config import DataSourceConfig, FewShotConfig
+
+logger = logging.getLogger(__name__)
 
 
 def draw_few_shot_splits(
-    index: pl.DataFrame, few_shot: FewShotConfig, *, seeds: Sequence[int]
+    index: pl.DataFrame,
+    few_shot: FewShotConfig,
+    data_root: str,
+    data_source: DataSourceConfig,
+    *,
+    seeds: Sequence[int],
+    benchmark: str,
 ) -> pl.DataFrame:
     """K shots per class for every seed (one all-class draw per seed, then base / novel / all).
 
     The table carries the content hash of the index it was drawn from, so a changed split file
-    can never silently reuse a stale draw.
+    can never silently reuse a stale draw. Every drawn image is then decoded completely (data
+    preparation only read the training images' headers), unless data_source.check_decode is false.
+
+    Raises:
+        DatasetValidationError: a drawn image is missing, unreadable or does not decode; the
+            message names the files and the fix.
     """
     from perl_pipeline.benchmarks.few_shot import draw_few_shot
+    from perl_pipeline.benchmarks.validate import check_drawn_images
 
-    return draw_few_shot(index, shots=few_shot.shots, seeds=seeds)
+    table = draw_few_shot(index, shots=few_shot.shots, seeds=seeds)
+    if data_source.check_decode:
+        check_drawn_images(table, data_root, benchmark=benchmark)
+    else:
+        logger.info("[%s] drawn images not decoded (data_source.check_decode is false)", benchmark)
+    return table

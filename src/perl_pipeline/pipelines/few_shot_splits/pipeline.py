@@ -10,20 +10,24 @@ from perl_pipeline.pipelines._binding import bind
 from perl_pipeline.pipelines.few_shot_splits.nodes import draw_few_shot_splits
 from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
+SHARED_PARAMS = {"params:few_shot", "params:data_root", "params:data_source"}
+
 
 def create_pipeline(benchmarks: Iterable[str] = BASE_TO_NOVEL, **kwargs) -> Pipeline:
-    template = Pipeline(
-        [
-            Node(
-                bind(draw_few_shot_splits, seeds=SEEDS),
-                ["index", "params:few_shot"],
-                "few_shot",
-                name="draw_few_shot_splits",
-                tags=["few_shot_splits"],
-            )
-        ]
-    )
+    def template(name: str) -> Pipeline:
+        return Pipeline(
+            [
+                Node(
+                    bind(draw_few_shot_splits, seeds=SEEDS, benchmark=name),
+                    ["index", "params:few_shot", "params:data_root", "params:data_source"],
+                    "few_shot",
+                    name="draw_few_shot_splits",
+                    tags=["few_shot_splits"],
+                )
+            ]
+        )
+
     return sum(
-        (Pipeline(template, namespace=name, parameters={"params:few_shot"}) for name in benchmarks),
+        (Pipeline(template(name), namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
         Pipeline([]),
     )

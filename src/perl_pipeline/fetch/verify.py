@@ -1,0 +1,159 @@
+"""Checksums of files on disk, hashed once per version of the file (no Kedro).
+
+:func:`verify_checksums` compares a file with its known md5 / sha256. The digests it computes
+are recorded beside the file in ``<file>.verified`` (a small JSON with the file's size and
+modification time), so a later call on the same, unchanged file reads them back instead of
+hashing again: a 150 GB ImageNet tar is hashed once, not on every run. Any change of size or
+modification time makes the record stale and the file is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+RECORD_SUFFIX = ".verified"
+ALGORITHMS = ("md5", "sha256")
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ChecksumCheck:
+    """The outcome of :func:`verify_checksums`.
+
+    Attributes:
+        path: The file checked.
+        expected: Algorithm -> expected hex digest (lower case), for the checksums known.
+        actual: Algorithm -> the file's hex digest, for the same algorithms.
+        cached: Whether the digests came from the ``.verified`` record (no hashing).
+    """
+
+    path: Path
+    expected: dict[str, str]
+    actual: dict[str, str]
+    cached: bool
+
+    @property
+    def ok(self) -> bool:
+        """Whether every known checksum matches."""
+        return all(self.actual[name] == digest for name, digest in self.expected.items())
+
+    def problem(self) -> str:
+        """'expected md5 X, got Y' for each mismatching checksum ('' when all match)."""
+        return "; ".join(
+            f"expected {name} {digest}, got {self.actual[name]}"
+            for name, digest in self.expected.items()
+            if self.actual[name] != digest
+        )
+
+
+def record_path(path: Path | str) -> Path:
+    """Where the digests of ``path`` are recorded: ``<path>.verified``."""
+    path = Path(path)
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | None = None) -> ChecksumCheck:
+    """Compare ``path`` with its known checksums, hashing it only if no fresh record has them.
+
+    Args:
+        path: The file.
+        md5: Expected md5 hex digest, or None.
+        sha256: Expected sha256 hex digest, or None.
+
+    Returns:
+        The check (``ok`` says whether it matches); with no checksum given, trivially ok.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not a file; nothing to verify")
+    expected = {
+        name: digest.strip().lower()
+        for name, digest in (("md5", md5), ("sha256", sha256))
+        if digest is not None
+    }
+    if not expected:
+        return ChecksumCheck(path, {}, {}, cached=True)
+    known = _read_record(path)
+    if all(name in known for name in expected):
+        return ChecksumCheck(path, expected, {n: known[n] for n in expected}, cached=True)
+    start = time.perf_counter()
+    digests = _hash(path, tuple(expected))
+    seconds = time.perf_counter() - start
+    size = path.stat().st_size
+    logger.info(
+        "hashed %s (%.1f MB) in %.1f s (%.0f MB/s)",
+        path,
+        size / 1e6,
+        seconds,
+        size / 1e6 / max(seconds, 1e-9),
+    )
+    remember_digests(path, {**known, **digests})
+    return ChecksumCheck(path, expected, digests, cached=False)
+
+
+def remember_digests(path: Path | str, digests: Mapping[str, str]) -> None:
+    """Record ``digests`` (algorithm -> hex) of ``path`` as it is now, in ``<path>.verified``.
+
+    Call it only with digests that describe the file's current bytes (e.g. right after a
+    download that verified them). A record that cannot be written is skipped with a warning:
+    the file is then simply hashed again next time.
+    """
+    path = Path(path)
+    stat = path.stat()
+    record = {
+        "file": path.name,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        **{name: str(digests[name]).lower() for name in ALGORITHMS if name in digests},
+    }
+    target = record_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        logger.warning("could not record the checksums of %s in %s (%s)", path, target, exc)
+
+
+def forget_digests(path: Path | str) -> None:
+    """Remove the ``.verified`` record of ``path`` (when the file itself is removed)."""
+    record_path(path).unlink(missing_ok=True)
+
+
+def _read_record(path: Path) -> dict[str, str]:
+    """The recorded digests, if the record describes the file as it is now; else {}."""
+    target = record_path(path)
+    if not target.is_file():
+        return {}
+    try:
+        record = json.loads(target.read_text(encoding="utf-8"))
+        stat = path.stat()
+        fresh = int(record["size"]) == stat.st_size and int(record["mtime_ns"]) == stat.st_mtime_ns
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("ignoring unreadable checksum record %s; hashing %s again", target, path)
+        return {}
+    if not fresh:
+        logger.info("%s changed since its checksums were recorded; hashing it again", path)
+        return {}
+    return {name: str(record[name]) for name in ALGORITHMS if isinstance(record.get(name), str)}
+
+
+def _hash(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+    hashers = {name: hashlib.new(name) for name in algorithms}
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            for hasher in hashers.values():
+                hasher.update(block)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
