@@ -85,7 +85,9 @@ def evaluate_benchmark(
         models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
         identities[seed] = fingerprint(stored)
     test = index.filter(pl.col("split") == "test").sort("path")
-    images = ImageFolderTable(data_root, test["path"], test["label"], test_transform(image_size(backbone)))
+    images = ImageFolderTable(
+        data_root, test["path"], test["label"], test_transform(image_size(backbone)), benchmark=benchmark
+    )
     class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
     runs = evaluate_seeds(
         models,

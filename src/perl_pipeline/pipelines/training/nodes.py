@@ -67,6 +67,7 @@ def train_seed(
         rows["path"],
         rows["label"],
         train_transform(image_size(backbone), training.crop_scale),
+        benchmark=benchmark,
     )
     target = resolve_device(device)
     result = train_projectors(
