@@ -1,7 +1,9 @@
 """dict[str, Tensor | JSON] <-> .safetensors: text features, frozen prefix states and projector weights.
 
-Tensors go into the file's tensor table; every other value (class names, a recipe) is stored as
-JSON in the file's metadata header, so an artefact and what it was made from travel together.
+Tensors go into the file's tensor table; every other value (class names, a recipe) goes, as one
+sorted JSON object, into the metadata header under :data:`METADATA_KEY` (one key: safetensors writes
+several keys in no fixed order, and the bytes must not depend on it), so an artefact and what it
+was made from travel together.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset
+
+METADATA_KEY = "perl_pipeline"
 
 
 class TensorDictDataset(AbstractDataset[dict, dict]):
@@ -33,7 +37,7 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
         with safe_open(str(self._filepath), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
             data = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        return data | {key: json.loads(value) for key, value in header.items()}
+        return data | json.loads(header.get(METADATA_KEY, "{}"))
 
     def save(self, data: dict) -> None:
         import torch
@@ -42,11 +46,12 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
         path = Path(self._filepath)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in data.items() if isinstance(v, torch.Tensor)}
-        header = {k: json.dumps(v, sort_keys=True) for k, v in data.items() if k not in tensors}
+        values = {k: v for k, v in data.items() if k not in tensors}
+        header = {METADATA_KEY: json.dumps(values, sort_keys=True)} if values else None
         handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # atomic: no half file
         os.close(handle)
         try:
-            save_file(tensors, tmp, metadata=header or None)
+            save_file(tensors, tmp, metadata=header)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it the usual permissions
             os.replace(tmp, path)
         finally:
