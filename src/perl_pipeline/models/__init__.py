@@ -6,7 +6,12 @@ from perl_pipeline.models.factory import (
     load_backbone,
     text_prefix_of,
 )
-from perl_pipeline.models.loading import PretrainedWeightsUnavailable, load_clip
+from perl_pipeline.models.loading import (
+    PretrainedWeightsUnavailable,
+    WeightsFileError,
+    check_weights,
+    load_clip,
+)
 from perl_pipeline.models.objective import PerlLoss, clip_logits, perl_loss
 from perl_pipeline.models.perl import PERL, TextPrefix, causal_mask
 from perl_pipeline.models.projector import ThoughtProjector
@@ -17,8 +22,10 @@ __all__ = [
     "PretrainedWeightsUnavailable",
     "TextPrefix",
     "ThoughtProjector",
+    "WeightsFileError",
     "build_perl",
     "causal_mask",
+    "check_weights",
     "class_text_features",
     "clip_logits",
     "load_backbone",
