@@ -392,3 +392,15 @@ def test_weights_identity(weights_files, tmp_path):
     assert clip_loading.weights_identity("PERL-Tiny-ViT", str(path)) == f"sha256:{digest}"
     with pytest.raises(WeightsFileError, match="does not exist"):
         clip_loading.weights_identity("PERL-Tiny-ViT", str(tmp_path / "gone.pt"))
+
+
+class _Run:
+    """A training-script object pickled beside the weights (refused by weights_only loading)."""
+
+
+def test_a_checkpoint_with_python_objects_says_how_to_extract_the_weights(use_weights, tiny_clip, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"state_dict": tiny_clip.state_dict(), "run": _Run()}, path)
+    with pytest.raises(WeightsFileError, match="holds Python objects besides tensors") as error:
+        use_weights("PERL-Tiny-ViT", str(path))
+    assert f"kedro run --params clip.pretrained={path}.weights.pt" in _assert_actionable(error, path)

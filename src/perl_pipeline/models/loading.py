@@ -182,6 +182,15 @@ def read_state_dict(
     ) as error:
         if isinstance(error, PermissionError):
             raise _permission_error(path) from error
+        if "Weights only load failed" in str(error):  # intact, but holds arbitrary Python objects
+            raise WeightsFileError(
+                f"weights file {path} (clip.pretrained) holds Python objects besides tensors, which "
+                "torch.load does not unpickle safely. If you trust the file, save its weights alone: "
+                f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+                f"torch.save(c.get('state_dict', c), '{path}.weights.pt')\" and then "
+                f"kedro run --params clip.pretrained={path}.weights.pt",
+                path,
+            ) from error
         raise WeightsFileError(
             f"weights file {path} (clip.pretrained) is a damaged or truncated {kind} file and cannot be "
             f"read ({type(error).__name__}: {_first_line(error)}). Download it again, or point "
