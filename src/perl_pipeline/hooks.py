@@ -6,8 +6,8 @@ from kedro.framework.hooks import hook_impl
 
 
 class CheckModelSettings:
-    """Fail before any data or model is loaded when the backbone cannot take the PERL settings
-    or the requested device is missing."""
+    """Fail before any data or model is loaded when the backbone cannot take the PERL settings,
+    its weights cannot be had or do not fit it, or the requested device is missing."""
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -17,6 +17,11 @@ class CheckModelSettings:
         if {"clip", "perl"} <= used:
             clip, perl = catalog.load("params:clip"), catalog.load("params:perl")
             check_model_settings(_typed(ClipConfig, clip), _typed(PerlConfig, perl))
+        if "clip" in used:
+            from perl_pipeline.models.loading import check_weights  # imports torch: only when needed
+
+            clip = _typed(ClipConfig, catalog.load("params:clip"))
+            check_weights(clip.model_name, clip.pretrained, clip.cache_dir)
         if "device" in used:
             from perl_pipeline.device import resolve_device  # imports torch: only when needed
 

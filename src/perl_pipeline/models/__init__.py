@@ -1,7 +1,12 @@
 """The PERL model library (no Kedro): the frozen backbone, the thought projectors, the objective."""
 
 from perl_pipeline.models.factory import backbone_identity, build_perl, load_backbone
-from perl_pipeline.models.loading import PretrainedWeightsUnavailable, load_clip
+from perl_pipeline.models.loading import (
+    PretrainedWeightsUnavailable,
+    WeightsFileError,
+    check_weights,
+    load_clip,
+)
 from perl_pipeline.models.objective import PerlLoss, clip_logits, perl_loss
 from perl_pipeline.models.perl import PERL, TextPrefix, causal_mask
 from perl_pipeline.models.projector import ThoughtProjector
@@ -14,9 +19,11 @@ __all__ = [
     "TextFeatures",
     "TextPrefix",
     "ThoughtProjector",
+    "WeightsFileError",
     "backbone_identity",
     "build_perl",
     "causal_mask",
+    "check_weights",
     "class_text_features",
     "clip_logits",
     "load_backbone",

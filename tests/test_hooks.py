@@ -1,0 +1,111 @@
+"""The pre-run hook: a weights problem stops the run before any node, data preparation included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro.runner import SequentialRunner
+
+from perl_pipeline.config import ClipConfig, PerlConfig
+from perl_pipeline.hooks import CheckModelSettings
+from perl_pipeline.models.loading import PretrainedWeightsUnavailable, WeightsFileError
+
+
+def _catalog(clip: dict | ClipConfig) -> DataCatalog:
+    """Parameters as Kedro's catalog holds them (raw dicts or typed), plus the pipeline's input."""
+    return DataCatalog(
+        {
+            "params:clip": MemoryDataset(clip),
+            "params:perl": MemoryDataset({"split_layer": 2}),
+            "params:device": MemoryDataset("cpu"),
+            "raw": MemoryDataset(1),
+        }
+    )
+
+
+@pytest.fixture
+def recorded() -> tuple[Pipeline, list[str]]:
+    """A two-node pipeline (data preparation, then a node using the backbone) that logs its nodes."""
+    ran: list[str] = []
+
+    def prepare(raw):
+        ran.append("prepare")
+        return raw
+
+    def train(data, clip, perl, device):
+        ran.append("train")
+        return data
+
+    pipeline = Pipeline(
+        [
+            node(prepare, "raw", "prepared", name="prepare"),
+            node(train, ["prepared", "params:clip", "params:perl", "params:device"], "trained", name="train"),
+        ]
+    )
+    return pipeline, ran
+
+
+def _run(pipeline: Pipeline, catalog: DataCatalog) -> None:
+    """What a KedroSession does: the before_pipeline_run hook, then the runner."""
+    CheckModelSettings().before_pipeline_run(run_params={}, pipeline=pipeline, catalog=catalog)
+    SequentialRunner().run(pipeline, catalog)
+
+
+def test_a_missing_weights_file_stops_the_run_before_any_node(recorded, tmp_path):
+    pipeline, ran = recorded
+    missing = tmp_path / "ViT-B-16.pt"
+    clip = {"model_name": "PERL-Tiny-ViT", "pretrained": str(missing), "cache_dir": None}
+    with pytest.raises(WeightsFileError, match=f"{missing} does not exist .clip.pretrained."):
+        _run(pipeline, _catalog(clip))
+    assert ran == []
+
+
+def test_weights_of_another_architecture_stop_the_run_before_any_node(recorded, tiny_clip, tmp_path):
+    pipeline, ran = recorded
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_clip.state_dict(), path)
+    clip = ClipConfig(model_name="PERL-Toy-ViT", pretrained=str(path), cache_dir=None)
+    with pytest.raises(WeightsFileError, match="does not fit clip.model_name='PERL-Toy-ViT'"):
+        _run(pipeline, _catalog(clip))
+    assert ran == []
+
+
+def test_a_tag_with_no_local_copy_offline_stops_the_run_in_seconds(recorded, tmp_path):
+    pipeline, ran = recorded
+    clip = {"model_name": "ViT-B-16-quickgelu", "pretrained": "openai", "cache_dir": str(tmp_path)}
+    catalog = _catalog(clip)
+    catalog["params:perl"] = MemoryDataset(PerlConfig())
+    with pytest.raises(PretrainedWeightsUnavailable, match="seems to be offline"):  # HF_HUB_OFFLINE=1
+        _run(pipeline, catalog)
+    assert ran == []
+
+
+def test_good_weights_let_the_run_go_on(recorded, tiny_clip, tmp_path):
+    pipeline, ran = recorded
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_clip.state_dict(), path)
+    _run(pipeline, _catalog({"model_name": "PERL-Tiny-ViT", "pretrained": str(path), "cache_dir": None}))
+    assert ran == ["prepare", "train"]
+
+
+def test_a_pipeline_without_the_backbone_is_not_checked(tmp_path):
+    ran: list[str] = []
+    pipeline = Pipeline([node(lambda raw: ran.append("prepare") or raw, "raw", "prepared", name="prepare")])
+    broken = {"model_name": "PERL-Tiny-ViT", "pretrained": str(tmp_path / "missing.pt"), "cache_dir": None}
+    _run(pipeline, _catalog(broken))
+    assert ran == ["prepare"]
+
+
+def test_the_project_pipelines_are_checked_before_data_preparation(tmp_path):
+    """The real base-to-novel pipeline starts with data preparation; the weights are checked first."""
+    from perl_pipeline.pipeline_registry import register_pipelines
+
+    pipeline = register_pipelines()["base_to_novel"]
+    assert "params:clip" in pipeline.inputs()
+    missing = tmp_path / "ViT-B-16.pt"
+    catalog = _catalog({"model_name": "ViT-B-16-quickgelu", "pretrained": str(missing), "cache_dir": None})
+    catalog["params:perl"] = MemoryDataset(PerlConfig())
+    with pytest.raises(WeightsFileError, match="does not exist"):
+        CheckModelSettings().before_pipeline_run(run_params={}, pipeline=pipeline, catalog=catalog)
