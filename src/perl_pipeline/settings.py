@@ -2,9 +2,10 @@
 
 from perl_pipeline.hooks import CheckModelSettings
 from perl_pipeline.pipelines.freshness import Provenance
+from perl_pipeline.pipelines.reporting.partial import PartialReport
 
 # pluggy calls the hooks registered last first: the settings are checked before the artefacts
-HOOKS = (Provenance(), CheckModelSettings())
+HOOKS = (PartialReport(), Provenance(), CheckModelSettings())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,0 +1,75 @@
+"""A report over the benchmarks present, when a run is limited to some of them (``--namespaces``).
+
+Kedro leaves out the reporting node of a protocol run with ``--namespaces`` (the node lives in the
+protocol's namespace). This hook writes the report anyway, after the run, over every benchmark whose
+per-run table exists, and labels it partial when some are missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+
+from perl_pipeline.pipelines.evaluation.pipeline import runs
+from perl_pipeline.pipelines.reporting.nodes import REPORTS, write_report
+from perl_pipeline.pipelines.training.pipeline import training_record
+from perl_pipeline.protocols import SEEDS
+
+logger = logging.getLogger(__name__)
+
+
+class PartialReport:
+    """Kedro hook: after a ``--namespaces`` run of a protocol, report the benchmarks present."""
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, run_result: Any, pipeline: Pipeline, catalog) -> None:
+        if not run_params.get("namespaces"):
+            return
+        from kedro.framework.project import pipelines
+
+        for protocol in run_params.get("pipeline_names") or []:
+            if protocol not in REPORTS or protocol not in pipelines:
+                continue
+            node = next(n for n in pipelines[protocol].nodes if n.name == f"{protocol}.write_report")
+            if node.name not in {n.name for n in pipeline.nodes}:
+                write_partial_report(catalog, protocol, node.func.keywords["benchmarks"], node.outputs)
+
+
+def write_partial_report(catalog, protocol: str, benchmarks: tuple[str, ...], outputs: list[str]) -> None:
+    """Report `protocol` over those of `benchmarks` whose runs exist, saved through `catalog`."""
+    present = [b for b in benchmarks if catalog.exists(runs(b, protocol))]
+    missing = [b for b in benchmarks if b not in present]
+    records = [
+        f"{b}.{training_record(subset, seed)}"
+        for b in present
+        for subset in ("base", "all")
+        for seed in SEEDS
+        if catalog.exists(f"{b}.{training_record(subset, seed)}")
+    ]
+    if not present or not records:
+        logger.warning("no %s report written: no benchmark of it has been evaluated yet", protocol)
+        return
+    label = catalog.load("params:report_label")
+    if missing:
+        note = f"PARTIAL: {len(present)} of {len(benchmarks)} benchmarks; missing {', '.join(missing)}"
+        label = f"{label} {note}" if label else note
+    report = write_report(
+        label,
+        catalog.load(records[0]),
+        *[catalog.load(runs(b, protocol)) for b in present],
+        *[catalog.load(f"params:{b}.benchmark") for b in present],
+        protocol=protocol,
+        benchmarks=tuple(present),
+    )
+    for name, value in zip(outputs, report, strict=True):
+        catalog.save(name, value)
+    logger.warning(
+        "%s report written over %d of %d benchmarks%s",
+        protocol,
+        len(present),
+        len(benchmarks),
+        f" (partial: missing {', '.join(missing)})" if missing else "",
+    )
