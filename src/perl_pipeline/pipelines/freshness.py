@@ -34,9 +34,11 @@ SIDECAR = ".provenance.json"
 STAGES = frozenset(
     {"data_preparation", "few_shot_splits", "text_features", "training", "evaluation", "reporting"}
 )
-# parameters (top-level key -> sub-keys, or None for all of it) that change no result
+# parameters (top-level key -> sub-keys, or None for all of it) that change no result; data_root is
+# a location: the index records paths relative to it and its sha256 records what was found there
 IGNORED = {
     "device": None,
+    "data_root": None,
     "training": {"log_every"},
     "evaluation": {"batch_size", "num_workers"},
     "data_source": {"download"},
