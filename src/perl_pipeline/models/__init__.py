@@ -2,6 +2,7 @@
 
 from perl_pipeline.models.factory import (
     build_perl,
+    check_model_settings,
     class_text_features,
     load_backbone,
     text_prefix_of,
@@ -19,6 +20,7 @@ __all__ = [
     "ThoughtProjector",
     "build_perl",
     "causal_mask",
+    "check_model_settings",
     "class_text_features",
     "clip_logits",
     "load_backbone",
