@@ -6,15 +6,15 @@ import pytest
 
 from perl_pipeline.config import (
     ClipConfig,
+    ConfigError,
     DataSourceConfig,
     EvalConfig,
     FewShotConfig,
     PerlConfig,
-    PretrainConfig,
-    ToyClipConfig,
     TrainConfig,
-    check_model_settings,
 )
+from perl_pipeline.models.factory import check_model_settings
+from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,79 @@ def test_model_settings_are_checked_from_the_config_alone():
         check_model_settings(ClipConfig(), PerlConfig(split_layer=12))
     with pytest.raises(ValueError, match="not an open_clip model config"):
         check_model_settings(ClipConfig(model_name="ViT-Imaginary"), PerlConfig())
+
+
+# -- one checker, driven by the type hints ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        # the cases a user met
+        (lambda: TrainConfig(batch_size=2.5), "training.batch_size=2.5: expected an integer >= 1"),
+        (lambda: TrainConfig(lr="fast"), "training.lr='fast': expected a number > 0"),
+        (lambda: PerlConfig(share_projector="maybe"), "perl.share_projector='maybe': expected true/false"),
+        (lambda: PerlConfig(steps=1.5), "perl.steps=1.5: expected an integer"),
+        # one per field type
+        (lambda: PerlConfig(share_projector=1), "perl.share_projector=1: expected true/false"),
+        (lambda: FewShotConfig(shots=True), "few_shot.shots=True: expected an integer >= 1"),
+        (lambda: ClipConfig(model_name=""), "clip.model_name='': expected a non-empty string"),
+        (lambda: ClipConfig(pretrained=3), "clip.pretrained=3: expected a non-empty string or null"),
+        (lambda: TrainConfig(precision="fp16"), "training.precision='fp16': expected one of 'bf16', 'fp32'"),
+        (lambda: EvalConfig(precision=None), "evaluation.precision=None: expected one of"),
+        (lambda: TrainConfig(crop_scale=0.5), "training.crop_scale=0.5: expected a list of 2 values"),
+        (lambda: TrainConfig(crop_scale=[0.5]), "training.crop_scale=\\[0.5\\]: expected a list of 2"),
+        (lambda: TrainConfig(crop_scale=[0.0, 1.0]), "training.crop_scale\\[0\\]=0.0 must be > 0"),
+        (lambda: PerlConfig(modalities="image"), "perl.modalities='image': expected a list of values"),
+        (lambda: DataSourceConfig(miniature=[1]), "data_source.miniature=\\[1\\]: expected a mapping"),
+        (lambda: ToyClipConfig(held_out=[3]), "toy_clip.held_out\\[0\\]=3: expected a non-empty string"),
+        (lambda: PretrainConfig(weight_decay=-0.1), "toy_clip_pretraining.weight_decay=-0.1 must be >= 0"),
+        # unknown keys name the allowed ones
+        (lambda: PerlConfig(stepz=2), "perl: unknown key\\(s\\) \\['stepz'\\] \\(allowed: \\['modalities'"),
+    ],
+)
+def test_wrong_types_name_the_key_the_expectation_and_the_value(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+def test_the_checker_normalises_what_yaml_gives():
+    assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # int for a float
+    assert EvalConfig(batch_size=8).batch_size == 8
+    assert ClipConfig(pretrained=None, cache_dir=None).pretrained is None
+    assert DataSourceConfig(kind="miniature", miniature={"classes": 3}).miniature == {"classes": 3}
+    assert ToyClipConfig(held_out=["red square"]).held_out == ("red square",)
+
+
+def test_config_errors_are_value_errors():
+    assert issubclass(ConfigError, ValueError)
+    with pytest.raises(ConfigError):  # the toy world's own checks, re-raised under the key
+        ToyClipConfig(shifted={"noise": 2.0})
+
+
+def test_config_is_the_bottom_layer():
+    import ast
+    from pathlib import Path
+
+    import perl_pipeline.config as config
+
+    tree = ast.parse(Path(config.__file__).read_text())
+    imported = [
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name.startswith("perl_pipeline")]
+
+
+def test_one_precision_rule_for_configs_and_autocast():
+    import torch
+
+    from perl_pipeline.config import PRECISIONS
+    from perl_pipeline.device import autocast
+
+    assert PRECISIONS == ("bf16", "fp32")
+    for precision in PRECISIONS:
+        TrainConfig(precision=precision), EvalConfig(precision=precision)
+        with autocast(torch.device("cpu"), precision):
+            pass
+    with pytest.raises(ConfigError, match="precision='fp16': expected one of 'bf16', 'fp32'"):
+        autocast(torch.device("cpu"), "fp16")

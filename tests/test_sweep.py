@@ -31,3 +31,63 @@ def test_malformed_settings_are_refused(bad: str) -> None:
 
 def test_nested_keys_become_runtime_parameters() -> None:
     assert nested("perl.steps", 2) == {"perl": {"steps": 2}}
+
+
+# -- every setting is checked before the first run ------------------------------------------------
+
+
+@pytest.fixture
+def no_runs(monkeypatch):
+    """Fail the test if any Kedro run starts."""
+    from kedro.framework.session import KedroSession
+
+    def run(*args, **kwargs):
+        raise AssertionError("a Kedro run started")
+
+    monkeypatch.setattr(KedroSession, "run", run)
+
+
+@pytest.fixture
+def demo_conf(tmp_path):
+    """The project's conf with the demo environment's data under tmp_path (nothing prepared)."""
+    from tests.pipelines.conftest import demo_session
+
+    with demo_session(tmp_path):
+        pass
+    return str(tmp_path / "conf")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ([("perl.steps", [0, 1.5])], "sweep argument perl.steps=1.5: perl.steps=1.5: expected an integer"),
+        (
+            [("perl.steps", [1]), ("perl.split_layer", [2, 9])],
+            "sweep argument perl.split_layer=9: perl.split_layer=9 is outside 1..3 for the image tower "
+            "of PERL-Toy-ViT",
+        ),
+        ([("training.lr", [1e-3, "fast"])], "training.lr='fast': expected a number > 0"),
+        ([("perl.share_projector", [True, "maybe"])], "perl.share_projector='maybe': expected true/false"),
+        ([("perl.stepz", [1])], "perl: unknown key\\(s\\) \\['stepz'\\]"),
+        ([("perls.steps", [1])], "sweep argument perls.steps: no parameter 'perls'"),
+        ([("data_source.tolerance", [1])], "changes the raw data every setting shares"),
+    ],
+)
+def test_a_bad_value_stops_the_sweep_before_any_run(no_runs, demo_conf, settings, message):
+    from perl_pipeline.config import ConfigError
+    from perl_pipeline.sweep import run_sweep
+    from tests.pipelines.conftest import ROOT
+
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(settings, env="demo", project_path=ROOT, conf_source=demo_conf)
+
+
+def test_the_command_line_names_the_bad_argument(no_runs, monkeypatch, capsys):
+    from perl_pipeline.sweep import main
+    from tests.pipelines.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--env", "demo", "perl.steps=0,1", "perl.rank=1,0"])
+    assert exit_.value.code == 2
+    assert "sweep argument perl.rank=0: perl.rank=0 must be >= 1" in capsys.readouterr().err

@@ -1,21 +1,327 @@
 """Typed configuration, built from conf/ at the boundary (Kedro instantiates these for the nodes).
 
-Every check here runs when Kedro validates the parameters, before any model or data is loaded.
+The bottom layer of the package: it imports nothing from ``perl_pipeline``. One generic checker,
+driven by the dataclasses' type hints and per-field ranges, checks every value before any model
+or data is loaded: a wrong one raises :class:`ConfigError` naming the key as the user writes it
+(``training.batch_size=2.5: expected an integer >= 1``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-MODALITIES = ("image", "text")
+Modality = Literal["image", "text"]
+MODALITIES: tuple[str, ...] = get_args(Modality)  # the towers PERL can refine
+Precision = Literal["bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # autocast dtype on GPUs; the CPU runs fp32
+
+T = TypeVar("T")
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+class ConfigError(ValueError):
+    """A configuration value of the wrong type, out of range, unknown or missing."""
 
 
-@dataclass(frozen=True)
+# --------------------------------------------------------------------------------------------
+# The checker
+# --------------------------------------------------------------------------------------------
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    low: float | None = None,
+    above: float | None = None,
+    high: float | None = None,
+) -> Any:
+    """A dataclass field with a range: ``low <= value``, ``above < value``, ``value <= high``."""
+    rule = {k: v for k, v in (("low", low), ("above", above), ("high", high)) if v is not None}
+    return field(default=default, default_factory=default_factory, metadata={"range": rule})
+
+
+def _range_text(rule: Mapping[str, float]) -> str:
+    parts = []
+    if "low" in rule:
+        parts.append(f">= {rule['low']}")
+    if "above" in rule:
+        parts.append(f"> {rule['above']}")
+    if "high" in rule:
+        parts.append(f"<= {rule['high']}")
+    return " and ".join(parts)
+
+
+def _in_range(value: float, rule: Mapping[str, float]) -> bool:
+    return (
+        ("low" not in rule or value >= rule["low"])
+        and ("above" not in rule or value > rule["above"])
+        and ("high" not in rule or value <= rule["high"])
+    )
+
+
+def _describe(hint: Any) -> str:
+    """What a type hint asks for, in the user's words (YAML)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        return "true/false"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is str:
+        return "a non-empty string"
+    if hint in (list, tuple) or origin is list:
+        return "a list"
+    if hint is dict:
+        return "a mapping"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        text = " or ".join(_describe(a) for a in options)
+        return f"{text} or null" if type(None) in args else text
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_plural(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+    if origin is dict:
+        return f"a mapping of names to {_plural(args[1])}"
+    if dataclasses.is_dataclass(hint):
+        return f"a mapping of {hint.__name__} settings"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _plural(hint: Any) -> str:
+    text = _describe(hint)
+    if get_origin(hint) is Literal:
+        return "values among " + text.removeprefix("one of ")
+    return text.removeprefix("an ").removeprefix("a ") + "s"
+
+
+def check_value(value: Any, hint: Any, label: str, rule: Mapping[str, float] | None = None) -> Any:
+    """Check one value against a type hint (and a range); return it normalised.
+
+    bool is not an int; an int is accepted for a float (and becomes one); a list becomes a
+    tuple where a tuple is expected; ``None`` only passes an optional hint.
+
+    Raises:
+        ConfigError: ``<label>=<value>: expected <what the hint asks for>``.
+    """
+    rule = rule or {}
+
+    def wrong() -> ConfigError:
+        expected = _describe(hint) + (f" {_range_text(rule)}" if rule else "")
+        return ConfigError(f"{label}={value!r}: expected {expected}")
+
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise wrong()
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_value(value, option, label, rule)
+            except ConfigError:
+                continue
+        raise wrong()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise wrong()
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float) if hint is float else int):
+            raise wrong()
+        value = hint(value)
+        if not _in_range(value, rule):
+            raise ConfigError(f"{label}={value!r} must be {_range_text(rule)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise wrong()
+        return value
+    if origin is Literal:
+        if isinstance(value, bool) or value not in args:
+            raise wrong()
+        return value
+    if hint in (list, tuple) or origin is list:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            raise wrong()
+        return list(value)
+    if origin is tuple:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            raise wrong()
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = args[0]
+            if get_origin(item) is Literal:
+                unknown = [v for v in value if isinstance(v, bool) or v not in get_args(item)]
+                if unknown:
+                    raise ConfigError(
+                        f"{label}={list(value)!r}: unknown {unknown}; choose from {list(get_args(item))}"
+                    )
+            return tuple(check_value(v, item, f"{label}[{i}]", rule) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise wrong()
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(check_value(v, a, f"{label}[{i}]", rule) for i, (v, a) in pairs)
+    if hint is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise wrong()
+        if hint is dict:
+            return dict(value)
+        key_hint, value_hint = args
+        out = {}
+        for k, v in value.items():
+            try:
+                out[check_value(k, key_hint, label)] = check_value(v, value_hint, f"{label}.{k}", rule)
+            except ConfigError:
+                raise wrong() from None
+        return out
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return hint(**check_fields(hint, value, label))
+    raise TypeError(f"{label}: no check for the type hint {hint!r}")  # a programming error
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def check_fields(
+    cls: type,
+    values: Any,
+    section: str,
+    *,
+    label: Callable[[str], str] | None = None,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
+    """Check a mapping against a dataclass's fields: unknown keys, missing keys, types, ranges.
+
+    Args:
+        cls: the dataclass; its type hints give the types, ``setting(...)`` metadata the ranges.
+        values: the mapping as read from the configuration.
+        section: where the mapping lives, as the user writes it (``training``).
+        label: names one key in messages (default ``<section>.<key>``).
+        skip: keys allowed but left unchecked (the caller checks them).
+
+    Returns:
+        The values, normalised (lists become tuples, ints become floats where floats are due).
+
+    Raises:
+        ConfigError: naming the key, what was expected and the value given.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{section}: must be a mapping of settings, got {values!r}")
+    name = label or (lambda key: f"{section}.{key}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields), key=str)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown} (allowed: {sorted(fields)})")
+    missing = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in values
+    ]
+    if missing:
+        raise ConfigError(f"{section}: missing required key(s) {missing}")
+    hints = _hints(cls)
+    return {
+        key: value
+        if key in skip
+        else check_value(value, hints[key], name(key), fields[key].metadata.get("range"))
+        for key, value in values.items()
+    }
+
+
+def typed_config(section: str) -> Callable[[type[T]], type[T]]:
+    """Make a frozen dataclass whose constructor checks every keyword with :func:`check_fields`.
+
+    Kedro builds typed node parameters as ``cls(**raw)``: the check runs there, before any node.
+    Cross-field rules stay in the class's ``__post_init__``.
+    """
+
+    def wrap(cls: type[T]) -> type[T]:
+        cls = dataclass(frozen=True)(cls)
+        generated = cls.__init__
+
+        def __init__(self, **values: Any) -> None:
+            generated(self, **check_fields(cls, values, section))
+
+        __init__.__signature__ = inspect.signature(generated)  # type: ignore[attr-defined]
+        __init__.__doc__ = f"Build and check the ``{section}`` parameters."
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls.SECTION = section  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def check_precision(precision: Any, label: str = "precision") -> str:
+    """The one precision rule (TrainConfig, EvalConfig, autocast): one of :data:`PRECISIONS`."""
+    return check_value(precision, Precision, label)
+
+
+def check_perl_settings(
+    split_layer: Any,
+    steps: Any,
+    rank: Any,
+    modalities: Sequence[Any],
+    depths: Mapping[str, int] | None = None,
+    *,
+    prefix: str = "perl.",
+    where: str = "",
+) -> None:
+    """The one rule for PERL's J, K, r and towers (PerlConfig, PERL, the pre-run check).
+
+    Args:
+        depths: modality -> blocks L of that tower, when the backbone is known; then J must lie
+            in 1..L-1 for every refined tower, otherwise J >= 1.
+        prefix: prepended to the names in messages (``perl.`` for the configuration).
+        where: appended to the tower in messages (`` of ViT-B-16``).
+
+    Raises:
+        ConfigError: a wrong type, an unknown or repeated modality, or a value out of range.
+    """
+    for name, value in (("split_layer", split_layer), ("steps", steps), ("rank", rank)):
+        check_value(value, int, f"{prefix}{name}")
+    modalities = tuple(modalities)
+    unknown = [m for m in modalities if isinstance(m, bool) or m not in MODALITIES]
+    if unknown:
+        raise ConfigError(f"unknown {prefix}modalities {unknown}; choose from {list(MODALITIES)}")
+    if len(set(modalities)) != len(modalities):
+        raise ConfigError(f"{prefix}modalities={list(modalities)}: repeated entry")
+    if depths is None:
+        if split_layer < 1:
+            raise ConfigError(f"{prefix}split_layer={split_layer} must be >= 1")
+    for modality in modalities if depths is not None else ():
+        depth = depths[modality]
+        if not 1 <= split_layer <= depth - 1:
+            raise ConfigError(
+                f"{prefix}split_layer={split_layer} is outside 1..{depth - 1} for the {modality} "
+                f"tower{where} ({depth} blocks): the frozen base and the refinement stack each need a block"
+            )
+    if steps < 0:
+        raise ConfigError(f"{prefix}steps={steps} must be >= 0 (0 is zero-shot CLIP)")
+    if rank < 1:
+        raise ConfigError(f"{prefix}rank={rank} must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# The sections of conf/base/parameters.yml
+# --------------------------------------------------------------------------------------------
+
+
+@typed_config("clip")
 class ClipConfig:
     """The frozen backbone: an open_clip config name and where its weights come from."""
 
@@ -25,202 +331,70 @@ class ClipConfig:
     init_seed: int = 0  # only used with pretrained: null
 
 
-@dataclass(frozen=True)
+@typed_config("perl")
 class PerlConfig:
     """The method's settings (docs/method.md §2 and the §7 ablations)."""
 
     split_layer: int = 7  # J: blocks in the frozen base
     steps: int = 4  # K: refinement steps
     rank: int = 1  # r: projector bottleneck
-    modalities: tuple[str, ...] = MODALITIES  # towers that get a projector
+    modalities: tuple[Modality, ...] = MODALITIES  # towers that get a projector
     share_projector: bool = True  # false: one projector per step (untied ablation)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "modalities", tuple(self.modalities))
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        _require(not unknown, f"perl.modalities: unknown {unknown}; choose from {list(MODALITIES)}")
-        _require(len(set(self.modalities)) == len(self.modalities), "perl.modalities: repeated entry")
-        _require(self.split_layer >= 1, f"perl.split_layer={self.split_layer} must be >= 1")
-        _require(self.steps >= 0, f"perl.steps={self.steps} must be >= 0 (0 is zero-shot CLIP)")
-        _require(self.rank >= 1, f"perl.rank={self.rank} must be >= 1")
+        check_perl_settings(self.split_layer, self.steps, self.rank, self.modalities)
 
 
-@dataclass(frozen=True)
+@typed_config("training")
 class TrainConfig:
     """Optimisation (docs/method.md §3): AdamW 1e-4, batch 4, one epoch, λ = 1."""
 
-    lr: float = 1e-4
-    batch_size: int = 4
-    epochs: int = 1
-    anchor_weight: float = 1.0  # λ
-    weight_decay: float = 0.01  # PyTorch's AdamW default
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop scale
-    precision: str = "bf16"  # autocast dtype on GPUs; the CPU always runs fp32
-    num_workers: int = 4
-    log_every: int = 50
+    lr: float = setting(1e-4, above=0)
+    batch_size: int = setting(4, low=1)
+    epochs: int = setting(1, low=1)
+    anchor_weight: float = setting(1.0, low=0)  # λ
+    weight_decay: float = setting(0.01, low=0)  # PyTorch's AdamW default
+    crop_scale: tuple[float, float] = setting((0.08, 1.0), above=0, high=1)  # RandomResizedCrop
+    precision: Precision = "bf16"  # autocast dtype on GPUs; the CPU always runs fp32
+    num_workers: int = setting(4, low=0)
+    log_every: int = setting(50, low=1)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "crop_scale", tuple(self.crop_scale))
-        _require(self.lr > 0, f"training.lr={self.lr} must be > 0")
-        _require(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
-        _require(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
-        _require(self.anchor_weight >= 0, f"training.anchor_weight={self.anchor_weight} must be >= 0")
         low, high = self.crop_scale
-        _require(
-            0 < low <= high <= 1,
-            f"training.crop_scale={self.crop_scale} needs 0 < low <= high <= 1",
-        )
-        _require(self.precision in ("bf16", "fp32"), "training.precision must be 'bf16' or 'fp32'")
-        _require(self.num_workers >= 0, "training.num_workers must be >= 0")
+        if low > high:
+            raise ConfigError(f"training.crop_scale={list(self.crop_scale)} needs low <= high")
 
 
-@dataclass(frozen=True)
+@typed_config("evaluation")
 class EvalConfig:
     """Evaluation batching and precision."""
 
-    batch_size: int = 256
-    num_workers: int = 4
-    precision: str = "bf16"
-
-    def __post_init__(self) -> None:
-        _require(self.batch_size >= 1, f"evaluation.batch_size={self.batch_size} must be >= 1")
-        _require(self.precision in ("bf16", "fp32"), "evaluation.precision must be 'bf16' or 'fp32'")
-        _require(self.num_workers >= 0, "evaluation.num_workers must be >= 0")
+    batch_size: int = setting(256, low=1)
+    num_workers: int = setting(4, low=0)
+    precision: Precision = "bf16"
 
 
-@dataclass(frozen=True)
+@typed_config("few_shot")
 class FewShotConfig:
     """The few-shot draw: shots per class (the seeds are the protocol's, in settings.SEEDS)."""
 
-    shots: int = 16
-
-    def __post_init__(self) -> None:
-        _require(self.shots >= 1, f"few_shot.shots={self.shots} must be >= 1")
+    shots: int = setting(16, low=1)
 
 
-@dataclass(frozen=True)
+@typed_config("data_source")
 class DataSourceConfig:
     """Where raw benchmarks come from: 'download' (or the user's copies), or a generated 'miniature'."""
 
-    kind: str = "download"
+    kind: Literal["download", "miniature"] = "download"
     download: bool = True  # False: only accept copies already under data_root
-    tolerance: int = 0  # missing / corrupt files accepted (dropped, with a warning)
+    tolerance: int = setting(0, low=0)  # missing / corrupt files accepted (dropped, with a warning)
     check_decode: bool = True  # decode what a run reads: val/test at preparation, the drawn shots
     miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
     accept_checksum_mismatch: tuple[str, ...] = ()  # archive names used although their checksum differs
 
     def __post_init__(self) -> None:
-        names = self.accept_checksum_mismatch
-        names = (names,) if isinstance(names, str) else tuple(names)
-        object.__setattr__(self, "accept_checksum_mismatch", names)
-        _require(
-            self.kind in ("download", "miniature"),
-            "data_source.kind must be 'download' or 'miniature'",
-        )
-        _require(self.tolerance >= 0, "data_source.tolerance must be >= 0")
-        _require(
-            all(isinstance(n, str) and n and "/" not in n for n in self.accept_checksum_mismatch),
-            "data_source.accept_checksum_mismatch must list archive file names (no folders), "
-            f"got {list(self.accept_checksum_mismatch)}",
-        )
-
-
-def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
-    """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
-
-    Raises:
-        ValueError: an unknown model name, or a split layer outside 1..L-1 of a tower (the
-            check PERL itself runs, here from the config before any weight is loaded).
-    """
-    import open_clip
-
-    from perl_pipeline.models.loading import register_model_configs
-    from perl_pipeline.models.perl import check_split_layer
-
-    register_model_configs()
-    config = open_clip.get_model_config(clip.model_name)
-    if config is None:
-        raise ValueError(
-            f"clip.model_name={clip.model_name!r} is not an open_clip model config; "
-            "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Toy-ViT' (the demo's)"
-        )
-    depths = {"image": config["vision_cfg"]["layers"], "text": config["text_cfg"]["layers"]}
-    check_split_layer(
-        perl.split_layer, depths, perl.modalities, name="perl.split_layer", where=f" of {clip.model_name}"
-    )
-
-
-@dataclass(frozen=True)
-class ToyClipConfig:
-    """The toy world's CLIP, pretrained offline so the demo's zero-shot transfer is real.
-
-    Attributes:
-        model_name: the open_clip config pretrained from scratch (shipped with the package).
-        init_seed: seeds the initial weights.
-        pairs: image-caption pairs generated for pretraining (rendered on the fly).
-        seed: seeds the scenes and their captions.
-        held_out: concepts ("<colour> <shape>") never shown in pretraining.
-        templates: caption templates, with {concept}, {size}, {background}, {position} fields.
-        probe_images: images per probe group for the zero-shot report.
-        probe_template: the prompt of the zero-shot report's classifiers.
-        shifted: the shifted world the demo benchmarks are drawn from (a Shift's fields).
-    """
-
-    model_name: str = "PERL-Toy-ViT"
-    init_seed: int = 0
-    pairs: int = 100_000
-    seed: int = 0
-    held_out: tuple[str, ...] = ()
-    templates: tuple[str, ...] = ("a photo of a {concept}.",)
-    probe_images: int = 1000
-    probe_template: str = "a photo of a {}."
-    shifted: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from perl_pipeline.toy.world import CaptionStyle, Shift, split_concept
-
-        object.__setattr__(self, "held_out", tuple(self.held_out))
-        object.__setattr__(self, "templates", tuple(self.templates))
-        for concept in self.held_out:
-            split_concept(concept)
-        CaptionStyle(self.templates)
-        Shift(**self.shifted)
-        _require(self.pairs >= 1, f"toy_clip.pairs={self.pairs} must be >= 1")
-        _require(self.probe_images >= 1, f"toy_clip.probe_images={self.probe_images} must be >= 1")
-        _require("{}" in self.probe_template, "toy_clip.probe_template needs a {} for the concept")
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Optimisation of the contrastive pretraining.
-
-    Attributes:
-        steps: optimiser steps.
-        batch_size: pairs per step (each pair's negatives are the batch's other pairs).
-        lr: peak learning rate of AdamW, reached after `warmup` steps, then cosine decay to 0.
-        warmup: linear warm-up steps.
-        weight_decay: AdamW weight decay on weight matrices and embeddings (not on biases, norms
-            or the temperature).
-        seed: fixes the batch order (the initial weights come from toy_clip.init_seed).
-        log_every: steps between progress-bar / log updates.
-        num_workers: processes preparing batches beside the training one (0: in the training
-            process).
-    """
-
-    steps: int = 2500
-    batch_size: int = 128
-    lr: float = 3e-3
-    warmup: int = 200
-    weight_decay: float = 0.1
-    seed: int = 0
-    log_every: int = 50
-    num_workers: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
-            value = getattr(self, name)
-            _require(value >= 1, f"toy_clip_pretraining.{name}={value} must be >= 1")
-        _require(self.lr > 0, f"toy_clip_pretraining.lr={self.lr} must be > 0")
-        for name in ("warmup", "weight_decay", "num_workers"):
-            value = getattr(self, name)
-            _require(value >= 0, f"toy_clip_pretraining.{name}={value} must be >= 0")
+        folders = [name for name in self.accept_checksum_mismatch if "/" in name]
+        if folders:
+            raise ConfigError(
+                f"data_source.accept_checksum_mismatch={folders}: expected archive file names, not paths"
+            )

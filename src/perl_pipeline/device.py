@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from perl_pipeline.config import check_precision
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, then MPS, then CPU; an explicit name must be available."""
@@ -25,8 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def autocast(device: torch.device, precision: str = "bf16"):
     """bf16 autocast on CUDA/MPS when precision is 'bf16'; plain fp32 on the CPU."""
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
+    check_precision(precision)
     if precision == "bf16" and device.type in ("cuda", "mps"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -3,24 +3,33 @@
     python -m perl_pipeline.sweep --env demo perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 
 Each ``key=v1,v2,...`` argument varies one parameter from the environment's settings (values are
-YAML; commas inside brackets belong to the value). Data preparation, few-shot draws and text
-features run once when missing (again per setting only when the swept key changes them:
-``perl.split_layer``, ``clip.*``); every setting retrains, re-evaluates and re-reports, and its
-averages become one row of ``ablations.table`` / ``ablations.markdown``
-(``08_reporting/ablations/``). A last run with the environment's own settings leaves the
-protocol's outputs as a plain ``kedro run`` would.
+YAML; commas inside brackets belong to the value). Every setting is checked (its typed
+configuration and the backbone's architecture) before the first run. Data preparation, few-shot
+draws and text features run once, into the environment's data folder, when missing; each setting
+then retrains, re-evaluates and re-reports into its own folder, ``<data>/09_sweeps/<nn>_<key>=<value>/``,
+reading the prepared data through hard links (and rerunning the few-shot draws or the text
+features there when the swept key changes them: ``few_shot.*``, ``perl.split_layer``,
+``clip.*``). The protocol's own outputs are never written. The settings' averages become the
+rows of ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
-from collections.abc import Sequence
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import yaml
 
+from perl_pipeline.config import ConfigError
 from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
 from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
@@ -28,7 +37,15 @@ logger = logging.getLogger(__name__)
 
 PREPARATION = ("data_preparation", "few_shot_splits", "text_features")
 PER_SETTING = ("training", "evaluation", "reporting")
-FEATURE_KEYS = ("perl.split_layer", "clip.")  # keys whose change invalidates the text features
+# preparation stages a setting reruns into its own folder when its key starts with one of these
+RERUN_FOR = {"few_shot_splits": ("few_shot.",), "text_features": ("perl.split_layer", "clip.")}
+PREPARED = {
+    "data_preparation": "03_primary",
+    "few_shot_splits": "05_model_input",
+    "text_features": "04_feature",
+}
+SHARED_KEYS = ("data_root", "data_source")  # keys every setting's prepared data depends on
+SWEEPS = "09_sweeps"  # per-setting data folders, under the environment's data folder
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
@@ -110,6 +127,39 @@ def to_markdown(table: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_settings(
+    settings: Sequence[tuple[str, list]], params: Mapping[str, Any], used: Sequence[str]
+) -> None:
+    """Check every setting before the first run: the typed configuration built with the value
+    merged in, plus the backbone's architecture check.
+
+    Args:
+        settings: (key, values) pairs as :func:`parse_setting` gives them.
+        params: the environment's parameters (resolved).
+        used: the parameter names the swept pipeline reads (``params:<name>`` without the prefix).
+
+    Raises:
+        ConfigError: naming the sweep argument and the problem.
+    """
+    from perl_pipeline.hooks import check_parameters
+
+    for key, values in settings:
+        section = key.split(".")[0]
+        if section not in params:
+            raise ConfigError(f"sweep argument {key}: no parameter {section!r} (known: {sorted(params)})")
+        if key.startswith(SHARED_KEYS) or ".benchmark" in key:
+            raise ConfigError(
+                f"sweep argument {key}: it changes the raw data every setting shares; sweep it with "
+                f"one run per value, e.g. kedro run --pipelines base_to_novel --params {key}=<value>"
+            )
+        for value in values:
+            merged = _merge(params, nested(key, value))
+            try:
+                check_parameters({name: _get(merged, name) for name in used})
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"sweep argument {key}={_flow(value)}: {exc}") from exc
+
+
 def run_sweep(
     settings: Sequence[tuple[str, list]],
     *,
@@ -117,11 +167,21 @@ def run_sweep(
     project_path: Path | str = ".",
     conf_source: str | None = None,
 ) -> pl.DataFrame:
-    """Run base_to_novel once per (key, value) and save the table of their averages.
+    """Run base_to_novel once per (key, value) into its own data folder and save their averages.
+
+    Every setting is checked before the first run. Each runs with the environment's parameters
+    (the swept key overridden) into ``<data>/09_sweeps/<nn>_<key>=<value>/``, reading the
+    prepared index, few-shot draws and text features of the environment's data folder through
+    hard links (or copies); the protocol's own outputs are never written.
 
     Returns:
         One row per setting: parameter, value, then :func:`summarize`'s columns.
+
+    Raises:
+        ConfigError: an invalid setting, before any run.
     """
+    from kedro.framework.project import pipelines
+    from kedro.framework.project import settings as kedro_settings
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -129,41 +189,97 @@ def run_sweep(
 
     project_path = Path(project_path).resolve()
     bootstrap_project(project_path)
+    conf = Path(conf_source) if conf_source else project_path / kedro_settings.CONF_SOURCE
+    run_env = env or kedro_settings.CONFIG_LOADER_ARGS.get("default_run_env", "local")
 
-    def session(params: dict | None = None) -> KedroSession:
+    def session(params: dict | None = None, conf_dir: Path = conf) -> KedroSession:
         return KedroSession.create(
-            project_path=project_path, env=env, conf_source=conf_source, runtime_params=params
+            project_path=project_path, env=env, conf_source=str(conf_dir), runtime_params=params
         )
+
+    with session() as base:
+        loader = base.load_context().config_loader
+        params, data = loader["parameters"], Path(loader["globals"]["data"])
+    data = data if data.is_absolute() else project_path / data
+    used = [n.removeprefix("params:") for n in pipelines["base_to_novel"].inputs() if n.startswith("params:")]
+    check_settings(settings, params, used)
 
     with session() as prepare:
         prepare.run(pipeline_names=["base_to_novel"], tags=list(PREPARATION), only_missing_outputs=True)
     rows = []
-    for key, values in settings:
-        tags = _tags(rebuild_features=key.startswith(FEATURE_KEYS))
-        for value in values:
-            logger.info("sweep: %s=%s", key, value)
-            with session(nested(key, value)) as run:
-                run.run(pipeline_names=["base_to_novel"], tags=tags)
-                catalog = run.load_context().catalog
-                record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
-                summary = summarize(catalog.load("base_to_novel.results_table"), record)
-            rows.append({"parameter": key, "value": _flow(value), **summary})
-            logger.info("sweep: %s=%s -> %s", key, value, summary)
+    with tempfile.TemporaryDirectory(prefix="perl-sweep-conf-") as scratch:
+        number = 0
+        for key, values in settings:
+            rerun = [stage for stage, keys in RERUN_FOR.items() if key.startswith(keys)]
+            for value in values:
+                number += 1
+                tag = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{number:02d}_{key}={_flow(value)}")
+                folder = data / SWEEPS / tag
+                logger.info("sweep: %s=%s into %s", key, _flow(value), folder)
+                setting_conf = _setting_conf(conf, Path(scratch) / tag, run_env, folder)
+                _share_prepared(data, folder, skip=rerun)
+                # the environment's parameters as resolved once (data_root, cache_dir included)
+                with session(_merge(params, nested(key, value)), setting_conf) as run:
+                    run.run(pipeline_names=["base_to_novel"], tags=[*PER_SETTING, *rerun])
+                    catalog = run.load_context().catalog
+                    record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
+                    summary = summarize(catalog.load("base_to_novel.results_table"), record)
+                rows.append({"parameter": key, "value": _flow(value), **summary})
+                logger.info("sweep: %s=%s -> %s", key, _flow(value), summary)
     table = pl.DataFrame(rows)
-    with session() as restore:
-        restore.run(
-            pipeline_names=["base_to_novel"],
-            tags=_tags(rebuild_features=any(key.startswith(FEATURE_KEYS) for key, _ in settings)),
-        )
-        catalog = restore.load_context().catalog
+    with session() as report:
+        catalog = report.load_context().catalog
         catalog.save("ablations.table", table)
         catalog.save("ablations.markdown", to_markdown(table))
     return table
 
 
-def _tags(*, rebuild_features: bool) -> list[str]:
-    """The stages a setting reruns: training onwards, plus text features when J or the backbone moved."""
-    return [*PER_SETTING, *(["text_features"] if rebuild_features else [])]
+def _setting_conf(conf: Path, target: Path, run_env: str, folder: Path) -> Path:
+    """A copy of the configuration whose data layers live in `folder` (its run environment's
+    globals.yml moved there)."""
+    shutil.copytree(conf, target)
+    globals_file = target / run_env / "globals.yml"
+    globals_file.parent.mkdir(parents=True, exist_ok=True)
+    values = yaml.safe_load(globals_file.read_text()) if globals_file.exists() else None
+    globals_file.write_text(yaml.safe_dump({**(values or {}), "data": str(folder)}))
+    return target
+
+
+def _share_prepared(data: Path, folder: Path, skip: Sequence[str]) -> None:
+    """A fresh `folder` holding the prepared inputs of `data` (hard links, or copies across
+    devices), but for the stages in `skip`, which the setting reruns into it."""
+    if folder.exists():
+        shutil.rmtree(folder)  # this setting's own outputs of an earlier sweep
+    for stage, layer in PREPARED.items():
+        if stage in skip or not (data / layer).is_dir():
+            continue
+        for source in (data / layer).rglob("*"):
+            if source.is_file():
+                target = folder / source.relative_to(data)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copy2(source, target)
+
+
+def _merge(base: Mapping, override: Mapping) -> dict:
+    """`override` merged into a deep copy of `base`, mapping by mapping."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _get(params: Mapping, name: str) -> Any:
+    """The value of ``params:<name>`` in a nested parameters dict ('dtd.benchmark')."""
+    value: Any = params
+    for part in name.split("."):
+        value = value[part]
+    return value
 
 
 def _flow(value) -> str:
@@ -178,9 +294,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("settings", nargs="+", help="key=value[,value...], e.g. perl.steps=0,1,2")
     parser.add_argument("--env", default=None, help="Kedro environment (e.g. demo)")
     args = parser.parse_args(argv)
-    settings = [parse_setting(s) for s in args.settings]  # errors before any run
+    try:
+        settings = [parse_setting(s) for s in args.settings]
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    table = run_sweep(settings, env=args.env)
+    try:
+        table = run_sweep(settings, env=args.env)
+    except ConfigError as exc:  # raised by check_settings, before any run
+        parser.error(str(exc))
     logger.info("sweep finished:\n%s", to_markdown(table))
 
 

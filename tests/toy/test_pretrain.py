@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perl_pipeline.config import PretrainConfig
+from perl_pipeline.toy.config import PretrainConfig
 from perl_pipeline.toy.pretrain import contrastive_loss, pretrain_clip
 
 

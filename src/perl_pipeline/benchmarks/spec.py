@@ -14,11 +14,12 @@ folder ``i`` -> label ``i``.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any
+
+from perl_pipeline.config import ConfigError, check_fields, check_value
 
 SPLITS = ("train", "val", "test")
 WNID_PATTERN = re.compile(r"n\d{8}")
@@ -212,7 +213,7 @@ class BenchmarkSpec:
                 template; the message names the benchmark and the key.
         """
         if not isinstance(d, Mapping):
-            raise ValueError(f"benchmark parameters must be a mapping, got {type(d).__name__}")
+            raise ConfigError(f"benchmark parameters must be a mapping, got {type(d).__name__}")
         where = f"benchmark '{d.get('name', '<unnamed>')}'"
         values = _checked_fields(cls, d, where, nested={"sources", "arrange", "miniature"})
         values["sources"] = tuple(
@@ -237,7 +238,7 @@ class BenchmarkSpec:
         from perl_pipeline.benchmarks.layouts import LAYOUTS
 
         def fail(key: str, problem: str) -> None:
-            raise ValueError(f"{where}: key '{key}' {problem}")
+            raise ConfigError(f"{where}: key '{key}' {problem}")
 
         if self.layout not in LAYOUTS:
             fail("layout", f"is {self.layout!r}, not one of {', '.join(LAYOUTS)}")
@@ -319,71 +320,17 @@ class BenchmarkSpec:
 def _checked_fields(
     cls: type, d: Any, where: str, nested: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, Any]:
-    """Check a mapping against a dataclass's fields: unknown keys, missing keys, value types."""
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{where}: must be a mapping, got {type(d).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(fields)})")
-    required = [
-        n
-        for n, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [n for n in required if n not in d]
-    if missing:
-        raise ValueError(f"{where}: missing required key(s) {missing}")
-    hints = get_type_hints(cls)
-    values = {}
-    for key, value in d.items():
-        if key not in nested:
-            values[key] = _coerce(value, hints[key], f"{where}: key '{key}'")
-    return values
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check one parameter value against its annotation; lists become tuples."""
-    text = str(hint)
-    if value is None and "None" in text:
-        return None
-    if hint is bool or text == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
-        return value
-    if text.startswith("dict["):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
-        item = int if text.endswith("int]") else str
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, item):
-                raise ValueError(f"{where} must map names to {item.__name__}s, got {k!r}: {v!r}")
-            out[k] = v
-        return out
-    if text.startswith("tuple["):
-        items = [value] if isinstance(value, str) else _as_list(value, where)
-        if not all(isinstance(v, str) and v for v in items):
-            raise ValueError(f"{where} must be a list of non-empty strings, got {value!r}")
-        return tuple(items)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{where} must be a non-empty string, got {value!r}")
-    return value
+    """Check a mapping against a dataclass's fields with the configuration's one checker."""
+    return check_fields(cls, d, where, label=lambda key: f"{where}: key '{key}'", skip=nested)
 
 
 def _as_list(value: Any, where: str) -> list[Any]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
-        raise ValueError(f"{where} must be a list, got {value!r}")
-    return list(value)
+    return check_value(value, list, where)
 
 
 def _arrange_step(d: Any, where: str) -> ArrangeStep:
     if not isinstance(d, Mapping) or d.get("op") not in ARRANGE_STEPS:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: key 'op' must be one of {sorted(ARRANGE_STEPS)}, got "
             f"{d.get('op') if isinstance(d, Mapping) else d!r}"
         )

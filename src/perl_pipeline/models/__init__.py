@@ -1,6 +1,6 @@
 """The PERL model library (no Kedro): the frozen backbone, the thought projectors, the objective."""
 
-from perl_pipeline.models.factory import backbone_identity, build_perl, load_backbone
+from perl_pipeline.models.factory import backbone_identity, build_perl, check_model_settings, load_backbone
 from perl_pipeline.models.loading import (
     PretrainedWeightsUnavailable,
     WeightsFileError,
@@ -23,6 +23,7 @@ __all__ = [
     "backbone_identity",
     "build_perl",
     "causal_mask",
+    "check_model_settings",
     "check_weights",
     "class_text_features",
     "clip_logits",

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from torch import nn
 
-from perl_pipeline.config import ClipConfig, PerlConfig
-from perl_pipeline.models.loading import load_clip, weights_identity
+from perl_pipeline.config import ClipConfig, ConfigError, PerlConfig, check_perl_settings
+from perl_pipeline.models.loading import load_clip, register_model_configs, weights_identity
 from perl_pipeline.models.perl import PERL
+
+
+def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
+    """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
+
+    Raises:
+        ConfigError: an unknown model name, or a split layer outside 1..L-1 of a refined tower
+            (the rule PERL's constructor runs, here from the config before any weight is loaded).
+    """
+    import open_clip
+
+    register_model_configs()
+    config = open_clip.get_model_config(clip.model_name)
+    if config is None:
+        raise ConfigError(
+            f"clip.model_name={clip.model_name!r} is not an open_clip model config; "
+            "e.g. 'ViT-B-16-quickgelu' (the paper's) or 'PERL-Toy-ViT' (the demo's)"
+        )
+    depths = {"image": config["vision_cfg"]["layers"], "text": config["text_cfg"]["layers"]}
+    check_perl_settings(
+        perl.split_layer, perl.steps, perl.rank, perl.modalities, depths, where=f" of {clip.model_name}"
+    )
 
 
 def load_backbone(config: ClipConfig) -> nn.Module:

@@ -19,9 +19,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from perl_pipeline.config import MODALITIES, check_perl_settings
 from perl_pipeline.models.projector import build_projector, think
-
-MODALITIES = ("image", "text")
 
 
 class TextPrefix(NamedTuple):
@@ -229,32 +228,13 @@ def _run_blocks(
     return x if transformer.batch_first else x.transpose(0, 1)
 
 
-def check_split_layer(
-    split_layer: int,
-    depths: dict[str, int],
-    modalities: Sequence[str],
-    name: str = "split_layer",
-    where: str = "",
-) -> None:
-    """Raise unless 1 <= split_layer <= L - 1 for every refined tower (depths: modality -> L)."""
-    for modality in modalities:
-        depth = depths[modality]
-        if not 1 <= split_layer <= depth - 1:
-            raise ValueError(
-                f"{name}={split_layer} is outside 1..{depth - 1} for the {modality} tower{where} "
-                f"({depth} blocks): the frozen base and the refinement stack each need a block"
-            )
-
-
 def _check_settings(
     clip: nn.Module, split_layer: int, steps: int, rank: int, modalities: tuple[str, ...]
 ) -> None:
-    """Raise a clear error for a backbone or a setting PERL cannot use."""
+    """Raise a clear error for a backbone or a setting PERL cannot use (the settings' rule is
+    config.check_perl_settings, the one the configuration and the pre-run check use)."""
     from open_clip.transformer import VisionTransformer
 
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown:
-        raise ValueError(f"unknown modalities {unknown}; choose from {list(MODALITIES)}")
     visual = getattr(clip, "visual", None)
     if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
         raise TypeError(
@@ -273,8 +253,4 @@ def _check_settings(
     if clip.text_pool_type not in ("argmax", "eos"):
         raise TypeError(f"the text tower pools with {clip.text_pool_type!r}; PERL reads the EOS token")
     depths = {"image": len(visual.transformer.resblocks), "text": len(clip.transformer.resblocks)}
-    check_split_layer(split_layer, depths, modalities)
-    if steps < 0:
-        raise ValueError(f"steps={steps} must be >= 0 (0 is zero-shot CLIP)")
-    if rank < 1:
-        raise ValueError(f"rank={rank} must be >= 1")
+    check_perl_settings(split_layer, steps, rank, modalities, depths, prefix="")

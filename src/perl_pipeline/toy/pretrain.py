@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from perl_pipeline.config import PretrainConfig
+from perl_pipeline.toy.config import PretrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 
 import polars as pl
 
-from perl_pipeline.config import PretrainConfig, ToyClipConfig
+from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
 
 logger = logging.getLogger(__name__)
 
