@@ -4,9 +4,11 @@ preparation included."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline, node
 from kedro.runner import SequentialRunner
@@ -102,6 +104,9 @@ def test_a_pipeline_without_the_backbone_is_not_checked(tmp_path):
     assert ran == ["prepare"]
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "conf" / "base" / "parameters_benchmarks.yml"
+
+
 def test_the_project_pipelines_are_checked_before_data_preparation(tmp_path):
     """The real base-to-novel pipeline starts with data preparation; the weights are checked first."""
     from perl_pipeline.pipeline_registry import register_pipelines
@@ -111,6 +116,13 @@ def test_the_project_pipelines_are_checked_before_data_preparation(tmp_path):
     missing = tmp_path / "ViT-B-16.pt"
     catalog = _catalog({"model_name": "ViT-B-16-quickgelu", "pretrained": str(missing), "cache_dir": None})
     catalog["params:perl"] = MemoryDataset(PerlConfig())
+    values = {**RAW, "report_label": "", **yaml.safe_load(BENCHMARKS.read_text(encoding="utf-8"))}
+    for name in sorted(pipeline.inputs()):  # every other parameter the pipeline reads, as in conf/
+        if name.startswith("params:") and name not in catalog:
+            value = values
+            for part in name.removeprefix("params:").split("."):
+                value = value[part]
+            catalog[name] = MemoryDataset(value)
     with pytest.raises(WeightsFileError, match="does not exist"):
         CheckModelSettings().before_pipeline_run(run_params={}, pipeline=pipeline, catalog=catalog)
 

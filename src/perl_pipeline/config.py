@@ -390,9 +390,11 @@ class DataSourceConfig:
     tolerance: int = setting(0, low=0)  # missing / corrupt files accepted (dropped, with a warning)
     check_decode: bool = True  # decode what a run reads: val/test at preparation, the drawn shots
     miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
-    accept_checksum_mismatch: tuple[str, ...] = ()  # archive names used although their checksum differs
+    accept_checksum_mismatch: tuple[str, ...] | str = ()  # archives used although their checksum differs
 
     def __post_init__(self) -> None:
+        if isinstance(self.accept_checksum_mismatch, str):  # --params gives one name as a string
+            object.__setattr__(self, "accept_checksum_mismatch", (self.accept_checksum_mismatch,))
         folders = [name for name in self.accept_checksum_mismatch if "/" in name]
         if folders:
             raise ConfigError(

@@ -253,7 +253,11 @@ def test_layout_specific_requirements(benchmark_params: dict) -> None:
         ("dtd", _set("miniature.toy_key", "{snake"), ["'miniature.toy_key'", "format string"]),
         ("imagenet", _set("miniature.files_per_split", {"val": "x.jpg"}), ["files_per_split", "['val']"]),
         ("dtd", _set("miniature.subset_stride", 2), ["'miniature.subset_stride'", "wnid_folders"]),
-        ("dtd", _set("miniature.classes", {"banded": 1}), ["miniature: key 'classes'", "map names to str"]),
+        (
+            "dtd",
+            _set("miniature.classes", {"banded": 1}),
+            ["miniature: key 'classes'", "mapping of names to non-empty strings"],
+        ),
         ("dtd", _set("miniature.colour", "red"), ["benchmark 'dtd': miniature", "unknown key", "colour"]),
     ],
 )
