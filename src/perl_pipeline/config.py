@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MODALITIES = ("image", "text")
+PROJECTOR_INITS = ("default", "zero_out")  # as in perl_pipeline.models.projector
+FEW_SHOT_DRAWS = ("coop", "sorted")  # as in perl_pipeline.benchmarks.few_shot
 
 
 def _require(condition: bool, message: str) -> None:
@@ -34,6 +36,7 @@ class PerlConfig:
     rank: int = 1  # r: projector bottleneck
     modalities: tuple[str, ...] = MODALITIES  # towers that get a projector
     share_projector: bool = True  # false: one projector per step (untied ablation)
+    projector_init: str = "default"  # zero_out: output layer at zero, every thought starts equal
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", tuple(self.modalities))
@@ -43,6 +46,10 @@ class PerlConfig:
         _require(self.split_layer >= 1, f"perl.split_layer={self.split_layer} must be >= 1")
         _require(self.steps >= 0, f"perl.steps={self.steps} must be >= 0 (0 is zero-shot CLIP)")
         _require(self.rank >= 1, f"perl.rank={self.rank} must be >= 1")
+        _require(
+            self.projector_init in PROJECTOR_INITS,
+            f"perl.projector_init={self.projector_init!r} must be one of {list(PROJECTOR_INITS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,18 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class FewShotConfig:
-    """The few-shot draw: shots per class (the seeds are the protocol's, in settings.SEEDS)."""
+    """The few-shot draw: shots per class and the rule (the seeds are the protocol's, in
+    protocols.SEEDS). ``draw``: ``coop`` (the CoOp lineage's images) or ``sorted``."""
 
     shots: int = 16
+    draw: str = "coop"
 
     def __post_init__(self) -> None:
         _require(self.shots >= 1, f"few_shot.shots={self.shots} must be >= 1")
+        _require(
+            self.draw in FEW_SHOT_DRAWS,
+            f"few_shot.draw={self.draw!r} must be one of {list(FEW_SHOT_DRAWS)}",
+        )
 
 
 @dataclass(frozen=True)
