@@ -9,6 +9,12 @@ features run once when missing (again per setting only when the swept key change
 averages become one row of ``ablations.table`` / ``ablations.markdown``
 (``08_reporting/ablations/``). A last run with the environment's own settings leaves the
 protocol's outputs as a plain ``kedro run`` would.
+
+``--with key=value`` (repeatable) holds a setting fixed under every row, e.g. the paper's own
+budget on the demo under both projector initialisations:
+
+    python -m perl_pipeline.sweep --env demo --with training.lr=1e-4 --with training.epochs=1 \
+        perl.projector_init=default,zero_out
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 PREPARATION = ("data_preparation", "few_shot_splits", "text_features")
 PER_SETTING = ("training", "evaluation", "reporting")
 FEATURE_KEYS = ("perl.split_layer", "clip.")  # keys whose change invalidates the text features
+PREPARATION_KEYS = ("data_root", "data_source", "few_shot")  # keys a --with may not hold fixed
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
@@ -67,6 +74,28 @@ def nested(key: str, value) -> dict:
     return value
 
 
+def merged(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested dictionaries key by key (neither is modified)."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(out.get(key), dict) and isinstance(value, dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
+
+
+def parse_fixed(argument: str) -> tuple[str, object]:
+    """'training.lr=1e-4' -> ('training.lr', 1e-4): one value, for a setting of training onwards."""
+    key, values = parse_setting(argument)
+    if len(values) != 1:
+        raise ValueError(f"--with takes one value, got {argument!r}; sweep several as a setting")
+    if key.split(".")[0] in PREPARATION_KEYS:
+        raise ValueError(
+            f"--with {argument}: the sweep prepares data once with the environment's settings; set "
+            f"{key} in conf/<env>/parameters.yml instead"
+        )
+    return key, values[0]
+
+
 def summarize(results: pl.DataFrame, record: dict) -> dict:
     """One sweep row from a base_to_novel results table and a training record."""
     mean_of_hms = results.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS).row(0, named=True)
@@ -86,11 +115,13 @@ def summarize(results: pl.DataFrame, record: dict) -> dict:
     }
 
 
-def to_markdown(table: pl.DataFrame) -> str:
-    """The sweep as a markdown table (accuracies in %, alignments as cosines)."""
+def to_markdown(table: pl.DataFrame, fixed: Sequence[tuple[str, object]] = ()) -> str:
+    """The sweep as a markdown table (accuracies in %, alignments as cosines); ``fixed`` (the
+    ``--with`` settings) is named under the title."""
     lines = [
         "# Ablations (base_to_novel, averages over benchmarks and seeds)",
         "",
+        *([f"Every row also sets {', '.join(f'{k}={_flow(v)}' for k, v in fixed)}.", ""] if fixed else []),
         "| parameter | value | trainable | base | novel | HM (mean of HMs) | HM of means | cos v(0),v(K) "
         "| cos t(0),t(K) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -116,8 +147,11 @@ def run_sweep(
     env: str | None = None,
     project_path: Path | str = ".",
     conf_source: str | None = None,
+    fixed: Sequence[tuple[str, object]] = (),
 ) -> pl.DataFrame:
     """Run base_to_novel once per (key, value) and save the table of their averages.
+
+    ``fixed`` ((key, value) pairs, see :func:`parse_fixed`) is set under every setting's run.
 
     Returns:
         One row per setting: parameter, value, then :func:`summarize`'s columns.
@@ -135,14 +169,18 @@ def run_sweep(
             project_path=project_path, env=env, conf_source=conf_source, runtime_params=params
         )
 
+    base: dict = {}
+    for key, value in fixed:
+        base = merged(base, nested(key, value))
+    fixed_features = any(key.startswith(FEATURE_KEYS) for key, _ in fixed)
     with session() as prepare:
         prepare.run(pipeline_names=["base_to_novel"], tags=list(PREPARATION), only_missing_outputs=True)
     rows = []
     for key, values in settings:
-        tags = _tags(rebuild_features=key.startswith(FEATURE_KEYS))
+        tags = _tags(rebuild_features=fixed_features or key.startswith(FEATURE_KEYS))
         for value in values:
             logger.info("sweep: %s=%s", key, value)
-            with session(nested(key, value)) as run:
+            with session(merged(base, nested(key, value))) as run:
                 run.run(pipeline_names=["base_to_novel"], tags=tags)
                 catalog = run.load_context().catalog
                 record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
@@ -153,11 +191,13 @@ def run_sweep(
     with session() as restore:
         restore.run(
             pipeline_names=["base_to_novel"],
-            tags=_tags(rebuild_features=any(key.startswith(FEATURE_KEYS) for key, _ in settings)),
+            tags=_tags(
+                rebuild_features=fixed_features or any(key.startswith(FEATURE_KEYS) for key, _ in settings)
+            ),
         )
         catalog = restore.load_context().catalog
         catalog.save("ablations.table", table)
-        catalog.save("ablations.markdown", to_markdown(table))
+        catalog.save("ablations.markdown", to_markdown(table, fixed))
     return table
 
 
@@ -177,11 +217,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("settings", nargs="+", help="key=value[,value...], e.g. perl.steps=0,1,2")
     parser.add_argument("--env", default=None, help="Kedro environment (e.g. demo)")
+    parser.add_argument(
+        "--with",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting held fixed under every row, e.g. training.lr=1e-4 (repeatable)",
+    )
     args = parser.parse_args(argv)
     settings = [parse_setting(s) for s in args.settings]  # errors before any run
+    fixed = [parse_fixed(s) for s in args.fixed]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    table = run_sweep(settings, env=args.env)
-    logger.info("sweep finished:\n%s", to_markdown(table))
+    table = run_sweep(settings, env=args.env, fixed=fixed)
+    logger.info("sweep finished:\n%s", to_markdown(table, fixed))
 
 
 if __name__ == "__main__":
