@@ -30,6 +30,8 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
         (lambda: TrainConfig(precision="fp16"), "precision"),
         (lambda: EvalConfig(batch_size=0), "evaluation.batch_size=0"),
         (lambda: FewShotConfig(shots=0), "few_shot.shots=0"),
+        (lambda: FewShotConfig(draw="dassl"), "few_shot.draw='dassl'"),
+        (lambda: PerlConfig(projector_init="zero"), "perl.projector_init='zero'"),
         (lambda: ToyClipConfig(held_out=["red dragon"]), "not a toy-world concept"),
         (lambda: ToyClipConfig(templates=["a photo."]), "concept"),
         (lambda: ToyClipConfig(shifted={"noise": 2.0}), "noise"),
@@ -45,6 +47,11 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
 def test_impossible_values_name_the_parameter(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_defaults_are_coops_draw_and_pytorchs_init():
+    assert FewShotConfig().draw == "coop"
+    assert PerlConfig().projector_init == "default"
 
 
 def test_yaml_lists_become_tuples():

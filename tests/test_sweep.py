@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
-from perl_pipeline.sweep import nested, parse_setting
+from perl_pipeline.sweep import fixed_params, merged, nested, parse_fixed, parse_setting, to_markdown
 
 
 @pytest.mark.parametrize(
@@ -91,3 +92,35 @@ def test_the_command_line_names_the_bad_argument(no_runs, monkeypatch, capsys):
         main(["--env", "demo", "perl.steps=0,1", "perl.rank=1,0"])
     assert exit_.value.code == 2
     assert "sweep argument perl.rank=0: perl.rank=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_fixed_settings_merge_under_every_row() -> None:
+    fixed = [parse_fixed("training.lr=1e-4"), parse_fixed("training.epochs=1")]
+    assert fixed == [("training.lr", 1e-4), ("training.epochs", 1)]
+    base = fixed_params(fixed)
+    row = merged(base, nested("perl.projector_init", "zero_out"))
+    assert row == {"training": {"lr": 1e-4, "epochs": 1}, "perl": {"projector_init": "zero_out"}}
+    assert base == {"training": {"lr": 1e-4, "epochs": 1}}  # not modified by the merge
+    assert merged(base, nested("training.lr", 2e-2))["training"] == {"lr": 2e-2, "epochs": 1}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [("training.lr=1e-4,1e-3", "one value"), ("data_source.tolerance=1", "parameters.yml")],
+)
+def test_fixed_settings_are_single_and_after_preparation(bad: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_fixed(bad)
+
+
+def test_the_table_names_the_fixed_settings() -> None:
+    row = {
+        "parameter": "perl.projector_init",
+        "value": "zero_out",
+        "trainable_parameters": 802,
+        **{k: 50.0 for k in ("base", "novel", "hm", "hm_of_means", "zeroshot_base", "zeroshot_novel")},
+        **{"zeroshot_hm": 50.0, "image_alignment": 0.99, "text_alignment": 0.98},
+    }
+    text = to_markdown(pl.DataFrame([row]), [("training.lr", 1e-4), ("training.epochs", 1)])
+    assert "Every row also sets training.lr=0.0001, training.epochs=1." in text
+    assert "Every row also sets" not in to_markdown(pl.DataFrame([row]))

@@ -21,6 +21,11 @@ MODALITIES: tuple[str, ...] = get_args(Modality)  # the towers PERL can refine
 Precision = Literal["bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)  # autocast dtype on GPUs; the CPU runs fp32
 
+ProjectorInit = Literal["default", "zero_out"]
+PROJECTOR_INITS: tuple[str, ...] = get_args(ProjectorInit)  # as in perl_pipeline.models.projector
+FewShotDraw = Literal["coop", "sorted"]
+FEW_SHOT_DRAWS: tuple[str, ...] = get_args(FewShotDraw)  # as in perl_pipeline.benchmarks.few_shot
+
 T = TypeVar("T")
 
 
@@ -340,6 +345,7 @@ class PerlConfig:
     rank: int = 1  # r: projector bottleneck
     modalities: tuple[Modality, ...] = MODALITIES  # towers that get a projector
     share_projector: bool = True  # false: one projector per step (untied ablation)
+    projector_init: ProjectorInit = "default"  # zero_out: output layer at zero, every thought starts equal
 
     def __post_init__(self) -> None:
         check_perl_settings(self.split_layer, self.steps, self.rank, self.modalities)
@@ -376,9 +382,11 @@ class EvalConfig:
 
 @typed_config("few_shot")
 class FewShotConfig:
-    """The few-shot draw: shots per class (the seeds are the protocol's, in settings.SEEDS)."""
+    """The few-shot draw: shots per class and the rule (the seeds are the protocol's, in
+    protocols.SEEDS). ``draw``: ``coop`` (the CoOp lineage's images) or ``sorted``."""
 
     shots: int = setting(16, low=1)
+    draw: FewShotDraw = "coop"
 
 
 @typed_config("data_source")

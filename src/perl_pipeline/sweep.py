@@ -11,6 +11,12 @@ reading the prepared data through hard links (and rerunning the few-shot draws o
 features there when the swept key changes them: ``few_shot.*``, ``perl.split_layer``,
 ``clip.*``). The protocol's own outputs are never written. The settings' averages become the
 rows of ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
+
+``--with key=value`` (repeatable) holds a setting fixed under every row, e.g. the paper's own
+budget on the demo under both projector initialisations:
+
+    python -m perl_pipeline.sweep --env demo --with training.lr=1e-4 --with training.epochs=1 \
+        perl.projector_init=default,zero_out
 """
 
 from __future__ import annotations
@@ -84,6 +90,27 @@ def nested(key: str, value) -> dict:
     return value
 
 
+def fixed_params(fixed: Sequence[tuple[str, object]]) -> dict:
+    """The ``--with`` settings as one nested parameters dict."""
+    out: dict = {}
+    for key, value in fixed:
+        out = merged(out, nested(key, value))
+    return out
+
+
+def parse_fixed(argument: str) -> tuple[str, object]:
+    """'training.lr=1e-4' -> ('training.lr', 1e-4): one value, for a setting of training onwards."""
+    key, values = parse_setting(argument)
+    if len(values) != 1:
+        raise ValueError(f"--with takes one value, got {argument!r}; sweep several as a setting")
+    if key.startswith(SHARED_KEYS) or ".benchmark" in key:
+        raise ValueError(
+            f"--with {argument}: every setting shares the raw data prepared with the environment's "
+            f"settings; set {key} in conf/<env>/parameters.yml instead"
+        )
+    return key, values[0]
+
+
 def summarize(results: pl.DataFrame, record: dict) -> dict:
     """One sweep row from a base_to_novel results table and a training record."""
     mean_of_hms = results.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS).row(0, named=True)
@@ -103,11 +130,13 @@ def summarize(results: pl.DataFrame, record: dict) -> dict:
     }
 
 
-def to_markdown(table: pl.DataFrame) -> str:
-    """The sweep as a markdown table (accuracies in %, alignments as cosines)."""
+def to_markdown(table: pl.DataFrame, fixed: Sequence[tuple[str, object]] = ()) -> str:
+    """The sweep as a markdown table (accuracies in %, alignments as cosines); ``fixed`` (the
+    ``--with`` settings) is named under the title."""
     lines = [
         "# Ablations (base_to_novel, averages over benchmarks and seeds)",
         "",
+        *([f"Every row also sets {', '.join(f'{k}={_flow(v)}' for k, v in fixed)}.", ""] if fixed else []),
         "| parameter | value | trainable | base | novel | HM (mean of HMs) | HM of means | cos v(0),v(K) "
         "| cos t(0),t(K) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -153,9 +182,9 @@ def check_settings(
                 f"one run per value, e.g. kedro run --pipelines base_to_novel --params {key}=<value>"
             )
         for value in values:
-            merged = _merge(params, nested(key, value))
+            values_set = merged(params, nested(key, value))
             try:
-                check_parameters({name: _get(merged, name) for name in used})
+                check_parameters({name: _get(values_set, name) for name in used})
             except (ValueError, KeyError) as exc:
                 raise ConfigError(f"sweep argument {key}={_flow(value)}: {exc}") from exc
 
@@ -166,6 +195,7 @@ def run_sweep(
     env: str | None = None,
     project_path: Path | str = ".",
     conf_source: str | None = None,
+    fixed: Sequence[tuple[str, object]] = (),
 ) -> pl.DataFrame:
     """Run base_to_novel once per (key, value) into its own data folder and save their averages.
 
@@ -173,6 +203,8 @@ def run_sweep(
     (the swept key overridden) into ``<data>/09_sweeps/<nn>_<key>=<value>/``, reading the
     prepared index, few-shot draws and text features of the environment's data folder through
     hard links (or copies); the protocol's own outputs are never written.
+
+    ``fixed`` ((key, value) pairs, see :func:`parse_fixed`) is set under every setting's run.
 
     Returns:
         One row per setting: parameter, value, then :func:`summarize`'s columns.
@@ -202,15 +234,17 @@ def run_sweep(
         params, data = loader["parameters"], Path(loader["globals"]["data"])
     data = data if data.is_absolute() else project_path / data
     used = [n.removeprefix("params:") for n in pipelines["base_to_novel"].inputs() if n.startswith("params:")]
+    params = merged(params, fixed_params(fixed))
     check_settings(settings, params, used)
 
     with session() as prepare:
         prepare.run(pipeline_names=["base_to_novel"], tags=list(PREPARATION), only_missing_outputs=True)
     rows = []
+    held = [k for k, _ in fixed]
     with tempfile.TemporaryDirectory(prefix="perl-sweep-conf-") as scratch:
         number = 0
         for key, values in settings:
-            rerun = [stage for stage, keys in RERUN_FOR.items() if key.startswith(keys)]
+            rerun = [s for s, keys in RERUN_FOR.items() if any(k.startswith(keys) for k in (key, *held))]
             for value in values:
                 number += 1
                 tag = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{number:02d}_{key}={_flow(value)}")
@@ -219,7 +253,7 @@ def run_sweep(
                 setting_conf = _setting_conf(conf, Path(scratch) / tag, run_env, folder)
                 _share_prepared(data, folder, skip=rerun)
                 # the environment's parameters as resolved once (data_root, cache_dir included)
-                with session(_merge(params, nested(key, value)), setting_conf) as run:
+                with session(merged(params, nested(key, value)), setting_conf) as run:
                     run.run(pipeline_names=["base_to_novel"], tags=[*PER_SETTING, *rerun])
                     catalog = run.load_context().catalog
                     record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
@@ -230,7 +264,7 @@ def run_sweep(
     with session() as report:
         catalog = report.load_context().catalog
         catalog.save("ablations.table", table)
-        catalog.save("ablations.markdown", to_markdown(table))
+        catalog.save("ablations.markdown", to_markdown(table, fixed))
     return table
 
 
@@ -263,12 +297,12 @@ def _share_prepared(data: Path, folder: Path, skip: Sequence[str]) -> None:
                     shutil.copy2(source, target)
 
 
-def _merge(base: Mapping, override: Mapping) -> dict:
+def merged(base: Mapping, override: Mapping) -> dict:
     """`override` merged into a deep copy of `base`, mapping by mapping."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merged(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -293,17 +327,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("settings", nargs="+", help="key=value[,value...], e.g. perl.steps=0,1,2")
     parser.add_argument("--env", default=None, help="Kedro environment (e.g. demo)")
+    parser.add_argument(
+        "--with",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting held fixed under every row, e.g. training.lr=1e-4 (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = [parse_setting(s) for s in args.settings]
+        fixed = [parse_fixed(s) for s in args.fixed]
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        table = run_sweep(settings, env=args.env)
+        table = run_sweep(settings, env=args.env, fixed=fixed)
     except ConfigError as exc:  # raised by check_settings, before any run
         parser.error(str(exc))
-    logger.info("sweep finished:\n%s", to_markdown(table))
+    logger.info("sweep finished:\n%s", to_markdown(table, fixed))
 
 
 if __name__ == "__main__":

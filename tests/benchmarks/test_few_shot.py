@@ -1,7 +1,13 @@
-"""Few-shot draws (docs/method.md §6.2): exact, deterministic, order-free; base/novel from one draw."""
+"""Few-shot draws (docs/method.md §6.2): exact, deterministic; base/novel from one draw.
+
+The ``sorted`` rule is also order-free; CoOp's rule (the default) is checked against Dassl's
+procedure in test_few_shot_coop.py.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 
@@ -9,11 +15,16 @@ import polars as pl
 import pytest
 
 from perl_pipeline.benchmarks.few_shot import (
+    DEFAULT_DRAW,
+    DRAWS,
     FEW_SHOT_SCHEMA,
     StaleSplitError,
     check_fresh,
     draw_few_shot,
+    few_shot_recipe,
+    few_shot_recipe_of,
     index_content_hash,
+    index_order_hash,
     subsample_classes,
     subset_labels,
 )
@@ -66,9 +77,9 @@ def test_exact_counts_per_class_and_schema() -> None:
 
 
 def test_matches_the_reference_algorithm() -> None:
-    """Per class, sorted paths; one random.Random(seed) used class by class, train then val."""
+    """draw=sorted: per class, sorted paths; one random.Random(seed) class by class, train then val."""
     index = make_index(3)
-    table = rows(draw_few_shot(index, shots=5, seeds=[7]), subset="all")
+    table = rows(draw_few_shot(index, shots=5, seeds=[7], draw="sorted"), subset="all")
     rng = random.Random(7)
     for split, k in (("train", 5), ("val", 4)):
         for label in range(3):
@@ -79,16 +90,48 @@ def test_matches_the_reference_algorithm() -> None:
 
 def test_deterministic_across_runs_and_input_order() -> None:
     index = make_index(8)
-    first = draw_few_shot(index, shots=4, seeds=[1, 2])
-    assert draw_few_shot(index, shots=4, seeds=[1, 2]).equals(first)
+    first = draw_few_shot(index, shots=4, seeds=[1, 2], draw="sorted")
+    assert draw_few_shot(index, shots=4, seeds=[1, 2], draw="sorted").equals(first)
     for seed in (0, 1, 2):
-        assert draw_few_shot(shuffled(index, seed), shots=4, seeds=[1, 2]).equals(first)
+        assert draw_few_shot(shuffled(index, seed), shots=4, seeds=[1, 2], draw="sorted").equals(first)
 
 
-def test_does_not_touch_global_random_state() -> None:
+def test_coop_draw_is_deterministic_and_follows_the_index_order() -> None:
+    index = shuffled(make_index(8), 4)
+    first = draw_few_shot(index, shots=4, seeds=[1, 2])
+    assert draw_few_shot(index, shots=4, seeds=[1, 2], draw="coop").equals(first)
+    reordered = draw_few_shot(shuffled(index, 9), shots=4, seeds=[1, 2])
+    assert not reordered.select("path").equals(first.select("path"))  # another split-file order
+
+
+def test_sorted_draw_is_todays_table_exactly() -> None:
+    """draw=sorted reproduces, row for row, the table of the rule it was before draws had names."""
+    index = shuffled(make_index(9, small={3: 5, 6: 16}), 11)
+    table = draw_few_shot(index, shots=16, seeds=[1, 2, 3], draw="sorted")
+    digest = hashlib.sha256(json.dumps(table.rows()).encode()).hexdigest()
+    assert digest == "3fa3c4533a7463b516c062707f78659d187fcfe4fee76561ac1847b66aadafcd"
+
+
+def test_draw_is_part_of_the_recipe() -> None:
+    index = make_index(4)
+    source = index_content_hash(index)
+    assert DRAWS == ("coop", "sorted") and DEFAULT_DRAW == "coop"
+    coop = few_shot_recipe_of(draw_few_shot(index, shots=2, seeds=[1]), 1)
+    assert coop == few_shot_recipe(source, 2, 1, "coop", index_order_hash(index))
+    assert coop["draw"] == "coop" and coop["order"] == index_order_hash(index)
+    ordered = few_shot_recipe_of(draw_few_shot(index, shots=2, seeds=[1], draw="sorted"), 1)
+    assert ordered == {"index": source, "shots": 2, "seed": 1, "draw": "sorted"}
+    with pytest.raises(ValueError, match="order hash"):
+        few_shot_recipe(source, 2, 1, "coop")
+    with pytest.raises(ValueError, match="draw must be one of"):
+        few_shot_recipe(source, 2, 1, "dassl")
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_does_not_touch_global_random_state(draw: str) -> None:
     random.seed(1234)
     state = random.getstate()
-    draw_few_shot(make_index(4), shots=3, seeds=[1])
+    draw_few_shot(shuffled(make_index(4), 2), shots=3, seeds=[1], draw=draw)
     assert random.getstate() == state
 
 
@@ -173,7 +216,7 @@ def test_content_hash_is_order_independent_and_content_sensitive() -> None:
 
 def test_stale_draw_is_detected() -> None:
     index = make_index(6)
-    table = draw_few_shot(index, shots=2, seeds=[1, 2])
+    table = draw_few_shot(index, shots=2, seeds=[1, 2], draw="sorted")
     assert table["source_hash"].unique().to_list() == [index_content_hash(index)]
     check_fresh(table, index)
     check_fresh(table, shuffled(index, 5))
@@ -182,9 +225,23 @@ def test_stale_draw_is_detected() -> None:
         check_fresh(table, changed)
     assert "drawn from another index" in str(err.value)
     assert "draw it again" in str(err.value)
-    mixed = pl.concat([table, draw_few_shot(changed, shots=2, seeds=[3])])
+    mixed = pl.concat([table, draw_few_shot(changed, shots=2, seeds=[3], draw="sorted")])
     with pytest.raises(StaleSplitError):
         check_fresh(mixed, index)
+
+
+def test_reordered_split_file_makes_a_coop_draw_stale() -> None:
+    """The coop draw follows the split file's order, so a reordered index is a different input."""
+    index = make_index(6)
+    table = draw_few_shot(index, shots=2, seeds=[1, 2])
+    check_fresh(table, index)
+    check_fresh(
+        table, index.filter(pl.col("split") != "test").vstack(index.filter(pl.col("split") == "test"))
+    )
+    with pytest.raises(StaleSplitError) as err:
+        check_fresh(table, shuffled(index, 5))
+    assert "another order" in str(err.value)
+    assert "kedro run --pipelines few_shot_splits" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -194,6 +251,7 @@ def test_stale_draw_is_detected() -> None:
         ({"shots": 1.5, "seeds": [1]}, "shots must be a positive integer"),
         ({"shots": 1, "seeds": []}, "at least one seed"),
         ({"shots": 1, "seeds": [1], "subsets": ["new"]}, "subsets must be among"),
+        ({"shots": 1, "seeds": [1], "draw": "dassl"}, "few_shot.draw"),
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict, message: str) -> None:

@@ -126,6 +126,16 @@ def test_base_to_novel_report_with_two_benchmarks() -> None:
     )
 
 
+def test_every_report_prints_the_setup_line() -> None:
+    setup = "Few-shot draw: coop (the CoOp lineage's images); projector init: default."
+    runs = make_runs(benchmarks=("imagenet", "dtd", "imagenet_v2"))
+    for report in (base_to_novel_report, cross_dataset_report, domain_generalization_report):
+        _, markdown = report(runs, benchmarks=BENCHMARKS, setup=setup)
+        assert f"\n- {setup}\n" in markdown
+        _, plain = report(runs, benchmarks=BENCHMARKS)
+        assert "Few-shot draw" not in plain
+
+
 def test_reported_hm_is_2bn_over_b_plus_n_or_flagged() -> None:
     table, markdown = base_to_novel_report(make_runs(benchmarks=BASE_TO_NOVEL), benchmarks=BENCHMARKS)
     flagged = markdown[markdown.index("### Consistency of the reported HMs") :]

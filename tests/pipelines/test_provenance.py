@@ -74,6 +74,8 @@ def test_every_stage_artefact_records_what_it_was_made_from(dtd_run):
     record = json.loads(_projector(dtd_run, 1).with_suffix(".json").read_text())
     assert record["recipe"] == projector and projector["perl"]["split_layer"] == 2
     assert projector["training"]["epochs"] == 1 and projector["few_shot"] and projector["text_features"]
+    assert record["few_shot_draw"] == "sorted" and record["projector_init"] == "default"  # the demo's
+    assert projector["perl"]["projector_init"] == "default"
     runs = pl.read_parquet(dtd_run / RUNS)
     assert runs["projector"].n_unique() == len(SEEDS) and runs["text_features"].n_unique() == 1
     assert (dtd_run / TEXT).stat().st_mode & 0o044 == 0o044  # readable by the group and others

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from perl_pipeline.pipelines.reporting.nodes import write_report
+from perl_pipeline.pipelines.reporting.nodes import setup_line, write_report
 from perl_pipeline.pipelines.reporting.pipeline import create_pipeline
 from tests.evaluation.test_metrics import make_runs
 
@@ -48,3 +48,20 @@ def test_a_missing_block_is_an_error_naming_the_benchmarks(benchmark_params: dic
             protocol="base_to_novel",
             benchmarks=("dtd", "eurosat"),
         )
+
+
+def test_the_report_names_the_draw_and_the_init_of_its_training_record(benchmark_params: dict) -> None:
+    record = {"trainable_parameters": 802, "few_shot_draw": "coop", "projector_init": "zero_out"}
+    _, markdown, *_ = write_report(
+        "",
+        record,
+        make_runs(benchmarks=("dtd",), steps=2),
+        benchmark_params["dtd"]["benchmark"],
+        protocol="base_to_novel",
+        benchmarks=("dtd",),
+    )
+    assert "- Few-shot draw: coop (the CoOp lineage's images); projector init: zero_out." in markdown
+    assert setup_line({"few_shot_draw": "sorted", "projector_init": "default"}) == (
+        "Few-shot draw: sorted (paths sorted per class); projector init: default."
+    )
+    assert setup_line({"trainable_parameters": 802}) == ""  # a record naming neither adds no line

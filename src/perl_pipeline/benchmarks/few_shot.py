@@ -1,12 +1,20 @@
 """Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
-One draw per seed over ALL classes (as Dassl does): per class, the train images sorted by path
-and ``random.Random(seed).sample(items, shots)``; a class with fewer images keeps them all. The
-val split gets ``min(shots, 4)`` per class from the same generator. Base and novel rows are the
-first ``ceil(n/2)`` labels / the rest of that one draw, relabelled from 0.
+One draw per seed over ALL classes (as Dassl does), with one private ``random.Random(seed)``:
+per class ``sample(items, shots)`` (a class with fewer images keeps them all), then the val
+split with ``min(shots, 4)`` per class from the same generator. Two rules (:data:`DRAWS`) say
+which items a class has and in which order the classes are visited:
 
-Unlike CoOp's pickles, the table stores paths relative to ``data_root`` and a content hash of
-the index it was drawn from, so a stale draw is detected (:func:`check_fresh`).
+- ``coop`` (the default): the index's own row order, i.e. the split file's list order (FGVC:
+  its ``images_variant_<split>.txt`` order; ImageNet: sorted folders and file names), classes in
+  order of first appearance. This is Dassl's ``generate_fewshot_dataset`` after CoOp's
+  ``set_random_seed(seed)``, so it picks the very images of the CoOp lineage's runs.
+- ``sorted``: each class's paths sorted, classes in label order; independent of row order.
+
+Base and novel rows are the first ``ceil(n/2)`` labels / the rest of that one draw, relabelled
+from 0. Unlike CoOp's pickles, the table stores paths relative to ``data_root``, a content hash
+of the index it was drawn from and, for ``coop``, a hash of the index's order, so a stale draw is
+detected (:func:`check_fresh`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import polars as pl
 
 from perl_pipeline.benchmarks.index import label_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError
+from perl_pipeline.config import FEW_SHOT_DRAWS
 from perl_pipeline.provenance import canonical_json, fingerprint
 
 SUBSETS = ("all", "base", "novel")
@@ -36,8 +45,11 @@ FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {
     "source_hash": pl.String(),
     "recipe": pl.String(),  # canonical JSON of few_shot_recipe(...), the same on every row
 }
-DRAW = "sorted"  # each class's train paths sorted, then random.Random(seed).sample
+DRAWS = FEW_SHOT_DRAWS  # one home: the configuration
+"""``coop``: the index's (split file's) order, as Dassl; ``sorted``: paths sorted, label order."""
+DEFAULT_DRAW = "coop"
 _HASH_VERSION = b"perl-index-v1\n"
+_ORDER_VERSION = b"perl-index-order-v1\n"
 _HASH_CHUNK = 100_000
 
 
@@ -69,13 +81,43 @@ def index_content_hash(index: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str = DRAW) -> dict:
-    """What determines one seed's draw: the index it was drawn from, K, the seed and the rule."""
-    return {"index": source_hash, "shots": int(shots), "seed": int(seed), "draw": draw}
+def index_order_hash(index: pl.DataFrame) -> str:
+    """sha256 of the train and val rows (split, path, label) in the index's row order.
+
+    The ``coop`` draw depends on this order (the split file's), which :func:`index_content_hash`
+    deliberately ignores.
+    """
+    lines = (
+        index.filter(pl.col("split").is_in(["train", "val"]))
+        .select(
+            pl.concat_str(
+                [pl.col("split"), pl.col("path"), pl.col("label").cast(pl.String)], separator="\x1f"
+            )
+        )
+        .to_series()
+    )
+    digest = hashlib.sha256(_ORDER_VERSION)
+    for start in range(0, lines.len(), _HASH_CHUNK):
+        digest.update("\x1e".join(lines.slice(start, _HASH_CHUNK).to_list()).encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
-def few_shot_identity(few_shot: pl.DataFrame, seed: int) -> str:
-    """The fingerprint of the recipe of one seed's draw in a few-shot table."""
+def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str, order: str | None = None) -> dict:
+    """What determines one seed's draw: the index it was drawn from, K, the seed and the rule.
+
+    ``order`` (:func:`index_order_hash`) is required by, and only recorded for, the ``coop`` draw.
+    """
+    if draw not in DRAWS:
+        raise ValueError(f"draw must be one of {DRAWS}, got {draw!r}")
+    if (draw == "coop") != (order is not None):
+        raise ValueError("the coop draw needs the index's order hash, and only the coop draw has one")
+    recipe = {"index": source_hash, "shots": int(shots), "seed": int(seed), "draw": draw}
+    return recipe if order is None else recipe | {"order": order}
+
+
+def few_shot_recipe_of(few_shot: pl.DataFrame, seed: int) -> dict:
+    """The recipe of one seed's draw in a few-shot table (its ``draw`` names the rule used)."""
     rows = few_shot.filter(pl.col("seed") == seed) if "recipe" in few_shot.columns else few_shot.clear()
     recipes = rows["recipe"].unique().to_list() if "recipe" in rows.columns else []
     if len(recipes) != 1:
@@ -84,36 +126,54 @@ def few_shot_identity(few_shot: pl.DataFrame, seed: int) -> str:
             "written by an older version of the pipeline): draw it again: "
             "kedro run --pipelines few_shot_splits"
         )
-    return fingerprint(json.loads(recipes[0]))
+    return json.loads(recipes[0])
+
+
+def few_shot_identity(few_shot: pl.DataFrame, seed: int) -> str:
+    """The fingerprint of the recipe of one seed's draw in a few-shot table."""
+    return fingerprint(few_shot_recipe_of(few_shot, seed))
 
 
 def draw_few_shot(
-    index: pl.DataFrame, *, shots: int, seeds: Sequence[int], subsets: Sequence[str] = SUBSETS
+    index: pl.DataFrame,
+    *,
+    shots: int,
+    seeds: Sequence[int],
+    subsets: Sequence[str] = SUBSETS,
+    draw: str = DEFAULT_DRAW,
 ) -> pl.DataFrame:
     """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed.
 
-    The result does not depend on the index's row order, the filesystem or global random state.
+    The result never depends on the filesystem or on global random state (each seed has its
+    own generator; the caller's ``random`` state is left alone). With ``draw="coop"`` it follows
+    the index's row order, which the layout readers keep as the split files list it; with
+    ``draw="sorted"`` it does not depend on the row order either.
 
     Args:
-        index: The benchmark index (columns split, path, label, classname).
+        index: The benchmark index (columns split, path, label, classname), in reader order.
         shots: Images per class (K).
         seeds: One draw per seed.
         subsets: Which class subsets to emit; base/novel rows come from the ``all`` draw.
+        draw: The rule, one of :data:`DRAWS` (``few_shot.draw``).
 
     Returns:
         A table with :data:`FEW_SHOT_SCHEMA` columns (seed, subset, split, path, label,
-        original_label, classname, source_hash), sorted by seed, subset, split, label, path.
+        original_label, classname, source_hash, recipe), sorted by seed, subset, split, label,
+        path.
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
     if not seeds:
         raise ValueError("seeds must name at least one seed")
+    if draw not in DRAWS:
+        raise ValueError(f"draw must be one of {DRAWS} (few_shot.draw), got {draw!r}")
     bad = [s for s in subsets if s not in SUBSETS]
     if bad:
         raise ValueError(f"subsets must be among {SUBSETS}, got {bad}")
     num_classes = len(label_classnames(index))
     source_hash = index_content_hash(index)
-    pools = _pools(index)
+    order = index_order_hash(index) if draw == "coop" else None
+    pools = _pools(index, draw)
     frames = []
     for seed in seeds:
         drawn = _draw(pools, shots, int(seed))
@@ -122,43 +182,48 @@ def draw_few_shot(
             subset=pl.lit("all"),
             original_label=pl.col("label"),
             source_hash=pl.lit(source_hash),
-            recipe=pl.lit(canonical_json(few_shot_recipe(source_hash, shots, seed))),
+            recipe=pl.lit(canonical_json(few_shot_recipe(source_hash, shots, seed, draw, order))),
         )
         frames += [subsample_classes(all_rows, s, num_classes) for s in subsets]
-    order = {name: i for i, name in enumerate(SUBSETS)}
+    subset_order = {name: i for i, name in enumerate(SUBSETS)}
     table = pl.concat([f.select(list(FEW_SHOT_SCHEMA)) for f in frames]).cast(FEW_SHOT_SCHEMA)
     return table.sort(
         pl.col("seed"),
-        pl.col("subset").replace_strict(order),
+        pl.col("subset").replace_strict(subset_order),
         pl.col("split").replace_strict({"train": 0, "val": 1}),
         pl.col("label"),
         pl.col("path"),
     )
 
 
-def _pools(index: pl.DataFrame) -> dict[str, dict[int, list[tuple[str, str]]]]:
-    """split -> label -> [(path, classname)] sorted by path (train and val only)."""
+def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str, str]]]]:
+    """split -> label -> [(path, classname)] for train and val, in the order the draw visits them.
+
+    ``coop``: Dassl's ``split_dataset_by_label``, i.e. the index's row order, labels in order of
+    first appearance. ``sorted``: labels ascending, each class's paths sorted.
+    """
     pools: dict[str, dict[int, list[tuple[str, str]]]] = {
         "train": defaultdict(list),
         "val": defaultdict(list),
     }
-    rows = (
-        index.filter(pl.col("split").is_in(["train", "val"]))
-        .select("split", "label", "path", "classname")
-        .sort("split", "label", "path")
-    )
+    rows = index.filter(pl.col("split").is_in(["train", "val"])).select("split", "label", "path", "classname")
+    if draw == "sorted":
+        rows = rows.sort("split", "label", "path")
     for split, label, path, classname in rows.iter_rows():
         pools[split][label].append((path, classname))
     return pools
 
 
 def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: int) -> pl.DataFrame:
-    """One seeded draw: train classes in label order, then val classes, one local generator."""
+    """One seeded draw: train classes in pool order, then val classes, one local generator.
+
+    ``random.Random(seed)`` is seeded exactly as ``random.seed(seed)`` seeds the global
+    generator, so its ``sample`` calls give what Dassl's global ``random.sample`` calls give.
+    """
     rng = random.Random(seed)
     cols: dict[str, list] = {"split": [], "path": [], "label": [], "classname": []}
     for split, k in (("train", shots), ("val", min(shots, 4))):
-        for label in sorted(pools[split]):
-            items = pools[split][label]
+        for label, items in pools[split].items():
             chosen = rng.sample(items, k) if len(items) >= k else items
             for path, classname in chosen:
                 cols["split"].append(split)
@@ -196,16 +261,29 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
 
 
 def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
-    """Raise :class:`StaleSplitError` unless ``few_shot`` was drawn from exactly ``index``."""
+    """Raise :class:`StaleSplitError` unless ``few_shot`` was drawn from exactly ``index``.
+
+    For ``coop`` draws the index must also list its train and val images in the same order.
+    """
     hashes = few_shot["source_hash"].unique().to_list()
     current = index_content_hash(index)
+    fix = (
+        "Fix: draw it again: kedro run --pipelines few_shot_splits (add --namespaces <benchmark> "
+        "for one); draws are deterministic, so unchanged classes give the same images."
+    )
     if hashes != [current]:
         raise StaleSplitError(
             f"the few-shot table was drawn from another index (source_hash {_short(hashes)}, "
             f"current index {current[:12]}): the split file or the image listing changed since "
-            f"the draw. Fix: draw it again: kedro run --pipelines few_shot_splits (add "
-            f"--namespaces <benchmark> for one); draws are deterministic, so unchanged classes give "
-            f"the same images."
+            f"the draw. {fix}"
+        )
+    recipes = few_shot["recipe"].unique().to_list() if "recipe" in few_shot.columns else []
+    orders = {json.loads(r).get("order") for r in recipes} - {None}
+    if orders and orders != {index_order_hash(index)}:
+        raise StaleSplitError(
+            "the few-shot table was drawn with few_shot.draw=coop from an index that listed the "
+            "same images in another order (the coop draw follows the split file's order): the "
+            f"split file was reordered since the draw. {fix}"
         )
 
 

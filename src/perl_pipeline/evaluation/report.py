@@ -346,8 +346,9 @@ def _document(
     unknown: Sequence[str],
     sections: Sequence[tuple[str, str]],
     benchmarks: Mapping[str, Benchmark],
+    setup: str = "",
 ) -> str:
-    """The report: heading, label, seeds/coverage lines, then titled sections."""
+    """The report: heading, label, seeds/coverage/setup lines, then titled sections."""
 
     def title(name: str) -> str:
         return _row_title(name, benchmarks)
@@ -375,6 +376,8 @@ def _document(
         )
     else:
         lines.append("- No benchmark of this protocol was evaluated.")
+    if setup:
+        lines.append(f"- {setup}")
     if unknown:
         lines.append(f"- Left out (not known to the report): {', '.join(unknown)}.")
     for row in _REPORTED_ROWS:
@@ -457,7 +460,7 @@ def _hm_consistency_notes(table: pl.DataFrame, benchmarks: Mapping[str, Benchmar
 
 
 def base_to_novel_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Base-to-novel results beside the paper's (its Tables 1 and 5).
 
@@ -467,6 +470,8 @@ def base_to_novel_report(
         benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs);
             runs of benchmarks missing from it are left out.
         label: a note printed under the heading (e.g. that the run is a demo).
+        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
+            projector initialisation), listed with the seeds.
 
     Returns:
         ``(table, markdown)``: `metrics.summarize_base_to_novel` of the runs with columns
@@ -512,11 +517,15 @@ def base_to_novel_report(
         if notes:
             sections.append(("Consistency of the reported HMs", notes))
     sections.append(("The paper's own averages", _base_to_novel_published()))
-    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks)
+    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
 def _transfer_report(
-    runs: pl.DataFrame, protocol: _Protocol, label: str, benchmarks: Mapping[str, Benchmark]
+    runs: pl.DataFrame,
+    protocol: _Protocol,
+    label: str,
+    benchmarks: Mapping[str, Benchmark],
+    setup: str = "",
 ) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
@@ -555,11 +564,11 @@ def _transfer_report(
             f"Over all {n_targets} targets ({protocol.paper_table}): {'; '.join(parts) or 'not reported'}.",
         )
     )
-    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks)
+    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
 def cross_dataset_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets).
 
@@ -568,17 +577,19 @@ def cross_dataset_report(
             source) and of the 10 other base-to-novel datasets (targets) are used.
         benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
         label: a note printed under the heading (e.g. that the run is a demo).
+        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
+            projector initialisation), listed with the seeds.
 
     Returns:
         ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
         ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added (the paper's Table 2 has
         no CLIP row, so the latter is empty), and the Markdown report.
     """
-    return _transfer_report(runs, _CROSS_DATASET, label, benchmarks)
+    return _transfer_report(runs, _CROSS_DATASET, label, benchmarks, setup)
 
 
 def domain_generalization_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = ""
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R).
 
@@ -587,9 +598,11 @@ def domain_generalization_report(
             source) and of the four ImageNet variants (targets) are used.
         benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
         label: a note printed under the heading (e.g. that the run is a demo).
+        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
+            projector initialisation), listed with the seeds.
 
     Returns:
         ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
         ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added, and the Markdown report.
     """
-    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks)
+    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks, setup)

@@ -45,7 +45,8 @@ def backbone_identity(config: ClipConfig) -> dict:
 
 
 def build_perl(clip: nn.Module, config: PerlConfig, seed: int = 0) -> PERL:
-    """PERL around `clip` with the configured ablation settings; `seed` fixes the projector init."""
+    """PERL around `clip` with the configured ablation settings and projector initialisation;
+    `seed` fixes the projector init."""
     return PERL(
         clip,
         split_layer=config.split_layer,
@@ -54,4 +55,5 @@ def build_perl(clip: nn.Module, config: PerlConfig, seed: int = 0) -> PERL:
         modalities=config.modalities,
         share_projector=config.share_projector,
         seed=seed,
+        projector_init=config.projector_init,
     )

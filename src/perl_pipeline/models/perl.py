@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from perl_pipeline.config import MODALITIES, check_perl_settings
-from perl_pipeline.models.projector import build_projector, think
+from perl_pipeline.models.projector import build_projector, check_init, think
 
 
 class TextPrefix(NamedTuple):
@@ -54,6 +54,8 @@ class PERL(nn.Module):
         modalities: which towers get a projector ("image", "text", both or none).
         share_projector: one φ_m for all steps (PERL) or one per step (untied ablation).
         seed: seeds the projector initialisation.
+        projector_init: ``default`` (PyTorch's, from the seeded generator) or ``zero_out`` (the
+            same, then each projector's output layer at zero: every thought starts equal).
     """
 
     def __init__(
@@ -65,21 +67,24 @@ class PERL(nn.Module):
         modalities: Sequence[str] = MODALITIES,
         share_projector: bool = True,
         seed: int = 0,
+        projector_init: str = "default",
     ):
         super().__init__()
         modalities = tuple(modalities)
         _check_settings(clip, split_layer, steps, rank, modalities)
+        check_init(projector_init)
         self.clip = clip.requires_grad_(False).eval()
         self.split_layer = split_layer
         self.steps = steps
         self.rank = rank
         self.modalities = modalities
         self.share_projector = share_projector
+        self.projector_init = projector_init
 
         generator = torch.Generator().manual_seed(seed)
         widths = {"image": clip.visual.transformer.width, "text": clip.transformer.width}
         projectors = {
-            m: build_projector(widths[m], rank, steps, share_projector, generator)
+            m: build_projector(widths[m], rank, steps, share_projector, generator, projector_init)
             if m in modalities and steps > 0
             else None
             for m in MODALITIES

@@ -3,6 +3,11 @@
 φ(h) = W2 · GELU(W1 · LayerNorm(h) + b1) + b2, with W1 ∈ R^{r×d}, W2 ∈ R^{d×r}.
 With r = 1 this is 5d + 1 parameters: 3,841 for the ViT-B/16 image tower (d = 768) and
 2,561 for its text tower (d = 512).
+
+Initialisation (:data:`INITS`, ``perl.projector_init``): ``default`` is PyTorch's default
+LayerNorm / Linear initialisation drawn from the seeded generator; ``zero_out`` draws exactly
+the same and then sets the output layer (W2, b2) to zero, so every thought starts as the same
+zero token whatever the input, and training moves W2 and b2 first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from perl_pipeline.config import PROJECTOR_INITS
+
+INITS = PROJECTOR_INITS  # one home: the configuration
+
 
 class ThoughtProjector(nn.Module):
     """Maps a pooled hidden state h (CLS or EOS) to one thought token z of the same width.
@@ -22,35 +31,60 @@ class ThoughtProjector(nn.Module):
         rank: bottleneck width r.
         generator: seeded generator for the initialisation (PyTorch's default init schemes,
             drawn from this generator so that a seed fixes the projector).
+        init: ``default`` or ``zero_out`` (the output layer W2, b2 at zero), see :data:`INITS`.
     """
 
-    def __init__(self, width: int, rank: int = 1, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        width: int,
+        rank: int = 1,
+        generator: torch.Generator | None = None,
+        init: str = "default",
+    ):
         super().__init__()
+        check_init(init)
         self.norm = nn.LayerNorm(width)
         # skip_init: the only random draw is the seeded one below, never the global RNG
         self.down = nn.utils.skip_init(nn.Linear, width, rank)  # W1, b1
         self.up = nn.utils.skip_init(nn.Linear, rank, width)  # W2, b2
-        self.reset_parameters(generator)
+        self.reset_parameters(generator, init)
 
     @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """PyTorch's default LayerNorm / Linear initialisation, drawn from `generator`."""
+    def reset_parameters(self, generator: torch.Generator | None = None, init: str = "default") -> None:
+        """PyTorch's default LayerNorm / Linear initialisation, drawn from `generator`; with
+        ``init="zero_out"`` the output layer is then zeroed (the draws, and so the generator's
+        state afterwards, are the same for both)."""
+        check_init(init)
         self.norm.reset_parameters()
         for linear in (self.down, self.up):
             nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
             bound = 1.0 / math.sqrt(linear.in_features)
             nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+        if init == "zero_out":
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # h: [B, d] -> z: [B, d]
         return self.up(F.gelu(self.down(self.norm(h))))
 
 
-def build_projector(width: int, rank: int, steps: int, shared: bool, generator: torch.Generator) -> nn.Module:
+def check_init(init: str) -> None:
+    """Raise ValueError unless `init` is one of :data:`INITS`."""
+    if init not in INITS:
+        raise ValueError(
+            f"projector init {init!r} is not one of {list(INITS)}; set perl.projector_init, e.g. "
+            'kedro run --params "perl.projector_init=zero_out"'
+        )
+
+
+def build_projector(
+    width: int, rank: int, steps: int, shared: bool, generator: torch.Generator, init: str = "default"
+) -> nn.Module:
     """One φ shared by all steps, or (untied ablation) one φ per step in an `nn.ModuleList`."""
     if shared:
-        return ThoughtProjector(width, rank, generator)
-    return nn.ModuleList(ThoughtProjector(width, rank, generator) for _ in range(steps))
+        return ThoughtProjector(width, rank, generator, init)
+    return nn.ModuleList(ThoughtProjector(width, rank, generator, init) for _ in range(steps))
 
 
 def think(projector: nn.Module, h: torch.Tensor, step: int) -> torch.Tensor:

@@ -21,7 +21,8 @@ def draw_few_shot_splits(
     seeds: Sequence[int],
     benchmark: str,
 ) -> pl.DataFrame:
-    """K shots per class for every seed (one all-class draw per seed, then base / novel / all).
+    """K shots per class for every seed (one all-class draw per seed, then base / novel / all),
+    by the rule ``few_shot.draw`` (``coop``: CoOp's images; ``sorted``).
 
     The table carries the content hash of the index it was drawn from, so a changed split file
     can never silently reuse a stale draw. Every drawn image is then decoded completely (data
@@ -34,7 +35,7 @@ def draw_few_shot_splits(
     from perl_pipeline.benchmarks.few_shot import draw_few_shot
     from perl_pipeline.benchmarks.validate import check_drawn_images
 
-    table = draw_few_shot(index, shots=few_shot.shots, seeds=seeds)
+    table = draw_few_shot(index, shots=few_shot.shots, seeds=seeds, draw=few_shot.draw)
     if data_source.check_decode:
         check_drawn_images(table, data_root, benchmark=benchmark)
     else:

@@ -49,7 +49,9 @@ def write_report(
     names = report.paper_names(specs)
     titles = {name: paper.title for name, paper in names.items()}
     combined = pl.concat(runs, how="vertical")
-    table, markdown = getattr(report, REPORTS[protocol])(combined, benchmarks=names, label=label)
+    table, markdown = getattr(report, REPORTS[protocol])(
+        combined, benchmarks=names, label=label, setup=setup_line(training_record)
+    )
     figures = {
         "accuracy_per_step.png": plots.accuracy_per_step_figure(combined, titles=titles),
         "alignment_per_step.png": plots.alignment_per_step_figure(combined, titles=titles),
@@ -58,6 +60,19 @@ def write_report(
         hm = table.filter(pl.col("benchmark") == "average (mean of HMs)")["hm"].item()
         figures["params_vs_hm.png"] = plots.params_vs_hm_figure(hm, training_record["trainable_parameters"])
     return table, markdown, _metrics(table), per_step_table(combined), figures
+
+
+def setup_line(training_record: dict) -> str:
+    """ "Few-shot draw: ...; projector init: ..." from a training record ("" if it names neither)."""
+    parts = []
+    draw = training_record.get("few_shot_draw")
+    if draw:
+        why = {"coop": "the CoOp lineage's images", "sorted": "paths sorted per class"}.get(draw, "")
+        parts.append(f"Few-shot draw: {draw}" + (f" ({why})" if why else ""))
+    init = training_record.get("projector_init")
+    if init:
+        parts.append(f"projector init: {init}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def _metrics(table: pl.DataFrame) -> dict:

@@ -32,11 +32,17 @@ def train_seed(
 
     Returns:
         The projector weights (a few KB) with their recipe, and a training record: steps, losses,
-        time, device, the recipe (configuration and input identities) and its fingerprint.
+        time, device, the few-shot draw's rule and the projector init, the recipe (configuration
+        and input identities) and its fingerprint.
     """
     import torch
 
-    from perl_pipeline.benchmarks.few_shot import check_fresh, few_shot_identity, subset_labels
+    from perl_pipeline.benchmarks.few_shot import (
+        check_fresh,
+        few_shot_identity,
+        few_shot_recipe_of,
+        subset_labels,
+    )
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
     from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
@@ -102,6 +108,8 @@ def train_seed(
             "training": {**vars(training), "crop_scale": list(training.crop_scale)},
         },
         "few_shot_source_hash": few_shot["source_hash"][0],
+        "few_shot_draw": few_shot_recipe_of(few_shot, seed)["draw"],
+        "projector_init": perl.projector_init,
         "recipe": recipe,
         "projector": fingerprint(recipe),
     }
