@@ -91,7 +91,9 @@ def test_missing_shipped_weights_say_how_to_rebuild_them(tmp_path, monkeypatch) 
 
 
 def _outputs(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image and text embeddings of fixed inputs (64 px images, as PERL-Tiny-ViT takes)."""
+    """Image and text embeddings of fixed inputs (64 px images, as PERL-Tiny-ViT takes), from a frozen
+    copy: attention takes another kernel when no parameter requires grad, so both sides must agree."""
+    model = copy.deepcopy(model).requires_grad_(False).eval()
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(2, 3, 64, 64, generator=generator)
     tokens = torch.randint(1, 49407, (2, 77), generator=generator)

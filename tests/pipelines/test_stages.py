@@ -24,7 +24,7 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 from kedro.validation.parameter_validator import ParameterValidator
 
-from perl_pipeline.benchmarks.few_shot import FEW_SHOT_SCHEMA, index_content_hash
+from perl_pipeline.benchmarks.few_shot import FEW_SHOT_SCHEMA, index_content_hash, index_order_hash
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA
 from perl_pipeline.config import ClipConfig, PerlConfig
 from perl_pipeline.evaluation.metrics import RUN_COLUMNS
@@ -252,7 +252,8 @@ def test_few_shot_splits_draws_every_protocol_seed(few_shot: pl.DataFrame, index
             "index": index_content_hash(index),
             "shots": SHOTS,
             "seed": seed,
-            "draw": "sorted",
+            "draw": "coop",  # the default: CoOp's draw, which depends on the split file's order too
+            "order": index_order_hash(index),
         }
 
 
