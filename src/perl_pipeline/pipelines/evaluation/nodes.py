@@ -42,24 +42,16 @@ def evaluate_benchmark(
     """
     from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
-    from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
-    from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
+    from perl_pipeline.models import build_perl, load_backbone
+    from perl_pipeline.pipelines._inputs import checked_text_features
     from perl_pipeline.provenance import check_recipe, fingerprint
     from perl_pipeline.training import projector_recipe
 
     if len(projectors) != len(seeds):
         raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
-    features = TextFeatures.from_dict(text_features)
-    backbone_id = backbone_identity(clip)
-    features.check(
-        backbone_id,
-        perl.split_layer,
-        label_classnames(index),
-        name=f"{benchmark}.text_features",
-        fix=f"kedro run --pipelines text_features --namespaces {benchmark}",
-    )
+    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
     backbone = load_backbone(clip)
     models, identities = {}, {}
     for seed, state in zip(seeds, projectors, strict=True):

@@ -44,22 +44,14 @@ def train_seed(
         subset_labels,
     )
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
-    from perl_pipeline.benchmarks.index import label_classnames
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
+    from perl_pipeline.models import build_perl, load_backbone
+    from perl_pipeline.pipelines._inputs import checked_text_features
     from perl_pipeline.provenance import fingerprint
     from perl_pipeline.training import projector_recipe, train_projectors
 
     check_fresh(few_shot, index)
-    features = TextFeatures.from_dict(text_features)
-    backbone_id = backbone_identity(clip)
-    features.check(
-        backbone_id,
-        perl.split_layer,
-        label_classnames(index),
-        name=f"{benchmark}.text_features",
-        fix=f"kedro run --pipelines text_features --namespaces {benchmark}",
-    )
+    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
     rows = few_shot.filter(
         (pl.col("seed") == seed) & (pl.col("subset") == subset) & (pl.col("split") == "train")
     ).sort("path")
