@@ -145,10 +145,9 @@ def check_value(value: Any, hint: Any, label: str, rule: Mapping[str, float] | N
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float) if hint is float else int):
             raise wrong()
-        value = hint(value)
-        if not _in_range(value, rule):
+        if not _in_range(value, rule):  # the value as the user gave it: training.lr=0, not 0.0
             raise ConfigError(f"{label}={value!r} must be {_range_text(rule)}")
-        return value
+        return hint(value)
     if hint is str:
         if not isinstance(value, str) or not value:
             raise wrong()

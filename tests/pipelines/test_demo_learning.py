@@ -67,29 +67,32 @@ def test_a_frozen_projector_gains_nothing_over_zero_shot(demo_run):
     frozen anyway), so evaluating the init is that run. Its thoughts are random (PyTorch's default
     init, docs/method.md §4), so step K is not bit-equal to zero-shot: it gains nothing and loses a
     little, while the trained projector gains."""
-    from perl_pipeline.models import build_perl, load_backbone
-    from perl_pipeline.pipelines.evaluation.nodes import evaluate_benchmark
+    import torch
+
+    from perl_pipeline.benchmarks.few_shot import subset_labels
+    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.evaluation.evaluate import evaluate_seeds
+    from perl_pipeline.models import TextFeatures, build_perl, load_backbone
 
     with demo_session(demo_run.root) as session:
         context = session.load_context()
         params, catalog = context.params, context.catalog
     clip, perl = params["clip"], params["perl"]  # typed by Kedro from conf
     backbone = load_backbone(clip)
-    frozen = [build_perl(backbone, perl, seed=s).projector_state_dict() for s in SEEDS]
+    frozen = {s: build_perl(backbone, perl, seed=s) for s in SEEDS}  # the init, as the node builds it
     gaps = []
-    for benchmark in BASE_TO_NOVEL:
-        runs = evaluate_benchmark(
-            catalog.load(f"{benchmark}.index"),
-            catalog.load(f"{benchmark}.text_features"),
-            params["data_root"],
-            clip,
-            perl,
+    for benchmark in BASE_TO_NOVEL:  # the evaluation node's computation, on untrained projectors
+        test = catalog.load(f"{benchmark}.index").filter(pl.col("split") == "test").sort("path")
+        features = TextFeatures.from_dict(catalog.load(f"{benchmark}.text_features"))
+        transform = test_transform(image_size(backbone))
+        runs = evaluate_seeds(
+            frozen,
+            ImageFolderTable(params["data_root"], test["path"], test["label"], transform),
+            features.text_prefix(),
+            {"base": list(subset_labels("base", len(features.classnames)))},
             params["evaluation"],
-            "cpu",
-            *frozen,
+            device=torch.device("cpu"),
             benchmark=benchmark,
-            subsets=("base",),
-            seeds=SEEDS,
         )
         gaps.append(_mean(runs, "base", STEPS) - _mean(runs, "base", 0))
     frozen_gain = sum(gaps) / len(gaps)
