@@ -74,10 +74,14 @@ class Provenance:
         self._catalog = None
         self._run_params: dict = {}
 
+    def bind(self, catalog, run_params: dict) -> dict[str, Node]:
+        """Check against `catalog` for a run with `run_params`; returns {artefact: producing node}."""
+        self._catalog, self._run_params = catalog, run_params
+        return {out: node for node in self._registered(run_params).nodes for out in node.outputs}
+
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog) -> None:
-        self._catalog, self._run_params = catalog, run_params
-        producers = {out: node for node in self._registered(run_params).nodes for out in node.outputs}
+        producers = self.bind(catalog, run_params)
         made_here = {out for node in pipeline.nodes for out in node.outputs}
         rebuilt: set[str] = set()
         for node in pipeline.nodes:  # topological order
@@ -85,7 +89,7 @@ class Provenance:
                 continue
             for name in self._artefacts(node.inputs):
                 if name not in made_here:
-                    self._check_input(name, producers.get(name))
+                    self.check_artefact(name, producers.get(name))
             if run_params.get("only_missing_outputs"):
                 reason = self._rebuild_reason(node, rebuilt)
                 if reason:
@@ -154,8 +158,13 @@ class Provenance:
 
     # -- checks -------------------------------------------------------------------------------
 
-    def _check_input(self, name: str, producer: Node | None) -> None:
-        """Refuse a missing, modified or stale artefact that this run reads but does not make."""
+    def check_artefact(self, name: str, producer: Node | None) -> None:
+        """Refuse a missing, modified or stale artefact (one this run reads but does not make).
+
+        Raises:
+            ArtefactProblem: missing, unreadable, or changed since it was written.
+            StaleArtefactError: made from other settings or inputs than `producer` would use now.
+        """
         path = self._path(name)
         if path is None:
             return

@@ -52,6 +52,7 @@ def evaluate_benchmark(
     if len(projectors) != len(seeds):
         raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
     features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
+    trained_subset = "base" if "base" in subsets else "all"  # base-to-novel trains on base classes
     backbone = load_backbone(clip)
     models, identities = {}, {}
     for seed, state in zip(seeds, projectors, strict=True):
@@ -60,7 +61,7 @@ def evaluate_benchmark(
             backbone_id,
             perl,
             training,
-            subset="base" if trained_on == benchmark else "all",
+            subset=trained_subset,
             seed=seed,
             few_shot=few_shot_identity(few_shot, seed),
             text_features=features.fingerprint

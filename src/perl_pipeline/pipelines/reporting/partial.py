@@ -2,7 +2,10 @@
 
 Kedro leaves out the reporting node of a protocol run with ``--namespaces`` (the node lives in the
 protocol's namespace). This hook writes the report anyway, after the run, over every benchmark whose
-per-run table exists, and labels it partial when some are missing.
+per-run table exists and is current (made with this run's settings: a benchmark evaluated with
+other settings is left out, never mixed in), and labels it partial when some are missing. A run
+also limited by ``--tags`` to stages other than reporting (as DVC's per-benchmark stages are)
+writes none.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
 from perl_pipeline.pipelines.evaluation.pipeline import runs
+from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance
 from perl_pipeline.pipelines.reporting.nodes import REPORTS, write_report
 from perl_pipeline.pipelines.training.pipeline import training_record
 from perl_pipeline.protocols import SEEDS
+from perl_pipeline.provenance import StaleArtefactError
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +31,9 @@ class PartialReport:
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict, run_result: Any, pipeline: Pipeline, catalog) -> None:
-        if not run_params.get("namespaces"):
-            return
+        tags = run_params.get("tags") or ()
+        if not run_params.get("namespaces") or (tags and "reporting" not in tags):
+            return  # not limited to some benchmarks, or limited to stages without the report
         from kedro.framework.project import pipelines
 
         for protocol in run_params.get("pipeline_names") or []:
@@ -35,12 +41,32 @@ class PartialReport:
                 continue
             node = next(n for n in pipelines[protocol].nodes if n.name == f"{protocol}.write_report")
             if node.name not in {n.name for n in pipeline.nodes}:
-                write_partial_report(catalog, protocol, node.func.keywords["benchmarks"], node.outputs)
+                current = _current_runs(catalog, run_params, protocol, node.func.keywords["benchmarks"])
+                write_partial_report(
+                    catalog, protocol, node.func.keywords["benchmarks"], node.outputs, current
+                )
 
 
-def write_partial_report(catalog, protocol: str, benchmarks: tuple[str, ...], outputs: list[str]) -> None:
-    """Report `protocol` over those of `benchmarks` whose runs exist, saved through `catalog`."""
-    present = [b for b in benchmarks if catalog.exists(runs(b, protocol))]
+def _current_runs(catalog, run_params: dict, protocol: str, benchmarks: tuple[str, ...]) -> list[str]:
+    """The benchmarks whose runs exist and were made with this run's settings (no stale number)."""
+    checker = Provenance()
+    producers = checker.bind(catalog, run_params)
+    current = []
+    for benchmark in benchmarks:
+        name = runs(benchmark, protocol)
+        try:
+            checker.check_artefact(name, producers.get(name))
+        except (ArtefactProblem, StaleArtefactError) as problem:
+            logger.info("%s left out of the partial report: %s", benchmark, str(problem).splitlines()[0])
+            continue
+        current.append(benchmark)
+    return current
+
+
+def write_partial_report(
+    catalog, protocol: str, benchmarks: tuple[str, ...], outputs: list[str], present: list[str]
+) -> None:
+    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`."""
     missing = [b for b in benchmarks if b not in present]
     records = [
         f"{b}.{training_record(subset, seed)}"
@@ -54,7 +80,10 @@ def write_partial_report(catalog, protocol: str, benchmarks: tuple[str, ...], ou
         return
     label = catalog.load("params:report_label")
     if missing:
-        note = f"PARTIAL: {len(present)} of {len(benchmarks)} benchmarks; missing {', '.join(missing)}"
+        note = (
+            f"PARTIAL: {len(present)} of {len(benchmarks)} benchmarks; missing or evaluated with "
+            f"other settings: {', '.join(missing)}"
+        )
         label = f"{label} {note}" if label else note
     report = write_report(
         label,
