@@ -165,7 +165,7 @@ def _common_seeds(per_seed: pl.DataFrame) -> pl.DataFrame:
     """Restrict a per-(benchmark, seed) frame to the seeds that every benchmark has."""
     n_benchmarks = per_seed["benchmark"].n_unique()
     common = (
-        per_seed.group_by("seed")
+        per_seed.group_by("seed", maintain_order=True)
         .agg(pl.col("benchmark").n_unique().alias("n"))
         .filter(pl.col("n") == n_benchmarks)["seed"]
     )
@@ -203,7 +203,9 @@ def _average_row(
         A one-row frame with ``benchmark``, ``role`` = "average", ``n_seeds`` and the columns
         named in `means`, `seed_values` (as ``_std``) and `seed_means`.
     """
-    per_seed_avg = per_seed.group_by("seed").agg(pl.col(c).mean() for c in per_seed.columns if c not in _KEYS)
+    per_seed_avg = per_seed.group_by("seed", maintain_order=True).agg(
+        pl.col(c).mean() for c in per_seed.columns if c not in _KEYS
+    )
     point = stats.select(**means)
     spread = per_seed_avg.select(
         *(expr.std(ddof=1).alias(f"{m}_std") for m, expr in seed_values.items()),
@@ -443,7 +445,7 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
     metrics = ("accuracy", "image_alignment", "text_alignment")
     benchmark_order = runs["benchmark"].unique(maintain_order=True).to_list()
     stats = _seed_stats(runs, ["benchmark", "subset", "step"], metrics)
-    sizes = runs.group_by("benchmark", "subset", "step").agg(pl.col("n_images").mean())
+    sizes = runs.group_by("benchmark", "subset", "step", maintain_order=True).agg(pl.col("n_images").mean())
     subset_rank = {"base": 0, "novel": 1, "all": 2}
     return (
         stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left")
