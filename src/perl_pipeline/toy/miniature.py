@@ -23,6 +23,11 @@ runs the layout's writer.
 The returned spec has ``num_classes``/``split_sizes`` set to the miniature's, so
 :func:`~perl_pipeline.benchmarks.validate.validate_index` passes on it.
 
+:func:`write_replica` is the same writer at the protocol's volume (the full-scale rehearsal,
+:mod:`perl_pipeline.rehearse`): every class, every split at its true size times ``fraction`` (at
+least one image per class and split), tiny JPEGs or real-size ones (500 x 375, about 100 KB, like
+ImageNet's), and an unchanged replica is reused rather than rewritten.
+
 With ``world`` set, the images come from the toy world (:mod:`perl_pipeline.toy.world`) under
 that shift and the classes are toy-world concepts ("red triangle"), chosen per benchmark; the
 layout, the file naming and the split/meta files stay the benchmark's own.
@@ -32,12 +37,15 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
+import io
 import json
 import logging
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from perl_pipeline.benchmarks.layouts import LAYOUTS, Key, MiniatureWriter
@@ -50,6 +58,10 @@ logger = logging.getLogger(__name__)
 MARKER = ".perl-miniature.json"
 DEFAULT_PER_CLASS = {"train": 4, "val": 2, "test": 3}
 DEFAULT_MAX_CLASSES = 12
+REPLICA_IMAGES: dict[str, tuple[int, int]] = {"tiny": (16, 16), "real": (500, 375)}
+"""A replica's image sizes (width, height): tiny (fast to write) or real (ImageNet's typical size)."""
+_POOL_HUES = 64  # a replica reuses one encoded image per (hue bucket, variant): a million files
+_POOL_VARIANTS = 4  # are written, not a million images encoded
 
 
 def write_miniature(
@@ -58,9 +70,11 @@ def write_miniature(
     *,
     classes: int | None = None,
     per_class: dict[str, int] | None = None,
-    image_size: int = 32,
+    split_sizes: dict[str, int] | None = None,
+    image_size: int | tuple[int, int] = 32,
     seed: int = 0,
     world: dict | None = None,
+    reuse: bool = False,
 ) -> BenchmarkSpec:
     """Write a tiny, real-layout copy of ``spec``'s benchmark under ``data_root / spec.folder``.
 
@@ -71,10 +85,16 @@ def write_miniature(
             first, then synthetic ones in the same style.
         per_class: Images per class and split (default train 4, val 2, test 3, restricted to
             the spec's splits).
-        image_size: Side of the square images, in pixels.
+        split_sizes: Images per split instead, spread over the classes as evenly as they go
+            (the first ``size % classes`` classes get one more); each at least ``classes``.
+        image_size: Side of the square images, or (width, height), in pixels. With
+            ``split_sizes``, plain-world images are encoded once per colour and variant and
+            their bytes reused (a replica writes a million files, not a million encodings).
         seed: Makes colours, tokens and line order reproducible.
         world: a :class:`~perl_pipeline.toy.world.Shift`'s fields: draw toy-world images
             and concepts instead of plain colours and the real class names.
+        reuse: Keep a miniature already written with exactly these settings instead of
+            rewriting it.
 
     Returns:
         ``spec`` with ``num_classes`` and ``split_sizes`` of the miniature.
@@ -94,37 +114,100 @@ def write_miniature(
     most = spec.num_classes if world is None else len(toy_world.concepts()) // mini.subset_stride
     if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= most:
         raise ValueError(f"[{spec.name}] classes must be 1..{most}, got {classes!r}")
-    counts = _per_class(spec, per_class)
+    if split_sizes is not None and per_class is not None:
+        raise ValueError(f"[{spec.name}] give per_class or split_sizes, not both")
+    counts = _per_class(spec, per_class) if split_sizes is None else _spread(spec, split_sizes, classes)
+    sizes = {s: classes * k if isinstance(k, int) else sum(k) for s, k in counts.items()}
     folder = Path(data_root) / spec.folder
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    settings = {
+        "benchmark": spec.name,
+        "classes": classes,
+        "per_class": counts if split_sizes is None else None,
+        "split_sizes": split_sizes and sizes,
+        "image_size": image_size if isinstance(image_size, int) else list(size),
+        "seed": seed,
+        "world": world,
+    }
+    result = dataclasses.replace(spec, num_classes=classes, split_sizes=sizes)
+    if reuse and _written_with(folder, settings):
+        logger.info("[%s] reusing the miniature in %s (written with these settings)", spec.name, folder)
+        return result
     _clear(folder, spec.name)
     layout = LAYOUTS[spec.layout]
-    writer = _writer(spec, mini, folder, counts, image_size, random.Random(seed), world)
+    rng = random.Random(seed)
+    writer = _writer(spec, mini, folder, counts, size, rng, world, pooled=split_sizes is not None)
     listed = layout.write(writer, classes)
     if mini.extras:
         layout.extras[mini.extras](writer, listed)
-    (folder / MARKER).write_text(
-        json.dumps(
-            {
-                "benchmark": spec.name,
-                "classes": classes,
-                "per_class": counts,
-                "image_size": image_size,
-                "seed": seed,
-                "world": world,
-            },
-            indent=2,
-        )
+    (folder / MARKER).write_text(json.dumps(settings, indent=2))  # last: marks a complete copy
+    logger.info("[%s] wrote a miniature with %d classes (%s) to %s", spec.name, classes, sizes, folder)
+    return result
+
+
+def replica_split_sizes(spec: BenchmarkSpec, fraction: float) -> dict[str, int]:
+    """The protocol's split sizes times ``fraction``, rounded, at least one image per class."""
+    if isinstance(fraction, bool) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return {s: max(spec.num_classes, round(n * fraction)) for s, n in spec.split_sizes.items()}
+
+
+def write_replica(
+    spec: BenchmarkSpec,
+    data_root: Path | str,
+    *,
+    fraction: float = 1.0,
+    image_size: str = "tiny",
+    seed: int = 0,
+) -> BenchmarkSpec:
+    """The miniature writer at the protocol's volume: every class of ``spec``, every split at its
+    true size times ``fraction`` (:func:`replica_split_sizes`), in the real layout and meta files.
+
+    Class names beyond the ``miniature`` block's real ones are generated in the benchmark's own
+    style (ImageNet-family WordNet ids ``n9xxxxxxx``), unique. An existing replica written with the
+    same settings is reused.
+
+    Args:
+        image_size: ``tiny`` (16 x 16 JPEGs, fast to write) or ``real`` (500 x 375, about 100 KB).
+
+    Returns:
+        ``spec`` with the replica's split sizes (the true ones at ``fraction`` 1).
+    """
+    if image_size not in REPLICA_IMAGES:
+        raise ValueError(f"image_size must be one of {sorted(REPLICA_IMAGES)}, got {image_size!r}")
+    return write_miniature(
+        spec,
+        data_root,
+        classes=spec.num_classes,
+        split_sizes=replica_split_sizes(spec, fraction),
+        image_size=REPLICA_IMAGES[image_size],
+        seed=seed,
+        reuse=True,
     )
-    logger.info(
-        "[%s] wrote a miniature with %d classes (%s per class) to %s",
-        spec.name,
-        classes,
-        counts,
-        folder,
-    )
-    return dataclasses.replace(
-        spec, num_classes=classes, split_sizes={s: classes * k for s, k in counts.items()}
-    )
+
+
+def _spread(spec: BenchmarkSpec, split_sizes: dict[str, int], classes: int) -> dict[str, list[int]]:
+    """Each split's size over the classes: as even as it goes, earlier classes one more."""
+    unknown = sorted(set(split_sizes) ^ set(spec.split_sizes))
+    if unknown:
+        raise ValueError(f"[{spec.name}] split_sizes must name the splits {sorted(spec.split_sizes)}")
+    small = {
+        s: n for s, n in split_sizes.items() if isinstance(n, bool) or not isinstance(n, int) or n < classes
+    }
+    if small:
+        raise ValueError(f"[{spec.name}] split_sizes must be integers >= {classes} (one per class): {small}")
+    return {
+        s: [split_sizes[s] // classes + (p < split_sizes[s] % classes) for p in range(classes)]
+        for s in spec.split_sizes
+    }
+
+
+def _written_with(folder: Path, settings: dict) -> bool:
+    """Whether ``folder`` holds a complete miniature written with ``settings``."""
+    try:
+        return json.loads((folder / MARKER).read_text()) == settings
+    except (OSError, ValueError):
+        return False
 
 
 def _per_class(spec: BenchmarkSpec, per_class: dict[str, int] | None) -> dict[str, int]:
@@ -157,12 +240,15 @@ def _writer(
     spec: BenchmarkSpec,
     mini: Miniature,
     folder: Path,
-    counts: dict[str, int],
-    image_size: int,
+    counts: dict[str, int] | dict[str, list[int]],
+    size: tuple[int, int],
     rng: random.Random,
     world: dict | None,
+    *,
+    pooled: bool = False,
 ) -> MiniatureWriter:
     """The layout writers' state, with the classes and images of the plain or the toy world."""
+    draw: Callable[[float, str, int], Image.Image | bytes]
     if world is None:
 
         def choose(count: int) -> list[Key]:
@@ -170,7 +256,10 @@ def _writer(
 
         def draw(hue: float, name: str, i: int) -> Image.Image:
             r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.55 + 0.4 * rng.random())
-            return colour_image((int(r * 255), int(g * 255), int(b * 255)), i, image_size)
+            return _plain_image((int(r * 255), int(g * 255), int(b * 255)), i, size, rng)
+
+        if pooled:
+            draw = _pooled(draw)
 
     else:
         shift = toy_world.Shift(**world)
@@ -182,6 +271,33 @@ def _writer(
 
         def draw(hue: float, name: str, i: int) -> Image.Image:
             scenes = toy_world.sample_scenes([name], 1, shift, seed=rng.randrange(2**31))
-            return Image.fromarray(toy_world.render(scenes.row(0, named=True), image_size, shift))
+            return Image.fromarray(toy_world.render(scenes.row(0, named=True), size[0], shift))
 
     return MiniatureWriter(spec, folder, counts, rng, choose=choose, draw=draw)
+
+
+def _plain_image(
+    colour: tuple[int, int, int], i: int, size: tuple[int, int], rng: random.Random
+) -> Image.Image:
+    """A square miniature image, or (other sizes) a colour with noise that encodes like a photo:
+    500 x 375 at JPEG quality 90 gives about 100 KB, ImageNet's typical file."""
+    width, height = size
+    if width == height:
+        return colour_image(colour, i, width)
+    noise = np.random.default_rng(rng.randrange(2**32)).normal(0, 24, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8))
+
+
+def _pooled(draw: Callable[[float, str, int], Image.Image]) -> Callable[[float, str, int], bytes]:
+    """``draw`` encoded once per (hue bucket, variant) and its JPEG bytes reused."""
+    pool: dict[tuple[int, int], bytes] = {}
+
+    def pooled(hue: float, name: str, i: int) -> bytes:
+        key = (round(hue * _POOL_HUES) % _POOL_HUES, i % _POOL_VARIANTS)
+        if key not in pool:
+            buffer = io.BytesIO()
+            draw(key[0] / _POOL_HUES, name, i).save(buffer, format="JPEG", quality=90)
+            pool[key] = buffer.getvalue()
+        return pool[key]
+
+    return pooled

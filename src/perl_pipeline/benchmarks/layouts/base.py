@@ -10,7 +10,7 @@ them a :class:`MiniatureWriter` holding a class chooser and an image drawer.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,21 +48,23 @@ class MiniatureWriter:
     Args:
         spec: The benchmark (its ``miniature`` block names the classes and the files).
         folder: ``data_root / spec.folder``.
-        counts: Images per class, per split (in the spec's split order).
+        counts: Images per class, per split (in the spec's split order): one number for every
+            class, or one per class in label order (a replica's uneven split sizes).
         rng: The miniature's one random stream (tokens, line order, and whatever ``draw`` uses).
         choose: ``count -> the first count classes`` as :data:`Key` pairs, in label order.
-        draw: ``(hue, class name, image number within the class) -> image``.
+        draw: ``(hue, class name, image number within the class) -> image`` (or its encoded
+            bytes, written as they are).
     """
 
     def __init__(
         self,
         spec: BenchmarkSpec,
         folder: Path,
-        counts: dict[str, int],
+        counts: Mapping[str, int | Sequence[int]],
         rng: random.Random,
         *,
         choose: Callable[[int], list[Key]],
-        draw: Callable[[float, str, int], Image.Image],
+        draw: Callable[[float, str, int], Image.Image | bytes],
     ) -> None:
         if spec.miniature is None:
             raise ValueError(f"benchmark '{spec.name}' has no 'miniature' block to write from")
@@ -85,16 +87,21 @@ class MiniatureWriter:
         relpath)``, the relpath formatted from the miniature's file-name template; return one
         :data:`Row` per image."""
         rows = []
+        made: set[Path] = set()
         for position, (key, name) in enumerate(classes):
             hue = position / len(classes)
             i = 0
             for split, k in self.counts.items():
                 template = self.miniature.files_per_split.get(split, self.miniature.files)
-                for _ in range(k):
+                for _ in range(k if isinstance(k, int) else k[position]):
                     i += 1
                     self.n += 1
                     rel = template.format(**self.file_fields(key, name, i, split))
-                    save_image(self.draw(hue, name, i), place(split, position, key, rel))
+                    path = place(split, position, key, rel)
+                    if path.parent not in made:  # one mkdir per folder, not per image
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        made.add(path.parent)
+                    save_image(self.draw(hue, name, i), path, mkdir=False)
                     rows.append((split, position, name, rel))
         return rows
 
@@ -152,10 +159,14 @@ def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image
     return image
 
 
-def save_image(image: Image.Image, path: Path) -> None:
-    """Save as PNG or JPEG (quality 90) by suffix, creating the parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".png":
+def save_image(image: Image.Image | bytes, path: Path, *, mkdir: bool = True) -> None:
+    """Save as PNG or JPEG (quality 90) by suffix (already encoded bytes as they are), creating
+    the parent folders unless ``mkdir`` is false."""
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(image, bytes):
+        path.write_bytes(image)
+    elif path.suffix.lower() == ".png":
         image.save(path, format="PNG")
     else:
         image.save(path, format="JPEG", quality=90)

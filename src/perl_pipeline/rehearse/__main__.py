@@ -1,0 +1,51 @@
+"""``python -m perl_pipeline.rehearse``: see :mod:`perl_pipeline.rehearse`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from perl_pipeline.rehearse.projection import GpuTarget
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m perl_pipeline.rehearse",
+        description="Run the real pipelines on a replica of the protocol's files and measure every stage.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder for the replica, outputs and records")
+    parser.add_argument("--fraction", type=float, default=1.0, help="share of every split (every class kept)")
+    parser.add_argument("--stages", choices=("data", "all"), default="all")
+    parser.add_argument("--image-size", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--projection-model",
+        default="ViT-B-16-quickgelu",
+        help="the architecture whose FLOPs the GPU projection counts ('none': no projection)",
+    )
+    parser.add_argument("--gpu-utilisation", type=float, default=GpuTarget.utilisation)
+    parser.add_argument("--host-cores", type=int, default=GpuTarget.host_cores)
+    args = parser.parse_args(argv)
+    if not 0 < args.fraction <= 1:
+        parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from perl_pipeline.rehearse.run import rehearse_and_report
+
+    json_path, md_path = rehearse_and_report(
+        args.out,
+        fraction=args.fraction,
+        stages=args.stages,
+        image_size=args.image_size,
+        device=args.device,
+        projection_model=None if args.projection_model == "none" else args.projection_model,
+        target=GpuTarget(utilisation=args.gpu_utilisation, host_cores=args.host_cores),
+    )
+    sys.stdout.write(md_path.read_text())
+    logging.getLogger(__name__).info("written: %s and %s", json_path, md_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

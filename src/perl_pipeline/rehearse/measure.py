@@ -1,0 +1,119 @@
+"""One stage's figures: wall time, peak memory (this process and its workers), items and rate."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+_MB = 1 << 20
+_PROC = Path("/proc")
+
+
+@dataclass
+class StageRecord:
+    """What one rehearsal stage did and cost.
+
+    Attributes:
+        stage: The stage's name (a Kedro stage, ``replica``, or a stage run again on unchanged
+            inputs: ``data_preparation (unchanged inputs)``).
+        seconds: Wall time.
+        peak_rss_mb: Peak resident memory of this process plus its child processes (data-loader
+            workers), sampled every 0.2 s.
+        items: What the stage processed (files, images, classes; see ``unit``).
+        unit: What ``items`` counts.
+        peak_gpu_mb: Peak CUDA memory allocated, when a GPU was used.
+    """
+
+    stage: str
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    items: int = 0
+    unit: str = ""
+    peak_gpu_mb: float | None = None
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def items_per_s(self) -> float:
+        """Items per second of wall time (0 when nothing was done)."""
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        """The JSON record (``items_per_s`` included; ``peak_gpu_mb`` only where there is one)."""
+        record = asdict(self)
+        record["items_per_s"] = round(self.items_per_s, 3)
+        record["seconds"] = round(self.seconds, 3)
+        record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
+        if self.peak_gpu_mb is None:
+            del record["peak_gpu_mb"]
+        return record
+
+
+def _rss_kb(pid: int | str) -> int:
+    """VmRSS of one process from /proc, in KiB (0 when it has gone)."""
+    try:
+        for line in (_PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (data-loader workers), from /proc."""
+    found = []
+    for entry in _PROC.glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.parent.name))
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and its children, in MiB. Without /proc (not Linux):
+    this process's peak so far (``ru_maxrss``)."""
+    if not _PROC.is_dir():
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / _MB if os.uname().sysname == "Darwin" else peak / 1024
+    return (_rss_kb(pid) + sum(_rss_kb(child) for child in _children(pid))) / 1024
+
+
+@contextmanager
+def measure(stage: str, *, unit: str = "", gpu: bool = False, interval: float = 0.2) -> Iterator[StageRecord]:
+    """Time the body and sample its peak memory; the body may set ``record.items``."""
+    record = StageRecord(stage=stage, unit=unit)
+    pid = os.getpid()
+    peak = [tree_rss_mb(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            peak[0] = max(peak[0], tree_rss_mb(pid))
+
+    if gpu:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    sampler = threading.Thread(target=sample, name=f"rss-{stage}", daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        yield record
+    finally:
+        record.seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        record.peak_rss_mb = max(peak[0], tree_rss_mb(pid))
+        if gpu:
+            import torch
+
+            record.peak_gpu_mb = torch.cuda.max_memory_allocated() / _MB

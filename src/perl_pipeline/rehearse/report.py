@@ -1,0 +1,119 @@
+"""``rehearsal.json`` and ``rehearsal.md``: the stages' figures, the machine and the projection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from perl_pipeline.rehearse.measure import StageRecord
+from perl_pipeline.rehearse.projection import CheckRates, GpuTarget, StageWork
+
+
+def full_scale_seconds(record: StageRecord, full_items: int) -> float | None:
+    """This machine's time for ``full_items`` at the record's measured rate (None: no rate)."""
+    return full_items / record.items_per_s if record.items_per_s > 0 else None
+
+
+def write_reports(
+    out: Path,
+    records: Sequence[StageRecord],
+    *,
+    settings: Mapping,
+    machine: Mapping,
+    full_items: Mapping[str, int],
+    rates: CheckRates | None,
+    work: Sequence[StageWork] | None,
+    projection: Mapping[str, float] | None,
+    target: GpuTarget,
+) -> tuple[Path, Path]:
+    """Write both files into ``out``; return their paths."""
+    document = {
+        "settings": dict(settings),
+        "machine": dict(machine),
+        "stages": [r.to_dict() for r in records],
+        "full_protocol_items": dict(full_items),
+        "check_rates_per_core": None if rates is None else {"decode": rates.decode, "header": rates.header},
+        "projection": None
+        if projection is None
+        else {
+            "target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12},
+            "work": [vars(w) for w in work or ()],
+            "seconds": dict(projection),
+        },
+    }
+    json_path, md_path = out / "rehearsal.json", out / "rehearsal.md"
+    json_path.write_text(json.dumps(document, indent=2))
+    md_path.write_text(markdown(document, records))
+    return json_path, md_path
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
+    """The records as a table, the machine, and the projection."""
+    s, m = document["settings"], document["machine"]
+    full = document["full_protocol_items"]
+    lines = [
+        "# Full-scale rehearsal",
+        "",
+        f"Replica at fraction {s['fraction']} of the protocol's files ({s['image_size']} JPEGs), "
+        f"backbone {s['backbone']} on {s['device']}, stages: {s['stages']}.",
+        "",
+        f"Machine: {m['cpu']}; {m['cores']} cores, {m['memory_gib']} GiB; GPU: {m['gpu'] or 'none'}; "
+        f"torch {m['torch']}; 1-minute load average before the run {m['load_average_1min_before']}.",
+        "",
+        "| stage | seconds | peak RSS (MiB) | peak GPU (MiB) | items | items/s | what | full scale here |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in records:
+        gpu = "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:.0f}"
+        at_full = full_scale_seconds(r, full[r.stage]) if r.stage in full else None
+        lines.append(
+            f"| {r.stage} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {gpu} | {r.items} | "
+            f"{r.items_per_s:.1f} | {r.unit} | {_duration(at_full)} |"
+        )
+    lines += [
+        "",
+        "Peak RSS: this process plus its data-loader workers, sampled every 0.2 s (a Python process "
+        "keeps memory it once used, so a stage's figure includes what earlier stages left). "
+        "'full scale here': the protocol's true count of the same items at the measured rate, on this "
+        "machine with this backbone.",
+    ]
+    rates = document["check_rates_per_core"]
+    if rates:
+        lines += [
+            "",
+            f"File checks on one core ({s['image_size']} JPEGs): decode {rates['decode']:.0f} files/s, "
+            f"header read {rates['header']:.0f} files/s.",
+        ]
+    projection = document["projection"]
+    if projection:
+        t = projection["target"]
+        lines += [
+            "",
+            f"## Projection: the full protocol with ViT-B/16 on {t['name']}",
+            "",
+            f"FLOPs counted on the real ViT-B/16 architecture; assumed effective throughput "
+            f"{t['effective_tflops']:.0f} TFLOP/s ({t['utilisation']:.0%} of a {t['peak_tflops']:.0f} "
+            f"TFLOP/s bf16 peak; an assumption, not a measurement); JPEG work on {t['host_cores']} host "
+            f"cores at this run's per-core rates. A stage takes the larger of the two.",
+            "",
+            "| stage | TFLOPs | decodes | header reads | projected |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for w in projection["work"]:
+            lines.append(
+                f"| {w['stage']} | {w['flops'] / 1e12:,.0f} | {w['decodes']:,} | {w['headers']:,} | "
+                f"{_duration(projection['seconds'][w['stage']])} |"
+            )
+        lines.append(f"| **total** | | | | **{_duration(projection['seconds']['total'])}** |")
+    return "\n".join(lines) + "\n"
