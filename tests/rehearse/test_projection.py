@@ -75,5 +75,5 @@ def test_counted_flops_follow_the_cost_model():
     )
     assert four.image_prefix == zero.image_prefix > 0
     assert 5.0 <= four.image_refine / zero.image_refine < 6.0  # thought tokens lengthen the sequence a little
-    assert four.image_train > 2 * four.image_refine  # the backward pass through the refinement
+    assert four.image_train > 1.5 * four.image_refine  # backward through the refinement
     assert four.text_train > four.text_refine > 0

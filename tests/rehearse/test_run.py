@@ -17,8 +17,8 @@ FRACTION = 0.0005
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     out = tmp_path_factory.mktemp("rehearsal")
-    # the image projector only: training then refines the class prompts once, not at every step
-    # (1000 ImageNet classes per step would take most of the CI budget on a CPU)
+    # the image projector only, in batches of 256: training then refines the class prompts once,
+    # not at every step (1000 ImageNet classes per step would take most of the CI budget on a CPU)
     json_path, md_path = rehearse_and_report(
         out,
         fraction=FRACTION,

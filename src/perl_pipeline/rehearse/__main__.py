@@ -25,13 +25,29 @@ def main(argv: list[str] | None = None) -> int:
         default="ViT-B-16-quickgelu",
         help="the architecture whose FLOPs the GPU projection counts ('none': no projection)",
     )
+    parser.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter set over the rehearsal's (repeatable), e.g. perl.modalities=[image]",
+    )
     parser.add_argument("--gpu-utilisation", type=float, default=GpuTarget.utilisation)
     parser.add_argument("--host-cores", type=int, default=GpuTarget.host_cores)
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from perl_pipeline.rehearse.run import rehearse_and_report
+    from perl_pipeline.sweep import merged, nested, parse_setting
+
+    params: dict = {}
+    for argument in args.params:
+        try:
+            key, values = parse_setting(argument)
+        except ValueError as exc:
+            parser.error(f"--params {argument}: {exc}")
+        params = merged(params, nested(key, values[0] if len(values) == 1 else values))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     json_path, md_path = rehearse_and_report(
         args.out,
@@ -41,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         projection_model=None if args.projection_model == "none" else args.projection_model,
         target=GpuTarget(utilisation=args.gpu_utilisation, host_cores=args.host_cores),
+        params=params,
     )
     sys.stdout.write(md_path.read_text())
     logging.getLogger(__name__).info("written: %s and %s", json_path, md_path)

@@ -155,11 +155,14 @@ def protocol_work(
     ]
 
 
+def cpu_seconds(work: StageWork, rates: CheckRates, cores: int) -> float:
+    """The stage's JPEG work (decodes and header reads) spread over ``cores``."""
+    return (work.decodes / rates.decode + work.headers / rates.header) / cores
+
+
 def stage_seconds(work: StageWork, rates: CheckRates, target: GpuTarget) -> float:
     """The larger of the stage's GPU compute and its host CPU's JPEG work."""
-    compute = work.flops / target.flops_per_s
-    cpu = (work.decodes / rates.decode + work.headers / rates.header) / target.host_cores
-    return max(compute, cpu)
+    return max(work.flops / target.flops_per_s, cpu_seconds(work, rates, target.host_cores))
 
 
 def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict[str, float]:

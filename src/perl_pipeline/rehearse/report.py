@@ -7,12 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from perl_pipeline.rehearse.measure import StageRecord
-from perl_pipeline.rehearse.projection import CheckRates, GpuTarget, StageWork
-
-
-def full_scale_seconds(record: StageRecord, full_items: int) -> float | None:
-    """This machine's time for ``full_items`` at the record's measured rate (None: no rate)."""
-    return full_items / record.items_per_s if record.items_per_s > 0 else None
+from perl_pipeline.rehearse.projection import CheckRates, GpuTarget, StageWork, cpu_seconds
 
 
 def write_reports(
@@ -69,33 +64,43 @@ def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
         f"backbone {s['backbone']} on {s['device']}, stages: {s['stages']}.",
         "",
         f"Machine: {m['cpu']}; {m['cores']} cores, {m['memory_gib']} GiB; GPU: {m['gpu'] or 'none'}; "
-        f"torch {m['torch']}; 1-minute load average before the run {m['load_average_1min_before']}.",
+        f"torch {m['torch']}; 1-minute load average before the run {m['load_average_1min_before']:.1f}.",
         "",
-        "| stage | seconds | peak RSS (MiB) | peak GPU (MiB) | items | items/s | what | full scale here |",
+        "| stage | seconds | peak RSS (MiB) | peak GPU (MiB) | items | items/s | what | in the protocol |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in records:
         gpu = "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:.0f}"
-        at_full = full_scale_seconds(r, full[r.stage]) if r.stage in full else None
         lines.append(
             f"| {r.stage} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {gpu} | {r.items} | "
-            f"{r.items_per_s:.1f} | {r.unit} | {_duration(at_full)} |"
+            f"{r.items_per_s:.1f} | {r.unit} | {full.get(r.stage, '')} |"
         )
     lines += [
         "",
         "Peak RSS: this process plus its data-loader workers, sampled every 0.2 s (a Python process "
         "keeps memory it once used, so a stage's figure includes what earlier stages left). "
-        "'full scale here': the protocol's true count of the same items at the measured rate, on this "
-        "machine with this backbone.",
+        "'(unchanged inputs)': the stage run again with nothing changed; it must rewrite no output.",
     ]
     rates = document["check_rates_per_core"]
+    projection = document["projection"]
     if rates:
         lines += [
             "",
             f"File checks on one core ({s['image_size']} JPEGs): decode {rates['decode']:.0f} files/s, "
             f"header read {rates['header']:.0f} files/s.",
         ]
-    projection = document["projection"]
+    if rates and projection:
+        check = CheckRates(**rates)
+        for w in projection["work"]:
+            if w["stage"] == "data_preparation":
+                work = StageWork(**w)
+                lines.append(
+                    f"At these rates, the checks of the protocol's {w['decodes'] + w['headers']:,} files "
+                    f"(data_preparation: {w['headers']:,} header reads, {w['decodes']:,} decodes) take "
+                    f"{_duration(cpu_seconds(work, check, m['cores']))} on this machine's {m['cores']} cores "
+                    f"and {_duration(cpu_seconds(work, check, projection['target']['host_cores']))} on "
+                    f"{projection['target']['host_cores']}."
+                )
     if projection:
         t = projection["target"]
         lines += [
