@@ -27,7 +27,7 @@ def rehearsal(tmp_path_factory):
         params={
             "perl": {"modalities": ["image"]},
             "evaluation": {"num_workers": 0},
-            "training": {"num_workers": 0},
+            "training": {"batch_size": 256, "num_workers": 0},
         },
     )
     return out, json.loads(json_path.read_text()), md_path.read_text()

@@ -174,7 +174,8 @@ def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict
 def count_flops(
     clip_model: str = "ViT-B-16-quickgelu", *, split_layer: int = 7, steps: int = 4
 ) -> ModelFlops:
-    """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item)."""
+    """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
+    ``split_layer`` is capped at the model's depth - 1."""
     import open_clip
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -183,7 +184,8 @@ def count_flops(
     from perl_pipeline.models import PERL, load_clip
 
     clip = load_clip(clip_model, None)
-    model = PERL(clip, split_layer=split_layer, steps=steps)
+    depth = len(clip.visual.transformer.resblocks)  # a shallower model keeps a block to refine
+    model = PERL(clip, split_layer=min(split_layer, depth - 1), steps=steps)
     size = image_size(clip)
     tokens = open_clip.get_tokenizer(clip_model)(["a photo of a great white shark."])
 
