@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 _MB = 1 << 20
@@ -36,7 +36,6 @@ class StageRecord:
     items: int = 0
     unit: str = ""
     peak_gpu_mb: float | None = None
-    notes: dict = field(default_factory=dict)
 
     @property
     def items_per_s(self) -> float:
