@@ -317,7 +317,8 @@ def test_seeds_in_one_batch_equal_each_seed_alone(tiny_clip, tokenize):
         prefixes = [models[0].image_prefix(_images(tiny_clip, b, seed=b)) for b in (1, 3, 2)]
         texts = [models[0].text_prefix(tokens) for tokens in prompts]
         images, text = together.refine_image(prefixes), together.refine_text(texts)
-        alone = [(m.refine_image(p), m.refine_text(t)) for m, p, t in zip(models, prefixes, texts, strict=True)]
+        pairs = zip(models, prefixes, texts, strict=True)
+        alone = [(m.refine_image(p), m.refine_text(t)) for m, p, t in pairs]
     for (image, text_steps), ours, ours_text in zip(alone, images, text, strict=True):
         torch.testing.assert_close(ours, image, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours_text, text_steps, rtol=1e-5, atol=1e-5)
