@@ -184,7 +184,9 @@ def decode_on_device(
     out = list(items)  # decoded items stay as they are
     jpegs = [k for k, item in enumerate(items) if item.dtype == torch.uint8]
     try:
-        decoded = decode_jpeg([items[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)
+        decoded = (
+            decode_jpeg([items[k] for k in jpegs], mode=ImageReadMode.RGB, device=device) if jpegs else []
+        )
     except RuntimeError:  # one bad file fails the batch: decode one by one
         decoded = [_decode_one(items[k], device) for k in jpegs]
     for k, image in zip(jpegs, decoded, strict=True):

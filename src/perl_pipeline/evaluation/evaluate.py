@@ -37,14 +37,24 @@ RUN_SCHEMA = dict(
 class EvalBatches:
     """(images [B, 3, H, W] on `device`, labels [B] on the CPU) for every batch of `images`, in order.
 
-    On CUDA with ``config.gpu_decode`` and an `ImageFolderTable`, the workers only read the files
-    and the JPEGs are decoded, resized and cropped on the GPU (`decode_on_device`: within 2 of 255
-    intensity levels of the CPU path, see its tests); otherwise the workers decode and transform on
-    the CPU. Either way pinned memory and non-blocking copies keep the device fed.
+    On CUDA with ``config.gpu_decode`` (or with ``decode_on_device=True``, e.g. to test the path on
+    the CPU) and an `ImageFolderTable`, the workers only read the files and the JPEGs are decoded,
+    resized and cropped on `device` (`decode_on_device`: within 2 of 255 intensity levels of the CPU
+    path, see its tests); otherwise the workers decode and transform on the CPU. Either way pinned
+    memory and non-blocking copies keep the device fed.
     """
 
-    def __init__(self, images: Dataset, config: EvalConfig, device: torch.device, clip: torch.nn.Module):
-        self.gpu = device.type == "cuda" and config.gpu_decode and isinstance(images, ImageFolderTable)
+    def __init__(
+        self,
+        images: Dataset,
+        config: EvalConfig,
+        device: torch.device,
+        clip: torch.nn.Module,
+        decode_on_device: bool | None = None,
+    ):
+        if decode_on_device is None:
+            decode_on_device = device.type == "cuda" and config.gpu_decode
+        self.gpu = decode_on_device and isinstance(images, ImageFolderTable)
         self.images, self.device = images, device
         self.size = image_size(clip) if self.gpu else None
         self.loader = DataLoader(
