@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from perl_pipeline.config import (
@@ -29,6 +31,9 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
         (lambda: TrainConfig(crop_scale=[0.5, 0.1]), "crop_scale"),
         (lambda: TrainConfig(precision="fp16"), "precision"),
         (lambda: EvalConfig(batch_size=0), "evaluation.batch_size=0"),
+        (lambda: EvalConfig(num_workers="many"), "evaluation.num_workers='many'"),
+        (lambda: EvalConfig(num_workers=-1), "evaluation.num_workers=-1"),
+        (lambda: TrainConfig(seeds_together="yes"), "training.seeds_together='yes': expected true/false"),
         (lambda: FewShotConfig(shots=0), "few_shot.shots=0"),
         (lambda: FewShotConfig(draw="dassl"), "few_shot.draw='dassl'"),
         (lambda: PerlConfig(projector_init="zero"), "perl.projector_init='zero'"),
@@ -106,6 +111,8 @@ def test_wrong_types_name_the_key_the_expectation_and_the_value(build, message):
 def test_the_checker_normalises_what_yaml_gives():
     assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # int for a float
     assert EvalConfig(batch_size=8).batch_size == 8
+    assert EvalConfig(num_workers=3).resolved_workers() == 3
+    assert EvalConfig().resolved_workers() == len(os.sched_getaffinity(0))  # auto: this machine's cores
     assert ClipConfig(pretrained=None, cache_dir=None).pretrained is None
     assert DataSourceConfig(kind="miniature", miniature={"classes": 3}).miniature == {"classes": 3}
     assert ToyClipConfig(held_out=["red square"]).held_out == ("red square",)

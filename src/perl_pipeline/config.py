@@ -363,6 +363,7 @@ class TrainConfig:
     precision: Precision = "bf16"  # autocast dtype on GPUs; the CPU always runs fp32
     num_workers: int = setting(4, low=0)
     log_every: int = setting(50, low=1)
+    seeds_together: bool = True  # every seed's step in one batch (exact up to rounding); false: in turn
 
     def __post_init__(self) -> None:
         low, high = self.crop_scale
@@ -372,11 +373,26 @@ class TrainConfig:
 
 @typed_config("evaluation")
 class EvalConfig:
-    """Evaluation batching and precision."""
+    """Evaluation batching, data-loader workers, precision and where JPEGs are decoded.
+
+    ``num_workers: auto`` uses the machine's cores (see `resolved_workers`); ``gpu_decode``
+    decodes JPEGs on the GPU (CUDA only; elsewhere the CPU path runs).
+    """
 
     batch_size: int = setting(256, low=1)
-    num_workers: int = setting(4, low=0)
+    num_workers: int | Literal["auto"] = setting("auto", low=0)
     precision: Precision = "bf16"
+    gpu_decode: bool = True
+
+    def resolved_workers(self) -> int:
+        """Data-loader worker processes: the number given, or for ``auto`` this process's usable
+        cores (at least one worker)."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, cores or 1)
 
 
 @typed_config("few_shot")

@@ -36,6 +36,7 @@ def test_header_names_the_run(figures):
     assert header["device_name"] and header["torch"] and header["model"] == "PERL-Tiny-ViT"
     assert header["blocks"] == 4
     assert header["theoretical_ratio"] == pytest.approx((2 + 4 * (4 - 2)) / 4)
+    assert header["theoretical_ratio_last_block"] == pytest.approx((2 + 4 * (4 - 2 - 5 / 6)) / 4)
 
 
 def test_every_image_figure_is_present_and_positive(figures):
@@ -73,18 +74,37 @@ def test_ratios_are_computed_from_the_figures(figures):
         inference = ratios["inference_vs_zero_shot"][str(batch)]
         train = ratios["train_step_vs_zero_shot"][str(batch)]
         assert inference == pytest.approx(image["perl_inference", batch] / zero_shot)
+        full = ratios["inference_full_last_block_vs_zero_shot"][str(batch)]
+        assert full == pytest.approx(image["perl_inference_full", batch] / zero_shot)
         assert train == pytest.approx(image["perl_train_step", batch] / zero_shot)
     for prompts in PROMPTS:
         speedup = ratios["text_uncut_vs_cut"][str(prompts)]
         assert speedup == pytest.approx(text[prompts, False] / text[prompts, True])
+    seeds = {row["workload"]: row for row in figures["seeds"]}
+    assert set(seeds) == set(bench.SEEDS_WORKLOADS)
+    one, together = seeds["train_one_seed"], seeds["train_seeds_together"]
+    assert (one["seeds"], together["seeds"], one["batch"], together["batch"]) == (1, 3, 4, 4)
+    assert together["images_per_s"] == pytest.approx(12 / together["seconds"])
+    assert ratios["seeds_together_vs_one_at_a_time"] == pytest.approx(
+        together["images_per_s"] / one["images_per_s"]
+    )
+    evaluation = {(row["workload"], row["decode"]): row for row in figures["evaluation"]}
+    assert set(evaluation) == {(w, "cpu") for w in bench.EVAL_WORKLOADS}  # no CUDA: no GPU decoding
+    assert all(row["images"] == 4 and _positive(row["images_per_s"]) for row in evaluation.values())
+    assert ratios["evaluation_vs_decode_only"]["cpu"] == pytest.approx(
+        evaluation["evaluate", "cpu"]["images_per_s"] / evaluation["decode_only", "cpu"]["images_per_s"]
+    )
 
 
 def test_targets_follow_the_ratios(figures):
     targets = figures["targets"]
-    assert len(targets) == len(BATCHES) + len(PROMPTS)
+    assert len(targets) == len(BATCHES) + len(PROMPTS) + 1
     for target in targets:
         assert _positive(target["value"])
-        if "inference" in target["name"]:
+        if "seeds" in target["name"]:
+            assert target["threshold"] == bench.SEEDS_SPEEDUP_TARGET["cpu"]
+            assert target["passed"] == (target["value"] >= target["threshold"])
+        elif "inference" in target["name"]:
             assert target["threshold"] == bench.INFERENCE_RATIO_TARGET
             assert target["passed"] == (target["value"] <= target["threshold"])
         else:
@@ -94,7 +114,8 @@ def test_targets_follow_the_ratios(figures):
 
 def test_report_lists_every_figure(figures):
     report = bench.format_report(figures)
-    assert "theory 2.50" in report
+    assert "theory 2.50" in report and "theory 1.67" in report  # full last block, read-out only
+    assert "3 seeds together" in report and "decode only (ceiling)" in report
     assert report.count("PASS") + report.count("FAIL") == len(figures["targets"])
 
 

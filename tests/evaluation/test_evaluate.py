@@ -134,3 +134,18 @@ def test_alignment_is_the_mean_cosine_to_step_zero() -> None:
     runs = _score(images, [0, 1, 2], text)
     assert runs["image_alignment"].to_list() == pytest.approx([1.0, 1.0, 0.0])
     assert runs["text_alignment"].to_list() == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_batches_decoded_on_the_device_match_the_workers_path(tmp_path, tiny_clip):
+    from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
+    from perl_pipeline.evaluation.evaluate import EvalBatches
+    from tests.benchmarks.test_images import LEVEL, _photos
+
+    names = _photos(tmp_path)
+    table = ImageFolderTable(tmp_path, names, range(len(names)), test_transform(64))
+    config = EvalConfig(batch_size=2, num_workers=0)
+    paths = [EvalBatches(table, config, torch.device("cpu"), tiny_clip, on) for on in (True, False)]
+    assert paths[0].gpu and not paths[1].gpu and len(paths[0]) == len(paths[1]) == 3
+    for (ours, labels), (theirs, expected) in zip(*paths, strict=True):
+        assert torch.equal(labels, expected)
+        assert (ours - theirs).abs().max() <= 2 * LEVEL + 1e-6

@@ -261,3 +261,66 @@ def test_a_clip_without_the_expected_towers_is_refused(tiny_clip):
         PERL(no_text, split_layer=2)
     with pytest.raises(TypeError, match="VisionTransformer"):
         PERL(torch.nn.Linear(2, 2))
+
+
+# -- exact shortcuts: the last block at the read-out row, several seeds in one batch -------------
+
+
+def _assert_readout_only_equals_full(model: PERL, images: torch.Tensor, tokens: torch.Tensor) -> None:
+    """Every step of both towers (text with and without the EOS cut) with the last block at the
+    read-out row only equals the last block on every token, to float32 rounding."""
+    outputs = []
+    for readout_only in (True, False):
+        model.last_block_readout_only = readout_only
+        with torch.no_grad():
+            text = [model.refine_text(model.text_prefix(tokens, cut=cut)) for cut in (True, False)]
+            outputs.append([model.encode_image(images), *text])
+    for ours, full in zip(*outputs, strict=True):
+        assert ours.shape == full.shape
+        torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("split_layer", [2, 3])  # J = L - 1: the last block is the only one refined
+def test_last_block_at_the_readout_equals_the_full_block(tiny_clip, tokenize, split_layer):
+    model = _nonzero(PERL(tiny_clip, split_layer=split_layer, steps=3))
+    _assert_readout_only_equals_full(model, _images(tiny_clip, 3), tokenize(PROMPTS))
+
+
+@pytest.mark.slow
+def test_last_block_at_the_readout_equals_the_full_block_on_vit_b16(vit_b16, tokenize):
+    model = _nonzero(PERL(vit_b16, split_layer=10, steps=2))
+    _assert_readout_only_equals_full(model, _images(vit_b16, 1), tokenize(PROMPTS))
+
+
+def test_last_block_at_the_readout_gives_the_full_gradients(tiny_clip, tokenize):
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=2))
+    images, tokens, labels = _images(tiny_clip, 3), tokenize(PROMPTS), torch.tensor([0, 2, 1])
+    gradients = []
+    for readout_only in (True, False):
+        model.last_block_readout_only = readout_only
+        model.zero_grad(set_to_none=True)
+        loss = perl_loss(model.encode_image(images), model.encode_text(tokens), labels, model.logit_scale)
+        loss.total.backward()
+        gradients.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) == 12  # both φ: 6 tensors each
+    for name, grad in gradients[0].items():
+        torch.testing.assert_close(grad, gradients[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_seeds_in_one_batch_equal_each_seed_alone(tiny_clip, tokenize):
+    from perl_pipeline.models import PerlSeeds
+
+    models = [_nonzero(PERL(tiny_clip, split_layer=2, steps=3, seed=seed), scale=seed) for seed in (1, 2, 3)]
+    together = PerlSeeds(models)
+    prompts = [tokenize(PROMPTS), tokenize(PROMPTS[:1]), tokenize(PROMPTS[1:])]  # unequal lengths
+    with torch.no_grad():
+        prefixes = [models[0].image_prefix(_images(tiny_clip, b, seed=b)) for b in (1, 3, 2)]
+        texts = [models[0].text_prefix(tokens) for tokens in prompts]
+        images, text = together.refine_image(prefixes), together.refine_text(texts)
+        pairs = zip(models, prefixes, texts, strict=True)
+        alone = [(m.refine_image(p), m.refine_text(t)) for m, p, t in pairs]
+    for (image, text_steps), ours, ours_text in zip(alone, images, text, strict=True):
+        torch.testing.assert_close(ours, image, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours_text, text_steps, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="same frozen CLIP"):
+        PerlSeeds([models[0], PERL(copy.deepcopy(tiny_clip), split_layer=2, steps=3)])

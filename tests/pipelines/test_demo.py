@@ -48,33 +48,35 @@ def test_demo_runs_cover_every_seed_subset_and_step(demo_run):
     record = json.loads((demo_run.data / "06_models" / "dtd" / "base" / "seed_1.json").read_text())
     assert record["steps"] == 120 and record["images"] == 160  # 16 shots x 10 base classes, batch 4, 3 epochs
     assert record["trainable_parameters"] == 5 * (96 + 64) + 2
+    assert record["shortcuts"] == {"last_block_readout_only": True, "seeds_together": list(SEEDS)}
 
 
 def test_interrupted_run_resumes_without_redoing_and_matches(demo_run, tmp_path, monkeypatch):
     import perl_pipeline.training as training
 
     calls, failures = [], []
-    real = training.train_projectors
+    real = training.train_seeds
 
-    def flaky(*args, **kwargs):  # the second training node of the first run dies
-        calls.append(kwargs["seed"])
-        if len(calls) == 2 and not failures:
-            failures.append(kwargs["seed"])
+    def flaky(models, *args, **kwargs):  # the first training node dies
+        calls.append(sorted(models))
+        if not failures:
+            failures.append(True)
             raise RuntimeError("interrupted on purpose")
-        return real(*args, **kwargs)
+        return real(models, *args, **kwargs)
 
-    monkeypatch.setattr(training, "train_projectors", flaky)
+    monkeypatch.setattr(training, "train_seeds", flaky)
     with demo_session(tmp_path) as session, pytest.raises(RuntimeError, match="interrupted on purpose"):
         session.run(pipeline_names=["base_to_novel"], namespaces=["dtd"])
     models = tmp_path / "data" / "06_models" / "dtd" / "base"
-    finished, failed = calls
-    assert (models / f"seed_{finished}.safetensors").exists()
-    assert not (models / f"seed_{failed}.safetensors").exists()
+    assert not list(models.glob("seed_*.safetensors"))  # nothing half-made
+    features = tmp_path / "data" / "04_feature" / "dtd" / "text_features.safetensors"
+    written = features.stat().st_mtime_ns
 
     calls.clear()
     with demo_session(tmp_path) as session:
         session.run(pipeline_names=["base_to_novel"], namespaces=["dtd"], only_missing_outputs=True)
-    assert sorted(calls) == sorted(set(SEEDS) - {finished})  # finished work is not redone
+    assert calls == [sorted(SEEDS)]  # every seed in one node, trained once
+    assert features.stat().st_mtime_ns == written  # finished stages are not redone
 
     for seed in SEEDS:  # bit for bit what the uninterrupted demo produced
         ours = (models / f"seed_{seed}.safetensors").read_bytes()

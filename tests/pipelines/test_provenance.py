@@ -132,7 +132,7 @@ def test_an_unchanged_resume_does_nothing(dtd_run, tmp_path, monkeypatch):
 
     root = _copy(dtd_run, tmp_path / "again")
     calls = []
-    monkeypatch.setattr(training, "train_projectors", lambda *a, **k: calls.append(k) or None)
+    monkeypatch.setattr(training, "train_seeds", lambda *a, **k: calls.append(k) or None)
     _run(root, only_missing_outputs=True)
     assert calls == []
 

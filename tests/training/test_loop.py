@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
@@ -128,3 +130,76 @@ def test_training_step_with_fixed_text_leaves_the_text_projector(tiny_clip, toke
     assert text_keys and image_keys
     assert all(torch.equal(after[k], initial[k]) for k in text_keys)
     assert any(not torch.equal(after[k], initial[k]) for k in image_keys)
+
+
+# -- every seed in one pass ------------------------------------------------------------------------
+
+
+class _Augmented(TensorDataset):
+    """Images with noise drawn from the global RNG, as torchvision's random transforms draw."""
+
+    def __getitem__(self, i):
+        image, label = super().__getitem__(i)
+        return image + 0.5 * torch.randn(image.shape), label
+
+
+def _seed_data(seed: int, n: int) -> _Augmented:
+    g = torch.Generator().manual_seed(100 + seed)
+    return _Augmented(torch.randn(n, 3, 64, 64, generator=g), torch.arange(n) % 3)
+
+
+def _train_seeds(clip, tokenize, together: bool, seeds=(1, 2, 3), **perl):
+    from perl_pipeline.training import train_seeds
+
+    config = dataclasses.replace(CONFIG, seeds_together=together, epochs=2)
+    models = {seed: PERL(clip, split_layer=2, steps=2, seed=seed, **perl) for seed in seeds}
+    images = {seed: _seed_data(seed, 12 if seed != 3 else 8) for seed in seeds}  # seed 3 ends early
+    results = train_seeds(
+        models, images, _prefix(models[seeds[0]], tokenize), config, device=torch.device("cpu")
+    )
+    return models, results
+
+
+def _accuracy(models, tokenize):
+    from perl_pipeline.config import EvalConfig
+    from perl_pipeline.evaluation.evaluate import evaluate_seeds
+
+    test = _seed_data(9, 12)
+    runs = evaluate_seeds(
+        models,
+        TensorDataset(test.tensors[0], test.tensors[1]),
+        _prefix(next(iter(models.values())), tokenize),
+        {"all": [0, 1, 2]},
+        EvalConfig(batch_size=6, num_workers=0, precision="fp32"),
+        device=torch.device("cpu"),
+        benchmark="toy",
+    )
+    return runs.sort("seed", "step")
+
+
+def test_seeds_together_equal_each_seed_alone_and_its_accuracy(tiny_clip, tokenize):
+    together, results = _train_seeds(tiny_clip, tokenize, together=True)
+    alone, expected = _train_seeds(tiny_clip, tokenize, together=False)
+    assert [results[s].steps for s in (1, 2, 3)] == [6, 6, 4]  # 2 epochs of 3 and of 2 batches
+    for seed in (1, 2, 3):
+        assert results[seed].loss == pytest.approx(expected[seed].loss, rel=1e-4, abs=1e-5)
+        ours, theirs = together[seed].projector_state_dict(), alone[seed].projector_state_dict()
+        for key, value in ours.items():
+            torch.testing.assert_close(value, theirs[key], rtol=1e-4, atol=1e-5, msg=f"seed {seed} {key}")
+    ours, theirs = _accuracy(together, tokenize), _accuracy(alone, tokenize)
+    assert ours["accuracy"].to_list() == theirs["accuracy"].to_list()  # the final accuracies
+    assert ours["image_alignment"].to_list() == pytest.approx(theirs["image_alignment"].to_list(), abs=1e-5)
+
+
+def test_seeds_together_with_fixed_text_and_alone_when_single(tiny_clip, tokenize):
+    together, results = _train_seeds(tiny_clip, tokenize, together=True, modalities=("image",))
+    alone, expected = _train_seeds(tiny_clip, tokenize, together=False, modalities=("image",))
+    for seed in (1, 2, 3):
+        assert results[seed].loss == pytest.approx(expected[seed].loss, rel=1e-4, abs=1e-5)
+    single, result = _train_seeds(tiny_clip, tokenize, together=True, seeds=(2,))
+    reference = PERL(tiny_clip, split_layer=2, steps=2, seed=2)
+    config = dataclasses.replace(CONFIG, epochs=2)
+    expected = train_projectors(
+        reference, _seed_data(2, 12), _prefix(reference, tokenize), config, seed=2, device=torch.device("cpu")
+    )
+    assert result[2].loss == expected.loss  # a single seed trains alone: bit for bit

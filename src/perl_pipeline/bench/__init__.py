@@ -7,16 +7,27 @@ timed; report: ratios, targets and the text report; cli: the command line and th
 from perl_pipeline.bench.cli import main, parse_settings, run
 from perl_pipeline.bench.report import (
     INFERENCE_RATIO_TARGET,
+    SEEDS_SPEEDUP_TARGET,
     TEXT_SPEEDUP_TARGET,
     check_targets,
     compute_ratios,
     format_report,
     theoretical_ratio,
 )
-from perl_pipeline.bench.workloads import WORKLOAD_LABELS, WORKLOADS, Settings, class_prompts
+from perl_pipeline.bench.workloads import (
+    EVAL_WORKLOADS,
+    SEEDS_WORKLOADS,
+    WORKLOAD_LABELS,
+    WORKLOADS,
+    Settings,
+    class_prompts,
+)
 
 __all__ = [
+    "EVAL_WORKLOADS",
     "INFERENCE_RATIO_TARGET",
+    "SEEDS_SPEEDUP_TARGET",
+    "SEEDS_WORKLOADS",
     "TEXT_SPEEDUP_TARGET",
     "WORKLOADS",
     "WORKLOAD_LABELS",

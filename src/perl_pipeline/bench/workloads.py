@@ -7,15 +7,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from perl_pipeline.bench.harness import measure
-from perl_pipeline.config import TrainConfig
+from perl_pipeline.config import EvalConfig, TrainConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL
-from perl_pipeline.training import training_step
+from perl_pipeline.training import training_step, training_step_together
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class Settings:
     train_classes: int
     threads: int
     seed: int
+    seeds: int = 3
+    train_batch: int = 4
+    eval_images: int = 32
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,43 @@ class TextRow:
     times: tuple[float, ...]
 
 
-WORKLOADS = ("zero_shot", "perl_inference", "perl_train_step")
+@dataclass(frozen=True)
+class SeedsRow:
+    """A training step of `seeds` seeds, `batch` images each: one seed's step, or all seeds together."""
+
+    workload: str
+    seeds: int
+    batch: int
+    seconds: float
+    repeats: int
+    images_per_s: float  # all the step's images (every seed's) per second
+    peak_memory_mb: float
+    times: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """Evaluation throughput over `images` JPEG files: decoding alone, or the whole evaluation."""
+
+    workload: str
+    decode: str  # where JPEGs are decoded: cpu (data-loader workers) or gpu
+    images: int
+    workers: int
+    seconds: float
+    repeats: int
+    images_per_s: float
+    times: tuple[float, ...]
+
+
+WORKLOADS = ("zero_shot", "perl_inference", "perl_inference_full", "perl_train_step")
 WORKLOAD_LABELS = {
     "zero_shot": "zero-shot CLIP",
-    "perl_inference": "PERL inference",
+    "perl_inference": "PERL inference",  # the last block at the read-out only (the default)
+    "perl_inference_full": "PERL, full last",  # the last block on every token (the paper's count)
     "perl_train_step": "PERL train step",
 }
+SEEDS_WORKLOADS = ("train_one_seed", "train_seeds_together")
+EVAL_WORKLOADS = ("decode_only", "evaluate")
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -127,7 +162,7 @@ def image_workloads(
     fixed_text: torch.Tensor,
     optimizer: torch.optim.Optimizer,
 ) -> dict[str, Callable[[], object]]:
-    """The three image-side calls to time, keyed by WORKLOADS."""
+    """The image-side calls to time, keyed by WORKLOADS."""
     device = images.device
 
     def zero_shot() -> torch.Tensor:
@@ -138,12 +173,21 @@ def image_workloads(
         with torch.no_grad(), autocast(device):
             return model.encode_image(images)
 
+    def perl_inference_full() -> torch.Tensor:
+        model.last_block_readout_only = False
+        try:
+            with torch.no_grad(), autocast(device):
+                return model.encode_image(images)
+        finally:
+            model.last_block_readout_only = True
+
     def perl_train_step() -> torch.Tensor:
         return training_step(model, images, labels, fixed_text, optimizer, TRAIN_CONFIG).total
 
     return {
         "zero_shot": zero_shot,
         "perl_inference": perl_inference,
+        "perl_inference_full": perl_inference_full,
         "perl_train_step": perl_train_step,
     }
 
@@ -160,7 +204,8 @@ def text_features(model: PERL, tokens: torch.Tensor, cut: bool = True) -> torch.
 def bench_images(
     model: PERL, settings: Settings, device: torch.device, tokenizer: Callable
 ) -> list[ImageRow]:
-    """Zero-shot, PERL inference and PERL training step at every batch size."""
+    """Zero-shot, PERL inference (with and without the last-block shortcut) and a PERL training
+    step at every batch size."""
     tokens = tokenizer(class_prompts(settings.train_classes)).to(device)
     fixed_text = text_features(model, tokens).float()  # [K + 1, C, D], precomputed once
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
@@ -221,3 +266,119 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
 
 def _repeat_settings(settings: Settings) -> tuple[int, int, float]:
     return settings.warmup, settings.repeats, settings.budget_s
+
+
+def bench_seeds(model: PERL, settings: Settings, device: torch.device, tokenizer: Callable) -> list[SeedsRow]:
+    """A training step as the loop runs it (class prompts refined every step) for one seed, and for
+    `settings.seeds` seeds together (`training_step_together`), `settings.train_batch` images each."""
+    tokens = tokenizer(class_prompts(settings.train_classes)).to(device)
+    with torch.no_grad():
+        prefix = model.text_prefix(tokens)
+    models = [model] + [
+        PERL(model.clip, settings.split_layer, settings.steps, seed=settings.seed + k).to(device)
+        for k in range(1, settings.seeds)
+    ]
+    optimisers = [torch.optim.AdamW(m.trainable_parameters(), lr=1e-4) for m in models]
+    batch = settings.train_batch
+    images = [random_images(model.clip, batch, settings.seed + k, device) for k in range(settings.seeds)]
+    generator = torch.Generator().manual_seed(settings.seed)
+    labels = [torch.randint(settings.train_classes, (batch,), generator=generator).to(device) for _ in models]
+    calls = {
+        "train_one_seed": lambda: (
+            training_step(model, images[0], labels[0], prefix, optimisers[0], TRAIN_CONFIG).total
+        ),
+        "train_seeds_together": lambda: training_step_together(
+            models, images, labels, prefix, optimisers, TRAIN_CONFIG
+        ),
+    }
+    logger.info("timing a training step of 1 seed and of %d seeds together", settings.seeds)
+    for m in models:
+        m.train()
+    timings = measure(calls, device, *_repeat_settings(settings))
+    for m in models:
+        m.eval()
+    return [
+        SeedsRow(
+            workload=name,
+            seeds=seeds,
+            batch=batch,
+            seconds=timing.seconds,
+            repeats=timing.repeats,
+            images_per_s=seeds * batch / timing.seconds,
+            peak_memory_mb=timing.peak_memory_mb,
+            times=timing.times,
+        )
+        for (name, timing), seeds in zip(timings.items(), (1, settings.seeds), strict=True)
+    ]
+
+
+def bench_evaluation(
+    model: PERL, settings: Settings, device: torch.device, tokenizer: Callable, folder: Path
+) -> list[EvalRow]:
+    """Evaluation of `settings.seeds` seeds over `settings.eval_images` photo-sized JPEGs written to
+    `folder`, next to decoding them alone (the data path's ceiling); CPU decoding by data-loader
+    workers and, on CUDA, decoding on the GPU."""
+    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.evaluation.evaluate import EvalBatches, evaluate_seeds
+
+    names = write_photos(folder, settings.eval_images, settings.seed)
+    table = ImageFolderTable(
+        folder, names, [k % 10 for k in range(len(names))], test_transform(image_size(model.clip))
+    )
+    tokens = tokenizer(class_prompts(10)).to(device)
+    with torch.no_grad():
+        prefix = model.text_prefix(tokens)
+    models = {
+        k: PERL(model.clip, settings.split_layer, settings.steps, seed=k).to(device)
+        for k in range(settings.seeds)
+    }
+    batch = max(settings.batch_sizes)
+    rows = []
+    for decode in ("cpu", "gpu") if device.type == "cuda" else ("cpu",):
+        config = EvalConfig(batch_size=batch, gpu_decode=decode == "gpu")
+
+        def decode_only(config=config) -> None:
+            for images, _ in EvalBatches(table, config, device, model.clip):
+                del images
+
+        def evaluate(config=config) -> None:
+            evaluate_seeds(
+                models, table, prefix, {"all": range(10)}, config, device=device, benchmark="bench"
+            )
+
+        logger.info(
+            "timing evaluation of %d seeds over %d JPEGs, %s decoding", settings.seeds, len(names), decode
+        )
+        timings = measure(
+            {"decode_only": decode_only, "evaluate": evaluate}, device, *_repeat_settings(settings)
+        )
+        for name, timing in timings.items():
+            rows.append(
+                EvalRow(
+                    workload=name,
+                    decode=decode,
+                    images=len(names),
+                    workers=config.resolved_workers(),
+                    seconds=timing.seconds,
+                    repeats=timing.repeats,
+                    images_per_s=len(names) / timing.seconds,
+                    times=timing.times,
+                )
+            )
+    return rows
+
+
+def write_photos(folder: Path, count: int, seed: int) -> list[str]:
+    """`count` JPEGs of 500 x 375 pixels (the size of a typical benchmark photo), quality 90."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = []
+    for k in range(count):
+        coarse = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)  # smooth colour fields, as photos
+        image = Image.fromarray(coarse).resize((500, 375), Image.BICUBIC)
+        names.append(f"photo_{k:05d}.jpg")
+        image.save(folder / names[-1], quality=90)
+    return names

@@ -2,12 +2,14 @@
 
 The frozen image prefix S_v = B_v(x) does not depend on the projectors, so it is computed once per
 batch and shared by every seed's model; class text features are refined once per (seed, class set).
+Images are decoded by data-loader workers (`evaluation.num_workers`, by default one per core) or,
+on CUDA with `evaluation.gpu_decode`, in batches on the GPU (`EvalBatches`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import polars as pl
 import torch
@@ -15,6 +17,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from perl_pipeline.benchmarks.images import ImageFolderTable, collate_encoded, decode_on_device, image_size
 from perl_pipeline.config import EvalConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.evaluation.metrics import RUN_COLUMNS
@@ -29,6 +32,51 @@ RUN_SCHEMA = dict(
         strict=True,
     )
 )
+
+
+class EvalBatches:
+    """(images [B, 3, H, W] on `device`, labels [B] on the CPU) for every batch of `images`, in order.
+
+    On CUDA with ``config.gpu_decode`` (or with ``decode_on_device=True``, e.g. to test the path on
+    the CPU) and an `ImageFolderTable`, the workers only read the files and the JPEGs are decoded,
+    resized and cropped on `device` (`decode_on_device`: within 2 of 255 intensity levels of the CPU
+    path, see its tests); otherwise the workers decode and transform on the CPU. Either way pinned
+    memory and non-blocking copies keep the device fed.
+    """
+
+    def __init__(
+        self,
+        images: Dataset,
+        config: EvalConfig,
+        device: torch.device,
+        clip: torch.nn.Module,
+        decode_on_device: bool | None = None,
+    ):
+        if decode_on_device is None:
+            decode_on_device = device.type == "cuda" and config.gpu_decode
+        self.gpu = decode_on_device and isinstance(images, ImageFolderTable)
+        self.images, self.device = images, device
+        self.size = image_size(clip) if self.gpu else None
+        self.loader = DataLoader(
+            images.encoded() if self.gpu else images,
+            batch_size=config.batch_size,
+            shuffle=False,
+            num_workers=config.resolved_workers(),
+            pin_memory=device.type == "cuda",
+            collate_fn=collate_encoded if self.gpu else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            if self.gpu:
+                items, labels, indices = batch
+                yield decode_on_device(items, indices, self.images, self.size, self.device), labels
+            else:
+                images, labels = batch
+                yield images.to(self.device, non_blocking=True), labels
 
 
 @torch.no_grad()
@@ -51,7 +99,7 @@ def evaluate_seeds(
         class_sets: subset name -> the original labels forming its classifier, in order (e.g.
             base = first half, novel = second half, all). An image is scored in every set that
             contains its label, against that set's classes only.
-        config: batch size, workers, precision.
+        config: batch size, workers, precision, GPU decoding.
         device: where to evaluate.
         benchmark: name written in the output rows.
 
@@ -89,16 +137,10 @@ def evaluate_seeds(
     cosine = {key: zeros() for key in text}
     counts = dict.fromkeys(text, 0)
 
-    loader = DataLoader(
-        images,
-        batch_size=config.batch_size,
-        shuffle=False,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-    for batch, labels in tqdm(loader, desc=f"evaluate {benchmark}", leave=False, disable=None):
+    batches = EvalBatches(images, config, device, shared.clip)
+    for batch, labels in tqdm(batches, f"evaluate {benchmark}", len(batches), leave=False, disable=None):
         with autocast(device, config.precision):
-            prefix = shared.image_prefix(batch.to(device, non_blocking=True))  # once for all seeds
+            prefix = shared.image_prefix(batch)  # once for all seeds
         for seed, model in models.items():
             with autocast(device, config.precision):
                 v = model.refine_image(prefix)

@@ -8,13 +8,14 @@ from perl_pipeline.models.loading import (
     load_clip,
 )
 from perl_pipeline.models.objective import PerlLoss, clip_logits, perl_loss
-from perl_pipeline.models.perl import PERL, TextPrefix, causal_mask
+from perl_pipeline.models.perl import PERL, PerlSeeds, TextPrefix, causal_mask
 from perl_pipeline.models.projector import ThoughtProjector
 from perl_pipeline.models.text_features import TextFeatures, class_text_features, text_features_recipe
 
 __all__ = [
     "PERL",
     "PerlLoss",
+    "PerlSeeds",
     "PretrainedWeightsUnavailable",
     "TextFeatures",
     "TextPrefix",

@@ -8,16 +8,21 @@ For each modality m with a projector φ_m:
     h(k) = Pool_m(R_m([z(1), ..., z(k), S]))       thoughts prepended, readout index shifted by k
     e(k) = π_m(h(k))                               frozen head (ln_post @ proj, ln_final @ text_projection)
 
+Pool_m reads one row of the last block's output, so that block runs for the read-out query alone
+(keys and values from every token; docs/method.md §5): exact up to float rounding. `PerlSeeds` runs
+several seeds' models as one batch, each sample refined by its own seed's projectors.
+
 The backbone is only read through its public attributes; it is never modified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from perl_pipeline.config import MODALITIES, check_perl_settings
 from perl_pipeline.models.projector import build_projector, check_init, think
@@ -56,6 +61,8 @@ class PERL(nn.Module):
         seed: seeds the projector initialisation.
         projector_init: ``default`` (PyTorch's, from the seeded generator) or ``zero_out`` (the
             same, then each projector's output layer at zero: every thought starts equal).
+        last_block_readout_only: run the last block for the read-out query alone (exact up to
+            rounding, docs/method.md §5); False runs it on every token, as CLIP does.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class PERL(nn.Module):
         share_projector: bool = True,
         seed: int = 0,
         projector_init: str = "default",
+        last_block_readout_only: bool = True,
     ):
         super().__init__()
         modalities = tuple(modalities)
@@ -80,6 +88,7 @@ class PERL(nn.Module):
         self.modalities = modalities
         self.share_projector = share_projector
         self.projector_init = projector_init
+        self.last_block_readout_only = last_block_readout_only
 
         generator = torch.Generator().manual_seed(seed)
         widths = {"image": clip.visual.transformer.width, "text": clip.transformer.width}
@@ -151,16 +160,7 @@ class PERL(nn.Module):
 
     def refine_image(self, prefix: torch.Tensor) -> torch.Tensor:
         """R_v with K thought steps: S_v [B, 1 + N, d_v] -> [K + 1, B, embed_dim]."""
-        visual = self.clip.visual
-        readout = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)  # CLS
-
-        def head(h: torch.Tensor) -> torch.Tensor:
-            return visual.ln_post(h) @ visual.proj
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return _run_blocks(visual.transformer, x, start=self.split_layer)
-
-        return self._refine(prefix, readout, run, head, self.image_projector)
+        return self._refine_image(prefix, _thinker(self.image_projector))
 
     def text_prefix(self, tokens: torch.Tensor, cut: bool = True) -> TextPrefix:
         """S_t = embeddings + blocks[0:J] for a batch of prompts.
@@ -180,6 +180,20 @@ class PERL(nn.Module):
 
     def refine_text(self, prefix: TextPrefix) -> torch.Tensor:
         """R_t with K thought steps: S_t [C, n, d_t] -> [K + 1, C, embed_dim]."""
+        return self._refine_text(prefix, _thinker(self.text_projector))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _refine_image(self, prefix: torch.Tensor, thinker: Thinker | None) -> torch.Tensor:
+        visual = self.clip.visual
+        readout = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)  # CLS
+
+        def head(h: torch.Tensor) -> torch.Tensor:
+            return visual.ln_post(h) @ visual.proj
+
+        return self._refine(visual.transformer, prefix, readout, head, thinker, causal=False)
+
+    def _refine_text(self, prefix: TextPrefix, thinker: Thinker | None) -> torch.Tensor:
         clip = self.clip
         states, eos = prefix
 
@@ -188,34 +202,165 @@ class PERL(nn.Module):
             proj = clip.text_projection
             return proj(h) if isinstance(proj, nn.Linear) else h @ proj
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            mask = causal_mask(x.shape[1], x.device)  # (k + n) x (k + n): EOS sees every thought
-            return _run_blocks(clip.transformer, x, start=self.split_layer, mask=mask)
+        return self._refine(clip.transformer, states, eos, head, thinker, causal=True)
 
-        return self._refine(states, eos, run, head, self.text_projector)
+    def _refine(self, transformer, prefix, readout, head, thinker, causal) -> torch.Tensor:
+        """The recurrence of docs/method.md §2.3, shared by both towers: returns e(0..K) as [K + 1, B, D].
 
-    # -- internals ----------------------------------------------------------------------------
-
-    def _refine(self, prefix, readout, run, head, projector) -> torch.Tensor:
-        """The recurrence of docs/method.md §2.3, shared by both towers: returns e(0..K) as [K + 1, B, D]."""
-        rows = torch.arange(prefix.shape[0], device=prefix.device)
-        h = run(prefix)[rows, readout]  # h(0): [B, d]
+        `thinker(h, k)` gives z(k) from h(k - 1) (None: the tower has no projector).
+        """
+        h = self._pool(transformer, prefix, readout, causal)  # h(0): [B, d]
         embeddings = [head(h)]  # e(0): [B, D]
-        if projector is None:  # modality off: zero-shot embedding at every step
+        if thinker is None:  # modality off: zero-shot embedding at every step
             return embeddings[0].expand(self.steps + 1, *embeddings[0].shape)
         thoughts = []
         for k in range(1, self.steps + 1):
-            thoughts.append(think(projector, h, k).to(prefix.dtype))  # z(k): [B, d]
+            thoughts.append(thinker(h, k).to(prefix.dtype))  # z(k): [B, d]
             x = torch.cat([torch.stack(thoughts, dim=1), prefix], dim=1)  # [B, k + n, d]
-            h = run(x)[rows, readout + k]  # original CLS / EOS, shifted by the k thoughts
+            h = self._pool(transformer, x, readout + k, causal)  # original CLS / EOS, shifted by k
             embeddings.append(head(h))
         return torch.stack(embeddings)  # [K + 1, B, D]
+
+    def _pool(self, transformer, x: torch.Tensor, readout: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Pool(R(x)): blocks[J:L] on x [B, n, d], the state at position `readout` [B] -> [B, d].
+
+        The text tower runs under the (n x n) causal mask, so every prompt token (EOS included)
+        sees all thoughts in front of it.
+        """
+        mask = causal_mask(x.shape[1], x.device) if causal else None
+        last = transformer.resblocks[-1]
+        if not (self.last_block_readout_only and readout_block_supported(last)):
+            rows = torch.arange(x.shape[0], device=x.device)
+            return _run_blocks(transformer, x, start=self.split_layer, mask=mask)[rows, readout]
+        stop = len(transformer.resblocks) - 1
+        x = _run_blocks(transformer, x, start=self.split_layer, stop=stop, mask=mask)  # [B, n, d]
+        return readout_block(last, x, readout, causal)  # [B, d]
 
     def eos_index(self, tokens: torch.Tensor) -> torch.Tensor:
         """[C, context] token ids -> [C] position of each prompt's EOS token."""
         if self.clip.text_pool_type == "eos":
             return (tokens == self.clip.text_eos_id).int().argmax(dim=-1)
         return tokens.argmax(dim=-1)  # "argmax": the EOT token has the highest id
+
+
+class PerlSeeds(nn.Module):
+    """Several seeds' PERL models on one frozen CLIP, refined as one batch (docs/method.md §5).
+
+    The seeds' inputs are stacked along the batch, so the frozen blocks run once on all of them,
+    and every sample's thoughts come from its own seed's projector. Per seed the result equals
+    that model's `refine_image` / `refine_text` alone, up to float rounding.
+
+    Args:
+        models: one PERL per seed, all wrapping the same CLIP with the same settings.
+    """
+
+    def __init__(self, models: Sequence[PERL]):
+        super().__init__()
+        if not models:
+            raise ValueError("PerlSeeds needs at least one model")
+        lead = models[0]
+        settings = lambda m: (m.split_layer, m.steps, m.modalities, m.share_projector)  # noqa: E731
+        for model in models:
+            if model.clip is not lead.clip:
+                raise ValueError("all seeds' models must wrap the same frozen CLIP")
+            if settings(model) != settings(lead):
+                raise ValueError(f"seeds' models differ in (J, K, modalities, shared): {settings(model)}")
+        self.models = nn.ModuleList(models)
+
+    def refine_image(self, prefixes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One S_v [B_s, 1 + N, d_v] per seed -> one [K + 1, B_s, embed_dim] per seed."""
+        sizes = [prefix.shape[0] for prefix in prefixes]
+        thinker = self._thinker([m.image_projector for m in self.models], sizes)
+        steps = self.models[0]._refine_image(torch.cat(list(prefixes)), thinker)  # [K + 1, ΣB_s, D]
+        return list(steps.split(sizes, dim=1))
+
+    def refine_text(self, prefixes: Sequence[TextPrefix]) -> list[torch.Tensor]:
+        """One S_t [C_s, n_s, d_t] per seed -> one [K + 1, C_s, embed_dim] per seed.
+
+        Shorter prefixes are padded after their tokens: a position after EOS never reaches EOS
+        through the causal mask, so the padding changes nothing.
+        """
+        sizes = [prefix.states.shape[0] for prefix in prefixes]
+        n = max(prefix.states.shape[1] for prefix in prefixes)
+        states = torch.cat([F.pad(p.states, (0, 0, 0, n - p.states.shape[1])) for p in prefixes])
+        eos = torch.cat([prefix.eos_index for prefix in prefixes])  # [ΣC_s]
+        thinker = self._thinker([m.text_projector for m in self.models], sizes)
+        steps = self.models[0]._refine_text(TextPrefix(states, eos), thinker)  # [K + 1, ΣC_s, D]
+        return list(steps.split(sizes, dim=1))
+
+    @staticmethod
+    def _thinker(projectors: Sequence[nn.Module | None], sizes: Sequence[int]) -> Thinker | None:
+        """z(k) for the stacked batch: each seed's rows through that seed's projector."""
+        if projectors[0] is None:
+            return None
+
+        def thinker(h: torch.Tensor, k: int) -> torch.Tensor:
+            parts = h.split(list(sizes))  # one [B_s, d] per seed
+            return torch.cat([think(p, part, k) for p, part in zip(projectors, parts, strict=True)])
+
+        return thinker
+
+
+Thinker = Callable[[torch.Tensor, int], torch.Tensor]  # (h(k - 1) [B, d], k) -> z(k) [B, d]
+
+
+def _thinker(projector: nn.Module | None) -> Thinker | None:
+    """z(k) = φ(h(k - 1)) with one model's projector (None when the tower has none)."""
+    if projector is None:
+        return None
+    return lambda h, k: think(projector, h, k)
+
+
+def readout_block_supported(block: nn.Module) -> bool:
+    """Whether `readout_block` computes `block` exactly: open_clip's plain residual attention block."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    attn = getattr(block, "attn", None)
+    return (
+        type(block) is ResidualAttentionBlock
+        and not hasattr(block, "ln_1_kv")
+        and isinstance(attn, nn.MultiheadAttention)
+        and attn.in_proj_weight is not None
+        and attn.in_proj_bias is not None
+    )
+
+
+def readout_block(block: nn.Module, x: torch.Tensor, readout: torch.Tensor, causal: bool) -> torch.Tensor:
+    """One residual attention block evaluated at a single query row per sample.
+
+    Equals ``block(x, attn_mask)[rows, readout]`` up to float rounding: the query is the read-out
+    token's, keys and values come from every token (under a causal mask only from those up to the
+    read-out position), and the MLP runs on that row alone.
+
+    Args:
+        block: an open_clip ResidualAttentionBlock (see `readout_block_supported`).
+        x: [B, n, d] the block's input (batch first).
+        readout: [B] the position read in each sample.
+        causal: the text tower's causal mask.
+
+    Returns:
+        [B, d] the block's output at the read-out positions.
+    """
+    attn = block.attn
+    batch, n, width = x.shape
+    heads = attn.num_heads
+    rows = torch.arange(batch, device=x.device)
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+    y = block.ln_1(x)  # [B, n, d]
+    q = F.linear(y[rows, readout], w_q, b_q).view(batch, heads, 1, -1)  # [B, H, 1, d/H]
+    k = F.linear(y, w_k, b_k).view(batch, n, heads, -1).transpose(1, 2)  # [B, H, n, d/H]
+    v = F.linear(y, w_v, b_v).view(batch, n, heads, -1).transpose(1, 2)  # [B, H, n, d/H]
+    allowed = None
+    if causal:  # the read-out query sees keys 0 .. readout
+        keys = torch.arange(n, device=x.device)
+        allowed = (keys[None, :] <= readout[:, None])[:, None, None, :]  # [B, 1, 1, n]
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [B, H, 1, d/H]
+    a = attn.out_proj(a.reshape(batch, width))  # [B, d]
+
+    h = x[rows, readout] + block.ls_1(a)  # [B, d]
+    return h + block.ls_2(block.mlp(block.ln_2(h)))  # [B, d]
 
 
 def _run_blocks(

@@ -39,7 +39,7 @@ STAGES = frozenset(
 IGNORED = {
     "device": None,
     "data_root": None,
-    "training": {"log_every"},
+    "training": {"log_every", "seeds_together"},
     "evaluation": {"batch_size", "num_workers"},
     "data_source": {"download"},
 }

@@ -1,5 +1,19 @@
 """Training of PERL's projectors (no Kedro)."""
 
-from perl_pipeline.training.loop import TrainResult, projector_recipe, train_projectors, training_step
+from perl_pipeline.training.loop import (
+    TrainResult,
+    projector_recipe,
+    train_projectors,
+    train_seeds,
+    training_step,
+    training_step_together,
+)
 
-__all__ = ["TrainResult", "projector_recipe", "train_projectors", "training_step"]
+__all__ = [
+    "TrainResult",
+    "projector_recipe",
+    "train_projectors",
+    "train_seeds",
+    "training_step",
+    "training_step_together",
+]

@@ -1,10 +1,18 @@
-"""One training run of PERL's projectors (docs/method.md §3), seeded end to end."""
+"""Training runs of PERL's projectors (docs/method.md §3), seeded end to end.
+
+`train_seeds` trains every seed of a benchmark: with ``training.seeds_together`` in one batched
+pass (each optimiser step carries every seed's batch and class prompts through the frozen blocks
+at once, each sample refined by its own seed's projector), otherwise one seed after another with
+`train_projectors`. Each seed keeps its own data order, augmentation stream, initialisation and
+optimiser state, so a seed's projectors equal training it alone up to float rounding.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -13,7 +21,7 @@ from tqdm.auto import tqdm
 
 from perl_pipeline.config import PerlConfig, TrainConfig
 from perl_pipeline.device import autocast
-from perl_pipeline.models import PERL, PerlLoss, TextPrefix, perl_loss
+from perl_pipeline.models import PERL, PerlLoss, PerlSeeds, TextPrefix, perl_loss
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +35,26 @@ class TrainResult:
     anchor: list[float] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+
+    def add(self, loss: PerlLoss, seed: int, log_every: int) -> None:
+        """Record one optimiser step's loss (and log it every `log_every` steps)."""
+        self.steps += 1
+        self.loss.append(loss.total.item())
+        self.ce.append(loss.ce.item())
+        self.anchor.append(loss.anchor.item())
+        if self.steps % log_every == 0:
+            logger.info(
+                "seed %d step %d: loss %.4f (ce %.4f, anchor %.4f)",
+                seed,
+                self.steps,
+                self.loss[-1],
+                self.ce[-1],
+                self.anchor[-1],
+            )
+
+    def log_end(self, seed: int) -> None:
+        final = self.loss[-1] if self.loss else float("nan")
+        logger.info("seed %d: %d steps in %.1f s, final loss %.4f", seed, self.steps, self.seconds, final)
 
 
 def projector_recipe(
@@ -47,6 +75,7 @@ def projector_recipe(
     """
     settings = dataclasses.asdict(training)
     settings.pop("log_every")  # how often to log changes no weight
+    settings.pop("seeds_together")  # the same weights up to float rounding
     return {
         "backbone": backbone,
         "perl": dataclasses.asdict(perl),
@@ -95,6 +124,82 @@ def training_step(
     return loss
 
 
+def training_step_together(
+    models: Sequence[PERL],
+    batches: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    text: torch.Tensor | TextPrefix,
+    optimisers: Sequence[torch.optim.Optimizer],
+    config: TrainConfig,
+) -> list[PerlLoss]:
+    """One optimiser step of several seeds at once, each equal to its own `training_step`.
+
+    Every seed's images go through the frozen prefix and the refinement blocks as one batch, its
+    class prompts too, each sample thinking with its own seed's projector; the sum of the seeds'
+    losses is back-propagated (the seeds share no parameter, so each projector gets exactly its
+    own loss's gradient) and each seed's optimiser steps.
+
+    Args:
+        models: one PERL per seed (train mode, same frozen CLIP), on the device of `batches`.
+        batches / labels: one image batch [B_s, 3, H, W] and its labels [B_s] per seed.
+        text: the class text prefix every seed refines, or fixed text embeddings [K + 1, C, D]
+            when the text tower has no projector.
+        optimisers: one per seed, over that model's `trainable_parameters()`.
+        config: precision (autocast) and the anchor weight λ.
+
+    Returns:
+        Each seed's loss and its parts, in the order of `models`.
+    """
+    seeds = PerlSeeds(models)
+    sizes = [len(batch) for batch in batches]
+    device = batches[0].device
+    with autocast(device, config.precision):
+        with torch.no_grad():
+            image_prefix = models[0].image_prefix(torch.cat(list(batches)))  # S_v of all, frozen
+        image_steps = seeds.refine_image(image_prefix.split(sizes))  # [K + 1, B_s, D] per seed
+        if isinstance(text, TextPrefix):
+            text_steps = seeds.refine_text([text] * len(models))  # [K + 1, C, D] per seed
+        else:
+            text_steps = [text] * len(models)
+        losses = [
+            perl_loss(image, classes, y, models[0].logit_scale, config.anchor_weight)
+            for image, classes, y in zip(image_steps, text_steps, labels, strict=True)
+        ]
+    for optimiser in optimisers:
+        optimiser.zero_grad(set_to_none=True)
+    torch.stack([loss.total for loss in losses]).sum().backward()
+    for optimiser in optimisers:
+        optimiser.step()
+    return losses
+
+
+def train_seeds(
+    models: Mapping[int, PERL],
+    images: Mapping[int, Dataset],
+    text_prefix: TextPrefix,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+) -> dict[int, TrainResult]:
+    """Train every seed's projectors in place: together (``config.seeds_together``, more than one
+    seed with projectors) or one seed after another.
+
+    Args:
+        models: seed -> PERL with freshly initialised projectors, all on the same frozen CLIP.
+        images: seed -> that seed's training pairs (labels index the rows of `text_prefix`).
+        text_prefix: frozen text states of the label space's class prompts.
+        config: optimisation settings.
+        device: where to train.
+    """
+    trainable = next(next(iter(models.values())).trainable_parameters(), None) is not None
+    if config.seeds_together and len(models) > 1 and trainable:
+        return _train_together(models, images, text_prefix, config, device=device)
+    return {
+        seed: train_projectors(model, images[seed], text_prefix, config, seed=seed, device=device)
+        for seed, model in models.items()
+    }
+
+
 def train_projectors(
     model: PERL,
     images: Dataset,
@@ -121,8 +226,117 @@ def train_projectors(
         return result
     model.to(device).train()
     optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    prefix = TextPrefix(text_prefix.states.to(device), text_prefix.eos_index.to(device))
-    loader = DataLoader(
+    text = _class_text(model, text_prefix, config, device)
+    loader = _loader(images, config, seed, device)
+
+    start = time.perf_counter()
+    # Augmentations drawn in this process use the global RNG: fork it so the seed fixes them
+    # without touching the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for epoch in range(config.epochs):
+            batches = _epoch(loader)
+            bar = tqdm(
+                batches, f"train seed {seed} epoch {epoch + 1}", len(loader), leave=False, disable=None
+            )
+            for batch, labels in bar:
+                batch, labels = batch.to(device, non_blocking=True), labels.to(device)
+                loss = training_step(model, batch, labels, text, optimiser, config)
+                result.add(loss, seed, config.log_every)
+                bar.set_postfix(loss=f"{result.loss[-1]:.4f}")
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    result.log_end(seed)
+    return result
+
+
+def _train_together(
+    models: Mapping[int, PERL],
+    images: Mapping[int, Dataset],
+    text_prefix: TextPrefix,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+) -> dict[int, TrainResult]:
+    """All seeds in one pass: each step takes the next batch of every seed that has one left."""
+    seeds = list(models)
+    for model in models.values():
+        model.to(device).train()
+    optimisers = {
+        seed: torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        for seed, model in models.items()
+    }
+    text = _class_text(models[seeds[0]], text_prefix, config, device)  # no text φ: the same for all
+    streams = {
+        seed: _SeedBatches(_loader(images[seed], config, seed, device), config.epochs, seed) for seed in seeds
+    }
+    results = {seed: TrainResult() for seed in seeds}
+    total = max(len(stream) for stream in streams.values())
+    logger.info("training seeds %s together: %d steps of %d seeds' batches", seeds, total, len(seeds))
+
+    start = time.perf_counter()
+    for _ in tqdm(range(total), desc=f"train seeds {seeds} together", leave=False, disable=None):
+        batches = {seed: stream.next() for seed, stream in streams.items()}
+        active = [seed for seed in seeds if batches[seed] is not None]  # a shorter seed drops out
+        losses = training_step_together(
+            [models[seed] for seed in active],
+            [batches[seed][0].to(device, non_blocking=True) for seed in active],
+            [batches[seed][1].to(device) for seed in active],
+            text,
+            [optimisers[seed] for seed in active],
+            config,
+        )
+        for seed, loss in zip(active, losses, strict=True):
+            results[seed].add(loss, seed, config.log_every)
+    seconds = time.perf_counter() - start
+    for seed, model in models.items():
+        model.eval()
+        results[seed].seconds = seconds  # the pass they shared
+        results[seed].log_end(seed)
+    return results
+
+
+class _SeedBatches:
+    """One seed's batches, epoch after epoch, its augmentations drawn from its own RNG stream.
+
+    Augmentations drawn in this process use the global RNG; each seed's stream starts at
+    `manual_seed(seed)` and is swapped in around its own draws only, so seeds taking batches in
+    turn draw exactly what each would alone (and the caller's random state is untouched).
+    """
+
+    def __init__(self, loader: DataLoader, epochs: int, seed: int):
+        self._length = epochs * len(loader)
+        self._batches: Iterator = (batch for _ in range(epochs) for batch in _epoch(loader))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._rng = torch.get_rng_state()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The next (images, labels), or None once every epoch is done."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng)
+            batch = next(self._batches, None)
+            self._rng = torch.get_rng_state()
+        return batch
+
+
+def _epoch(loader: DataLoader) -> Iterator:
+    """One epoch of `loader`'s batches.
+
+    An iterator is made and dropped first: the progress bar of the first releases did that
+    (tqdm.auto builds one up front), which advances the loader's generator, and every recorded
+    run's data order includes that draw. Keeping it keeps their projectors reproducible.
+    """
+    iter(loader)
+    yield from loader
+
+
+def _loader(images: Dataset, config: TrainConfig, seed: int, device: torch.device) -> DataLoader:
+    """Shuffled batches in the order `seed` fixes (its own generator)."""
+    return DataLoader(
         images,
         batch_size=config.batch_size,
         shuffle=True,
@@ -131,43 +345,15 @@ def train_projectors(
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
     )
-    fixed_text = None
-    if model.text_projector is None:  # text refinement has no parameters: compute it once
-        with torch.no_grad(), autocast(device, config.precision):
-            fixed_text = model.refine_text(prefix)
 
-    start = time.perf_counter()
-    # Augmentations drawn in this process use the global RNG: fork it so the seed fixes them
-    # without touching the caller's random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for epoch in range(config.epochs):
-            bar = tqdm(loader, desc=f"train seed {seed} epoch {epoch + 1}", leave=False, disable=None)
-            for batch, labels in bar:
-                batch, labels = batch.to(device, non_blocking=True), labels.to(device)
-                text = fixed_text if fixed_text is not None else prefix
-                loss = training_step(model, batch, labels, text, optimiser, config)
-                result.steps += 1
-                result.loss.append(loss.total.item())
-                result.ce.append(loss.ce.item())
-                result.anchor.append(loss.anchor.item())
-                bar.set_postfix(loss=f"{result.loss[-1]:.4f}")
-                if result.steps % config.log_every == 0:
-                    logger.info(
-                        "seed %d step %d: loss %.4f (ce %.4f, anchor %.4f)",
-                        seed,
-                        result.steps,
-                        result.loss[-1],
-                        result.ce[-1],
-                        result.anchor[-1],
-                    )
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    logger.info(
-        "seed %d: %d steps in %.1f s, final loss %.4f",
-        seed,
-        result.steps,
-        result.seconds,
-        result.loss[-1] if result.loss else float("nan"),
-    )
-    return result
+
+def _class_text(
+    model: PERL, text_prefix: TextPrefix, config: TrainConfig, device: torch.device
+) -> torch.Tensor | TextPrefix:
+    """The class prompts a step refines, or, when the text tower has no projector, their fixed
+    embeddings [K + 1, C, D] (no parameter: computed once)."""
+    prefix = TextPrefix(text_prefix.states.to(device), text_prefix.eos_index.to(device))
+    if model.text_projector is not None:
+        return prefix
+    with torch.no_grad(), autocast(device, config.precision):
+        return model.refine_text(prefix)

@@ -1,11 +1,12 @@
-"""training: one node per (benchmark, class subset, seed), so a stopped run resumes per seed."""
+"""training: one node per (benchmark, class subset) that trains every seed (together, by default),
+with one projector and one training record per seed, so evaluation reads each seed's own files."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
 from perl_pipeline.pipelines._binding import bind
-from perl_pipeline.pipelines.training.nodes import train_seed
+from perl_pipeline.pipelines.training.nodes import train_seeds
 from perl_pipeline.protocols import SEEDS
 
 SHARED_PARAMS = {
@@ -29,23 +30,21 @@ def training_record(subset: str, seed: int) -> str:
 
 def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipeline:
     """Train on `subset` ("base" for base-to-novel, "all" for the transfer protocols)."""
-    nodes = [
-        Node(
-            bind(train_seed, benchmark=benchmark, subset=subset, seed=seed),
-            [
-                "index",
-                "few_shot",
-                "text_features",
-                "params:data_root",
-                "params:clip",
-                "params:perl",
-                "params:training",
-                "params:device",
-            ],
-            [projector(subset, seed), training_record(subset, seed)],
-            name=f"train_{subset}_seed_{seed}",
-            tags=["training"],
-        )
-        for seed in seeds
-    ]
-    return Pipeline(nodes, namespace=benchmark, parameters=SHARED_PARAMS)
+    outputs = [name for seed in seeds for name in (projector(subset, seed), training_record(subset, seed))]
+    node = Node(
+        bind(train_seeds, benchmark=benchmark, subset=subset, seeds=tuple(seeds)),
+        [
+            "index",
+            "few_shot",
+            "text_features",
+            "params:data_root",
+            "params:clip",
+            "params:perl",
+            "params:training",
+            "params:device",
+        ],
+        outputs,
+        name=f"train_{subset}",
+        tags=["training"],
+    )
+    return Pipeline([node], namespace=benchmark, parameters=SHARED_PARAMS)
