@@ -6,9 +6,11 @@ A front end over DVC's experiment queue. Each ``key=v1,v2,...`` argument varies 
 (values are YAML; commas inside brackets belong to the value). Every setting is checked first (its
 typed configuration and the backbone's architecture), before anything is queued. Then:
 
-1. each setting is queued as one experiment of the ``base_to_novel`` stage,
-   ``dvc exp run --queue -n <name> -S <params file>:<key>=<value>``, the params file being the one
-   params.yaml names for the stages (``params_file``);
+1. each setting is queued as one experiment of the ``base_to_novel`` stage: the value is set in
+   the params file params.yaml names for the stages (``params_file``) and
+   ``dvc exp run --queue -n <name> base_to_novel`` stashes that change into the experiment, as
+   ``-S <params file>:<key>=<value>`` would (``-S`` passes the file through OmegaConf, which
+   cannot keep Kedro's ``${globals:...}`` interpolations); the file is restored at once;
 2. ``dvc exp run --run-all --jobs N`` starts N queue workers and waits for them: each experiment
    runs in a temporary workspace of its own, takes the stages its setting leaves unchanged from
    DVC's cache and reruns the rest (a ``perl.*`` or ``training.*`` setting retrains, re-evaluates
@@ -34,6 +36,7 @@ budget on the demo under both projector initialisations:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -230,34 +233,32 @@ def run_sweep(
 
     project_path = Path(project_path).resolve()
     stages = yaml.safe_load((project_path / "params.yaml").read_text())  # DVC's view of the run
-    if env is not None and env != stages["kedro_env"]:
-        raise ConfigError(
-            f"--env {env}: DVC's stages run the Kedro environment {stages['kedro_env']!r} (params.yaml's "
-            f"kedro_env); set kedro_env: {env}, params_file: conf/{env}/parameters.yml and its data folder "
-            "in params.yaml, run dvc repro and commit, then sweep"
-        )
+    env = env or stages["kedro_env"]
     bootstrap_project(project_path)
 
     def session() -> KedroSession:
-        return KedroSession.create(
-            project_path=project_path, env=stages["kedro_env"], conf_source=conf_source
-        )
+        return KedroSession.create(project_path=project_path, env=env, conf_source=conf_source)
 
     with session() as base:
         params = base.load_context().config_loader["parameters"]
     used = [n.removeprefix("params:") for n in pipelines[STAGE].inputs() if n.startswith("params:")]
     check_settings(settings, merged(params, fixed_params(fixed)), used)
+    if env != stages["kedro_env"]:
+        raise ConfigError(
+            f"--env {env}: DVC's stages run the Kedro environment {stages['kedro_env']!r} (params.yaml's "
+            f"kedro_env); set kedro_env: {env}, params_file: conf/{env}/parameters.yml and its data folder "
+            "in params.yaml, run dvc repro and commit, then sweep"
+        )
 
-    params_file = stages["params_file"]
-    in_file = yaml.safe_load((project_path / params_file).read_text()) or {}
+    params_file = project_path / stages["params_file"]
     copied = _inside(Path(params["data_root"]), project_path)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     queued: list[tuple[str, Any, str]] = []
     for key, values in settings:
         for value in values:
             name = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{len(queued) + 1:02d}-{key}={_flow(value)}-{stamp}")
-            overrides = [_override(params_file, in_file, k, v) for k, v in [*fixed, (key, value)]]
-            _dvc(project_path, "exp", "run", "--queue", "-n", name, *overrides, *copied, STAGE)
+            with _set_in(params_file, [*fixed, (key, value)]):  # the queued experiment takes the edit
+                _dvc(project_path, "exp", "run", "--queue", "-n", name, *copied, STAGE)
             queued.append((key, value, name))
     logger.info("sweep: %d experiments queued; DVC runs them with %d workers", len(queued), jobs)
     _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False)  # DVC waits for them
@@ -305,14 +306,27 @@ def _experiments(shown: list[dict]) -> dict[str, dict]:
     return found
 
 
-def _override(params_file: str, in_file: Mapping, key: str, value: Any) -> str:
-    """The ``-S`` argument setting `key` in `params_file` (``++`` adds a key the file lacks)."""
+@contextlib.contextmanager
+def _set_in(params_file: Path, values: Sequence[tuple[str, Any]]):
+    """`params_file` with `values` set (its layout and comments kept), restored afterwards.
+
+    What ``dvc exp run --queue -S file:key=value`` does, without the OmegaConf round trip through
+    which ``-S`` passes the whole file and which cannot keep Kedro's ``${globals:...}``.
+    """
+    from dvc.utils.serialize import modify_yaml
+
+    original = params_file.read_bytes()
     try:
-        _get(in_file, key)
-        prefix = ""
-    except (KeyError, TypeError):
-        prefix = "++"
-    return f"--set-param={params_file}:{prefix}{key}={_flow(value)}"
+        with modify_yaml(params_file) as data:
+            for key, value in values:
+                *parents, last = key.split(".")
+                section = data
+                for part in parents:
+                    section = section.setdefault(part, {})
+                section[last] = value
+        yield
+    finally:
+        params_file.write_bytes(original)
 
 
 def _inside(path: Path, project_path: Path) -> list[str]:
