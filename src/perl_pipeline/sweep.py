@@ -261,7 +261,8 @@ def run_sweep(
                 _dvc(project_path, "exp", "run", "--queue", "-n", name, *copied, STAGE)
             queued.append((key, value, name))
     logger.info("sweep: %d experiments queued; DVC runs them with %d workers", len(queued), jobs)
-    _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False)  # DVC waits for them
+    # DVC starts `jobs` queue workers and waits for them; a failed experiment is named below
+    _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
     table = tabulate(project_path, queued, data=stages["data"])
     with session() as report:
         catalog = report.load_context().catalog
@@ -340,13 +341,13 @@ def _inside(path: Path, project_path: Path) -> list[str]:
     return [f"--copy-paths={relative.as_posix()}"] if absolute.exists() else []
 
 
-def _dvc(project_path: Path, *args: str, capture: bool = True) -> str:
+def _dvc(project_path: Path, *args: str, capture: bool = True, check: bool = True) -> str:
     """Run a DVC command in the project (DVC's stages find `kedro` beside this Python)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=project_path, env=env, capture_output=capture, text=True
     )
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip()[-2000:] if capture else "(output above)"
         raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode}): {detail}")
     return result.stdout or ""
