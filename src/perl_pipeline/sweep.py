@@ -1,34 +1,51 @@
-"""One-factor ablation sweeps of base_to_novel (docs/method.md §7), each setting a real Kedro run.
+"""One-factor ablation sweeps of base_to_novel (docs/method.md §7) as DVC experiments.
 
-    python -m perl_pipeline.sweep --env demo perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
+    python -m perl_pipeline.sweep --jobs 2 perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 
-Each ``key=v1,v2,...`` argument varies one parameter from the environment's settings (values are
-YAML; commas inside brackets belong to the value). Every setting is checked (its typed
-configuration and the backbone's architecture) before the first run. Data preparation, few-shot
-draws and text features run once, into the environment's data folder, when missing; each setting
-then retrains, re-evaluates and re-reports into its own folder, ``<data>/09_sweeps/<nn>_<key>=<value>/``,
-reading the prepared data through hard links (and rerunning the few-shot draws or the text
-features there when the swept key changes them: ``few_shot.*``, ``perl.split_layer``,
-``clip.*``). The protocol's own outputs are never written. The settings' averages become the
-rows of ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
+A front end over DVC's experiment queue. Each ``key=v1,v2,...`` argument varies one parameter
+(values are YAML; commas inside brackets belong to the value). Every setting is checked first (its
+typed configuration and the backbone's architecture), before anything is queued. Then:
+
+1. each setting is queued as one experiment of the ``base_to_novel`` stage: the value is set in
+   the params file params.yaml names for the stages (``params_file``) and
+   ``dvc exp run --queue -n <name> base_to_novel`` stashes that change into the experiment, as
+   ``-S <params file>:<key>=<value>`` would (``-S`` passes the file through OmegaConf, which
+   cannot keep Kedro's ``${globals:...}`` interpolations); the file is restored at once;
+2. ``dvc exp run --run-all --jobs N`` starts N queue workers and waits for them: each experiment
+   runs in a temporary workspace of its own, takes the stages its setting leaves unchanged from
+   DVC's cache and reruns the rest (a ``perl.*`` or ``training.*`` setting retrains, re-evaluates
+   and re-reports; a ``few_shot.*`` one also redraws), and is kept by DVC as a git ref with its
+   outputs in the cache (``dvc exp apply <name>`` brings one into the workspace). The workspace's
+   own outputs are never touched;
+3. the rows are read from DVC's records of the experiments: ``dvc exp show --json`` (the report's
+   metrics) and ``dvc plots diff --json`` (the per-step accuracy), and saved as
+   ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
+
+DVC runs experiments from the last commit: run ``dvc repro`` and commit ``dvc.lock`` first, so they
+reuse its data stages (the demo: params.yaml's ``kedro_env: demo``, see the README). A raw-data
+folder inside the project (``data_root``) is copied into each experiment's workspace
+(``--copy-paths``); keep real datasets outside it, with an absolute ``data_root``.
 
 ``--with key=value`` (repeatable) holds a setting fixed under every row, e.g. the paper's own
 budget on the demo under both projector initialisations:
 
-    python -m perl_pipeline.sweep --env demo --with training.lr=1e-4 --with training.epochs=1 \
+    python -m perl_pipeline.sweep --with training.lr=1e-4 --with training.epochs=1 \
         perl.projector_init=default,zero_out
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import json
 import logging
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +54,11 @@ import yaml
 
 from perl_pipeline.config import ConfigError
 from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
-from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
 logger = logging.getLogger(__name__)
 
-PREPARATION = ("data_preparation", "few_shot_splits", "text_features")
-PER_SETTING = ("training", "evaluation", "reporting")
-# preparation stages a setting reruns into its own folder when its key starts with one of these
-RERUN_FOR = {"few_shot_splits": ("few_shot.",), "text_features": ("perl.split_layer", "clip.")}
-PREPARED = {
-    "data_preparation": "03_primary",
-    "few_shot_splits": "05_model_input",
-    "text_features": "04_feature",
-}
-SHARED_KEYS = ("data_root", "data_source")  # keys every setting's prepared data depends on
-SWEEPS = "09_sweeps"  # per-setting data folders, under the environment's data folder
+STAGE = "base_to_novel"  # the dvc.yaml stage every experiment reproduces (and all it depends on)
+REPORT = "08_reporting/base_to_novel"  # under params.yaml's data folder
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
@@ -99,25 +106,31 @@ def fixed_params(fixed: Sequence[tuple[str, object]]) -> dict:
 
 
 def parse_fixed(argument: str) -> tuple[str, object]:
-    """'training.lr=1e-4' -> ('training.lr', 1e-4): one value, for a setting of training onwards."""
+    """'training.lr=1e-4' -> ('training.lr', 1e-4): one value, set under every row."""
     key, values = parse_setting(argument)
     if len(values) != 1:
         raise ValueError(f"--with takes one value, got {argument!r}; sweep several as a setting")
-    if key.startswith(SHARED_KEYS) or ".benchmark" in key:
-        raise ValueError(
-            f"--with {argument}: every setting shares the raw data prepared with the environment's "
-            f"settings; set {key} in conf/<env>/parameters.yml instead"
-        )
     return key, values[0]
 
 
-def summarize(results: pl.DataFrame, record: dict) -> dict:
-    """One sweep row from a base_to_novel results table and a training record."""
-    mean_of_hms = results.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS).row(0, named=True)
-    hm_of_means = results.filter(pl.col("benchmark") == AVERAGE_HM_OF_MEANS).row(0, named=True)
-    benchmarks = results.filter(pl.col("role") == "benchmark")
+def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]]) -> dict:
+    """One sweep row from a base_to_novel report's DVC metrics and per-step rows.
+
+    Args:
+        metrics: the report's ``metrics.json`` (as ``dvc exp show`` records it).
+        per_step: the rows of its ``per_step.csv`` (as ``dvc plots diff`` gives them: strings).
+
+    Returns:
+        trainable parameters, the averages over benchmarks (mean of HMs, HM of means, zero-shot,
+        alignments at the last step) and ``base_steps``, the mean base accuracy at each step.
+    """
+    mean_of_hms, hm_of_means = metrics[AVERAGE_MEAN_OF_HMS], metrics[AVERAGE_HM_OF_MEANS]
+    steps: dict[int, list[float]] = {}
+    for row in per_step:
+        if row["subset"] == "base":
+            steps.setdefault(int(row["step"]), []).append(float(row["accuracy"]))
     return {
-        "trainable_parameters": record["trainable_parameters"],
+        "trainable_parameters": int(metrics["trainable_parameters"]),
         "base": mean_of_hms["base"],
         "novel": mean_of_hms["novel"],
         "hm": mean_of_hms["hm"],
@@ -125,8 +138,9 @@ def summarize(results: pl.DataFrame, record: dict) -> dict:
         "zeroshot_base": mean_of_hms["zeroshot_base"],
         "zeroshot_novel": mean_of_hms["zeroshot_novel"],
         "zeroshot_hm": mean_of_hms["zeroshot_hm"],
-        "image_alignment": benchmarks["image_alignment_base"].mean(),
-        "text_alignment": benchmarks["text_alignment_base"].mean(),
+        "image_alignment": mean_of_hms["image_alignment_base"],
+        "text_alignment": mean_of_hms["text_alignment_base"],
+        "base_steps": " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(steps.items())),
     }
 
 
@@ -137,15 +151,15 @@ def to_markdown(table: pl.DataFrame, fixed: Sequence[tuple[str, object]] = ()) -
         "# Ablations (base_to_novel, averages over benchmarks and seeds)",
         "",
         *([f"Every row also sets {', '.join(f'{k}={_flow(v)}' for k, v in fixed)}.", ""] if fixed else []),
-        "| parameter | value | trainable | base | novel | HM (mean of HMs) | HM of means | cos v(0),v(K) "
-        "| cos t(0),t(K) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| parameter | value | trainable | base | novel | HM (mean of HMs) | HM of means "
+        "| base at steps 0 / 1 / ... / K | cos v(0),v(K) | cos t(0),t(K) | experiment |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for row in table.iter_rows(named=True):
         lines.append(
             f"| {row['parameter']} | {row['value']} | {row['trainable_parameters']:,} | {row['base']:.2f} "
-            f"| {row['novel']:.2f} | {row['hm']:.2f} | {row['hm_of_means']:.2f} "
-            f"| {row['image_alignment']:.3f} | {row['text_alignment']:.3f} |"
+            f"| {row['novel']:.2f} | {row['hm']:.2f} | {row['hm_of_means']:.2f} | {row['base_steps']} "
+            f"| {row['image_alignment']:.3f} | {row['text_alignment']:.3f} | {row['experiment']} |"
         )
     first = table.row(0, named=True)
     lines += [
@@ -176,11 +190,6 @@ def check_settings(
         section = key.split(".")[0]
         if section not in params:
             raise ConfigError(f"sweep argument {key}: no parameter {section!r} (known: {sorted(params)})")
-        if key.startswith(SHARED_KEYS) or ".benchmark" in key:
-            raise ConfigError(
-                f"sweep argument {key}: it changes the raw data every setting shares; sweep it with "
-                f"one run per value, e.g. kedro run --pipelines base_to_novel --params {key}=<value>"
-            )
         for value in values:
             values_set = merged(params, nested(key, value))
             try:
@@ -196,71 +205,65 @@ def run_sweep(
     project_path: Path | str = ".",
     conf_source: str | None = None,
     fixed: Sequence[tuple[str, object]] = (),
+    jobs: int = 1,
 ) -> pl.DataFrame:
-    """Run base_to_novel once per (key, value) into its own data folder and save their averages.
+    """Queue one DVC experiment per (key, value), run the queue with `jobs` workers, tabulate.
 
-    Every setting is checked before the first run. Each runs with the environment's parameters
-    (the swept key overridden) into ``<data>/09_sweeps/<nn>_<key>=<value>/``, reading the
-    prepared index, few-shot draws and text features of the environment's data folder through
-    hard links (or copies); the protocol's own outputs are never written.
+    Every setting is checked before anything is queued. ``fixed`` ((key, value) pairs, see
+    :func:`parse_fixed`) is set under every setting.
 
-    ``fixed`` ((key, value) pairs, see :func:`parse_fixed`) is set under every setting's run.
+    Args:
+        env: the Kedro environment to check the settings in; it must be the one params.yaml runs
+            DVC's stages in (``kedro_env``), which is the default.
+        project_path: the project, a git repository with DVC's stages run and committed.
+        conf_source: another configuration folder to check the settings in (tests).
 
     Returns:
-        One row per setting: parameter, value, then :func:`summarize`'s columns.
+        One row per setting: parameter, value, experiment (its DVC name), then
+        :func:`summarize`'s columns.
 
     Raises:
-        ConfigError: an invalid setting, before any run.
+        ConfigError: an invalid setting, or an environment params.yaml does not run, before any
+            experiment is queued.
+        RuntimeError: an experiment that did not finish (its name, and how to see its log).
     """
     from kedro.framework.project import pipelines
-    from kedro.framework.project import settings as kedro_settings
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from perl_pipeline.pipelines.training.pipeline import training_record
-
     project_path = Path(project_path).resolve()
+    stages = yaml.safe_load((project_path / "params.yaml").read_text())  # DVC's view of the run
+    env = env or stages["kedro_env"]
     bootstrap_project(project_path)
-    conf = Path(conf_source) if conf_source else project_path / kedro_settings.CONF_SOURCE
-    run_env = env or kedro_settings.CONFIG_LOADER_ARGS.get("default_run_env", "local")
 
-    def session(params: dict | None = None, conf_dir: Path = conf) -> KedroSession:
-        return KedroSession.create(
-            project_path=project_path, env=env, conf_source=str(conf_dir), runtime_params=params
-        )
+    def session() -> KedroSession:
+        return KedroSession.create(project_path=project_path, env=env, conf_source=conf_source)
 
     with session() as base:
-        loader = base.load_context().config_loader
-        params, data = loader["parameters"], Path(loader["globals"]["data"])
-    data = data if data.is_absolute() else project_path / data
-    used = [n.removeprefix("params:") for n in pipelines["base_to_novel"].inputs() if n.startswith("params:")]
-    params = merged(params, fixed_params(fixed))
-    check_settings(settings, params, used)
+        params = base.load_context().config_loader["parameters"]
+    used = [n.removeprefix("params:") for n in pipelines[STAGE].inputs() if n.startswith("params:")]
+    check_settings(settings, merged(params, fixed_params(fixed)), used)
+    if env != stages["kedro_env"]:
+        raise ConfigError(
+            f"--env {env}: DVC's stages run the Kedro environment {stages['kedro_env']!r} (params.yaml's "
+            f"kedro_env); set kedro_env: {env}, params_file: conf/{env}/parameters.yml and its data folder "
+            "in params.yaml, run dvc repro and commit, then sweep"
+        )
 
-    with session() as prepare:
-        prepare.run(pipeline_names=["base_to_novel"], tags=list(PREPARATION), only_missing_outputs=True)
-    rows = []
-    held = [k for k, _ in fixed]
-    with tempfile.TemporaryDirectory(prefix="perl-sweep-conf-") as scratch:
-        number = 0
-        for key, values in settings:
-            rerun = [s for s, keys in RERUN_FOR.items() if any(k.startswith(keys) for k in (key, *held))]
-            for value in values:
-                number += 1
-                tag = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{number:02d}_{key}={_flow(value)}")
-                folder = data / SWEEPS / tag
-                logger.info("sweep: %s=%s into %s", key, _flow(value), folder)
-                setting_conf = _setting_conf(conf, Path(scratch) / tag, run_env, folder)
-                _share_prepared(data, folder, skip=rerun)
-                # the environment's parameters as resolved once (data_root, cache_dir included)
-                with session(merged(params, nested(key, value)), setting_conf) as run:
-                    run.run(pipeline_names=["base_to_novel"], tags=[*PER_SETTING, *rerun])
-                    catalog = run.load_context().catalog
-                    record = catalog.load(f"{BASE_TO_NOVEL[0]}.{training_record('base', SEEDS[0])}")
-                    summary = summarize(catalog.load("base_to_novel.results_table"), record)
-                rows.append({"parameter": key, "value": _flow(value), **summary})
-                logger.info("sweep: %s=%s -> %s", key, _flow(value), summary)
-    table = pl.DataFrame(rows)
+    params_file = project_path / stages["params_file"]
+    copied = _inside(Path(params["data_root"]), project_path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    queued: list[tuple[str, Any, str]] = []
+    for key, values in settings:
+        for value in values:
+            name = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{len(queued) + 1:02d}-{key}={_flow(value)}-{stamp}")
+            with _set_in(params_file, [*fixed, (key, value)]):  # the queued experiment takes the edit
+                _dvc(project_path, "exp", "run", "--queue", "-n", name, *copied, STAGE)
+            queued.append((key, value, name))
+    logger.info("sweep: %d experiments queued; DVC runs them with %d workers", len(queued), jobs)
+    # DVC starts `jobs` queue workers and waits for them; a failed experiment is named below
+    _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
+    table = tabulate(project_path, queued, data=stages["data"])
     with session() as report:
         catalog = report.load_context().catalog
         catalog.save("ablations.table", table)
@@ -268,33 +271,86 @@ def run_sweep(
     return table
 
 
-def _setting_conf(conf: Path, target: Path, run_env: str, folder: Path) -> Path:
-    """A copy of the configuration whose data layers live in `folder` (its run environment's
-    globals.yml moved there)."""
-    shutil.copytree(conf, target)
-    globals_file = target / run_env / "globals.yml"
-    globals_file.parent.mkdir(parents=True, exist_ok=True)
-    values = yaml.safe_load(globals_file.read_text()) if globals_file.exists() else None
-    globals_file.write_text(yaml.safe_dump({**(values or {}), "data": str(folder)}))
-    return target
+def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], data: str) -> pl.DataFrame:
+    """The sweep's rows from DVC's records of its experiments ((key, value, name) each): their
+    metrics from ``dvc exp show --json``, their per-step accuracy from ``dvc plots diff --json``."""
+    metrics_file, per_step_file = f"{data}/{REPORT}/metrics.json", f"{data}/{REPORT}/per_step.csv"
+    records = _experiments(json.loads(_dvc(project_path, "exp", "show", "--json")))
+    failed = [n for *_, n in experiments if metrics_file not in records.get(n, {}).get("metrics", {})]
+    if failed:
+        raise RuntimeError(
+            f"experiment(s) {', '.join(failed)} did not finish with a report ({metrics_file}); "
+            f"`dvc queue logs <name>` shows what each ran and why it stopped"
+        )
+    revs = [records[name]["rev"] for *_, name in experiments]
+    plots = json.loads(_dvc(project_path, "plots", "diff", *revs, "--targets", per_step_file, "--json"))
+    points: dict[str, list[dict]] = {}
+    for renderer in plots["data"][per_step_file]:
+        for point in renderer["content"]["data"]["values"]:
+            points.setdefault(point["rev"], []).append(point)
+    rows = []
+    for (key, value, name), rev in zip(experiments, revs, strict=True):
+        metrics = records[name]["metrics"][metrics_file]["data"]
+        summary = summarize(metrics, points[rev])
+        rows.append({"parameter": key, "value": _flow(value), "experiment": name, **summary})
+    return pl.DataFrame(rows)
 
 
-def _share_prepared(data: Path, folder: Path, skip: Sequence[str]) -> None:
-    """A fresh `folder` holding the prepared inputs of `data` (hard links, or copies across
-    devices), but for the stages in `skip`, which the setting reruns into it."""
-    if folder.exists():
-        shutil.rmtree(folder)  # this setting's own outputs of an earlier sweep
-    for stage, layer in PREPARED.items():
-        if stage in skip or not (data / layer).is_dir():
-            continue
-        for source in (data / layer).rglob("*"):
-            if source.is_file():
-                target = folder / source.relative_to(data)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(source, target)
-                except OSError:
-                    shutil.copy2(source, target)
+def _experiments(shown: list[dict]) -> dict[str, dict]:
+    """{experiment name: {"rev", "metrics"}} from ``dvc exp show --json``."""
+    found: dict[str, dict] = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                name = rev.get("name") or experiment.get("name")
+                found[name] = {"rev": rev["rev"], "metrics": (rev.get("data") or {}).get("metrics") or {}}
+    return found
+
+
+@contextlib.contextmanager
+def _set_in(params_file: Path, values: Sequence[tuple[str, Any]]):
+    """`params_file` with `values` set (its layout and comments kept), restored afterwards.
+
+    What ``dvc exp run --queue -S file:key=value`` does, without the OmegaConf round trip through
+    which ``-S`` passes the whole file and which cannot keep Kedro's ``${globals:...}``.
+    """
+    from dvc.utils.serialize import modify_yaml
+
+    original = params_file.read_bytes()
+    try:
+        with modify_yaml(params_file) as data:
+            for key, value in values:
+                *parents, last = key.split(".")
+                section = data
+                for part in parents:
+                    section = section.setdefault(part, {})
+                section[last] = value
+        yield
+    finally:
+        params_file.write_bytes(original)
+
+
+def _inside(path: Path, project_path: Path) -> list[str]:
+    """``--copy-paths`` for a raw-data folder inside the project, which an experiment's fresh
+    workspace lacks (DVC does not track raw data)."""
+    absolute = path if path.is_absolute() else project_path / path
+    try:
+        relative = absolute.resolve().relative_to(project_path)
+    except ValueError:
+        return []
+    return [f"--copy-paths={relative.as_posix()}"] if absolute.exists() else []
+
+
+def _dvc(project_path: Path, *args: str, capture: bool = True, check: bool = True) -> str:
+    """Run a DVC command in the project (DVC's stages find `kedro` beside this Python)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project_path, env=env, capture_output=capture, text=True
+    )
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip()[-2000:] if capture else "(output above)"
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode}): {detail}")
+    return result.stdout or ""
 
 
 def merged(base: Mapping, override: Mapping) -> dict:
@@ -326,7 +382,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("settings", nargs="+", help="key=value[,value...], e.g. perl.steps=0,1,2")
-    parser.add_argument("--env", default=None, help="Kedro environment (e.g. demo)")
+    parser.add_argument(
+        "--env", default=None, help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
+    )
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments run at a time (default 1)")
     parser.add_argument(
         "--with",
         dest="fixed",
@@ -343,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        table = run_sweep(settings, env=args.env, fixed=fixed)
+        table = run_sweep(settings, env=args.env, fixed=fixed, jobs=args.jobs)
     except ConfigError as exc:  # raised by check_settings, before any run
         parser.error(str(exc))
     logger.info("sweep finished:\n%s", to_markdown(table, fixed))

@@ -1,86 +1,107 @@
-"""python -m perl_pipeline.sweep on the demo: each setting a real Kedro run, tabulated."""
+"""python -m perl_pipeline.sweep on the demo: DVC experiments on the queue, tabulated from DVC's records."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
-from perl_pipeline.sweep import run_sweep, to_markdown
+from perl_pipeline.sweep import run_sweep, summarize, to_markdown
 from tests.pipelines.conftest import ROOT, demo_session
+from tests.pipelines.test_dvc import _run
 
 pytestmark = pytest.mark.slow
 
+BENCHMARK = "dtd"  # the demo cut to one benchmark and one epoch, to keep the test small
 
-def test_a_sweep_runs_each_setting_and_tabulates_it(demo_run, tmp_path):
-    shutil.copytree(demo_run.data, tmp_path / "data")  # reuse the demo's data and text features
-    with demo_session(tmp_path):
-        pass  # writes tmp_path/conf with the demo environment pointing at tmp_path/data
-    before = _protocol_outputs(tmp_path / "data")
-    table = run_sweep(
-        [("perl.steps", [0]), ("perl.modalities", [["text"]])],
-        env="demo",
-        project_path=ROOT,
-        conf_source=str(tmp_path / "conf"),
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git repository of the project on the demo, with `dvc repro` run and its lock committed."""
+    repo = tmp_path_factory.mktemp("sweep") / "project"
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(
+        kedro_env="demo", params_file="conf/demo/parameters.yml", data="data/demo", base_to_novel=[BENCHMARK]
     )
-    assert table["parameter"].to_list() == ["perl.steps", "perl.modalities"]
-    assert table["value"].to_list() == ["0", "[text]"]
-    steps0 = table.row(0, named=True)
-    assert steps0["trainable_parameters"] == 0  # K = 0 is zero-shot CLIP
-    assert steps0["base"] == pytest.approx(steps0["zeroshot_base"]) and steps0["image_alignment"] == 1.0
-    text_only = table.row(1, named=True)
-    assert text_only["trainable_parameters"] == 5 * 64 + 1 and text_only["image_alignment"] == 1.0
-    saved = pl.read_csv(
-        tmp_path / "data" / "08_reporting" / "ablations" / "ablations.csv",
-        schema_overrides={"value": pl.String},
-    )
-    assert saved.equals(table)
-    markdown = (tmp_path / "data" / "08_reporting" / "ablations" / "ablations.md").read_text()
-    assert markdown == to_markdown(table) and "| perl.modalities | [text] | 321 |" in markdown
-    # the protocol's outputs are back to the environment's settings (K = 4)
-    runs = pl.read_parquet(tmp_path / "data" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet")
-    assert runs["step"].max() == 4
-    # ... because the sweep never wrote them: each setting ran into its own folder
-    after = _protocol_outputs(tmp_path / "data")
-    assert after.pop("08_reporting/ablations/ablations.csv") and after.pop(
-        "08_reporting/ablations/ablations.md"
-    )
-    assert after == before
-    sweeps = tmp_path / "data" / "09_sweeps"
-    assert sorted(p.name for p in sweeps.iterdir()) == ["01_perl.steps=0", "02_perl.modalities=_text_"]
-    own = sweeps / "01_perl.steps=0" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet"
-    assert pl.read_parquet(own)["step"].max() == 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the report over the benchmark the test runs: its partial report (Kedro's filter needs a node of
+    # the namespace; the evaluation is current, so --only-missing-outputs skips it)
+    stages = repo / "dvc.yaml"
+    report = f"--namespaces {BENCHMARK} --tags evaluation,reporting --only-missing-outputs\n"
+    stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
+    demo = repo / "conf" / "demo" / "parameters.yml"
+    demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], repo)
+    _run([*git, "add", "-A"], repo)
+    _run([*git, "commit", "-qm", "demo"], repo)
+    _run([sys.executable, "-m", "dvc", "repro", "base_to_novel"], repo)
+    _run([*git, "add", "-A"], repo)
+    _run([*git, "commit", "-qm", "dvc repro"], repo)
+    return repo
 
 
-def test_a_failing_sweep_leaves_the_protocol_outputs_byte_identical(demo_run, tmp_path, monkeypatch):
-    import perl_pipeline.models as models
+def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(repo, tmp_path):
+    before = _outputs(repo / "data" / "demo")
+    table = run_sweep([("perl.steps", [1, 2])], project_path=repo, jobs=2)
 
-    shutil.copytree(demo_run.data, tmp_path / "data")
-    with demo_session(tmp_path):
-        pass
-    build_perl = models.build_perl
+    assert table["parameter"].to_list() == ["perl.steps", "perl.steps"]
+    assert table["value"].to_list() == ["1", "2"]
+    names = table["experiment"].to_list()
+    assert [re.sub(r"-\d{8}-\d{6}$", "", n) for n in names] == ["01-perl.steps=1", "02-perl.steps=2"]
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
+    recorded = {
+        rev.get("name") or exp.get("name"): rev["data"]
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+    }
+    report = "data/demo/08_reporting/base_to_novel"
+    for name, steps in zip(names, (1, 2), strict=True):  # DVC's records: the params set, the metrics
+        assert recorded[name]["params"]["conf/demo/parameters.yml"]["data"]["perl"]["steps"] == steps
+        assert "average (mean of HMs)" in recorded[name]["metrics"][f"{report}/metrics.json"]["data"]
 
-    def fail_at_one_step(clip, config, seed=0):
-        if config.steps == 1:
-            raise RuntimeError("the second setting breaks")
-        return build_perl(clip, config, seed=seed)
+    # the same settings as plain runs give the same table
+    plain = []
+    for steps in (1, 2):
+        with demo_session(tmp_path / str(steps), training={"epochs": 1}, perl={"steps": steps}) as session:
+            session.run(pipeline_names=["base_to_novel"], namespaces=[BENCHMARK])
+        out = tmp_path / str(steps) / "data" / "08_reporting" / "base_to_novel"
+        with open(out / "per_step.csv", newline="") as handle:
+            per_step = list(csv.DictReader(handle))
+        metrics = json.loads((out / "metrics.json").read_text())
+        plain.append({"parameter": "perl.steps", "value": str(steps), **summarize(metrics, per_step)})
+    assert table.drop("experiment").to_dicts() == plain
+    assert table.row(0, named=True)["base_steps"].count(" / ") == 1  # steps 0 and 1
+    saved = repo / "data" / "demo" / "08_reporting" / "ablations"
+    assert (saved / "ablations.md").read_text() == to_markdown(table)
+    assert pl.read_csv(saved / "ablations.csv", schema_overrides={"value": pl.String}).equals(table)
 
-    monkeypatch.setattr(models, "build_perl", fail_at_one_step)  # the training node imports it per call
-    before = _protocol_outputs(tmp_path / "data")
-    with pytest.raises(RuntimeError, match="the second setting breaks"):
-        run_sweep([("perl.steps", [0, 1])], env="demo", project_path=ROOT, conf_source=str(tmp_path / "conf"))
-    assert _protocol_outputs(tmp_path / "data") == before
-    first = tmp_path / "data" / "09_sweeps" / "01_perl.steps=0" / "08_reporting" / "base_to_novel"
-    assert (first / "results.csv").is_file()  # the first setting ran, into its own folder
+    # the workspace's outputs are untouched: each experiment's stay its own
+    after = _outputs(repo / "data" / "demo")
+    assert {k: v for k, v in after.items() if "ablations" not in k} == before
 
 
-def _protocol_outputs(data: Path) -> dict[str, str]:
-    """Every file under the data folder but the sweeps' own, by relative path -> sha256."""
+def _outputs(data: Path) -> dict[str, str]:
+    """Every file under the data folder by relative path -> sha256."""
     return {
         path.relative_to(data).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(data.rglob("*"))
-        if path.is_file() and path.relative_to(data).parts[0] != "09_sweeps"
+        if path.is_file()
     }

@@ -59,7 +59,8 @@ def write_report(
     if protocol == "base_to_novel":
         hm = table.filter(pl.col("benchmark") == "average (mean of HMs)")["hm"].item()
         figures["params_vs_hm.png"] = plots.params_vs_hm_figure(hm, training_record["trainable_parameters"])
-    return table, markdown, _metrics(table), per_step_table(combined), figures
+    metrics = {**_metrics(table), "trainable_parameters": training_record["trainable_parameters"]}
+    return table, markdown, metrics, per_step_table(combined), figures
 
 
 def setup_line(training_record: dict) -> str:
@@ -76,12 +77,11 @@ def setup_line(training_record: dict) -> str:
 
 
 def _metrics(table: pl.DataFrame) -> dict:
-    """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show`."""
-    keep = [
-        c
-        for c in ("base", "novel", "hm", "accuracy", "zeroshot_hm", "zeroshot_accuracy")
-        if c in table.columns
-    ]
+    """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show` (and the
+    ablation table of ``perl_pipeline.sweep``)."""
+    columns = ("base", "novel", "hm", "accuracy", "zeroshot_base", "zeroshot_novel", "zeroshot_hm")
+    alignments = ("zeroshot_accuracy", "image_alignment_base", "text_alignment_base")
+    keep = [c for c in (*columns, *alignments) if c in table.columns]
     return {
         row["benchmark"]: {c: round(row[c], 4) for c in keep if row[c] is not None}
         for row in table.select("benchmark", *keep).iter_rows(named=True)

@@ -1,0 +1,238 @@
+"""One protocol run spread over a Dask cluster: ``kedro run --runner perl_pipeline.runners.DaskRunner``.
+
+Kedro's documented Dask deployment pattern, on ``distributed``'s client: every node of the run is
+submitted at once as a task that depends on the tasks of the nodes making its inputs, so the
+scheduler starts a node as soon as its inputs are ready (the 33 training runs of base_to_novel, and
+each benchmark's data preparation, run side by side). What runs where:
+
+- the driver (``kedro run``) does what a pipeline-level hook does before and after the run: the
+  parameter checks, the provenance checks of the artefacts read, the partial reports;
+- a worker loads a node's inputs through the catalog, runs the node and saves its outputs, with the
+  node- and dataset-level hooks as the driver bound them (the provenance sidecars are written
+  there, beside the artefact). Files therefore go through the file system: with workers on other
+  machines, the catalog's data folder must be on a file system they all share. In-memory outputs
+  travel from worker to worker as the tasks' results.
+
+Where the cluster is: ``--runner-params address=tcp://host:8786``, else the environment variable
+``PERL_DASK_SCHEDULER``, else a ``LocalCluster`` started for the run (``n_workers``,
+``threads_per_worker``; one thread each by default). Each node runs torch with ``torch_threads``
+threads (default: a local worker's threads; a cluster's workers keep their own): the thread
+count splits torch's float reductions, so a run equals a sequential run made with the same
+``torch.set_num_threads``, bit for bit. Training
+and evaluation nodes ask for one ``GPU`` resource when any worker declares one
+(``LocalCUDACluster(resources={"GPU": 1})``, ``dask worker --resources GPU=1``), so each gets a
+GPU of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import uuid
+from typing import Any
+
+from kedro.io import MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro.runner import AbstractRunner
+from kedro.runner.task import Task
+
+ADDRESS_VARIABLE = "PERL_DASK_SCHEDULER"
+GPU_STAGES = frozenset({"training", "evaluation"})  # node tags whose nodes ask for a GPU
+# hooks called around one node; they run on the worker that runs it
+NODE_HOOKS = (
+    "before_node_run",
+    "after_node_run",
+    "on_node_error",
+    "before_dataset_loaded",
+    "after_dataset_loaded",
+    "before_dataset_saved",
+    "after_dataset_saved",
+)
+FORWARDED_LOGGERS = ("perl_pipeline", "kedro")  # worker log records shown by the driver
+
+logger = logging.getLogger(__name__)
+
+
+class DaskRunner(AbstractRunner):
+    """Runs a pipeline's nodes as tasks of a Dask cluster, each as soon as its inputs are ready."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        n_workers: int | str | None = None,
+        threads_per_worker: int | str = 1,
+        torch_threads: int | str | None = None,
+        is_async: bool = False,
+    ) -> None:
+        """
+        Args:
+            address: the scheduler's address (``tcp://host:8786``); default: ``$PERL_DASK_SCHEDULER``,
+                else a ``LocalCluster`` started for the run.
+            n_workers: worker processes of that local cluster (Dask's default: about one per core).
+            threads_per_worker: threads per local worker (1: each node has its worker to itself).
+            torch_threads: ``torch.set_num_threads`` for every node (default: threads_per_worker on
+                a local cluster; unchanged on a cluster given by address).
+            is_async: load and save a node's datasets in threads (Kedro's ``is_async``).
+        """
+        super().__init__(is_async=is_async)
+        self._address = address or os.environ.get(ADDRESS_VARIABLE) or None
+        self._n_workers = None if n_workers in (None, "") else _positive(n_workers, "n_workers")
+        self._threads = _positive(threads_per_worker, "threads_per_worker")
+        self._torch_threads = (
+            _positive(torch_threads, "torch_threads") if torch_threads not in (None, "") else None
+        ) or (None if self._address else self._threads)
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None  # the cluster schedules; AbstractRunner's executor loop is not used
+
+    def _run(
+        self,
+        pipeline: Pipeline,
+        catalog: Any,
+        hook_manager: Any = None,
+        run_id: str | None = None,
+    ) -> None:
+        from distributed import as_completed
+
+        hooks = _node_hooks(hook_manager)
+        with self._client() as client:
+            client.wait_for_workers(1)
+            gpus = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
+            if self._address:  # a local cluster's workers write to this console already
+                for name in FORWARDED_LOGGERS:
+                    client.forward_logging(name, level=logging.INFO)
+            dependencies = pipeline.node_dependencies
+            futures: dict[Node, Any] = {}
+            for node in pipeline.nodes:  # topological order: a node's producers are submitted first
+                futures[node] = client.submit(
+                    _run_node,
+                    node,
+                    catalog,
+                    hooks,
+                    self._is_async,
+                    run_id,
+                    self._torch_threads,
+                    *[futures[producer] for producer in dependencies[node]],
+                    key=f"{node.name}-{uuid.uuid4().hex[:8]}",
+                    pure=False,
+                    resources={"GPU": 1} if gpus and GPU_STAGES & node.tags else None,
+                )
+            nodes = {future.key: node for node, future in futures.items()}
+            done: list[Node] = []
+            outputs = pipeline.outputs()
+            try:
+                for future, produced in as_completed(futures.values(), with_results=True):
+                    node = nodes[future.key]
+                    done.append(node)
+                    for name, data in produced.items():
+                        if name in outputs:  # a free in-memory output: the run's result
+                            catalog.save(name, data)
+                    self._logger.info("Completed node: %s", node.name)
+                    self._logger.info("Completed %d out of %d tasks", len(done), len(futures))
+            except BaseException:
+                client.cancel(list(futures.values()))
+                self._suggest_resume_scenario(pipeline, done, catalog)
+                raise  # the failing node's own exception, as the worker raised it
+
+    def _client(self):
+        """A client of the given scheduler, or of a local cluster that closes with it."""
+        from distributed import Client, LocalCluster
+
+        if self._address:
+            self._logger.info("Dask scheduler: %s", self._address)
+            return Client(self._address)
+        cluster = LocalCluster(
+            n_workers=self._n_workers,
+            threads_per_worker=self._threads,
+            processes=True,
+            dashboard_address=None,
+        )
+        self._logger.info(
+            "Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads
+        )
+        return _ClosingClient(Client(cluster), cluster)
+
+
+class _ClosingClient:
+    """A client whose local cluster closes with it."""
+
+    def __init__(self, client, cluster) -> None:
+        self.client, self.cluster = client, cluster
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc_info) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+def _run_node(  # noqa: PLR0913
+    node: Node,
+    catalog: Any,
+    hooks: list,
+    is_async: bool,
+    run_id: str | None,
+    torch_threads: int | None,
+    *upstream: dict,
+) -> dict:
+    """On a worker: run `node` through the catalog with the driver's node hooks.
+
+    Args:
+        upstream: the in-memory outputs of the nodes `node` depends on.
+
+    Returns:
+        `node`'s in-memory outputs (for the nodes that read them, and the driver).
+    """
+    import torch
+    from kedro.framework.hooks.manager import _create_hook_manager
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    for produced in upstream:
+        for name, data in produced.items():
+            if name in node.inputs:
+                catalog.save(name, data)
+    manager = _create_hook_manager()
+    for hook in hooks:
+        manager.register(hook)
+    Task(node=node, catalog=catalog, hook_manager=manager, is_async=is_async, run_id=run_id).execute()
+    return {name: catalog.load(name) for name in node.outputs if _in_memory(catalog, name)}
+
+
+def _in_memory(catalog: Any, name: str) -> bool:
+    return isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+
+
+def _node_hooks(hook_manager: Any) -> list:
+    """The driver's hooks that act around a node, as bound now, for the workers.
+
+    A hook that cannot be pickled stays in the driver, with a warning: its node-level part does
+    not run for this run's nodes.
+    """
+    from pluggy import PluginManager
+
+    hooks = []
+    for plugin in hook_manager.get_plugins() if isinstance(hook_manager, PluginManager) else ():
+        if not any(callable(getattr(plugin, name, None)) for name in NODE_HOOKS):
+            continue
+        try:
+            import cloudpickle
+
+            cloudpickle.dumps(plugin)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            logger.warning("hook %r stays in the driver (cannot be sent to workers: %s)", plugin, exc)
+            continue
+        hooks.append(plugin)
+    return hooks
+
+
+def _positive(value: int | str, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or str(number) != str(value).strip():
+        raise ValueError(f"DaskRunner {name}={value!r}: expected an integer >= 1")
+    return number
