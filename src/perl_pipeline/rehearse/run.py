@@ -37,12 +37,13 @@ from perl_pipeline.rehearse.projection import (
 )
 from perl_pipeline.rehearse.projection import project as project_seconds
 from perl_pipeline.rehearse.report import write_reports
-from perl_pipeline.sweep import PREPARED, merged
+from perl_pipeline.sweep import merged
 from perl_pipeline.toy.miniature import write_replica
 
 logger = logging.getLogger(__name__)
 
-DATA_STAGES = ("data_preparation", "few_shot_splits")
+DATA_STAGES = {"data_preparation": "03_primary", "few_shot_splits": "05_model_input"}
+"""The data stages and the data layer each writes (conf/base/catalog.yml)."""
 ENV = "rehearsal"
 AGAIN = " (unchanged inputs)"
 UNITS = {
@@ -223,10 +224,10 @@ def rehearse(
         record.items = stage_items(stage, data, replicas)
         records.append(record)
     for stage in DATA_STAGES:
-        before = _stamps(data / PREPARED[stage])
+        before = _stamps(data / DATA_STAGES[stage])
         with measure(stage + AGAIN, unit="outputs rewritten") as record:
             run_stage(project, conf, stage)
-        after = _stamps(data / PREPARED[stage])
+        after = _stamps(data / DATA_STAGES[stage])
         record.items = sum(after.get(path) != stamp for path, stamp in before.items())
         records.append(record)
     return records
