@@ -10,14 +10,19 @@ from perl_pipeline.rehearse.projection import (
     CheckRates,
     GpuTarget,
     ModelFlops,
+    ModelOps,
     StageWork,
     count_flops,
+    count_ops,
+    evaluation_batches,
+    optimiser_steps,
     project,
     protocol_counts,
     protocol_work,
 )
 
-TARGET = GpuTarget(name="test", peak_tflops=10.0, utilisation=0.5, host_cores=2)  # 5e12 FLOP/s
+# 5e12 FLOP/s, 10 us per operator call
+TARGET = GpuTarget(name="test", peak_tflops=10.0, utilisation=0.5, host_cores=2, launch_us=10.0)
 RATES = CheckRates(decode=100.0, header=1000.0)
 
 
@@ -28,6 +33,20 @@ def test_a_stage_takes_the_larger_of_compute_and_jpeg_work():
     assert seconds["evaluation"] == pytest.approx(10.0)
     assert seconds["data_preparation"] == pytest.approx(15.0)
     assert seconds["total"] == pytest.approx(25.0)
+
+
+def test_the_gpu_takes_the_larger_of_compute_and_its_launch_floor():
+    # 1 s of compute, 1000 steps x 500 calls x 10 us = 5 s of launches: latency-bound
+    latency_bound = StageWork("training", flops=5e12, steps=1000, ops=500)
+    # 10 s of compute, 10 batches x 1000 calls x 10 us = 0.1 s of launches: compute-bound
+    compute_bound = StageWork("evaluation", flops=50e12, steps=10, ops=1000)
+    seconds = project([latency_bound, compute_bound], RATES, TARGET)
+    assert seconds["training"] == pytest.approx(5.0)
+    assert seconds["evaluation"] == pytest.approx(10.0)
+    # the host's JPEG work still wins when it is the larger: 2000 decodes / 100/s / 2 cores = 10 s
+    assert project([StageWork("training", steps=1000, ops=500, decodes=2000)], RATES, TARGET)["training"] == (
+        pytest.approx(10.0)
+    )
 
 
 def test_the_true_protocol_counts(benchmark_specs):
@@ -63,8 +82,29 @@ def test_protocol_work_is_the_counts_times_the_flops(benchmark_specs):
     assert work["data_preparation"].decodes == counts["data_preparation"] - train
     assert work["text_features"].flops == 4591
     assert work["evaluation"].decodes == counts["evaluation"]
-    # ImageNet's all-class run alone: 16,000 images (prefix + refinement) and 4,000 steps x 1000 prompts
-    assert work["training"].flops > 3 * (2 * 16_000 + 4000 * 1000)
+    # ImageNet's all-class run: 16,000 images (prefix + refinement) and 4,000 steps x 1000 prompts
+    assert work["training_all"].flops == 3 * (2 * 16_000 + 4000 * 1000)
+    assert work["training_base"].decodes + work["training_all"].decodes == counts["training"]
+
+
+def test_steps_and_batches_of_the_true_protocol(benchmark_specs):
+    # batch 4: 16 shots x 1098 base classes of the 11 benchmarks / 4, and ImageNet's 16,000 / 4
+    assert optimiser_steps(benchmark_specs) == 4392 + 4000
+    assert optimiser_steps(benchmark_specs, seeds_together=False) == 3 * (4392 + 4000)
+    evaluated = protocol_counts(benchmark_specs)["evaluation"]  # 29 test sets over the three protocols
+    assert evaluation_batches(benchmark_specs, batch_size=1) == evaluated
+    assert evaluated / 256 < evaluation_batches(benchmark_specs) < evaluated / 256 + 29  # partial batches
+    one, ops = ModelFlops(*(1.0,) * 6), ModelOps(train_step=3000, eval_batch=2000)
+    together, apart = (
+        {w.stage: w for w in protocol_work(benchmark_specs, one, ops, seeds_together=t)}
+        for t in (True, False)
+    )
+    for subset, steps in (("base", 4392), ("all", 4000)):
+        stage = f"training_{subset}"
+        assert together[stage].flops == apart[stage].flops  # the same arithmetic, fewer launches
+        assert (together[stage].steps, together[stage].ops) == (steps, 3000)
+        assert apart[stage].steps == 3 * steps
+    assert together["evaluation"].ops == 2000
 
 
 def test_counted_flops_follow_the_cost_model():
@@ -77,3 +117,11 @@ def test_counted_flops_follow_the_cost_model():
     assert 5.0 <= four.image_refine / zero.image_refine < 6.0  # thought tokens lengthen the sequence a little
     assert four.image_train > 1.5 * four.image_refine  # backward through the refinement
     assert four.text_train > four.text_refine > 0
+
+
+def test_counted_ops_do_not_grow_with_the_batch():
+    """The launch floor's premise: a bigger batch or more classes make bigger tensors, not more calls."""
+    small = count_ops("PERL-Tiny-ViT", split_layer=1, steps=1, batch_size=2, classes=2, seeds=1)
+    large = count_ops("PERL-Tiny-ViT", split_layer=1, steps=1, batch_size=5, classes=4, seeds=1)
+    assert small == large
+    assert small.train_step > 200 and small.eval_batch > 100  # forward, backward and AdamW of a real step

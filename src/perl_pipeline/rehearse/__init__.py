@@ -11,13 +11,14 @@ stages on it (:mod:`.run`), measures each (:mod:`.measure`) and writes ``rehears
 """
 
 from perl_pipeline.rehearse.measure import StageRecord, measure
-from perl_pipeline.rehearse.projection import CheckRates, GpuTarget, ModelFlops, StageWork, project
+from perl_pipeline.rehearse.projection import CheckRates, GpuTarget, ModelFlops, ModelOps, StageWork, project
 from perl_pipeline.rehearse.run import rehearse
 
 __all__ = [
     "CheckRates",
     "GpuTarget",
     "ModelFlops",
+    "ModelOps",
     "StageRecord",
     "StageWork",
     "measure",

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--projection-model",
         default="ViT-B-16-quickgelu",
-        help="the architecture whose FLOPs the GPU projection counts ('none': no projection)",
+        help="the architecture whose FLOPs and operator calls the projection counts ('none': none)",
     )
     parser.add_argument(
         "--params",
@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--gpu-utilisation", type=float, default=GpuTarget.utilisation)
     parser.add_argument("--host-cores", type=int, default=GpuTarget.host_cores)
+    parser.add_argument(
+        "--launch-us",
+        type=float,
+        default=GpuTarget.launch_us,
+        help="assumed microseconds per operator call on the GPU (dispatch and kernel launch)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
@@ -56,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         image_size=args.image_size,
         device=args.device,
         projection_model=None if args.projection_model == "none" else args.projection_model,
-        target=GpuTarget(utilisation=args.gpu_utilisation, host_cores=args.host_cores),
+        target=GpuTarget(
+            utilisation=args.gpu_utilisation, host_cores=args.host_cores, launch_us=args.launch_us
+        ),
         params=params,
     )
     sys.stdout.write(md_path.read_text())

@@ -1,16 +1,23 @@
-"""The full protocol's time on one GPU, projected from counted FLOPs and measured CPU rates.
+"""The full protocol's time on one GPU, projected from counted FLOPs and operator calls and measured
+CPU rates.
 
 The real protocol's work is fixed by its counts (:func:`protocol_work`): which files data
 preparation header-reads and decodes, how many shots are drawn, how many prompts are encoded, how
 many images each training run sees and each evaluation scores. Each stage's time is then
 
-    seconds = max(FLOPs / effective GPU FLOP/s,  decodes / (decodes/s per core x host cores)
-                                                 + header reads / (header reads/s per core x host cores))
+    GPU seconds = max(FLOPs / effective FLOP/s,  steps x operator calls per step x seconds per launch)
+    seconds     = max(GPU seconds,  decodes / (decodes/s per core x host cores)
+                                    + header reads / (header reads/s per core x host cores))
 
-the larger of the accelerator's compute and the host CPU's JPEG work (data-loader workers overlap
-the two). The FLOPs per item are counted (``torch.utils.flop_counter``) on the real ViT-B/16
-architecture (:func:`count_flops`); the per-core rates are measured by the rehearsal on real-size
-JPEGs; the GPU's effective throughput is an assumption, stated with the projection.
+the larger of the accelerator's work and the host CPU's JPEG work (data-loader workers overlap the
+two). The accelerator's work is the larger of its compute and its launch floor: PERL trains at
+batch 4, and each step is a few thousand small operator calls whose dispatch and launch, not their
+arithmetic, bound a GPU; the count of calls does not grow with the batch, so a latency-bound stage
+takes steps x calls x latency however fast the GPU multiplies. The FLOPs per item
+(``torch.utils.flop_counter``, :func:`count_flops`) and the operator calls per training step and per
+evaluation batch (:func:`count_ops`) are counted on the real ViT-B/16 architecture; the per-core
+rates are measured by the rehearsal on real-size JPEGs; the GPU's effective throughput and its
+seconds per operator call are assumptions, stated with the projection.
 """
 
 from __future__ import annotations
@@ -49,12 +56,16 @@ class GpuTarget:
         peak_tflops: The accelerator's dense bf16 peak (spec sheet).
         utilisation: The share of the peak a run is assumed to reach (an assumption).
         host_cores: CPU cores decoding JPEGs for it.
+        launch_us: Microseconds per operator call when calls are too small to fill the GPU: eager
+            PyTorch's Python and dispatcher overhead plus the kernel launch (an assumption; CUDA
+            graphs or a compiled step would lower it).
     """
 
     name: str = "one NVIDIA H100 or H200 (SXM, bf16)"
     peak_tflops: float = 989.0  # H100 SXM and H200: 989 TFLOP/s dense bf16 (NVIDIA's data sheets)
     utilisation: float = 0.35
     host_cores: int = 16
+    launch_us: float = 10.0
 
     @property
     def flops_per_s(self) -> float:
@@ -84,11 +95,28 @@ class ModelFlops:
 
 
 @dataclass(frozen=True)
+class ModelOps:
+    """Operator calls (about one GPU kernel launch each) of PERL's repeated units.
+
+    Attributes:
+        train_step: One optimiser step: frozen prefix, image and text refinement, loss, backward,
+            AdamW.
+        eval_batch: One evaluation batch: the shared prefix, every seed's refinement and scoring.
+    """
+
+    train_step: int
+    eval_batch: int
+
+
+@dataclass(frozen=True)
 class StageWork:
-    """One stage's work in the full protocol."""
+    """One stage's work in the full protocol: FLOPs, ``steps`` sequences of ``ops`` operator calls
+    each (optimiser steps, evaluation batches), and JPEG work."""
 
     stage: str
     flops: float = 0.0
+    steps: int = 0
+    ops: int = 0
     decodes: int = 0
     headers: int = 0
 
@@ -101,11 +129,9 @@ class CheckRates:
     header: float
 
 
-def _runs(specs: Mapping[str, BenchmarkSpec]) -> list[int]:
-    """Classes of each training run's subset (per seed)."""
-    return [
-        len(subset_labels(subset, specs[b].num_classes)) for subset, names in TRAINED.items() for b in names
-    ]
+def _runs(specs: Mapping[str, BenchmarkSpec], subsets: tuple[str, ...] = tuple(TRAINED)) -> list[int]:
+    """Classes of each training run's subset (per seed), for the runs trained on ``subsets``."""
+    return [len(subset_labels(subset, specs[b].num_classes)) for subset in subsets for b in TRAINED[subset]]
 
 
 def protocol_counts(specs: Mapping[str, BenchmarkSpec], *, seeds: int = len(SEEDS)) -> dict[str, int]:
@@ -127,21 +153,73 @@ def protocol_counts(specs: Mapping[str, BenchmarkSpec], *, seeds: int = len(SEED
     }
 
 
+def optimiser_steps(
+    specs: Mapping[str, BenchmarkSpec],
+    *,
+    batch_size: int = 4,
+    seeds: int = len(SEEDS),
+    seeds_together: bool = True,
+    subsets: tuple[str, ...] = tuple(TRAINED),
+) -> int:
+    """Optimiser steps of the protocol's training on ``subsets``: one epoch of 16 shots per class
+    (the last partial batch dropped) per run; with ``seeds_together`` one step carries every seed's
+    batch (counted as one seed's operator calls: the seeds stacked in each tensor, an assumption
+    about that mode)."""
+    per_seed = sum(max(classes * SHOTS // batch_size, 1) for classes in _runs(specs, subsets))
+    return per_seed * (1 if seeds_together else seeds)
+
+
+def evaluation_batches(specs: Mapping[str, BenchmarkSpec], *, batch_size: int = 256) -> int:
+    """Evaluation batches over every protocol's test sets (each shared by all seeds)."""
+    return sum(
+        math.ceil(specs[b].split_sizes["test"] / batch_size)
+        for names in PROTOCOL_BENCHMARKS.values()
+        for b in names
+    )
+
+
 def protocol_work(
-    specs: Mapping[str, BenchmarkSpec], flops: ModelFlops, *, batch_size: int = 4, seeds: int = len(SEEDS)
+    specs: Mapping[str, BenchmarkSpec],
+    flops: ModelFlops,
+    ops: ModelOps | None = None,
+    *,
+    batch_size: int = 4,
+    eval_batch_size: int = 256,
+    seeds: int = len(SEEDS),
+    seeds_together: bool = True,
 ) -> list[StageWork]:
     """The full protocol's work per stage, from the benchmarks' true counts: one epoch of 16 shots
-    per class and seed, every test image scored once for all seeds (shared prefix)."""
+    per class and seed, every test image scored once for all seeds (shared prefix). Seeds trained
+    together share each step's operator calls (:func:`optimiser_steps`), not its FLOPs; without
+    ``ops`` there is no launch floor.
+
+    Training is two stages, ``training_base`` (the 11 base-to-novel benchmarks' base classes) and
+    ``training_all`` (ImageNet's 1000 classes): their steps differ in cost (up to 1000 prompts
+    re-refined per step), so one may be compute-bound while the other is launch-bound.
+    """
+    ops = ops or ModelOps(train_step=0, eval_batch=0)
     counts = protocol_counts(specs, seeds=seeds)
     train = sum(s.split_sizes.get("train", 0) for s in specs.values())
-    training = sum(
-        seeds
-        * (
-            classes * SHOTS * (flops.image_prefix + flops.image_train)
-            + math.ceil(classes * SHOTS / batch_size) * classes * flops.text_train
+
+    def training(subset: str) -> StageWork:
+        runs = _runs(specs, (subset,))
+        return StageWork(
+            f"training_{subset}",
+            flops=sum(
+                seeds
+                * (
+                    classes * SHOTS * (flops.image_prefix + flops.image_train)
+                    + math.ceil(classes * SHOTS / batch_size) * classes * flops.text_train
+                )
+                for classes in runs
+            ),
+            steps=optimiser_steps(
+                specs, batch_size=batch_size, seeds=seeds, seeds_together=seeds_together, subsets=(subset,)
+            ),
+            ops=ops.train_step,
+            decodes=seeds * SHOTS * sum(runs),
         )
-        for classes in _runs(specs)
-    )
+
     evaluated = [b for names in PROTOCOL_BENCHMARKS.values() for b in names]
     evaluation = counts["evaluation"] * (flops.image_prefix + seeds * flops.image_refine) + sum(
         seeds * specs[b].num_classes * flops.text_refine for b in evaluated
@@ -150,8 +228,14 @@ def protocol_work(
         StageWork("data_preparation", decodes=counts["data_preparation"] - train, headers=train),
         StageWork("few_shot_splits", decodes=counts["few_shot_splits"]),
         StageWork("text_features", flops=counts["text_features"] * flops.text_full),
-        StageWork("training", flops=training, decodes=counts["training"]),
-        StageWork("evaluation", flops=evaluation, decodes=counts["evaluation"]),
+        *(training(subset) for subset in TRAINED),
+        StageWork(
+            "evaluation",
+            flops=evaluation,
+            steps=evaluation_batches(specs, batch_size=eval_batch_size),
+            ops=ops.eval_batch,
+            decodes=counts["evaluation"],
+        ),
     ]
 
 
@@ -160,9 +244,14 @@ def cpu_seconds(work: StageWork, rates: CheckRates, cores: int) -> float:
     return (work.decodes / rates.decode + work.headers / rates.header) / cores
 
 
+def gpu_seconds(work: StageWork, target: GpuTarget) -> float:
+    """The larger of the stage's compute and its launch floor (steps x calls x latency)."""
+    return max(work.flops / target.flops_per_s, work.steps * work.ops * target.launch_us * 1e-6)
+
+
 def stage_seconds(work: StageWork, rates: CheckRates, target: GpuTarget) -> float:
-    """The larger of the stage's GPU compute and its host CPU's JPEG work."""
-    return max(work.flops / target.flops_per_s, cpu_seconds(work, rates, target.host_cores))
+    """The larger of the stage's GPU work and its host CPU's JPEG work."""
+    return max(gpu_seconds(work, target), cpu_seconds(work, rates, target.host_cores))
 
 
 def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict[str, float]:
@@ -171,23 +260,30 @@ def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict
     return {**seconds, "total": sum(seconds.values())}
 
 
-def count_flops(
-    clip_model: str = "ViT-B-16-quickgelu", *, split_layer: int = 7, steps: int = 4
-) -> ModelFlops:
-    """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
-    ``split_layer`` is capped at the model's depth - 1."""
+def _perl_for_counting(clip_model: str, split_layer: int, steps: int):
+    """PERL on ``clip_model``'s architecture with random weights, its image size and a tokenizer;
+    ``split_layer`` is capped at the model's depth - 1 (a shallower model keeps a block to refine)."""
     import open_clip
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from perl_pipeline.benchmarks.images import image_size
     from perl_pipeline.models import PERL, load_clip
 
     clip = load_clip(clip_model, None)
-    depth = len(clip.visual.transformer.resblocks)  # a shallower model keeps a block to refine
+    depth = len(clip.visual.transformer.resblocks)
     model = PERL(clip, split_layer=min(split_layer, depth - 1), steps=steps)
-    size = image_size(clip)
-    tokens = open_clip.get_tokenizer(clip_model)(["a photo of a great white shark."])
+    return model, image_size(clip), open_clip.get_tokenizer(clip_model)
+
+
+def count_flops(
+    clip_model: str = "ViT-B-16-quickgelu", *, split_layer: int = 7, steps: int = 4
+) -> ModelFlops:
+    """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
+    ``split_layer`` is capped at the model's depth - 1."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps)
+    tokens = tokenizer(["a photo of a great white shark."])
 
     def counted(fn) -> float:
         with FlopCounterMode(display=False) as counter:
@@ -207,7 +303,81 @@ def count_flops(
         image_prefix=counted(lambda: model.image_prefix(torch.zeros(1, 3, size, size))),
         image_refine=counted(lambda: model.refine_image(image)),
         image_train=counted(lambda: trained(model.refine_image, image)),
-        text_full=counted(lambda: clip.encode_text(tokens)),
+        text_full=counted(lambda: model.clip.encode_text(tokens)),
         text_refine=counted(lambda: model.refine_text(text)),
         text_train=counted(lambda: trained(model.refine_text, text)),
     )
+
+
+def count_ops(
+    clip_model: str = "ViT-B-16-quickgelu",
+    *,
+    split_layer: int = 7,
+    steps: int = 4,
+    batch_size: int = 2,
+    classes: int = 2,
+    seeds: int = len(SEEDS),
+) -> ModelOps:
+    """Count :class:`ModelOps` on ``clip_model``'s architecture (random weights, CPU).
+
+    The real code paths run under an aten-level counter: :func:`~perl_pipeline.training.loop.
+    training_step` (frozen prefix, refinement of ``batch_size`` images and of ``classes`` prompts,
+    the loss, backward and a foreach AdamW step, as on a GPU) and
+    :func:`~perl_pipeline.evaluation.evaluate.evaluate_seeds` over one batch and over two, for
+    ``seeds`` seeds and the base / novel / all class sets of base-to-novel (the difference is one
+    batch's ops; the once-per-benchmark text refinement cancels). bf16 autocast is on, so the casts
+    a GPU run makes are counted. Operator calls do not grow with the batch or the number of classes
+    (tensors do), so small ones give the full protocol's counts.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from perl_pipeline.config import EvalConfig, TrainConfig
+    from perl_pipeline.evaluation.evaluate import evaluate_seeds
+    from perl_pipeline.training.loop import training_step
+
+    class Counter(TorchDispatchMode):
+        """Counts aten operator calls, views aside (a view launches no kernel)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += not func.is_view
+            return func(*args, **(kwargs or {}))
+
+    def counted(fn) -> int:
+        with torch.autocast("cpu", dtype=torch.bfloat16), Counter() as counter:
+            fn()
+        return counter.ops
+
+    torch.manual_seed(0)
+    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps)
+    with torch.no_grad():
+        text = model.text_prefix(tokenizer([f"a photo of a class {c}." for c in range(classes)]))
+    images = torch.randn(batch_size, 3, size, size)
+    labels = torch.arange(batch_size) % classes
+    model.train()
+    optimiser = torch.optim.AdamW(list(model.trainable_parameters()), lr=1e-4, foreach=True)
+    config = TrainConfig(batch_size=batch_size, num_workers=0)
+    training_step(model, images, labels, text, optimiser, config)  # AdamW's state exists from here
+    train_step = counted(lambda: training_step(model, images, labels, text, optimiser, config))
+
+    models = {seed: model for seed in range(seeds)}  # one model per seed, as evaluate_seeds is called
+    half = classes // 2
+    class_sets = {"base": range(half), "novel": range(half, classes), "all": range(classes)}
+    evaluation = EvalConfig(batch_size=batch_size, num_workers=0)
+    model.eval()
+
+    def evaluated(batches: int) -> int:
+        pairs = [(image, int(label)) for image, label in zip(images, labels, strict=True)] * batches
+        return counted(
+            lambda: evaluate_seeds(
+                models, pairs, text, class_sets, evaluation, device=torch.device("cpu"), benchmark="count"
+            )
+        )
+
+    with torch.no_grad():
+        eval_batch = evaluated(2) - evaluated(1)
+    return ModelOps(train_step=train_step, eval_batch=eval_batch)

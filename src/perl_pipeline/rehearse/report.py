@@ -18,11 +18,11 @@ def write_reports(
     machine: Mapping,
     full_items: Mapping[str, int],
     rates: CheckRates | None,
-    work: Sequence[StageWork] | None,
-    projection: Mapping[str, float] | None,
+    projection: Mapping | None,
     target: GpuTarget,
 ) -> tuple[Path, Path]:
-    """Write both files into ``out``; return their paths."""
+    """Write both files into ``out``; return their paths. ``projection``: as
+    :func:`~perl_pipeline.rehearse.run.project_protocol` returns it."""
     document = {
         "settings": dict(settings),
         "machine": dict(machine),
@@ -31,11 +31,7 @@ def write_reports(
         "check_rates_per_core": None if rates is None else {"decode": rates.decode, "header": rates.header},
         "projection": None
         if projection is None
-        else {
-            "target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12},
-            "work": [vars(w) for w in work or ()],
-            "seconds": dict(projection),
-        },
+        else {"target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12}, **projection},
     }
     json_path, md_path = out / "rehearsal.json", out / "rehearsal.md"
     json_path.write_text(json.dumps(document, indent=2))
@@ -102,23 +98,35 @@ def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
                     f"{projection['target']['host_cores']}."
                 )
     if projection:
-        t = projection["target"]
+        t, ops, steps = projection["target"], projection["model_ops"], projection["training_steps"]
+        together, apart = projection["seconds_seeds_together"], projection["seconds_seeds_apart"]
+        configured = "together" if projection["seeds_together"] else "apart"
         lines += [
             "",
             f"## Projection: the full protocol with ViT-B/16 on {t['name']}",
             "",
-            f"FLOPs counted on the real ViT-B/16 architecture; assumed effective throughput "
-            f"{t['effective_tflops']:.0f} TFLOP/s ({t['utilisation']:.0%} of a {t['peak_tflops']:.0f} "
-            f"TFLOP/s bf16 peak; an assumption, not a measurement); JPEG work on {t['host_cores']} host "
-            f"cores at this run's per-core rates. A stage takes the larger of the two.",
+            f"FLOPs and operator calls counted on the real ViT-B/16 architecture ({ops['train_step']:,} "
+            f"per training step, {ops['eval_batch']:,} per evaluation batch; the count does not grow with "
+            f"the batch). Assumed, not measured: an effective throughput of {t['effective_tflops']:.0f} "
+            f"TFLOP/s ({t['utilisation']:.0%} of a {t['peak_tflops']:.0f} TFLOP/s bf16 peak) and "
+            f"{t['launch_us']:g} µs per operator call (eager dispatch and kernel launch). The GPU takes the "
+            f"larger of compute and steps × calls × latency; JPEG work runs on {t['host_cores']} host "
+            f"cores at this run's per-core rates; a stage takes the larger of the GPU and the host. "
+            f"Training takes {steps['seeds_together']:,} optimiser steps with the 3 seeds together "
+            f"(`training.seeds_together: true`, each step carries every seed's batch) and "
+            f"{steps['seeds_apart']:,} with them apart; this configuration trains them {configured}.",
             "",
-            "| stage | TFLOPs | decodes | header reads | projected |",
-            "|---|---:|---:|---:|---:|",
+            f"| stage | TFLOPs | steps or batches (seeds {configured}) | operator calls (seeds {configured}) "
+            "| decodes | header reads | seeds together | seeds apart |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for w in projection["work"]:
             lines.append(
-                f"| {w['stage']} | {w['flops'] / 1e12:,.0f} | {w['decodes']:,} | {w['headers']:,} | "
-                f"{_duration(projection['seconds'][w['stage']])} |"
+                f"| {w['stage']} | {w['flops'] / 1e12:,.0f} | {w['steps']:,} | {w['steps'] * w['ops']:,} | "
+                f"{w['decodes']:,} | {w['headers']:,} | {_duration(together[w['stage']])} | "
+                f"{_duration(apart[w['stage']])} |"
             )
-        lines.append(f"| **total** | | | | **{_duration(projection['seconds']['total'])}** |")
+        lines.append(
+            f"| **total** | | | | | | **{_duration(together['total'])}** | **{_duration(apart['total'])}** |"
+        )
     return "\n".join(lines) + "\n"

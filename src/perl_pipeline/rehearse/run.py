@@ -32,6 +32,7 @@ from perl_pipeline.rehearse.projection import (
     CheckRates,
     GpuTarget,
     count_flops,
+    count_ops,
     protocol_counts,
     protocol_work,
 )
@@ -260,6 +261,37 @@ def check_rates(data: Path, data_root: Path, *, sample: int = 2000) -> CheckRate
     return CheckRates(**rates)
 
 
+def project_protocol(
+    specs: dict[str, BenchmarkSpec], rates: CheckRates, target: GpuTarget, clip_model: str, project: Path
+) -> dict:
+    """The full protocol's projection with ``clip_model`` under the project's own parameters
+    (``conf/base``: J, K, the batch sizes and ``training.seeds_together``, default true), for seeds
+    trained together and apart: ``work`` and ``seconds`` for the configured setting, the seconds
+    and training steps of both."""
+    params = yaml.safe_load((project / "conf" / "base" / "parameters.yml").read_text())
+    perl, training = params["perl"], params["training"]
+    shape = {"split_layer": perl["split_layer"], "steps": perl["steps"]}
+    flops = count_flops(clip_model, **shape)
+    ops = count_ops(clip_model, **shape)  # the count does not grow with the batch
+    configured = bool(training.get("seeds_together", True))
+    projection = {"model_ops": vars(ops), "seeds_together": configured, "training_steps": {}}
+    for together, key in ((True, "seeds_together"), (False, "seeds_apart")):
+        work = protocol_work(
+            specs,
+            flops,
+            ops,
+            batch_size=training["batch_size"],
+            eval_batch_size=params["evaluation"]["batch_size"],
+            seeds_together=together,
+        )
+        seconds = project_seconds(work, rates, target)
+        projection[f"seconds_{key}"] = seconds
+        projection["training_steps"][key] = sum(w.steps for w in work if w.stage.startswith("training"))
+        if together == configured:
+            projection |= {"work": [vars(w) for w in work], "seconds": seconds}
+    return projection
+
+
 def machine() -> dict:
     """The machine the rehearsal ran on (the CPU, its cores and memory, a GPU if any)."""
     import torch
@@ -291,8 +323,8 @@ def rehearse_and_report(
 ) -> tuple[Path, Path]:
     """:func:`rehearse`, the per-core check rates, the projection and both reports.
 
-    ``projection_model``: the architecture whose FLOPs are counted for the GPU projection (None:
-    no projection).
+    ``projection_model``: the architecture whose FLOPs and operator calls are counted for the GPU
+    projection (None: no projection).
     """
     from perl_pipeline.device import resolve_device
 
@@ -310,10 +342,9 @@ def rehearse_and_report(
     )
     specs = load_specs(project)
     rates = check_rates(out / "data", out / "replica")
-    work = projection = None
+    projection = None
     if projection_model is not None:
-        work = protocol_work(specs, count_flops(projection_model))
-        projection = project_seconds(work, rates, target)
+        projection = project_protocol(specs, rates, target, projection_model, project)
     used = resolve_device(device).type
     settings = {
         "fraction": fraction,
@@ -332,7 +363,6 @@ def rehearse_and_report(
         machine=machine(),
         full_items=protocol_counts(specs),
         rates=rates,
-        work=work,
         projection=projection,
         target=target,
     )
