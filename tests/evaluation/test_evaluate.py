@@ -139,7 +139,7 @@ def test_alignment_is_the_mean_cosine_to_step_zero() -> None:
 def test_batches_decoded_on_the_device_match_the_workers_path(tmp_path, tiny_clip):
     from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
     from perl_pipeline.evaluation.evaluate import EvalBatches
-    from tests.benchmarks.test_images import LEVEL, _photos
+    from tests.benchmarks.test_decode import LEVEL, _photos
 
     names = _photos(tmp_path)
     table = ImageFolderTable(tmp_path, names, range(len(names)), test_transform(64))

@@ -17,7 +17,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from perl_pipeline.benchmarks.images import ImageFolderTable, collate_encoded, decode_on_device, image_size
+from perl_pipeline.benchmarks.decode import EncodedImages, collate_encoded, decode_on_device
+from perl_pipeline.benchmarks.images import ImageFolderTable, image_size
 from perl_pipeline.config import EvalConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.evaluation.metrics import RUN_COLUMNS
@@ -58,7 +59,7 @@ class EvalBatches:
         self.images, self.device = images, device
         self.size = image_size(clip) if self.gpu else None
         self.loader = DataLoader(
-            images.encoded() if self.gpu else images,
+            EncodedImages(images) if self.gpu else images,
             batch_size=config.batch_size,
             shuffle=False,
             num_workers=config.resolved_workers(),

@@ -101,10 +101,14 @@ class ModelOps:
     Attributes:
         train_step: One optimiser step: frozen prefix, image and text refinement, loss, backward,
             AdamW.
+        train_seeds_step: One optimiser step of every seed trained together
+            (`training_step_together`: shared frozen blocks, a projector, a loss and an AdamW step
+            per seed).
         eval_batch: One evaluation batch: the shared prefix, every seed's refinement and scoring.
     """
 
     train_step: int
+    train_seeds_step: int
     eval_batch: int
 
 
@@ -197,7 +201,8 @@ def protocol_work(
     ``training_all`` (ImageNet's 1000 classes): their steps differ in cost (up to 1000 prompts
     re-refined per step), so one may be compute-bound while the other is launch-bound.
     """
-    ops = ops or ModelOps(train_step=0, eval_batch=0)
+    ops = ops or ModelOps(train_step=0, train_seeds_step=0, eval_batch=0)
+    step_ops = ops.train_seeds_step if seeds_together and seeds > 1 else ops.train_step
     counts = protocol_counts(specs, seeds=seeds)
     train = sum(s.split_sizes.get("train", 0) for s in specs.values())
 
@@ -216,7 +221,7 @@ def protocol_work(
             steps=optimiser_steps(
                 specs, batch_size=batch_size, seeds=seeds, seeds_together=seeds_together, subsets=(subset,)
             ),
-            ops=ops.train_step,
+            ops=step_ops,
             decodes=seeds * SHOTS * sum(runs),
         )
 
@@ -334,7 +339,8 @@ def count_ops(
 
     from perl_pipeline.config import EvalConfig, TrainConfig
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
-    from perl_pipeline.training.loop import training_step
+    from perl_pipeline.models import PERL
+    from perl_pipeline.training.loop import training_step, training_step_together
 
     class Counter(TorchDispatchMode):
         """Counts aten operator calls, views aside (a view launches no kernel)."""
@@ -364,6 +370,20 @@ def count_ops(
     training_step(model, images, labels, text, optimiser, config)  # AdamW's state exists from here
     train_step = counted(lambda: training_step(model, images, labels, text, optimiser, config))
 
+    others = [  # the other seeds' models on the same frozen CLIP, as `train_seeds` builds them
+        PERL(model.clip, split_layer=model.split_layer, steps=model.steps, seed=seed).train()
+        for seed in range(1, seeds)
+    ]
+    together = [model, *others]
+    optimisers = [optimiser] + [
+        torch.optim.AdamW(list(m.trainable_parameters()), lr=1e-4, foreach=True) for m in others
+    ]
+    batches, targets = [images] * seeds, [labels] * seeds
+    training_step_together(together, batches, targets, text, optimisers, config)
+    train_seeds_step = counted(
+        lambda: training_step_together(together, batches, targets, text, optimisers, config)
+    )
+
     models = {seed: model for seed in range(seeds)}  # one model per seed, as evaluate_seeds is called
     half = classes // 2
     class_sets = {"base": range(half), "novel": range(half, classes), "all": range(classes)}
@@ -380,4 +400,4 @@ def count_ops(
 
     with torch.no_grad():
         eval_batch = evaluated(2) - evaluated(1)
-    return ModelOps(train_step=train_step, eval_batch=eval_batch)
+    return ModelOps(train_step=train_step, train_seeds_step=train_seeds_step, eval_batch=eval_batch)

@@ -106,7 +106,8 @@ def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
             f"## Projection: the full protocol with ViT-B/16 on {t['name']}",
             "",
             f"FLOPs and operator calls counted on the real ViT-B/16 architecture ({ops['train_step']:,} "
-            f"per training step, {ops['eval_batch']:,} per evaluation batch; the count does not grow with "
+            f"per training step of one seed, {ops['train_seeds_step']:,} per step of the 3 seeds together, "
+            f"{ops['eval_batch']:,} per evaluation batch; the count does not grow with "
             f"the batch). Assumed, not measured: an effective throughput of {t['effective_tflops']:.0f} "
             f"TFLOP/s ({t['utilisation']:.0%} of a {t['peak_tflops']:.0f} TFLOP/s bf16 peak) and "
             f"{t['launch_us']:g} µs per operator call (eager dispatch and kernel launch). The GPU takes the "
