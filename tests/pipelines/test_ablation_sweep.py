@@ -6,18 +6,15 @@ import csv
 import hashlib
 import json
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from perl_pipeline.sweep import run_sweep, summarize, to_markdown
-from tests.pipelines.conftest import ROOT, demo_session
-from tests.pipelines.test_dvc import _run
+from tests.pipelines.conftest import demo_session
+from tests.pipelines.test_dvc import _run, commit, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +24,13 @@ BENCHMARK = "dtd"  # the demo cut to one benchmark and one epoch, to keep the te
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A git repository of the project on the demo, with `dvc repro` run and its lock committed."""
-    repo = tmp_path_factory.mktemp("sweep") / "project"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(
-        kedro_env="demo", params_file="conf/demo/parameters.yml", data="data/demo", base_to_novel=[BENCHMARK]
+    repo = copy_project(
+        tmp_path_factory.mktemp("sweep") / "project",
+        kedro_env="demo",
+        params_file="conf/demo/parameters.yml",
+        data="data/demo",
+        base_to_novel=[BENCHMARK],
     )
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the report over the benchmark the test runs: its partial report (Kedro's filter needs a node of
     # the namespace; the evaluation is current, so --only-missing-outputs skips it)
     stages = repo / "dvc.yaml"
@@ -47,13 +38,9 @@ def repo(tmp_path_factory) -> Path:
     stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
     demo = repo / "conf" / "demo" / "parameters.yml"
     demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], repo)
-    _run([*git, "add", "-A"], repo)
-    _run([*git, "commit", "-qm", "demo"], repo)
+    commit(repo, "demo")
     _run([sys.executable, "-m", "dvc", "repro", "base_to_novel"], repo)
-    _run([*git, "add", "-A"], repo)
-    _run([*git, "commit", "-qm", "dvc repro"], repo)
+    commit(repo, "dvc repro")
     return repo
 
 

@@ -34,10 +34,9 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A fresh clone-like copy of the project (tracked and new files) switched to the demo."""
-    repo = tmp_path_factory.mktemp("dvc") / "project"
+def copy_project(repo: Path, **params) -> Path:
+    """A fresh clone-like copy of the project (tracked and new files) in `repo`, with `params`
+    written over params.yaml's."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -45,13 +44,31 @@ def repo(tmp_path_factory) -> Path:
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(kedro_env="demo", params_file="conf/demo/parameters.yml", data="data/demo")
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    settings.update(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return repo
+
+
+def commit(repo: Path, message: str) -> None:
+    """Commit everything in `repo` (a git repository from the first call on)."""
+    if not (repo / ".git").exists():
+        _run(["git", "init", "-q"], repo)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], repo)
     _run([*git, "add", "-A"], repo)
-    _run([*git, "commit", "-qm", "demo"], repo)
+    _run([*git, "commit", "-qm", message], repo)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh clone-like copy of the project switched to the demo, committed."""
+    repo = copy_project(
+        tmp_path_factory.mktemp("dvc") / "project",
+        kedro_env="demo",
+        params_file="conf/demo/parameters.yml",
+        data="data/demo",
+    )
+    commit(repo, "demo")
     return repo
 
 
