@@ -90,7 +90,10 @@ def test_model_settings_are_checked_from_the_config_alone():
         (lambda: FewShotConfig(shots=True), "few_shot.shots=True: expected an integer >= 1"),
         (lambda: ClipConfig(model_name=""), "clip.model_name='': expected a non-empty string"),
         (lambda: ClipConfig(pretrained=3), "clip.pretrained=3: expected a non-empty string or null"),
-        (lambda: TrainConfig(precision="fp16"), "training.precision='fp16': expected one of 'bf16', 'fp32'"),
+        (
+            lambda: TrainConfig(precision="fp16"),
+            "training.precision='fp16': expected one of 'auto', 'bf16', 'fp32'",
+        ),
         (lambda: EvalConfig(precision=None), "evaluation.precision=None: expected one of"),
         (lambda: TrainConfig(crop_scale=0.5), "training.crop_scale=0.5: expected a list of 2 values"),
         (lambda: TrainConfig(crop_scale=[0.5]), "training.crop_scale=\\[0.5\\]: expected a list of 2"),
@@ -143,10 +146,14 @@ def test_one_precision_rule_for_configs_and_autocast():
     from perl_pipeline.config import PRECISIONS
     from perl_pipeline.device import autocast
 
-    assert PRECISIONS == ("bf16", "fp32")
+    assert PRECISIONS == ("auto", "bf16", "fp32")
+    cpu, a, b = torch.device("cpu"), torch.ones(2, 2), torch.ones(2, 2)
+    computed = {}
     for precision in PRECISIONS:
         TrainConfig(precision=precision), EvalConfig(precision=precision)
-        with autocast(torch.device("cpu"), precision):
-            pass
-    with pytest.raises(ConfigError, match="precision='fp16': expected one of 'bf16', 'fp32'"):
+        with autocast(cpu, precision):
+            computed[precision] = (a @ b).dtype
+    # auto: fp32 on the CPU (bf16 on GPUs); bf16: the GPU's dtype path on any device
+    assert computed == {"auto": torch.float32, "bf16": torch.bfloat16, "fp32": torch.float32}
+    with pytest.raises(ConfigError, match="precision='fp16': expected one of 'auto', 'bf16', 'fp32'"):
         autocast(torch.device("cpu"), "fp16")

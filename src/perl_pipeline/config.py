@@ -18,8 +18,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 Modality = Literal["image", "text"]
 MODALITIES: tuple[str, ...] = get_args(Modality)  # the towers PERL can refine
-Precision = Literal["bf16", "fp32"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)  # autocast dtype on GPUs; the CPU runs fp32
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # auto: bf16 autocast on GPUs, fp32 on the CPU
 
 ProjectorInit = Literal["default", "zero_out"]
 PROJECTOR_INITS: tuple[str, ...] = get_args(ProjectorInit)  # as in perl_pipeline.models.projector
@@ -360,7 +360,7 @@ class TrainConfig:
     anchor_weight: float = setting(1.0, low=0)  # λ
     weight_decay: float = setting(0.01, low=0)  # PyTorch's AdamW default
     crop_scale: tuple[float, float] = setting((0.08, 1.0), above=0, high=1)  # RandomResizedCrop
-    precision: Precision = "bf16"  # autocast dtype on GPUs; the CPU always runs fp32
+    precision: Precision = "auto"  # bf16 autocast on GPUs, fp32 on the CPU; bf16 / fp32 everywhere
     num_workers: int = setting(4, low=0)
     log_every: int = setting(50, low=1)
     seeds_together: bool = True  # every seed's step in one batch (exact up to rounding); false: in turn
@@ -381,7 +381,7 @@ class EvalConfig:
 
     batch_size: int = setting(256, low=1)
     num_workers: int | Literal["auto"] = setting("auto", low=0)
-    precision: Precision = "bf16"
+    precision: Precision = "auto"
     gpu_decode: bool = True
 
     def resolved_workers(self) -> int:

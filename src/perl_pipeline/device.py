@@ -1,4 +1,4 @@
-"""Device and precision choice: CUDA, then MPS, then CPU; bf16 autocast on GPUs."""
+"""Device and precision choice: CUDA, then MPS, then CPU; bf16 autocast on GPUs by default."""
 
 from __future__ import annotations
 
@@ -25,9 +25,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device, precision: str = "bf16"):
-    """bf16 autocast on CUDA/MPS when precision is 'bf16'; plain fp32 on the CPU."""
-    check_precision(precision)
-    if precision == "bf16" and device.type in ("cuda", "mps"):
+def autocast(device: torch.device, precision: str = "auto"):
+    """The compute precision of `precision` on `device`: 'auto' is bf16 autocast on CUDA / MPS and
+    plain fp32 on the CPU; 'bf16' autocasts on every device (on a CPU: the GPU's dtype path, for
+    tests, and slow); 'fp32' never autocasts."""
+    if autocast_dtype(device, precision) is torch.bfloat16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """The dtype matrix products run in under `autocast(device, precision)`."""
+    check_precision(precision)
+    if precision == "bf16" or (precision == "auto" and device.type in ("cuda", "mps")):
+        return torch.bfloat16
+    return torch.float32

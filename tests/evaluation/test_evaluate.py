@@ -149,3 +149,27 @@ def test_batches_decoded_on_the_device_match_the_workers_path(tmp_path, tiny_cli
     for (ours, labels), (theirs, expected) in zip(*paths, strict=True):
         assert torch.equal(labels, expected)
         assert (ours - theirs).abs().max() <= 2 * LEVEL + 1e-6
+
+
+def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
+    """The GPU's dtype path on the CPU: every (seed, subset, step) within one of its test images
+    of fp32's accuracy and 0.001 of its alignment (docs/method.md §3)."""
+    import dataclasses
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        models = _models(tiny_clip, [1, 2])
+        prefix = models[1].text_prefix(tokenize(PROMPTS))
+        config = dataclasses.replace(CONFIG, precision=precision)
+        runs[precision] = evaluate_seeds(
+            models, _images(), prefix, CLASS_SETS, config, device=torch.device("cpu"), benchmark="toy"
+        ).sort("seed", "subset", "step")
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert fp32.select("seed", "subset", "step", "n_images").equals(
+        bf16.select("seed", "subset", "step", "n_images")
+    )
+    one_image = 100.0 / fp32["n_images"]
+    assert ((fp32["accuracy"] - bf16["accuracy"]).abs() <= one_image + 1e-9).all()
+    for column in ("image_alignment", "text_alignment"):
+        assert (fp32[column] - bf16[column]).abs().max() < 1e-3
+    assert not fp32["image_alignment"].equals(bf16["image_alignment"])  # bf16 really ran

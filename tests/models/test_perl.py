@@ -324,3 +324,170 @@ def test_seeds_in_one_batch_equal_each_seed_alone(tiny_clip, tokenize):
         torch.testing.assert_close(ours_text, text_steps, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="same frozen CLIP"):
         PerlSeeds([models[0], PERL(copy.deepcopy(tiny_clip), split_layer=2, steps=3)])
+
+
+# -- the recurrence at K = 3, written out step by step (docs/method.md §2.3) ----------------------
+
+
+def _block_output(clip, tower: str, inputs: torch.Tensor, index: int) -> torch.Tensor:
+    """The output of block `index` while open_clip runs its own forward (a hook, not our code)."""
+    seen = []
+    blocks = (clip.visual.transformer if tower == "image" else clip.transformer).resblocks
+    handle = blocks[index].register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        (clip.encode_image if tower == "image" else clip.encode_text)(inputs)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def _explicit_recurrence(clip, tower: str, inputs: torch.Tensor, projectors, split_layer: int, steps: int):
+    """e(0..K) of one tower by the method's equations, on full blocks and uncut prompts:
+    S from open_clip's own forward; h(k) read at the original CLS / EOS, shifted by k; text under a
+    (k + n) x (k + n) causal mask."""
+    image = tower == "image"
+    S = _block_output(clip, tower, inputs, split_layer - 1)  # [B, n, d] after blocks[0:J]
+    blocks = (clip.visual.transformer if image else clip.transformer).resblocks[split_layer:]
+    rows = torch.arange(S.shape[0])
+    start = torch.zeros_like(rows) if image else inputs.argmax(dim=-1)  # CLS / EOS (highest id)
+
+    def R(x):  # blocks[J:L] on every token
+        mask = None if image else torch.full((x.shape[1],) * 2, float("-inf")).triu(1)
+        for block in blocks:
+            x = block(x, attn_mask=mask)
+        return x
+
+    def head(h):
+        return clip.visual.ln_post(h) @ clip.visual.proj if image else clip.ln_final(h) @ clip.text_projection
+
+    h = R(S)[rows, start]  # h(0)
+    e, z = [head(h)], []
+    for k in range(1, steps + 1):
+        phi = projectors[k - 1] if isinstance(projectors, torch.nn.ModuleList) else projectors
+        z.append(phi(h))  # z(k) = φ_k(h(k - 1))
+        x = torch.cat([torch.stack(z, dim=1), S], dim=1)  # [z(1), ..., z(k), S]
+        h = R(x)[rows, start + k]  # the original CLS / EOS, now k places later
+        e.append(head(h))
+    return torch.stack(e)  # [K + 1, B, D]
+
+
+def _untied_nonzero(model: PERL) -> PERL:
+    """Each step's projector its own clearly different, non-constant output."""
+    with torch.no_grad():
+        for projectors in (model.image_projector, model.text_projector):
+            for step, projector in enumerate(projectors, start=1):
+                g = torch.Generator().manual_seed(10 + step)
+                projector.up.weight.normal_(0.0, 1.0, generator=g)
+                projector.up.bias.normal_(0.0, 0.5, generator=g)
+    return model
+
+
+@pytest.mark.parametrize("readout_only", [True, False])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("split_layer", [1, 2])
+def test_both_towers_follow_the_recurrence_at_every_step_of_three(
+    tiny_clip, tokenize, split_layer, shared, readout_only
+):
+    model = PERL(tiny_clip, split_layer=split_layer, steps=3, share_projector=shared, seed=4)
+    model = _nonzero(model) if shared else _untied_nonzero(model)
+    model.last_block_readout_only = readout_only
+    images, tokens = _images(tiny_clip, 3), tokenize(PROMPTS)
+    with torch.no_grad():
+        ours = {"image": model.encode_image(images), "text": model.encode_text(tokens)}
+        for tower, inputs in (("image", images), ("text", tokens)):
+            projectors = model.image_projector if tower == "image" else model.text_projector
+            expected = _explicit_recurrence(tiny_clip, tower, inputs, projectors, split_layer, 3)
+            assert ours[tower].shape == expected.shape == (4, len(inputs), expected.shape[-1])
+            for k in range(4):
+                torch.testing.assert_close(
+                    ours[tower][k], expected[k], rtol=1e-5, atol=1e-5, msg=f"{tower} {k}"
+                )
+            assert (expected[3] - expected[2]).abs().max() > 1e-3  # every step moves: the check has teeth
+
+
+@pytest.mark.parametrize("tower", ["image", "text"])
+def test_an_untied_projector_acts_from_its_own_step_on(tiny_clip, tokenize, tower):
+    model = _untied_nonzero(PERL(tiny_clip, split_layer=2, steps=3, share_projector=False))
+    encode = model.encode_image if tower == "image" else model.encode_text
+    inputs = _images(tiny_clip, 3) if tower == "image" else tokenize(PROMPTS)
+    projectors = model.image_projector if tower == "image" else model.text_projector
+    with torch.no_grad():
+        before = encode(inputs)
+        for k in (1, 2, 3):
+            bias = projectors[k - 1].up.bias
+            bias.add_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(k)))
+            after = encode(inputs)
+            assert torch.equal(after[:k], before[:k]), f"φ_{k} changed a step before {k}"
+            moved = (after[k:] - before[k:]).abs().amax(dim=(1, 2))
+            assert moved.min() > 1e-4, f"φ_{k} left steps >= {k} unchanged: {moved.tolist()}"
+            before = after
+
+
+def _count_calls(monkeypatch, block: torch.nn.Module) -> dict[str, int]:
+    """Count the last block's full forwards and the read-out-only evaluations."""
+    from perl_pipeline.models import perl as perl_module
+
+    calls = {"full": 0, "readout": 0}
+    block.register_forward_hook(lambda *_: calls.__setitem__("full", calls["full"] + 1))
+    original = perl_module.readout_block
+
+    def counted(*args, **kwargs):
+        calls["readout"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(perl_module, "readout_block", counted)
+    return calls
+
+
+def test_the_readout_shortcut_is_taken_for_open_clip_blocks(tiny_clip, tokenize, monkeypatch):
+    clip = copy.deepcopy(tiny_clip)
+    model = _nonzero(PERL(clip, split_layer=2, steps=3))
+    image_calls = _count_calls(monkeypatch, clip.visual.transformer.resblocks[-1])
+    text_calls = _count_calls(monkeypatch, clip.transformer.resblocks[-1])
+    with torch.no_grad():
+        model.refine_image(model.image_prefix(_images(clip, 2)))
+        model.refine_text(model.text_prefix(tokenize(PROMPTS)))
+    assert image_calls["full"] == text_calls["full"] == 0  # the last block never ran on every token
+    assert text_calls["readout"] == 2 * 4  # K + 1 read-outs per tower, both towers
+
+
+def test_other_blocks_fall_back_to_the_full_block_with_the_same_result(tiny_clip, tokenize, monkeypatch):
+    from open_clip.transformer import ResidualAttentionBlock
+
+    class OwnBlock(ResidualAttentionBlock):
+        """A subclass: its forward may differ, so the shortcut must not assume it."""
+
+    clip = copy.deepcopy(tiny_clip)
+    model = _nonzero(PERL(clip, split_layer=2, steps=3))
+    images, tokens = _images(clip, 2), tokenize(PROMPTS)
+    with torch.no_grad():
+        expected = model.encode_image(images), model.encode_text(tokens)
+    for transformer in (clip.visual.transformer, clip.transformer):
+        transformer.resblocks[-1].__class__ = OwnBlock
+    calls = _count_calls(monkeypatch, clip.visual.transformer.resblocks[-1])
+    with torch.no_grad():
+        ours = model.encode_image(images), model.encode_text(tokens)
+    assert calls == {"full": 4, "readout": 0}
+    for a, b in zip(ours, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# -- the GPU's dtype path (bf16 autocast) on the CPU ------------------------------------------------
+
+BF16_MIN_COSINE = 0.999  # docs/method.md §3: bf16 and fp32 embeddings agree to this cosine, every step
+
+
+def test_bf16_autocast_agrees_with_fp32_at_every_step(tiny_clip, tokenize):
+    from perl_pipeline.device import autocast
+
+    model = _nonzero(PERL(tiny_clip, split_layer=2, steps=3))
+    images, tokens, cpu = _images(tiny_clip, 3), tokenize(PROMPTS), torch.device("cpu")
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        with torch.no_grad(), autocast(cpu, precision):
+            outputs[precision] = model.encode_image(images), model.encode_text(tokens)
+    for fp32, bf16 in zip(outputs["fp32"], outputs["bf16"], strict=True):
+        assert bf16.shape == fp32.shape and torch.isfinite(bf16).all()
+        assert not torch.equal(bf16.float(), fp32)  # the bf16 path really ran
+        cosine = torch.nn.functional.cosine_similarity(bf16.float(), fp32, dim=-1)  # [K + 1, B]
+        assert cosine.min() > BF16_MIN_COSINE, cosine

@@ -14,7 +14,9 @@ import torch
 
 def dtype_name(device: torch.device) -> str:
     """The compute precision `autocast(device)` gives."""
-    return "bfloat16 autocast (fp32 weights)" if device.type in ("cuda", "mps") else "float32"
+    from perl_pipeline.device import autocast_dtype
+
+    return "bfloat16 autocast (fp32 weights)" if autocast_dtype(device) is torch.bfloat16 else "float32"
 
 
 def synchronize(device: torch.device) -> None:
