@@ -45,3 +45,13 @@ def test_citations_resolve_and_stay_inside_the_repository(path: Path) -> None:
 def test_the_code_cites_the_method_doc() -> None:
     cited = [p for p in _sources() if "docs/method.md §" in p.read_text(encoding="utf-8")]
     assert len(cited) >= 10
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """CI runs exactly what the README tells a contributor to run (lint, then every test)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"# 2\. .*\n(.*pytest.*)\n", readme).group(1)
+    assert command.endswith("uv run --frozen pytest --durations=25")  # every log names its slowest tests
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert command.replace("pip install uv", "pip install --quiet uv") in ci
+    assert not re.search(r"pytest.* (-m|-k) ", command)  # nothing is deselected in CI

@@ -39,30 +39,46 @@ def test_header_names_the_run(figures):
     assert header["theoretical_ratio_last_block"] == pytest.approx((2 + 4 * (4 - 2 - 5 / 6)) / 4)
 
 
-def test_every_image_figure_is_present_and_positive(figures):
+def test_image_work_follows_the_design(figures):
+    """Counted, not timed: the shortcut does less than the full last block, PERL more than zero-shot
+    by about the block count of docs/method.md §5 (the thoughts add tokens, the patch embedding
+    runs once), and a training step more than inference."""
     rows = {(row["workload"], row["batch"]): row for row in figures["image"]}
     assert set(rows) == {(w, b) for w in bench.WORKLOADS for b in BATCHES}
-    for (_, batch), row in rows.items():
-        for key in ("seconds", "images_per_s", "ms_per_image", "peak_memory_mb"):
-            assert _positive(row[key]), (row, key)
-        assert row["repeats"] == len(row["times"]) >= 1
-        assert all(_positive(t) for t in row["times"])
+    theory = figures["header"]["theoretical_ratio"]
+    for batch in BATCHES:
+        flops = {w: rows[w, batch]["flops"] for w in bench.WORKLOADS}
+        assert 0 < flops["zero_shot"] < flops["perl_inference"] < flops["perl_inference_full"]
+        assert 0.9 * theory < flops["perl_inference_full"] / flops["zero_shot"] < 1.4 * theory
+        assert flops["perl_train_step"] > flops["perl_inference"]
+        assert rows["perl_inference", batch]["ops"] > rows["zero_shot", batch]["ops"] > 0
+    for (_, batch), row in rows.items():  # a larger batch: proportionally more FLOPs
+        small = rows[row["workload"], BATCHES[0]]
+        assert row["flops"] == pytest.approx(small["flops"] * batch / BATCHES[0], rel=0.05)
+        assert row["repeats"] == len(row["times"]) >= 1 and all(_positive(t) for t in row["times"])
         assert row["images_per_s"] == pytest.approx(batch / row["seconds"])
         assert row["ms_per_image"] == pytest.approx(1000 * row["seconds"] / batch)
 
 
-def test_every_text_figure_is_present_and_positive(figures):
+def test_text_work_follows_the_design(figures):
+    """The EOS cut keeps the longest prompt's tokens and does proportionally less work."""
     rows = {(row["prompts"], row["cut"]): row for row in figures["text"]}
     assert set(rows) == {(n, cut) for n in PROMPTS for cut in (False, True)}
-    for (prompts, _), row in rows.items():
-        for key in ("seconds", "prompts_per_s", "peak_memory_mb"):
-            assert _positive(row[key]), (row, key)
-        assert row["prompts_per_s"] == pytest.approx(prompts / row["seconds"])
-        assert row["repeats"] == len(row["times"]) >= 1
-        assert all(_positive(t) for t in row["times"])
     for prompts in PROMPTS:
-        assert rows[prompts, False]["tokens"] == 77  # the tokenizer's context length
-        assert 8 < rows[prompts, True]["tokens"] < 77  # cut after the longest prompt's EOS
+        cut, uncut = rows[prompts, True], rows[prompts, False]
+        assert uncut["tokens"] == 77  # the tokenizer's context length
+        assert 8 < cut["tokens"] < 77  # cut after the longest prompt's EOS
+        assert cut["flops"] < uncut["flops"] * (cut["tokens"] + 4) / 77  # + the thoughts' tokens
+        for row in (cut, uncut):
+            assert row["prompts_per_s"] == pytest.approx(prompts / row["seconds"])
+            assert row["repeats"] == len(row["times"]) >= 1 and all(_positive(t) for t in row["times"])
+
+
+def test_seeds_together_do_every_seeds_work_in_fewer_calls(figures):
+    seeds = {row["workload"]: row for row in figures["seeds"]}
+    one, together = seeds["train_one_seed"], seeds["train_seeds_together"]
+    assert together["flops"] == pytest.approx(3 * one["flops"], rel=0.05)  # the same arithmetic
+    assert together["ops"] < 2 * one["ops"]  # one pass, not three: fewer launches on a GPU
 
 
 def test_ratios_are_computed_from_the_figures(figures):

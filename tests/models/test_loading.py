@@ -371,9 +371,22 @@ def test_offline_is_detected_from_hf_hub_offline_alone(tmp_path):
         check_weights("ViT-B-16-quickgelu", "openai", tmp_path)
 
 
-def test_check_weights_accepts_random_weights_and_the_shipped_ones():
+def test_check_weights_accepts_random_weights_and_the_shipped_ones(monkeypatch, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    checked = []
+    real_check = clip_loading._check_file
+    monkeypatch.setattr(clip_loading, "_check_file", lambda *args: (checked.append(args), real_check(*args)))
     check_weights("ViT-B-16-quickgelu", None)
+    assert checked == []  # random weights: no file to read
     check_weights("PERL-Toy-ViT", "toy_world")
+    shipped = clip_loading.packaged_weights_path("PERL-Toy-ViT", "toy_world")
+    assert checked == [("PERL-Toy-ViT", shipped)]  # the shipped file itself, read for keys and shapes
+    # the same check refuses the shipped weights with one tensor missing
+    state = load_file(shipped)
+    save_file({k: v for k, v in state.items() if k != "visual.proj"}, tmp_path / "cut.safetensors")
+    with pytest.raises(WeightsFileError, match="visual.proj"):
+        check_weights("PERL-Toy-ViT", str(tmp_path / "cut.safetensors"))
 
 
 def test_check_weights_refuses_unknown_names():

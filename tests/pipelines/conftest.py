@@ -49,3 +49,110 @@ def demo_run(tmp_path_factory) -> DemoRun:
     with demo_session(tmp) as session:
         session.run(pipeline_names=["base_to_novel"])
     return DemoRun(tmp)
+
+
+# ---- one reproduced DVC repository of the demo, shared by the DVC and sweep tests ---------------
+
+DVC_BENCHMARKS = ("dtd", "eurosat")  # two benchmarks: the foreach stages really repeat
+
+
+def run_command(args: list[str], cwd: Path) -> str:
+    """Run a command (DVC, kedro) in `cwd` with this interpreter's tools first on PATH; its output."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # kedro for DVC's cmd
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def dvc(repo: Path, *args: str) -> str:
+    """`dvc <args>` in `repo`; its output."""
+    import sys
+
+    return run_command([sys.executable, "-m", "dvc", *args], repo)
+
+
+def stages_run(output: str) -> set[str]:
+    """The DVC stages a `dvc repro` / `dvc exp run` output says it ran."""
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def copy_project(repo: Path, **params) -> Path:
+    """A fresh clone-like copy of the project (tracked and new files) in `repo`, with `params`
+    written over params.yaml's."""
+    import subprocess
+
+    import yaml
+
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    settings.update(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return repo
+
+
+def commit(repo: Path, message: str) -> None:
+    """Commit everything in `repo` (a git repository from the first call on)."""
+    if not (repo / ".git").exists():
+        run_command(["git", "init", "-q"], repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run_command([*git, "add", "-A"], repo)
+    run_command([*git, "commit", "-qm", message], repo)
+
+
+def small_demo_project(repo: Path, benchmarks: tuple[str, ...] = DVC_BENCHMARKS) -> Path:
+    """The project switched to the demo, cut to `benchmarks` and one training epoch, committed.
+
+    The report stage runs over those benchmarks (Kedro's filter needs a node of a namespace; their
+    evaluations are current, so --only-missing-outputs skips them and the report is written)."""
+    copy_project(
+        repo,
+        kedro_env="demo",
+        params_file="conf/demo/parameters.yml",
+        data="data/demo",
+        base_to_novel=list(benchmarks),
+    )
+    stages = repo / "dvc.yaml"
+    report = f"--namespaces {','.join(benchmarks)} --tags evaluation,reporting --only-missing-outputs\n"
+    stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
+    demo = repo / "conf" / "demo" / "parameters.yml"
+    demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))
+    commit(repo, "demo")
+    return repo
+
+
+@dataclass(frozen=True)
+class DvcDemo:
+    """A git + DVC repository of the small demo after `dvc repro base_to_novel`, lock committed.
+    Shared: tests that change it work on a copy (`shutil.copytree`)."""
+
+    repo: Path
+    first_repro: set[str]  # the stages the first `dvc repro` ran
+
+    @property
+    def data(self) -> Path:
+        return self.repo / "data" / "demo"
+
+
+@pytest.fixture(scope="session")
+def dvc_demo(tmp_path_factory) -> DvcDemo:
+    repo = small_demo_project(tmp_path_factory.mktemp("dvc") / "project")
+    first = stages_run(dvc(repo, "repro", "base_to_novel"))
+    commit(repo, "dvc repro")
+    return DvcDemo(repo, first)

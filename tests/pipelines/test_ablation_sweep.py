@@ -6,53 +6,28 @@ import csv
 import hashlib
 import json
 import re
-import sys
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from perl_pipeline.sweep import run_sweep, summarize, to_markdown
-from tests.pipelines.conftest import demo_session
-from tests.pipelines.test_dvc import _run, commit, copy_project
+from tests.pipelines.conftest import DVC_BENCHMARKS, demo_session, dvc
 
 pytestmark = pytest.mark.slow
 
-BENCHMARK = "dtd"  # the demo cut to one benchmark and one epoch, to keep the test small
 
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A git repository of the project on the demo, with `dvc repro` run and its lock committed."""
-    repo = copy_project(
-        tmp_path_factory.mktemp("sweep") / "project",
-        kedro_env="demo",
-        params_file="conf/demo/parameters.yml",
-        data="data/demo",
-        base_to_novel=[BENCHMARK],
-    )
-    # the report over the benchmark the test runs: its partial report (Kedro's filter needs a node of
-    # the namespace; the evaluation is current, so --only-missing-outputs skips it)
-    stages = repo / "dvc.yaml"
-    report = f"--namespaces {BENCHMARK} --tags evaluation,reporting --only-missing-outputs\n"
-    stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
-    demo = repo / "conf" / "demo" / "parameters.yml"
-    demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))
-    commit(repo, "demo")
-    _run([sys.executable, "-m", "dvc", "repro", "base_to_novel"], repo)
-    commit(repo, "dvc repro")
-    return repo
-
-
-def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(repo, tmp_path):
-    before = _outputs(repo / "data" / "demo")
-    table = run_sweep([("perl.steps", [1, 2])], project_path=repo, jobs=2)
+def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(dvc_demo, tmp_path):
+    repo = dvc_demo.repo
+    before = _outputs(dvc_demo.data)
+    table = run_sweep([("perl.steps", [1, 2])], project_path=repo, jobs=1)
 
     assert table["parameter"].to_list() == ["perl.steps", "perl.steps"]
     assert table["value"].to_list() == ["1", "2"]
     names = table["experiment"].to_list()
     assert [re.sub(r"-\d{8}-\d{6}$", "", n) for n in names] == ["01-perl.steps=1", "02-perl.steps=2"]
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
+    shown = json.loads(dvc(repo, "exp", "show", "--json"))
     recorded = {
         rev.get("name") or exp.get("name"): rev["data"]
         for baseline in shown
@@ -64,11 +39,15 @@ def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(repo, tmp_
         assert recorded[name]["params"]["conf/demo/parameters.yml"]["data"]["perl"]["steps"] == steps
         assert "average (mean of HMs)" in recorded[name]["metrics"][f"{report}/metrics.json"]["data"]
 
-    # the same settings as plain runs give the same table
+    # the same settings as plain runs give the same table (resumed from the repository's data, so
+    # only training, evaluation and the report are redone)
     plain = []
     for steps in (1, 2):
+        shutil.copytree(dvc_demo.data, tmp_path / str(steps) / "data")
         with demo_session(tmp_path / str(steps), training={"epochs": 1}, perl={"steps": steps}) as session:
-            session.run(pipeline_names=["base_to_novel"], namespaces=[BENCHMARK])
+            session.run(
+                pipeline_names=["base_to_novel"], namespaces=list(DVC_BENCHMARKS), only_missing_outputs=True
+            )
         out = tmp_path / str(steps) / "data" / "08_reporting" / "base_to_novel"
         with open(out / "per_step.csv", newline="") as handle:
             per_step = list(csv.DictReader(handle))
@@ -76,12 +55,12 @@ def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(repo, tmp_
         plain.append({"parameter": "perl.steps", "value": str(steps), **summarize(metrics, per_step)})
     assert table.drop("experiment").to_dicts() == plain
     assert table.row(0, named=True)["base_steps"].count(" / ") == 1  # steps 0 and 1
-    saved = repo / "data" / "demo" / "08_reporting" / "ablations"
+    saved = dvc_demo.data / "08_reporting" / "ablations"
     assert (saved / "ablations.md").read_text() == to_markdown(table)
     assert pl.read_csv(saved / "ablations.csv", schema_overrides={"value": pl.String}).equals(table)
 
     # the workspace's outputs are untouched: each experiment's stay its own
-    after = _outputs(repo / "data" / "demo")
+    after = _outputs(dvc_demo.data)
     assert {k: v for k, v in after.items() if "ablations" not in k} == before
 
 

@@ -1,78 +1,22 @@
-"""dvc repro on the demo configuration, in a temporary git repository holding the project."""
+"""dvc repro on the demo (two benchmarks, one epoch), in a temporary git repository holding the project."""
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
-from perl_pipeline.protocols import BASE_TO_NOVEL, DOMAIN_GENERALIZATION_TARGETS
-from tests.pipelines.conftest import ROOT
+from perl_pipeline.protocols import DOMAIN_GENERALIZATION_TARGETS
+from tests.pipelines.conftest import DVC_BENCHMARKS, ROOT, dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
 
-def _run(args: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # kedro for DVC's cmd
-        "KEDRO_DISABLE_TELEMETRY": "1",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def _stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def copy_project(repo: Path, **params) -> Path:
-    """A fresh clone-like copy of the project (tracked and new files) in `repo`, with `params`
-    written over params.yaml's."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    settings = yaml.safe_load((repo / "params.yaml").read_text())
-    settings.update(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    return repo
-
-
-def commit(repo: Path, message: str) -> None:
-    """Commit everything in `repo` (a git repository from the first call on)."""
-    if not (repo / ".git").exists():
-        _run(["git", "init", "-q"], repo)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run([*git, "add", "-A"], repo)
-    _run([*git, "commit", "-qm", message], repo)
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A fresh clone-like copy of the project switched to the demo, committed."""
-    repo = copy_project(
-        tmp_path_factory.mktemp("dvc") / "project",
-        kedro_env="demo",
-        params_file="conf/demo/parameters.yml",
-        data="data/demo",
-    )
-    commit(repo, "demo")
-    return repo
-
-
 def test_dvc_params_agree_with_the_kedro_project():
+    from perl_pipeline.protocols import BASE_TO_NOVEL
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert tuple(params["base_to_novel"]) == BASE_TO_NOVEL
     assert tuple(params["variants"]) == DOMAIN_GENERALIZATION_TARGETS
@@ -82,33 +26,31 @@ def test_dvc_params_agree_with_the_kedro_project():
     assert demo["data"] == "data/demo"
 
 
-def test_the_shipped_toy_clip_weights_are_up_to_date_with_their_lineage(repo):
+def test_the_shipped_toy_clip_weights_are_up_to_date_with_their_lineage(dvc_demo):
     """dvc.lock records the code, parameters and outputs of the toy_clip stage: an edit of the world,
     the pretraining or their parameters without rebuilding (or committing) the weights fails here."""
-    status = _run([sys.executable, "-m", "dvc", "status", "toy_clip"], repo)
+    assert "toy_clip" not in dvc_demo.first_repro  # the shipped weights match their committed lineage
+    status = dvc(dvc_demo.repo, "status", "toy_clip")
     assert "up to date" in status, status
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock = yaml.safe_load((dvc_demo.repo / "dvc.lock").read_text())
     outs = {o["path"] for o in lock["stages"]["toy_clip"]["outs"]}
     assert "src/perl_pipeline/weights/PERL-Toy-ViT_toy_world.safetensors" in outs
 
 
-def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(repo):
-    dvc = [sys.executable, "-m", "dvc"]
-    first = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
-    assert "toy_clip" not in first  # the shipped weights match their committed lineage
-    assert {f"data@{b}" for b in BASE_TO_NOVEL} <= first
-    assert {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} <= first and "base_to_novel" in first
-    metrics = repo / "data" / "demo" / "08_reporting" / "base_to_novel" / "metrics.json"
-    assert metrics.is_file()
-    assert "dtd" in _run([*dvc, "metrics", "show"], repo)
+def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(dvc_demo, tmp_path):
+    first = dvc_demo.first_repro
+    per_benchmark = {"data", "features", "base_to_novel_model"}
+    assert first == {f"{stage}@{b}" for stage in per_benchmark for b in DVC_BENCHMARKS} | {"base_to_novel"}
+    assert (dvc_demo.data / "08_reporting" / "base_to_novel" / "metrics.json").is_file()
+    assert all(b in dvc(dvc_demo.repo, "metrics", "show") for b in DVC_BENCHMARKS)
 
-    assert _stages_run(_run([*dvc, "repro", "base_to_novel"], repo)) == set()
+    assert stages_run(dvc(dvc_demo.repo, "repro", "base_to_novel")) == set()
 
+    repo = shutil.copytree(dvc_demo.repo, tmp_path / "project", symlinks=True)  # the shared one stays
     params_file = repo / "conf" / "demo" / "parameters.yml"
     params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 2\n", 1))
-    rerun = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
-    assert rerun == {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} | {"base_to_novel"}
-    runs = repo / "data" / "demo" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet"
-    import polars as pl
-
-    assert pl.read_parquet(runs)["step"].max() == 2
+    rerun = stages_run(dvc(repo, "repro", "base_to_novel"))
+    assert rerun == {f"base_to_novel_model@{b}" for b in DVC_BENCHMARKS} | {"base_to_novel"}
+    for b in DVC_BENCHMARKS:
+        runs = repo / "data" / "demo" / "07_model_output" / "base_to_novel" / b / "runs.parquet"
+        assert pl.read_parquet(runs)["step"].max() == 2

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.pipelines.conftest import ROOT
+from tests.pipelines.conftest import ROOT, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,18 @@ def test_walkthrough_notebook_executes_on_the_demo_outputs(demo_run, monkeypatch
 
 
 def test_kedro_viz_build_writes_the_lineage_site(tmp_path):
+    """Built in a copy of the project: the repository itself gets no build/ folder."""
+    project = copy_project(tmp_path / "project")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     kedro = [sys.executable, "-m", "kedro"]
     result = subprocess.run(
-        [*kedro, "viz", "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [*kedro, "viz", "build"], cwd=project, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    build = ROOT / "build"
+    build = project / "build"
     assert (build / "index.html").is_file()
-    main = (build / "api" / "main").read_text()
-    assert "base_to_novel" in main and "imagenet.train_all" in main
+    main = json.loads((build / "api" / "main").read_text())
+    names = {node["name"] for node in main["nodes"]}
+    assert {"dtd.runs_base_to_novel", "imagenet.train_all"} <= names, sorted(names)[:20]
+    assert {pipeline["id"] for pipeline in main["pipelines"]} >= {"base_to_novel", "cross_dataset"}
+    assert not (ROOT / "build").exists()

@@ -144,3 +144,24 @@ def test_a_namespaces_run_reports_the_benchmarks_present_as_partial(dtd_run):
     table = pl.read_csv(report / "results.csv")
     assert table.filter(pl.col("role") == "benchmark")["benchmark"].to_list() == ["dtd"]
     assert (report / "plots" / "accuracy_per_step.png").read_bytes()[:4] == b"\x89PNG"
+
+
+BF16_ACCURACY_POINTS = 5.0  # docs/method.md §3: a bf16 demo run within this many points of fp32's
+
+
+def test_a_bf16_run_on_the_cpu_agrees_with_the_fp32_run(dtd_run, tmp_path):
+    """The GPU's dtype path end to end on one benchmark: the precision is part of the training
+    and evaluation recipes, so a resumed run under bf16 autocast redoes exactly those two stages."""
+    root = _copy(dtd_run, tmp_path / "bf16")
+    bf16 = {"training": {**FAST["training"], "precision": "bf16"}, "evaluation": {"precision": "bf16"}}
+    _run(root, only_missing_outputs=True, **bf16)
+    assert (root / TEXT).read_bytes() == (dtd_run / TEXT).read_bytes()  # not under autocast: kept
+    assert _projector(root, 1).read_bytes() != _projector(dtd_run, 1).read_bytes()  # retrained
+    record = json.loads((root / "data" / "06_models" / "dtd" / "base" / "seed_1.json").read_text())
+    assert record["config"]["training"]["precision"] == "bf16"
+    key = ["seed", "subset", "step"]
+    ours, fp32 = (pl.read_parquet(r / RUNS).sort(key) for r in (root, dtd_run))
+    assert ours.select(key).equals(fp32.select(key))
+    gap = (ours["accuracy"] - fp32["accuracy"]).abs()
+    assert gap.max() <= BF16_ACCURACY_POINTS, ours.with_columns(fp32=fp32["accuracy"])
+    assert ((ours["image_alignment"] - fp32["image_alignment"]).abs() < 0.01).all()

@@ -1,4 +1,5 @@
-"""The one timing helper: interleaved rounds, median wall time, peak memory."""
+"""The one timing helper (interleaved rounds, median wall time, peak memory) and the work counters
+(FLOPs and operator calls of one call), which the rehearsal's projection uses too."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from perl_pipeline.bench.host import peak_memory_mb, reset_peak_memory, synchronize
 
@@ -20,6 +23,8 @@ class Timing:
     repeats: int
     times: tuple[float, ...]
     peak_memory_mb: float
+    flops: float = 0.0  # of one call (torch's flop counter), when counted
+    ops: int = 0  # aten operator calls of one call, views aside, when counted
 
 
 def measure(
@@ -29,6 +34,7 @@ def measure(
     repeats: int,
     budget_s: float,
     before: Callable[[str], object] | None = None,
+    count: bool = False,
 ) -> dict[str, Timing]:
     """Median wall time of each call, timed in interleaved rounds.
 
@@ -36,7 +42,8 @@ def measure(
     CPU) hits all of them alike and their ratios stay fair. `warmup` untimed rounds come first. The
     number of timed rounds is `repeats`, lowered (to at least one) so that they take about
     `budget_s` seconds per call given the last warm-up round: minute-long CPU calls stay affordable.
-    `before(name)` runs untimed before each call (e.g. to switch train / eval mode).
+    `before(name)` runs untimed before each call (e.g. to switch train / eval mode). With `count`,
+    one more untimed call per name counts its FLOPs and operator calls (`count_work`).
     """
     times: dict[str, list[float]] = {name: [] for name in calls}
     peaks = dict.fromkeys(calls, 0.0)
@@ -57,9 +64,35 @@ def measure(
     for _ in range(repeats):
         for name in calls:
             times[name].append(call(name))
+    counts = dict.fromkeys(calls, (0.0, 0))
+    for name in calls if count else ():
+        if before is not None:
+            before(name)
+        counts[name] = count_work(calls[name])
     return {
-        name: Timing(statistics.median(ts), len(ts), tuple(ts), peaks[name]) for name, ts in times.items()
+        name: Timing(statistics.median(ts), len(ts), tuple(ts), peaks[name], *counts[name])
+        for name, ts in times.items()
     }
+
+
+class OperatorCalls(TorchDispatchMode):
+    """Counts aten operator calls, views aside (a view launches no kernel; on a GPU every other call
+    is about one kernel launch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_work(fn: Callable[[], object]) -> tuple[float, int]:
+    """(FLOPs, operator calls) of one call of `fn`, in this process (data-loader workers are not seen)."""
+    with FlopCounterMode(display=False) as flops, OperatorCalls() as calls:
+        fn()
+    return float(flops.get_total_flops()), calls.ops
 
 
 def _timed_call(fn: Callable[[], object], device: torch.device) -> float:

@@ -73,6 +73,8 @@ class ImageRow:
     ms_per_image: float
     peak_memory_mb: float
     times: tuple[float, ...]
+    flops: float  # of one call
+    ops: int  # operator calls of one call (about one GPU kernel each)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class TextRow:
     prompts_per_s: float
     peak_memory_mb: float
     times: tuple[float, ...]
+    flops: float  # of one call
+    ops: int  # operator calls of one call (about one GPU kernel each)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class SeedsRow:
     images_per_s: float  # all the step's images (every seed's) per second
     peak_memory_mb: float
     times: tuple[float, ...]
+    flops: float  # of one call
+    ops: int  # operator calls of one call (about one GPU kernel each)
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,7 @@ def bench_images(
             device,
             *_repeat_settings(settings),
             before=lambda name: model.train(name == "perl_train_step"),
+            count=True,
         )
         for name in WORKLOADS:
             timing = timings[name]
@@ -234,6 +241,8 @@ def bench_images(
                     ms_per_image=1000 * timing.seconds / batch,
                     peak_memory_mb=timing.peak_memory_mb,
                     times=timing.times,
+                    flops=timing.flops,
+                    ops=timing.ops,
                 )
             )
     model.eval()
@@ -247,7 +256,7 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
         tokens = tokenizer(class_prompts(count)).to(device)
         logger.info("timing PERL text features for %d prompts, uncut and cut", count)
         calls = {cut: partial(text_features, model, tokens, cut) for cut in (False, True)}
-        timings = measure(calls, device, *_repeat_settings(settings))
+        timings = measure(calls, device, *_repeat_settings(settings), count=True)
         for cut, timing in timings.items():
             rows.append(
                 TextRow(
@@ -259,6 +268,8 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
                     prompts_per_s=count / timing.seconds,
                     peak_memory_mb=timing.peak_memory_mb,
                     times=timing.times,
+                    flops=timing.flops,
+                    ops=timing.ops,
                 )
             )
     return rows
@@ -294,7 +305,7 @@ def bench_seeds(model: PERL, settings: Settings, device: torch.device, tokenizer
     logger.info("timing a training step of 1 seed and of %d seeds together", settings.seeds)
     for m in models:
         m.train()
-    timings = measure(calls, device, *_repeat_settings(settings))
+    timings = measure(calls, device, *_repeat_settings(settings), count=True)
     for m in models:
         m.eval()
     return [
@@ -307,6 +318,8 @@ def bench_seeds(model: PERL, settings: Settings, device: torch.device, tokenizer
             images_per_s=seeds * batch / timing.seconds,
             peak_memory_mb=timing.peak_memory_mb,
             times=timing.times,
+            flops=timing.flops,
+            ops=timing.ops,
         )
         for (name, timing), seeds in zip(timings.items(), (1, settings.seeds), strict=True)
     ]

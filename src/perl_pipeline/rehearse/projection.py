@@ -335,26 +335,15 @@ def count_ops(
     (tensors do), so small ones give the full protocol's counts.
     """
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
+    from perl_pipeline.bench.harness import OperatorCalls
     from perl_pipeline.config import EvalConfig, TrainConfig
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
     from perl_pipeline.models import PERL
     from perl_pipeline.training.loop import training_step, training_step_together
 
-    class Counter(TorchDispatchMode):
-        """Counts aten operator calls, views aside (a view launches no kernel)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops += not func.is_view
-            return func(*args, **(kwargs or {}))
-
     def counted(fn) -> int:
-        with torch.autocast("cpu", dtype=torch.bfloat16), Counter() as counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16), OperatorCalls() as counter:
             fn()
         return counter.ops
 
