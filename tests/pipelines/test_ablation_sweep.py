@@ -44,6 +44,7 @@ def test_a_sweep_queues_one_experiment_per_setting_and_tabulates_them(dvc_demo, 
     plain = []
     for steps in (1, 2):
         shutil.copytree(dvc_demo.data, tmp_path / str(steps) / "data")
+        shutil.rmtree(tmp_path / str(steps) / "data" / "08_reporting")  # the report must be this run's
         with demo_session(tmp_path / str(steps), training={"epochs": 1}, perl={"steps": steps}) as session:
             session.run(
                 pipeline_names=["base_to_novel"], namespaces=list(DVC_BENCHMARKS), only_missing_outputs=True
