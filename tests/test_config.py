@@ -157,7 +157,10 @@ def test_one_precision_rule_for_configs_and_autocast():
     [
         (lambda: TrainConfig(lr=float("inf")), "training.lr=inf: expected a finite number"),
         (lambda: TrainConfig(anchor_weight=float("nan")), "training.anchor_weight=nan: expected a finite"),
-        (lambda: TrainConfig(crop_scale=[0.5, float("inf")]), "training.crop_scale\\[1\\]=inf: expected a finite"),
+        (
+            lambda: TrainConfig(crop_scale=[0.5, float("inf")]),
+            "training.crop_scale\\[1\\]=inf: expected a finite",
+        ),
         (
             lambda: PerlConfig(modalities=[]),
             "perl.modalities=\\[\\]: PERL needs at least one tower .* set perl.steps=0",

@@ -423,6 +423,8 @@ class DataSourceConfig:
     check_decode: bool = True  # decode what a run reads: val/test at preparation, the drawn shots
     miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
     accept_checksum_mismatch: tuple[str, ...] | str = ()  # archives used although their checksum differs
+    max_extracted_gb: float = setting(1000.0, above=0)  # one archive extracting to more is refused
+    max_compression_ratio: float = setting(100.0, low=1)  # above 100 MiB: extracted / archive size
 
     def __post_init__(self) -> None:
         if isinstance(self.accept_checksum_mismatch, str):  # --params gives one name as a string

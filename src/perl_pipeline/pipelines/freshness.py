@@ -41,7 +41,7 @@ IGNORED = {
     "data_root": None,
     "training": {"log_every", "seeds_together"},
     "evaluation": {"batch_size", "num_workers"},
-    "data_source": {"download"},
+    "data_source": {"download", "max_extracted_gb", "max_compression_ratio"},
 }
 
 
