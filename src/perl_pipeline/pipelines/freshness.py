@@ -11,7 +11,7 @@ every artefact it read) and the artefact's own sha256. Before a run:
   so does everything made from an artefact the run rebuilds, so a resumed run after a parameter
   change equals a fresh run with the new parameters.
 
-What "matches its record" means (the cheap rule, docs/method.md §6.3): a file up to
+What "matches its record" means (the cheap rule, docs/method.md §6.9): a file up to
 ``FULL_CHECK_BYTES`` (projectors, training records, few-shot draws, per-run tables, most indexes)
 and every folder are hashed in full each run before use; a larger file (the text features of
 large class sets, ImageNet's index) must have its recorded size and mtime and the recorded sha256
