@@ -227,3 +227,16 @@ def test_suggested_commands_repeat_the_environment_and_parameters(tmp_path):
     assert "kedro run --env demo --params clip.pretrained=/path/to/ViT-B-16.pt,perl.steps=2" in message
     assert "kedro run --env demo --params clip.pretrained=openai,perl.steps=2" in message
     assert "kedro run --params" not in message
+
+
+def test_a_nodes_error_suggests_the_command_with_the_runs_settings():
+    error = RuntimeError(
+        "text features of dtd were made at J = 2; rebuild them: kedro run --pipelines text_features "
+        "--namespaces dtd."
+    )
+    run_params = {"env": "demo", "runtime_params": {"perl": {"split_layer": 3, "modalities": ["image"]}}}
+    CheckModelSettings().on_pipeline_error(error=error, run_params=run_params, pipeline=None, catalog=None)
+    assert str(error).endswith(
+        "kedro run --env demo --pipelines text_features --namespaces dtd "
+        "--params 'perl.split_layer=3,perl.modalities=[image]'."
+    )
