@@ -70,7 +70,7 @@ def repeat_run_settings(message: str, run_params: Mapping[str, Any]) -> str:
             tail, end = tail[:-1], tail[-1] + end
         if "--env" in tail or "--conf-source" in tail:
             return match.group(0)  # the suggestion names its own environment (freshness' commands)
-        own = re.search(r"--params[ =](\S+)", tail)
+        own = re.search(r"--params[ =](\"[^\"]*\"|'[^']*'|\S+)", tail)
         keys = {item.partition("=")[0] for item in own.group(1).strip("'\"").split(",")} if own else set()
         extra = ",".join(f"{k}={_flow(v)}" for k, v in user.items() if k not in keys)
         if extra and own:
@@ -80,7 +80,8 @@ def repeat_run_settings(message: str, run_params: Mapping[str, Any]) -> str:
             tail += f" --params {_quote(extra)}"
         return prefix + tail + end
 
-    option = r"(?: --?[A-Za-z][\w-]*(?:[ =](?!-)[^\s`'\"]+)?)"
+    value = r"(?:\"[^\"]*\"|'[^']*'|(?!-)[^\s`'\"]+)"
+    option = rf"(?: --?[A-Za-z][\w-]*(?:[ =]{value})?)"
     return re.sub(rf"kedro run({option}*)", rewrite, message)
 
 
