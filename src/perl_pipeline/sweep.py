@@ -60,10 +60,11 @@ logger = logging.getLogger(__name__)
 STAGE = "base_to_novel"  # the dvc.yaml stage every experiment reproduces (and all it depends on)
 LOCK = ".dvc/tmp/perl-sweep.lock"  # held by the one sweep running in a project (under the project)
 
+REPORT = "08_reporting/base_to_novel"  # under params.yaml's data folder
+
 
 class SweepBusy(ConfigError):
     """Another sweep is running in the same project (nothing was queued)."""
-REPORT = "08_reporting/base_to_novel"  # under params.yaml's data folder
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
