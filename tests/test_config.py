@@ -157,3 +157,23 @@ def test_one_precision_rule_for_configs_and_autocast():
     assert computed == {"auto": torch.float32, "bf16": torch.bfloat16, "fp32": torch.float32}
     with pytest.raises(ConfigError, match="precision='fp16': expected one of 'auto', 'bf16', 'fp32'"):
         autocast(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TrainConfig(lr=float("inf")), "training.lr=inf: expected a finite number"),
+        (lambda: TrainConfig(anchor_weight=float("nan")), "training.anchor_weight=nan: expected a finite"),
+        (
+            lambda: TrainConfig(crop_scale=[0.5, float("inf")]),
+            "training.crop_scale\\[1\\]=inf: expected a finite",
+        ),
+        (
+            lambda: PerlConfig(modalities=[]),
+            "perl.modalities=\\[\\]: PERL needs at least one tower .* set perl.steps=0",
+        ),
+    ],
+)
+def test_infinite_numbers_and_no_tower_are_refused(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()

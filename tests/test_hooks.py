@@ -187,3 +187,56 @@ def test_benchmark_blocks_and_toy_sections_are_checked_too(benchmark_params: dic
         _run_hook({"toy_clip_pretraining": {"batch_size": 0}})
     with pytest.raises(ConfigError, match="toy_clip: unknown key"):
         _run_hook({"toy_clip": {"pair": 10}})
+
+
+# -- --params: sections no pipeline reads, keys of sections this run does not read ------------------
+
+
+def _run_with(runtime_params: dict, reads: list[str], run_params: dict | None = None) -> None:
+    """The hook on a pipeline reading `reads`, the catalog holding RAW merged with `runtime_params`
+    (as Kedro merges --params into the parameters)."""
+    from perl_pipeline.sweep import merged
+
+    params = merged(RAW, runtime_params)
+    pipeline = Pipeline([Node(_never, [f"params:{name}" for name in reads], "out", name="reads")])
+    catalog = DataCatalog({f"params:{k}": MemoryDataset(copy.deepcopy(v)) for k, v in params.items()})
+    run = {"env": "local", **(run_params or {}), "runtime_params": runtime_params}
+    CheckModelSettings().before_pipeline_run(run_params=run, pipeline=pipeline, catalog=catalog)
+
+
+def test_a_misspelt_section_in_params_stops_the_run():
+    with pytest.raises(
+        ConfigError,
+        match="--params trainig...: no pipeline .* reads a parameter 'trainig'.*did you mean 'training'",
+    ):
+        _run_with({"trainig": {"lr": 0.5}}, reads=["training", "perl"])
+    _run_with({"training": {"lr": 0.5}}, reads=["training", "perl"])  # spelt right: runs
+
+
+def test_a_wrong_key_in_a_section_this_run_does_not_read_stops_it_too():
+    with pytest.raises(ConfigError, match="training: unknown key\\(s\\) \\['lrr'\\]"):
+        _run_with({"training": {"lrr": 0.5}}, reads=["perl"])  # e.g. --tags evaluation
+
+
+def test_suggested_commands_repeat_the_environment_and_parameters(tmp_path):
+    missing = str(tmp_path / "ViT-B-16.pt")
+    user = {"clip": {"pretrained": missing}, "perl": {"steps": 2}}
+    with pytest.raises(WeightsFileError) as error:
+        _run_with(user, reads=["clip", "perl"], run_params={"env": "demo"})
+    message = str(error.value)
+    assert "kedro run --env demo --params clip.pretrained=/path/to/ViT-B-16.pt,perl.steps=2" in message
+    assert "kedro run --env demo --params clip.pretrained=openai,perl.steps=2" in message
+    assert "kedro run --params" not in message
+
+
+def test_a_nodes_error_suggests_the_command_with_the_runs_settings():
+    error = RuntimeError(
+        "text features of dtd were made at J = 2; rebuild them: kedro run --pipelines text_features "
+        "--namespaces dtd."
+    )
+    run_params = {"env": "demo", "runtime_params": {"perl": {"split_layer": 3, "modalities": ["image"]}}}
+    CheckModelSettings().on_pipeline_error(error=error, run_params=run_params, pipeline=None, catalog=None)
+    assert str(error).endswith(
+        "kedro run --env demo --pipelines text_features --namespaces dtd "
+        "--params 'perl.split_layer=3,perl.modalities=[image]'."
+    )

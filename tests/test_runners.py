@@ -79,3 +79,16 @@ def test_training_and_evaluation_nodes_hold_a_gpu_where_workers_declare_one() ->
         DaskRunner(address=gpu_workers.scheduler_address).run(pipeline, catalog)
     # in-memory outputs travel from worker to worker, and the run's free output back to the driver
     assert catalog.load("other") == [1, 1, 0]
+
+
+def test_an_unreachable_scheduler_is_named_with_the_fix(monkeypatch) -> None:
+    import distributed
+
+    def unreachable(address, **kwargs):
+        raise OSError(f"Timed out trying to connect to {address} after 30 s")
+
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    runner = DaskRunner(address="tcp://127.0.0.1:9")
+    with pytest.raises(ConnectionError, match="no Dask scheduler answered at tcp://127.0.0.1:9") as error:
+        runner._client()
+    assert "dask scheduler --port 8786" in str(error.value) and "LocalCluster" in str(error.value)

@@ -148,9 +148,54 @@ def test_a_row_is_read_from_dvc_records() -> None:
         {
             "rev": "abc",
             "experiments": [
-                {"name": "01-perl.steps=1-x", "revs": [{"rev": "f00", "name": "01-perl.steps=1-x",
-                                                        "data": {"metrics": {"m.json": {"data": {}}}}}]},
+                {
+                    "name": "01-perl.steps=1-x",
+                    "revs": [
+                        {
+                            "rev": "f00",
+                            "name": "01-perl.steps=1-x",
+                            "data": {"metrics": {"m.json": {"data": {}}}},
+                        }
+                    ],
+                },
             ],
         },
     ]
     assert _experiments(shown) == {"01-perl.steps=1-x": {"rev": "f00", "metrics": {"m.json": {"data": {}}}}}
+
+
+# -- one sweep at a time in a project ---------------------------------------------------------------
+
+
+def test_a_second_sweep_in_the_same_project_is_refused_before_anything(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import perl_pipeline.sweep as sweep
+    from perl_pipeline.config import ConfigError
+
+    monkeypatch.setattr(sweep, "_dvc", lambda *a, **k: pytest.fail("the second sweep called DVC"))
+    lock = tmp_path / ".dvc" / "tmp" / "perl-sweep.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(  # the first sweep, holding the project's lock as a sweep does
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"f = open({str(lock)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "f.write('pid 4242, started 2026-12-03 19:00:00: python -m perl_pipeline.sweep perl.steps=1,2')\n"
+            "f.flush(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="another sweep is running in .*pid 4242.*perl.steps=1,2"):
+            sweep.run_sweep([("perl.rank", [2, 3])], env="demo", project_path=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with sweep.one_sweep_at_a_time(tmp_path):  # the lock goes with the process that held it
+        assert "pid" in lock.read_text()
+    assert lock.read_text() == ""

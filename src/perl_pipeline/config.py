@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,8 @@ def check_value(value: Any, hint: Any, label: str, rule: Mapping[str, float] | N
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float) if hint is float else int):
             raise wrong()
+        if not math.isfinite(value):  # YAML's .inf / .nan: no setting of this project is infinite
+            raise ConfigError(f"{label}={value!r}: expected a finite number")
         if not _in_range(value, rule):  # the value as the user gave it: training.lr=0, not 0.0
             raise ConfigError(f"{label}={value!r} must be {_range_text(rule)}")
         return hint(value)
@@ -347,6 +350,12 @@ class PerlConfig:
     projector_init: ProjectorInit = "default"  # zero_out: output layer at zero, every thought starts equal
 
     def __post_init__(self) -> None:
+        if not self.modalities:  # PERL(modalities=()) is the model API's zero-shot CLIP, not a setting
+            raise ConfigError(
+                "perl.modalities=[]: PERL needs at least one tower to refine ([image], [text] or "
+                "[image, text]); for zero-shot CLIP keep the towers and set perl.steps=0 (step 0 of "
+                "every run is zero-shot CLIP too)"
+            )
         check_perl_settings(self.split_layer, self.steps, self.rank, self.modalities)
 
 
@@ -414,6 +423,8 @@ class DataSourceConfig:
     check_decode: bool = True  # decode what a run reads: val/test at preparation, the drawn shots
     miniature: dict = field(default_factory=dict)  # write_miniature options for kind: miniature
     accept_checksum_mismatch: tuple[str, ...] | str = ()  # archives used although their checksum differs
+    max_extracted_gb: float = setting(1000.0, above=0)  # one archive extracting to more is refused
+    max_compression_ratio: float = setting(100.0, low=1)  # above 100 MiB: extracted / archive size
 
     def __post_init__(self) -> None:
         if isinstance(self.accept_checksum_mismatch, str):  # --params gives one name as a string

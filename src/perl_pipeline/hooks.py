@@ -2,21 +2,117 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 
 class CheckModelSettings:
-    """Fail before any data or model is loaded when a parameter has the wrong type or range, the
-    backbone cannot take the PERL settings, its weights cannot be had or do not fit it, or the
-    requested device is missing."""
+    """Fail before any data or model is loaded when a parameter has the wrong type or range, is
+    given with ``--params`` under a section no pipeline reads, the backbone cannot take the PERL
+    settings, its weights cannot be had or do not fit it, or the requested device is missing.
+
+    Every command a message suggests (``kedro run ...``), here and in a node's error, is rewritten
+    to repeat the run's environment, configuration folder and ``--params``."""
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        used = sorted(name for name in pipeline.inputs() if name.startswith("params:"))
-        check_parameters({name.removeprefix("params:"): catalog.load(name) for name in used})
+        try:
+            runtime = run_params.get("runtime_params") or {}
+            check_runtime_sections(runtime, _known_sections(pipeline))
+            used = {name for name in pipeline.inputs() if name.startswith("params:")}
+            used |= {f"params:{root}" for root in runtime if f"params:{root}" in catalog}
+            check_parameters({name.removeprefix("params:"): catalog.load(name) for name in sorted(used)})
+        except Exception as error:
+            _repeat_in(error, run_params)
+            raise
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params, pipeline, catalog) -> None:
+        _repeat_in(error, run_params)
+
+
+def check_runtime_sections(runtime_params: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse ``--params`` whose top-level section no pipeline reads (a misspelt ``trainig.lr``).
+
+    Raises:
+        ConfigError: naming the section, the closest known one and the known ones.
+    """
+    from perl_pipeline.config import ConfigError
+
+    known = sorted(set(known))
+    for root in runtime_params:
+        if root not in known:
+            close = difflib.get_close_matches(str(root), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"--params {root}...: no pipeline of this project reads a parameter {root!r}, so the "
+                f"value would be ignored; {hint}(known sections: {', '.join(known)})"
+            )
+
+
+def repeat_run_settings(message: str, run_params: Mapping[str, Any]) -> str:
+    """`message` with every ``kedro run ...`` it suggests repeating the run's ``--env``,
+    ``--conf-source`` and ``--params`` (a key the suggestion sets itself keeps its value)."""
+    from perl_pipeline.pipelines.freshness import _flatten, _flow, user_command
+
+    prefix = user_command(run_params)
+    user = _flatten(run_params.get("runtime_params") or {})
+    if prefix == "kedro run" and not user:
+        return message
+
+    def rewrite(match: re.Match) -> str:
+        tail, end = match.group(1), ""
+        while tail and tail[-1] in ".,;:)":
+            tail, end = tail[:-1], tail[-1] + end
+        if "--env" in tail or "--conf-source" in tail:
+            return match.group(0)  # the suggestion names its own environment (freshness' commands)
+        own = re.search(r"--params[ =](\"[^\"]*\"|'[^']*'|\S+)", tail)
+        keys = {item.partition("=")[0] for item in own.group(1).strip("'\"").split(",")} if own else set()
+        extra = ",".join(f"{k}={_flow(v)}" for k, v in user.items() if k not in keys)
+        if extra and own:
+            merged = own.group(1).strip("'\"") + "," + extra
+            tail = tail[: own.start()] + f"--params {_quote(merged)}" + tail[own.end() :]
+        elif extra:
+            tail += f" --params {_quote(extra)}"
+        return prefix + tail + end
+
+    value = r"(?:\"[^\"]*\"|'[^']*'|(?!-)[^\s`'\"]+)"
+    option = rf"(?: --?[A-Za-z][\w-]*(?:[ =]{value})?)"
+    return re.sub(rf"kedro run({option}*)", rewrite, message)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _repeat_in(error: BaseException, run_params: Mapping[str, Any]) -> None:
+    """Rewrite the commands an exception's message suggests (in place: the run re-raises it)."""
+    if isinstance(error, KeyError) or not error.args or not isinstance(error.args[0], str):
+        return
+    if "kedro run" in error.args[0]:
+        error.args = (repeat_run_settings(error.args[0], run_params), *error.args[1:])
+
+
+def _known_sections(pipeline) -> set[str]:
+    """Top-level parameter sections read by any registered pipeline (and by `pipeline`), and the
+    typed sections."""
+    names = set(pipeline.inputs()) | {f"params:{section}" for section in typed_sections()}
+    try:
+        from kedro.framework.project import pipelines
+
+        for registered in pipelines.values():
+            names |= set(registered.inputs())
+    except Exception:  # noqa: BLE001 - no project configured (a library test): this pipeline's own
+        pass
+    return {n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")} | {
+        "parameters"
+    }
 
 
 def typed_sections() -> dict[str, type]:

@@ -8,9 +8,13 @@ change of a setting or an input changes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 FINGERPRINT_CHARS = 16
@@ -61,6 +65,34 @@ def check_recipe(artefact: str, stored: Mapping | None, expected: Mapping, fix: 
     changes = differences(stored or {}, expected)
     if changes:
         raise StaleArtefactError(artefact, changes, fix)
+
+
+def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
+    """Write `text` to `path` all at once: a temporary file in the same folder, then ``os.replace``.
+
+    A crash or a full disk leaves the previous file (or none), never a truncated one, and no
+    temporary file behind.
+
+    Raises:
+        OSError: naming `what` and `path`, with the reason (e.g. no space left on the device).
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        Path(tmp).write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        reason = error.strerror or str(error)
+        raise OSError(
+            error.errno,
+            f"cannot write the {what} {path}: {reason}; the previous {path.name} (if any) is unchanged. "
+            "Free space or fix the folder's permissions, then run again",
+        ) from error
 
 
 def _show(value: Any) -> str:

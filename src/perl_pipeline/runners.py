@@ -51,7 +51,23 @@ NODE_HOOKS = (
 )
 FORWARDED_LOGGERS = ("perl_pipeline", "kedro")  # worker log records shown by the driver
 
+CONNECT_TIMEOUT_S = 20  # seconds to wait for the scheduler named by address / PERL_DASK_SCHEDULER
+
 logger = logging.getLogger(__name__)
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler the run was given does not answer (nothing of the run has started)."""
+
+    def __init__(self, address: str, error: BaseException) -> None:
+        super().__init__(
+            f"no Dask scheduler answered at {address} (from --runner-params address=... or "
+            f"${ADDRESS_VARIABLE}) within {CONNECT_TIMEOUT_S} s: {type(error).__name__}: {error}. "
+            f"Start it and its workers (`dask scheduler --port 8786`, then `dask worker {address}`), "
+            f"correct the address, or leave both unset to run on a LocalCluster started for the run; "
+            "no node has run"
+        )
+        self.address = address
 
 
 class DaskRunner(AbstractRunner):
@@ -141,7 +157,10 @@ class DaskRunner(AbstractRunner):
 
         if self._address:
             self._logger.info("Dask scheduler: %s", self._address)
-            return Client(self._address)
+            try:
+                return Client(self._address, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as error:
+                raise SchedulerUnreachable(self._address, error) from error
         cluster = LocalCluster(
             n_workers=self._n_workers,
             threads_per_worker=self._threads,

@@ -45,7 +45,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,13 @@ from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_O
 logger = logging.getLogger(__name__)
 
 STAGE = "base_to_novel"  # the dvc.yaml stage every experiment reproduces (and all it depends on)
+LOCK = ".dvc/tmp/perl-sweep.lock"  # held by the one sweep running in a project (under the project)
+
 REPORT = "08_reporting/base_to_novel"  # under params.yaml's data folder
+
+
+class SweepBusy(ConfigError):
+    """Another sweep is running in the same project (nothing was queued)."""
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
@@ -209,7 +215,8 @@ def run_sweep(
 ) -> pl.DataFrame:
     """Queue one DVC experiment per (key, value), run the queue with `jobs` workers, tabulate.
 
-    Every setting is checked before anything is queued. ``fixed`` ((key, value) pairs, see
+    Every setting is checked before anything is queued, and one sweep runs in a project at a
+    time (:func:`one_sweep_at_a_time`). ``fixed`` ((key, value) pairs, see
     :func:`parse_fixed`) is set under every setting.
 
     Args:
@@ -226,12 +233,67 @@ def run_sweep(
         ConfigError: an invalid setting, or an environment params.yaml does not run, before any
             experiment is queued.
         RuntimeError: an experiment that did not finish (its name, and how to see its log).
+        SweepBusy: another sweep is running in the project (one at a time), before anything.
     """
+    project_path = Path(project_path).resolve()
+    with one_sweep_at_a_time(project_path):
+        return _run_sweep(settings, env, project_path, conf_source, fixed, jobs)
+
+
+@contextlib.contextmanager
+def one_sweep_at_a_time(project_path: Path) -> Iterator[None]:
+    """Hold the project's sweep lock (``.dvc/tmp/perl-sweep.lock``) for the whole sweep.
+
+    A sweep edits the params file, queues, restores it and runs DVC's queue; two at once would
+    queue experiments with each other's settings and fight over DVC's lock, so the second is
+    refused before it does anything. The lock is the operating system's (flock): it goes with
+    the process, so a killed sweep leaves none behind.
+
+    Raises:
+        SweepBusy: naming the running sweep (its pid, start time and command) and what to do.
+    """
+    import fcntl
+
+    lock = Path(project_path) / LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "its details unknown"
+            raise SweepBusy(
+                f"another sweep is running in {project_path} ({holder}): two sweeps at once would queue "
+                "experiments with each other's settings. Wait for it to finish (`dvc queue status` lists "
+                "its experiments), then sweep again, or give all the settings to one sweep; nothing was "
+                "queued"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            handle.write(f"pid {os.getpid()}, started {started}: {' '.join(sys.argv) or 'run_sweep'}")
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_sweep(
+    settings: Sequence[tuple[str, list]],
+    env: str | None,
+    project_path: Path,
+    conf_source: str | None,
+    fixed: Sequence[tuple[str, object]],
+    jobs: int,
+) -> pl.DataFrame:
+    """:func:`run_sweep`, its lock held."""
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    project_path = Path(project_path).resolve()
     stages = yaml.safe_load((project_path / "params.yaml").read_text())  # DVC's view of the run
     env = env or stages["kedro_env"]
     bootstrap_project(project_path)

@@ -339,3 +339,34 @@ def test_missing_archive(layout: tuple[Path, Path]) -> None:
     downloads, work = layout
     with pytest.raises(FileNotFoundError, match="download it first"):
         extract_archive(downloads / "absent.tar.gz", work / "target")
+
+
+# --------------------------------------------------------------------------- size limits
+
+
+def test_a_decompression_bomb_is_refused_from_its_headers(layout: tuple[Path, Path]) -> None:
+    from perl_pipeline.fetch.extract import ArchiveTooLargeError
+
+    downloads, work = layout
+    bomb = downloads / "user-archive.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("dtd/zeros.bin", bytes(110 * 2**20))  # 110 MiB of zeros: about 110 KB packed
+    assert bomb.stat().st_size < 2**20
+    before = snapshot(work)
+    with pytest.raises(ArchiveTooLargeError, match="times its size, over the limit of 100 times") as error:
+        extract_archive(bomb, work / "target")
+    assert "data_source.max_compression_ratio" in str(error.value)
+    assert snapshot(work) == before  # nothing written, no staging left
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_the_total_size_limit_is_a_setting(layout: tuple[Path, Path], fmt: str) -> None:
+    from perl_pipeline.fetch.extract import ArchiveTooLargeError, ExtractLimits, extraction_limits
+
+    downloads, work = layout
+    archive = make_archive(downloads, fmt, GOOD)
+    limits = ExtractLimits.from_settings(max_extracted_gb=1e-6, max_compression_ratio=100)  # 1000 bytes
+    with extraction_limits(limits), pytest.raises(ArchiveTooLargeError, match="over the limit of 1.0 KB"):
+        extract_archive(archive, work / "target")
+    assert not (work / "target").exists()
+    assert len(extract_archive(archive, work / "target")) == 3  # the default limits let it through

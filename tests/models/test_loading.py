@@ -419,3 +419,28 @@ def test_a_checkpoint_with_python_objects_says_how_to_extract_the_weights(use_we
     with pytest.raises(WeightsFileError, match="holds Python objects besides tensors") as error:
         use_weights("PERL-Tiny-ViT", str(path))
     assert f"kedro run --params clip.pretrained={path}.weights.pt" in _assert_actionable(error, path)
+
+
+def test_a_fifo_is_refused_at_once_not_read(tmp_path):
+    import threading
+
+    fifo = tmp_path / "ViT-B-16.pt"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        try:
+            check_weights("ViT-B-16-quickgelu", str(fifo))
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    worker.join(timeout=2)
+    if worker.is_alive():  # the check opened the FIFO and waits for a writer: let it go, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=5)
+        pytest.fail("check_weights blocked on a FIFO given as clip.pretrained")
+    assert isinstance(outcome[0], WeightsFileError)
+    assert f"{fifo} (clip.pretrained) is not a regular file (it is a FIFO (named pipe)" in str(outcome[0])

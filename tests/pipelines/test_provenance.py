@@ -92,6 +92,9 @@ def test_changing_j_rebuilds_what_depends_on_it_and_equals_a_fresh_run(dtd_run, 
     fresh = tmp_path / "fresh"
     _run(fresh, perl={"split_layer": 3})
     assert pl.read_parquet(resumed / RUNS).equals(pl.read_parquet(fresh / RUNS))
+    report = Path("data/08_reporting/base_to_novel/results.csv")  # the resumed run reports J = 3's runs
+    assert pl.read_csv(resumed / report).equals(pl.read_csv(fresh / report))
+    assert not pl.read_csv(resumed / report).equals(pl.read_csv(dtd_run / report))
 
     def step_zero(root: Path) -> pl.DataFrame:
         runs = pl.read_parquet(root / RUNS).filter(pl.col("step") == 0)

@@ -46,9 +46,12 @@ from perl_pipeline.benchmarks.validate import check_data_root, preparation_comma
 from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
 from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
+    ArchiveTooLargeError,
     CorruptArchiveError,
+    ExtractLimits,
     UnsafeArchiveError,
     extract_archive,
+    extraction_limits,
 )
 from perl_pipeline.fetch.gdrive import download_gdrive
 from perl_pipeline.fetch.verify import forget_digests, remember_digests, verify_checksums
@@ -88,6 +91,7 @@ def fetch_benchmark(
     download: bool = True,
     remove_archives: bool = False,
     accept_checksum_mismatch: Collection[str] = (),
+    limits: ExtractLimits | None = None,
 ) -> None:
     """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
 
@@ -102,6 +106,8 @@ def fetch_benchmark(
         remove_archives: Delete each archive once it has been extracted.
         accept_checksum_mismatch: Archive file names whose user-supplied copy may differ from
             the known checksum (used with a warning): ``data_source.accept_checksum_mismatch``.
+        limits: how much each archive may extract to (``data_source.max_extracted_gb`` /
+            ``max_compression_ratio``; default ExtractLimits()).
 
     Raises:
         DataRootError: ``data_root`` is not a folder.
@@ -112,7 +118,7 @@ def fetch_benchmark(
             (raised before any download or extraction).
     """
     folder = check_data_root(data_root) / spec.folder
-    with _permission_guard(spec):
+    with _permission_guard(spec), extraction_limits(limits or ExtractLimits()):
         _fetch(spec, folder, download, remove_archives, frozenset(accept_checksum_mismatch))
 
 
@@ -377,6 +383,8 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
         marker.unlink()
     try:
         extract_archive(archive, target, members_prefix=src.members_prefix)
+    except ArchiveTooLargeError as exc:
+        raise DatasetUnavailableError(spec.name, f"[{spec.name}] {exc}", [src.filename]) from exc
     except (CorruptArchiveError, UnsafeArchiveError, ValueError) as exc:
         raise DatasetUnavailableError(
             spec.name,

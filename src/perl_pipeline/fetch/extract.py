@@ -12,6 +12,13 @@ moved into place; a marker file ``.extracted-<archive name>`` is written last, s
 an interrupted extraction is redone, never mistaken for a finished one. The
 marker lists the extracted files, so a repeated call returns them without
 opening the archive (which may even have been deleted to save space).
+
+Decompression bombs are refused by two limits (:class:`ExtractLimits`, the settings
+``data_source.max_extracted_gb`` and ``data_source.max_compression_ratio``): the total size of
+the selected members, read from the archive's headers, must stay within ``max_bytes``, and once it
+exceeds ``RATIO_FLOOR_BYTES`` it must be at most ``max_ratio`` times the archive's size. Both are
+checked before anything is written and enforced again while writing (a member that yields more
+bytes than its header declares stops the extraction), which leaves nothing in the target.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +70,42 @@ class CorruptArchiveError(RuntimeError):
     """An archive cannot be read to the end (truncated or damaged download)."""
 
 
+class ArchiveTooLargeError(ValueError):
+    """An archive would extract to more than the limits allow (a decompression bomb, or a
+    legitimate archive beyond the configured limits); nothing was written."""
+
+
+GB = 10**9
+RATIO_FLOOR_BYTES = 100 * 2**20  # the compression ratio is only limited above 100 MiB extracted
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """How much one archive may extract to: ``max_bytes`` in total, and (above
+    ``RATIO_FLOOR_BYTES``) at most ``max_ratio`` times the archive's own size."""
+
+    max_bytes: int = 1000 * GB  # ImageNet's train archive, the largest of the protocol, is 147 GB
+    max_ratio: float = 100.0  # image archives extract to about their size; text to ~5-10x
+
+    @classmethod
+    def from_settings(cls, max_extracted_gb: float, max_compression_ratio: float) -> ExtractLimits:
+        """From ``data_source.max_extracted_gb`` and ``data_source.max_compression_ratio``."""
+        return cls(max_bytes=int(max_extracted_gb * GB), max_ratio=float(max_compression_ratio))
+
+
+_LIMITS: ContextVar[ExtractLimits | None] = ContextVar("extract_limits", default=None)
+
+
+@contextmanager
+def extraction_limits(limits: ExtractLimits) -> Iterator[None]:
+    """Use `limits` for every :func:`extract_archive` call inside the block (nested archives too)."""
+    token = _LIMITS.set(limits)
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
 @dataclass(frozen=True)
 class _Member:
     """One archive member in a form shared by zip and tar."""
@@ -73,7 +117,13 @@ class _Member:
     source: Any = field(default=None, compare=False, repr=False)
 
 
-def extract_archive(archive: Path, target: Path, *, members_prefix: str | None = None) -> list[Path]:
+def extract_archive(
+    archive: Path,
+    target: Path,
+    *,
+    members_prefix: str | None = None,
+    limits: ExtractLimits | None = None,
+) -> list[Path]:
     """Extract .zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz into target; refuse unsafe members first.
 
     Args:
@@ -82,12 +132,14 @@ def extract_archive(archive: Path, target: Path, *, members_prefix: str | None =
             and same-named entries are replaced.
         members_prefix: Only extract members at or under this archive path
             (e.g. ``"fgvc-aircraft-2013b/data"``); paths are kept as they are.
+        limits: the size limits (default: those of :func:`extraction_limits`, else ExtractLimits()).
 
     Returns:
         Paths (under ``target``) of the extracted files and links, in archive order.
 
     Raises:
         UnsafeArchiveError: A member is unsafe; nothing was written.
+        ArchiveTooLargeError: It would extract to more than `limits` allow; nothing was written.
         CorruptArchiveError: The archive is truncated or damaged; delete it and download again.
         FileNotFoundError: The archive is missing and was never extracted here.
         ValueError: The file is not a zip or tar archive, or nothing matches ``members_prefix``.
@@ -104,6 +156,8 @@ def extract_archive(archive: Path, target: Path, *, members_prefix: str | None =
         members = reader.members()
         _check_members(members, archive)
         selected = _select(members, members_prefix, archive)
+        budget = _check_sizes(selected, archive, limits or _LIMITS.get() or ExtractLimits())
+        reader.budget = budget
         _extract_staged(reader, selected, target, archive)
     files = [m.name for m in selected if m.kind != "dir"]
     _write_marker(marker, archive, members_prefix, files)
@@ -116,6 +170,8 @@ def extract_archive(archive: Path, target: Path, *, members_prefix: str | None =
 
 class _Reader:
     """Common interface of the zip and tar readers; wraps read errors."""
+
+    budget: _Budget
 
     def __init__(self, archive: Path) -> None:
         self.archive = archive
@@ -139,6 +195,20 @@ class _Reader:
 
     def _list(self) -> Iterable[_Member]:
         raise NotImplementedError
+
+    def _copy(self, src: Any, dst: Any, member: _Member, declared: int) -> None:
+        """Copy one member's bytes, stopping at its declared size or the budget, whichever is less."""
+        written = 0
+        for block in iter(lambda: src.read(1 << 20), b""):
+            written += len(block)
+            if written > declared:
+                raise ArchiveTooLargeError(
+                    f"Refusing to extract {self.archive}: member {member.raw!r} holds more than the "
+                    f"{declared} bytes its header declares. Nothing was kept; delete the archive and "
+                    "get a good copy."
+                )
+            self.budget.spend(len(block), member, self.archive)
+            dst.write(block)
 
     def _extract(self, selected: list[_Member], dest: Path) -> None:
         raise NotImplementedError
@@ -180,7 +250,7 @@ class _ZipReader(_Reader):
                 _ensure_inside(out, dest, member, self.archive)
             else:
                 with self.zf.open(member.source) as src, out.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                    self._copy(src, dst, member, member.source.file_size)
 
 
 class _TarReader(_Reader):
@@ -205,6 +275,9 @@ class _TarReader(_Reader):
                 yield _member(info.name, "special", info.linkname, info)
 
     def _extract(self, selected: list[_Member], dest: Path) -> None:
+        for member in selected:  # sizes come from the headers the budget was checked against
+            if member.kind == "file":
+                self.budget.spend(member.source.size, member, self.archive)
         try:
             self.tf.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
         except tarfile.FilterError as exc:  # our own checks should make this unreachable
@@ -359,6 +432,62 @@ def _select(members: list[_Member], prefix: str | None, archive: Path) -> list[_
             f"No member of {archive} is under {prefix!r}; top-level entries are {tops}. Fix members_prefix."
         )
     return selected
+
+
+# --------------------------------------------------------------------------- size limits
+
+
+class _Budget:
+    """The bytes an extraction may still write (enforced while writing)."""
+
+    def __init__(self, limit: int, why: str) -> None:
+        self.left, self.why = limit, why
+
+    def spend(self, size: int, member: _Member, archive: Path) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise ArchiveTooLargeError(
+                f"Refusing to extract {archive}: member {member.raw!r} takes it past {self.why}. "
+                "Nothing was kept."
+            )
+
+
+def _check_sizes(selected: list[_Member], archive: Path, limits: ExtractLimits) -> _Budget:
+    """Refuse, from the headers, an extraction beyond `limits`; return the budget to enforce."""
+    total = sum(_declared_size(m) for m in selected if m.kind == "file")
+    packed = max(archive.stat().st_size, 1)
+    fix = (
+        "If you trust this archive, raise the limit (--params data_source.max_extracted_gb=N or "
+        "data_source.max_compression_ratio=N); otherwise delete it and get the archive from its source."
+    )
+    if total > limits.max_bytes:
+        raise ArchiveTooLargeError(
+            f"Refusing to extract {archive}: its members total {_size(total)}, over the limit of "
+            f"{_size(limits.max_bytes)} (data_source.max_extracted_gb). Nothing was written. {fix}"
+        )
+    ratio_cap = max(RATIO_FLOOR_BYTES, int(packed * limits.max_ratio))
+    if total > ratio_cap:
+        raise ArchiveTooLargeError(
+            f"Refusing to extract {archive}: {_size(packed)} would extract to {_size(total)}, "
+            f"{total / packed:.0f} times its size, over the limit of {limits.max_ratio:g} times "
+            f"(data_source.max_compression_ratio; a decompression bomb looks like this). Nothing was "
+            f"written. {fix}"
+        )
+    limit = min(limits.max_bytes, ratio_cap)
+    why = f"the limit of {_size(limit)} (data_source.max_extracted_gb / max_compression_ratio)"
+    return _Budget(limit, why)
+
+
+def _declared_size(member: _Member) -> int:
+    source = member.source
+    return int(getattr(source, "file_size", None) or getattr(source, "size", 0) or 0)
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", GB), ("MB", 10**6), ("KB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 # --------------------------------------------------------------------------- staging

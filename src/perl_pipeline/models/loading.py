@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import socket
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -326,8 +327,27 @@ def _require_readable(path: Path) -> None:
             f"it: kedro run --params clip.pretrained={path / HF_WEIGHTS_FILES[0]}",
             path,
         )
+    if not path.is_file():  # a FIFO, socket or device: opening or reading it may block for ever
+        raise WeightsFileError(
+            f"weights file {path} (clip.pretrained) is not a regular file (it is {_file_kind(path)}; "
+            f"reading it could wait for ever): point clip.pretrained at the weights file itself, "
+            f"{_fix(path.name)}",
+            path,
+        )
     if not os.access(path, os.R_OK):
         raise _permission_error(path)
+
+
+def _file_kind(path: Path) -> str:
+    """'a FIFO (named pipe)', 'a socket', 'a character device'... for a path that is no regular file."""
+    mode = path.stat().st_mode
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
 def _permission_error(path: Path) -> WeightsFileError:

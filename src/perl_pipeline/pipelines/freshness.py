@@ -10,6 +10,14 @@ every artefact it read) and the artefact's own sha256. Before a run:
 - with ``--only-missing-outputs``, a stale, modified or unreadable artefact counts as missing, and
   so does everything made from an artefact the run rebuilds, so a resumed run after a parameter
   change equals a fresh run with the new parameters.
+
+What "matches its record" means (the cheap rule, docs/method.md §6.9): a file up to
+``FULL_CHECK_BYTES`` (projectors, training records, few-shot draws, per-run tables, most indexes)
+and every folder are hashed in full each run before use; a larger file (the text features of
+large class sets, ImageNet's index) must have its recorded size and mtime and the recorded sha256
+of its first and last MiB (``sample_sha256``), and is hashed in full when its size or mtime differ.
+``PERL_VERIFY_ARTEFACTS=all`` hashes every file in full. A file is hashed at most once per check.
+Sidecars are written atomically; a damaged sidecar refuses its artefact (or rebuilds it).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import os
+import shlex
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +36,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Node, Pipeline
 
-from perl_pipeline.provenance import StaleArtefactError, differences
+from perl_pipeline.provenance import StaleArtefactError, differences, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +51,20 @@ IGNORED = {
     "data_root": None,
     "training": {"log_every", "seeds_together"},
     "evaluation": {"batch_size", "num_workers"},
-    "data_source": {"download"},
+    "data_source": {"download", "max_extracted_gb", "max_compression_ratio"},
 }
+FULL_CHECK_BYTES = 64 * 2**20  # files up to this size are hashed in full before every use
+SAMPLE_BYTES = 2**20  # a larger file's first and last MiB are hashed (sample_sha256)
+VERIFY_VARIABLE = "PERL_VERIFY_ARTEFACTS"  # "all": hash every artefact in full before use
+RECORD_KEYS = ("recipe", "sha256", "size", "mtime_ns")
 
 
 class ArtefactProblem(RuntimeError):
     """An artefact a run reads is missing, modified since it was written, or unreadable."""
+
+
+class DamagedRecord(ArtefactProblem):
+    """An artefact's provenance record (sidecar) cannot be read as one (truncated, not JSON)."""
 
 
 def sidecar_path(path: Path) -> Path:
@@ -67,16 +85,84 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sample_sha256(path: Path, size: int) -> str:
+    """sha256 of a file's first and last ``SAMPLE_BYTES`` (the whole file when it is smaller)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            handle.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def verify_everything() -> bool:
+    """Whether ``PERL_VERIFY_ARTEFACTS=all`` asks for every artefact to be hashed in full.
+
+    Raises:
+        ValueError: another value than ``all`` or ``default``, naming the variable.
+    """
+    value = os.environ.get(VERIFY_VARIABLE, "").strip().lower()
+    if value not in ("", "all", "default"):
+        raise ValueError(
+            f"{VERIFY_VARIABLE}={value!r}: expected 'all' (hash every artefact in full before use) or "
+            f"'default' (the cheap rule for files over {FULL_CHECK_BYTES >> 20} MiB); unset it or fix it"
+        )
+    return value == "all"
+
+
+def user_command(run_params: Mapping[str, Any]) -> str:
+    """``kedro run`` with the user's environment, configuration folder and ``--params`` repeated."""
+    parts = ["kedro run"]
+    env = run_params.get("env")
+    if env and env != "local":
+        parts.append(f"--env {shlex.quote(str(env))}")
+    conf_source = run_params.get("conf_source")
+    if conf_source:
+        parts.append(f"--conf-source {shlex.quote(str(conf_source))}")
+    return " ".join(parts)
+
+
+def user_params(run_params: Mapping[str, Any], drop: Iterable[str] = ()) -> str:
+    """The user's runtime parameters as one ``--params`` option ("" when none), without `drop`."""
+    flat = {k: v for k, v in _flatten(run_params.get("runtime_params") or {}).items() if k not in set(drop)}
+    if not flat:
+        return ""
+    text = ",".join(f"{key}={_flow(value)}" for key, value in flat.items())
+    return f" --params {shlex.quote(text)}"
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _flow(value: Any) -> str:
+    """A value as typed on the command line (YAML flow style): 3, [image], false, 1e-4."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
+
+
 class Provenance:
     """Kedro hook: writes each stage artefact's sidecar and checks artefacts before a run."""
 
     def __init__(self) -> None:
         self._catalog = None
         self._run_params: dict = {}
+        self._hashed: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, for one check
+        self._verify_all = False
 
     def bind(self, catalog, run_params: dict) -> dict[str, Node]:
         """Check against `catalog` for a run with `run_params`; returns {artefact: producing node}."""
-        self._catalog, self._run_params = catalog, run_params
+        self._catalog, self._run_params, self._hashed = catalog, run_params, {}
+        self._verify_all = verify_everything()
         return {out: node for node in self._registered(run_params).nodes for out in node.outputs}
 
     @hook_impl
@@ -109,7 +195,10 @@ class Provenance:
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
         }
-        sidecar_path(path).write_text(json.dumps(record, indent=1, sort_keys=True))
+        if path.is_file() and stat.st_size > FULL_CHECK_BYTES:
+            record["sample_sha256"] = sample_sha256(path, stat.st_size)
+        text = json.dumps(record, indent=1, sort_keys=True)
+        write_text_atomic(sidecar_path(path), text, f"provenance record of {dataset_name}")
 
     # -- recipes ------------------------------------------------------------------------------
 
@@ -129,7 +218,7 @@ class Provenance:
     def identity(self, name: str) -> str | None:
         """The sha256 recorded for an artefact, after checking the file still has it."""
         path = self._path(name)
-        record = _read_sidecar(path)
+        record = _read_sidecar(name, path)
         if record is None:
             return None
         self._verify(name, path, record)
@@ -170,7 +259,10 @@ class Provenance:
             return
         if not path.exists():
             raise ArtefactProblem(f"{name} ({path}) is missing; build it first: {self._fix(producer)}")
-        record = _read_sidecar(path)
+        try:
+            record = _read_sidecar(name, path)
+        except DamagedRecord as problem:
+            raise DamagedRecord(f"{problem}; rebuild it: {self._fix(producer)}") from problem
         if record is None:
             logger.warning(
                 "%s (%s) has no provenance record (it predates them): it is used unchecked; "
@@ -200,10 +292,10 @@ class Provenance:
                 continue
             if not path.exists():
                 return "missing"
-            record = _read_sidecar(path)
-            if record is None:
-                return f"{name} has no provenance record"
             try:
+                record = _read_sidecar(name, path)
+                if record is None:
+                    return f"{name} has no provenance record"
                 self._verify(name, path, record)
             except ArtefactProblem as problem:
                 return str(problem)
@@ -224,12 +316,10 @@ class Provenance:
                 self._catalog[name] = _Stale(dataset)
 
     def _verify(self, name: str, path: Path, record: dict, producer: Node | None = None) -> None:
-        """Raise ArtefactProblem when the file no longer has the content its record names."""
+        """Raise ArtefactProblem when the file no longer has the content its record names (the
+        cheap rule of the module's docstring decides how much of it is read)."""
         try:
-            stat = path.stat()
-            if path.is_file() and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
-                return
-            if content_sha256(path) == record["sha256"]:
+            if self._matches(path, record):
                 return
         except PermissionError as error:
             raise ArtefactProblem(
@@ -241,19 +331,31 @@ class Provenance:
             f"matches its provenance record); rebuild it: {self._fix(producer)}"
         )
 
+    def _matches(self, path: Path, record: dict) -> bool:
+        """Whether `path` still holds what `record` names (see the module's cheap rule)."""
+        stat = path.stat()
+        large = path.is_file() and stat.st_size > FULL_CHECK_BYTES and not self._verify_all
+        if large and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
+            sample = record.get("sample_sha256")
+            return sample is None or sample_sha256(path, stat.st_size) == sample
+        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if key not in self._hashed or not path.is_file():
+            self._hashed[key] = content_sha256(path)
+        return self._hashed[key] == record["sha256"]
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _fix(self, producer: Node | None) -> str:
-        """The command that rebuilds what `producer` makes (or every stale artefact)."""
-        env = self._run_params.get("env")
+        """The command that rebuilds what `producer` makes (or every stale artefact), with the
+        user's environment and parameters."""
         pipelines = self._run_params.get("pipeline_names") or ["__default__"]
-        prefix = "kedro run" + (f" --env {env}" if env and env != "local" else "")
-        rebuild_all = f"{prefix} --pipelines {','.join(pipelines)} --only-missing-outputs"
+        prefix, params = user_command(self._run_params), user_params(self._run_params)
+        rebuild_all = f"{prefix} --pipelines {','.join(pipelines)} --only-missing-outputs{params}"
         if producer is None:
             return rebuild_all
         stage = sorted(STAGES & producer.tags)
         where = f" --namespaces {producer.namespace}" if producer.namespace else ""
-        one = f"{prefix} --pipelines {stage[0]}{where}" if stage else ""
+        one = f"{prefix} --pipelines {stage[0]}{where}{params}" if stage else ""
         return f"{rebuild_all} (rebuilds every stale artefact)" + (
             f", or just this one: {one}" if one else ""
         )
@@ -287,24 +389,51 @@ class _Stale(AbstractDataset):
 
     def __init__(self, wrapped: AbstractDataset) -> None:
         self.wrapped = wrapped
+        self.rebuilt = False
 
     def load(self) -> Any:
         return self.wrapped.load()
 
     def save(self, data: Any) -> None:
         self.wrapped.save(data)
+        self.rebuilt = True
 
     def _exists(self) -> bool:
-        return False
+        # stale until this run saves it again (an artefact rebuilt on a Dask worker is judged by
+        # its file and record, see unwrap)
+        return self.rebuilt and self.wrapped.exists()
 
     def _describe(self) -> dict[str, Any]:
         return {"stale": self.wrapped._describe()}
 
 
-def _read_sidecar(path: Path | None) -> dict | None:
+def unwrap(dataset: AbstractDataset | None) -> AbstractDataset | None:
+    """The catalog entry itself, without the stale marker an ``--only-missing-outputs`` run puts on it."""
+    return dataset.wrapped if isinstance(dataset, _Stale) else dataset
+
+
+def _read_sidecar(name: str, path: Path | None) -> dict | None:
+    """The provenance record of `path` (None when it has none).
+
+    Raises:
+        DamagedRecord: the sidecar exists but is not a whole record (truncated, not JSON).
+    """
     if path is None:
         return None
+    sidecar = sidecar_path(path)
     try:
-        return json.loads(sidecar_path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedRecord(
+            f"{name} ({path}): its provenance record {sidecar} is damaged ({error}), so what the "
+            "artefact was made from is unknown and it cannot be used"
+        ) from error
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise DamagedRecord(
+            f"{name} ({path}): its provenance record {sidecar} lacks {missing}, so what the artefact "
+            "was made from is unknown and it cannot be used"
+        )
+    return record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
+    problem = _out_problem(args.out)
+    if problem:
+        parser.error(problem)
     from perl_pipeline.rehearse.run import rehearse_and_report
     from perl_pipeline.sweep import merged, nested, parse_setting
 
@@ -70,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(md_path.read_text())
     logging.getLogger(__name__).info("written: %s and %s", json_path, md_path)
     return 0
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why `out` cannot be the rehearsal's folder (None if it can): checked before any work."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return (
+            f"--out {out}: {existing} is a file, not a folder; give a folder (created if missing) "
+            "for the replica, the stages' outputs and the records, e.g. --out /scratch/rehearsal"
+        )
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {out}: {existing} cannot be written by this user; give a folder you can write"
+    return None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
     from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.benchmarks.validate import check_data_root, validate_index
+    from perl_pipeline.fetch.extract import ExtractLimits
     from perl_pipeline.toy.miniature import write_miniature
 
     root = check_data_root(Path(data_root))
@@ -41,6 +42,9 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
             root,
             download=data_source.download,
             accept_checksum_mismatch=data_source.accept_checksum_mismatch,
+            limits=ExtractLimits.from_settings(
+                data_source.max_extracted_gb, data_source.max_compression_ratio
+            ),
         )
     index = build_index(spec, root)
     report = validate_index(

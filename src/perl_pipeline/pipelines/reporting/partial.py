@@ -17,8 +17,9 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
 from perl_pipeline.pipelines.evaluation.pipeline import runs
-from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance
+from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance, unwrap, user_command, user_params
 from perl_pipeline.pipelines.reporting.nodes import REPORTS, write_report
+from perl_pipeline.pipelines.reporting.pipeline import OUTPUTS
 from perl_pipeline.pipelines.training.pipeline import training_record
 from perl_pipeline.protocols import SEEDS
 from perl_pipeline.provenance import StaleArtefactError
@@ -43,8 +44,38 @@ class PartialReport:
             if node.name not in {n.name for n in pipeline.nodes}:
                 current = _current_runs(catalog, run_params, protocol, node.func.keywords["benchmarks"])
                 write_partial_report(
-                    catalog, protocol, node.func.keywords["benchmarks"], node.outputs, current
+                    catalog,
+                    protocol,
+                    node.func.keywords["benchmarks"],
+                    node.outputs,
+                    current,
+                    rerun=f"{user_command(run_params)} --pipelines {protocol} --only-missing-outputs"
+                    + user_params(run_params),
                 )
+
+
+STALE_BANNER = "> **STALE REPORT**"
+
+
+def _exists(catalog, name: str) -> bool:
+    """Whether the artefact exists on disk (a stale marker set by --only-missing-outputs aside)."""
+    dataset = unwrap(catalog.get(name)) if name in catalog else None
+    return dataset is not None and dataset.exists()
+
+
+def _mark_stale(catalog, markdown: str, rerun: str) -> None:
+    """Put a banner at the top of an earlier results.md that no current run backs any more."""
+    dataset = unwrap(catalog.get(markdown)) if markdown in catalog else None
+    if dataset is None or not dataset.exists():
+        return
+    text = dataset.load()
+    if text.startswith(STALE_BANNER):
+        return
+    dataset.save(
+        f"{STALE_BANNER}: none of its benchmarks' runs matches the last run's settings or artefacts, "
+        f"so these numbers are not theirs. Report again over current runs: `{rerun}`\n\n{text}"
+    )
+    logger.warning("the earlier report %s is marked stale: no current run backs it", markdown)
 
 
 def _current_runs(catalog, run_params: dict, protocol: str, benchmarks: tuple[str, ...]) -> list[str]:
@@ -64,19 +95,29 @@ def _current_runs(catalog, run_params: dict, protocol: str, benchmarks: tuple[st
 
 
 def write_partial_report(
-    catalog, protocol: str, benchmarks: tuple[str, ...], outputs: list[str], present: list[str]
+    catalog,
+    protocol: str,
+    benchmarks: tuple[str, ...],
+    outputs: list[str],
+    present: list[str],
+    rerun: str = "kedro run",
 ) -> None:
-    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`."""
+    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`.
+
+    When none is current, an earlier report left in place is marked stale at its top (naming
+    `rerun`, the command that reports the protocol again), so it is never read as this run's.
+    """
     missing = [b for b in benchmarks if b not in present]
     records = [
         f"{b}.{training_record(subset, seed)}"
         for b in present
         for subset in ("base", "all")
         for seed in SEEDS
-        if catalog.exists(f"{b}.{training_record(subset, seed)}")
+        if _exists(catalog, f"{b}.{training_record(subset, seed)}")  # rebuilt by this run, perhaps
     ]
     if not present or not records:
         logger.warning("no %s report written: no benchmark of it has been evaluated yet", protocol)
+        _mark_stale(catalog, outputs[OUTPUTS.index("results_markdown")], rerun)
         return
     label = catalog.load("params:report_label")
     if missing:
