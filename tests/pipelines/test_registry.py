@@ -35,8 +35,9 @@ def test_base_to_novel_is_one_template_per_benchmark(pipelines):
         assert f"{benchmark}.encode_class_prompts" in names
         assert f"{benchmark}.train_base" in names  # every seed in one node
         assert f"{benchmark}.evaluate_base_to_novel" in names
+        assert f"{benchmark}.package_adapters_base" in names  # one adapter file per seed
     assert "base_to_novel.write_report" in names
-    assert len(names) == len(BASE_TO_NOVEL) * 5 + 1
+    assert len(names) == len(BASE_TO_NOVEL) * 6 + 1
 
 
 def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
@@ -47,6 +48,12 @@ def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
         assert set(node.outputs) == {
             f"imagenet.{kind}_all_seed_{s}" for s in SEEDS for kind in ("projector", "training_record")
         }
+    adapters = {n.name: n for n in pipelines["__default__"].nodes if ".package_adapters_all" in n.name}
+    assert set(adapters) == {"imagenet.package_adapters_all"}  # written once, by cross_dataset
+    assert set(adapters["imagenet.package_adapters_all"].outputs) == {
+        f"imagenet.adapter_all_seed_{s}" for s in SEEDS
+    }
+    assert "imagenet.runs_cross_dataset" in adapters["imagenet.package_adapters_all"].inputs
     dg = pipelines["domain_generalization"]
     evaluate = next(n for n in dg.nodes if n.name == "imagenet_a.evaluate_domain_generalization")
     assert "imagenet.projector_all_seed_1" in evaluate.inputs
