@@ -30,15 +30,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from perl_pipeline.benchmarks.layouts.image_folder import image_extensions, normalise_classname
 from perl_pipeline.models.adapter import AdapterClassifier
 
 logger = logging.getLogger("perl_pipeline.predict")
-
-
-def image_extensions() -> frozenset[str]:
-    """The file extensions Pillow can open (lower case, with the dot)."""
-    Image.init()
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
 @dataclass(frozen=True)
@@ -146,12 +141,6 @@ def parse_classes(value: str) -> list[str]:
     else:
         names = [name.strip() for name in value.split(",") if name.strip()]
     return check_classnames(names)
-
-
-def normalise_classname(name: str) -> str:
-    """How a class name reads in a prompt, for comparisons: ``_`` as a space, case and runs of
-    white space ignored."""
-    return " ".join(name.replace("_", " ").split()).casefold()
 
 
 def check_classnames(names: Sequence[str]) -> list[str]:

@@ -118,4 +118,5 @@ def test_demo_transfer_protocols_reuse_the_imagenet_all_class_model(demo_run):
         average = table.filter(pl.col("role") == "average")["accuracy"].item()
         assert math.isclose(average, target_rows["accuracy"].mean(), abs_tol=1e-9)
     models = demo_run.data / "06_models" / "imagenet" / "all"
-    assert sorted(p.name for p in models.glob("*.safetensors")) == [f"seed_{s}.safetensors" for s in SEEDS]
+    expected = [f"seed_{s}{kind}.safetensors" for s in SEEDS for kind in (".adapter", "")]
+    assert sorted(p.name for p in models.glob("*.safetensors")) == expected  # projectors, adapters
