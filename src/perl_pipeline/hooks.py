@@ -19,6 +19,25 @@ class CheckModelSettings:
         check_parameters({name.removeprefix("params:"): catalog.load(name) for name in used})
 
 
+class OwnBenchmarks:
+    """Let the pipeline registry see the run's parameters, so that benchmarks of your own (a
+    block in conf/local/, or an environment's) join the protocols (`pipeline_registry.own_benchmarks`)."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        from perl_pipeline.pipeline_registry import use_parameters
+
+        def parameters() -> Mapping[str, Any]:
+            from kedro.config import MissingConfigException
+
+            try:
+                return context.config_loader["parameters"]
+            except MissingConfigException:  # no parameters: no benchmarks of your own
+                return {}
+
+        use_parameters(parameters)
+
+
 def typed_sections() -> dict[str, type]:
     """Parameter section -> the typed configuration Kedro builds for the nodes."""
     from perl_pipeline.config import (
