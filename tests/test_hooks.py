@@ -187,3 +187,28 @@ def test_benchmark_blocks_and_toy_sections_are_checked_too(benchmark_params: dic
         _run_hook({"toy_clip_pretraining": {"batch_size": 0}})
     with pytest.raises(ConfigError, match="toy_clip: unknown key"):
         _run_hook({"toy_clip": {"pair": 10}})
+
+
+def test_a_benchmark_block_in_conf_local_joins_the_protocols(tmp_path):
+    """OwnBenchmarks hands the run's parameters to the registry: a block in conf/local/ (never
+    committed) adds its benchmark to base_to_novel and makes all_classes."""
+    import shutil
+
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = Path(__file__).resolve().parents[1]
+    conf = tmp_path / "conf"
+    shutil.copytree(root / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    (conf / "local" / "parameters_mine.yml").write_text(
+        "mine:\n  benchmark: {name: mine, title: Mine, folder: mine, layout: image_folder,"
+        " template: 'a photo of a {}.'}\n"
+    )
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, conf_source=str(conf)) as session:
+        session.load_context()
+        assert "mine.train_all" in {node.name for node in pipelines["all_classes"].nodes}
+        assert "mine.evaluate_base_to_novel" in {node.name for node in pipelines["base_to_novel"].nodes}
+    bootstrap_project(root)  # the next session's registry starts afresh

@@ -63,3 +63,39 @@ def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
 def test_stage_pipelines_are_tag_slices(pipelines):
     assert _names(pipelines["training"]) == {n for n in _names(pipelines["__default__"]) if ".train_" in n}
     assert len(pipelines["reporting"].nodes) == 3
+
+
+OWN = {
+    "benchmark": {
+        "name": "mine",
+        "layout": "image_folder",
+        "folder": "mine",
+        "title": "Mine",
+        "template": "{}.",
+    }
+}
+
+
+def test_benchmarks_of_your_own_join_base_to_novel_and_make_all_classes():
+    from perl_pipeline.pipeline_registry import own_benchmarks, use_parameters
+
+    parameters = {"mine": OWN, "dtd": {"benchmark": {}}, "perl": {"steps": 4}, "notes": "x"}
+    assert own_benchmarks(parameters) == ("mine",)  # the paper's benchmarks and sections are not
+    use_parameters(lambda: parameters)
+    pipelines = register_pipelines()
+    names = _names(pipelines["base_to_novel"])
+    assert {"mine.prepare_benchmark", "mine.train_base", "mine.evaluate_base_to_novel"} <= names
+    assert "mine.package_adapters_base" in names
+    report = next(n for n in pipelines["base_to_novel"].nodes if n.name == "base_to_novel.write_report")
+    assert "mine.runs_base_to_novel" in report.inputs and "params:mine.benchmark" in report.inputs
+    assert _names(pipelines["all_classes"]) == {
+        "mine.prepare_benchmark",
+        "mine.draw_few_shot_splits",
+        "mine.encode_class_prompts",
+        "mine.train_all",
+        "mine.evaluate_all_classes",
+        "mine.package_adapters_all",
+        "all_classes.write_report",
+    }
+    use_parameters(None)
+    assert "all_classes" not in register_pipelines()  # no benchmark of your own: the paper's grid
