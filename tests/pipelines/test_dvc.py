@@ -67,6 +67,8 @@ def repo(tmp_path_factory) -> Path:
         kedro_env="demo",
         params_file="conf/demo/parameters.yml",
         data="data/demo",
+        own=["my_images"],
+        own_params_file="conf/demo/parameters_my_images.yml",
     )
     commit(repo, "demo")
     return repo
@@ -76,6 +78,7 @@ def test_dvc_params_agree_with_the_kedro_project():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert tuple(params["base_to_novel"]) == BASE_TO_NOVEL
     assert tuple(params["variants"]) == DOMAIN_GENERALIZATION_TARGETS
+    assert params["own"] == []  # benchmarks of your own are yours to list (the demo: my_images)
     globals_ = yaml.safe_load((ROOT / "conf" / "base" / "globals.yml").read_text())
     assert params["data"] == globals_["data"]
     demo = yaml.safe_load((ROOT / "conf" / "demo" / "globals.yml").read_text())
@@ -98,6 +101,7 @@ def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(
     assert "toy_clip" not in first  # the shipped weights match their committed lineage
     assert {f"data@{b}" for b in BASE_TO_NOVEL} <= first
     assert {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} <= first and "base_to_novel" in first
+    assert {"own_data@my_images", "own_base_to_novel_model@my_images"} <= first  # the demo's own folder
     metrics = repo / "data" / "demo" / "08_reporting" / "base_to_novel" / "metrics.json"
     assert metrics.is_file()
     assert "dtd" in _run([*dvc, "metrics", "show"], repo)
@@ -107,7 +111,8 @@ def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(
     params_file = repo / "conf" / "demo" / "parameters.yml"
     params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 2\n", 1))
     rerun = _stages_run(_run([*dvc, "repro", "base_to_novel"], repo))
-    assert rerun == {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} | {"base_to_novel"}
+    own = {"own_base_to_novel_model@my_images"}
+    assert rerun == {f"base_to_novel_model@{b}" for b in BASE_TO_NOVEL} | own | {"base_to_novel"}
     runs = repo / "data" / "demo" / "07_model_output" / "base_to_novel" / "dtd" / "runs.parquet"
     import polars as pl
 
