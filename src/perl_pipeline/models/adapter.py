@@ -256,7 +256,10 @@ class AdapterClassifier(nn.Module):
         step = self.steps if step is None else int(step)
         if not 0 <= step <= self.steps:
             raise ValueError(f"step {step} is outside 0..{self.steps} (the adapter's K)")
-        image = F.normalize(self.model.encode_image(images)[step].float(), dim=-1)
+        if step == 0:  # zero-shot CLIP: no refinement to run (e(0) is open_clip's encode_image)
+            image = F.normalize(self.model.clip.encode_image(images).float(), dim=-1)
+        else:
+            image = F.normalize(self.model.encode_image(images)[step].float(), dim=-1)
         logits = self.model.logit_scale * image @ self._text[step].T
         return logits.softmax(dim=-1)
 
