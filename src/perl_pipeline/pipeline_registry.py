@@ -16,6 +16,7 @@ from perl_pipeline.pipelines import (
     data_preparation,
     evaluation,
     few_shot_splits,
+    predict,
     reporting,
     text_features,
     toy_clip,
@@ -101,4 +102,10 @@ def register_pipelines() -> dict[str, Pipeline]:
         protocols["all_classes"] = _protocol("all_classes", own, own, "all")
     everything = sum(protocols.values(), Pipeline([]))
     stages = {stage: everything.only_nodes_with_tags(stage) for stage in STAGES}
-    return {**stages, **protocols, "toy_clip": toy_clip.create_pipeline(), "__default__": everything}
+    return {
+        **stages,
+        **protocols,
+        "toy_clip": toy_clip.create_pipeline(),
+        "predict": predict.create_pipeline(),
+        "__default__": everything,
+    }

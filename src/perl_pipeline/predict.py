@@ -283,12 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError, AdapterFileError, BackboneMismatchError) as error:
         logger.error("%s", error)
         return 2
-    for path, reason in found.skipped:
-        logger.warning("skipping %s: %s", path, reason)
     workers = args.workers if args.workers is not None else _default_workers(device)
-    rows, rate = predict_files(
+    rows, rate = classify(
         classifier,
-        found.files,
+        found,
         top_k=args.top_k,
         step=args.step,
         batch_size=args.batch_size,
@@ -296,10 +294,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=device,
         progress=not args.no_progress,
     )
-    width = max(0, min(args.top_k, len(classifier.classnames)))
-    blank = {f"{kind}_{i}": "" for i in range(1, width + 1) for kind in ("class", "prob")}
-    step = classifier.steps if args.step is None else args.step
-    rows += [{"path": str(p), "step": step, **blank, "error": reason} for p, reason in found.skipped]
     write_predictions(rows, args.out, overwrite=args.overwrite)
     bad = sum(1 for row in rows if row["error"])
     logger.info(
@@ -307,13 +301,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wrote %s",
         len(rows) - bad,
         bad,
-        step,
+        rows[0]["step"],
         len(classifier.classnames),
         rate,
         device,
         args.out,
     )
     return 0
+
+
+def classify(
+    classifier: AdapterClassifier, found: Found, *, top_k: int = 5, step: int | None = None, **options
+) -> tuple[list[dict], float]:
+    """`predict_files` over the files found, then one row per path skipped while searching (its
+    ``error`` the reason, no classes), each named in the log; returns (rows, images per second)."""
+    for path, reason in found.skipped:
+        logger.warning("skipping %s: %s", path, reason)
+    rows, rate = predict_files(classifier, found.files, top_k=top_k, step=step, **options)
+    width = min(top_k, len(classifier.classnames))
+    blank = {f"{kind}_{i}": "" for i in range(1, width + 1) for kind in ("class", "prob")}
+    step = classifier.steps if step is None else step
+    rows += [{"path": str(p), "step": step, **blank, "error": reason} for p, reason in found.skipped]
+    return rows, rate
 
 
 def _default_workers(device: torch.device) -> int:

@@ -179,23 +179,34 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
             path,
         ) from error
     try:
-        record = json.loads(header.get(METADATA_KEY, "{}")).get("adapter")
+        values = json.loads(header.get(METADATA_KEY, "{}"))
     except json.JSONDecodeError as error:
         raise AdapterFileError(f"{path}: its metadata header is not valid JSON ({error})", path) from error
+    return adapter_from_dict(weights | values, source=path)
+
+
+def adapter_from_dict(data: Mapping[str, Any], source: str | os.PathLike = "<adapter>") -> Adapter:
+    """An adapter from `Adapter.to_dict()`'s form (tensors plus ``"adapter"``: its record), as the
+    project's safetensors dataset loads it.
+
+    Raises:
+        AdapterFileError: no adapter record of this format, or one that lacks a required key.
+    """
+    record = data.get("adapter")
     if not isinstance(record, dict) or record.get("format") != ADAPTER_FORMAT:
         found = "no adapter record" if not isinstance(record, dict) else f"format {record.get('format')!r}"
         raise AdapterFileError(
-            f"{path} is a safetensors file but not a PERL adapter ({found}; expected format "
+            f"{source} is a safetensors file but not a PERL adapter ({found}; expected format "
             f"{ADAPTER_FORMAT!r}); adapters are written by training as "
             "data/06_models/<benchmark>/<subset>/seed_<s>.adapter.safetensors",
-            path,
+            source,
         )
     missing = [k for k in ("backbone", "perl", "template", "classnames") if k not in record]
     if missing:
-        raise AdapterFileError(f"{path}: the adapter record lacks {missing}", path)
+        raise AdapterFileError(f"{source}: the adapter record lacks {missing}", source)
     known = {"format", "backbone", "perl", "template", "classnames", "recipe", "metrics"}
     return Adapter(
-        weights=weights,
+        weights={k: v for k, v in data.items() if isinstance(v, torch.Tensor)},
         backbone=dict(record["backbone"]),
         perl=dict(record["perl"]),
         template=record["template"],
@@ -287,11 +298,31 @@ def load_adapter(
         BackboneMismatchError: `model_name` or the weights' identity differ from the adapter's,
             naming both; or the recorded weights file is not here and no `pretrained` is given.
     """
+    return classifier_for(
+        read_adapter(path),
+        pretrained=pretrained,
+        model_name=model_name,
+        cache_dir=cache_dir,
+        device=device,
+        source=path,
+    )
+
+
+def classifier_for(
+    adapter: Adapter,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    source: str | os.PathLike = "<adapter>",
+) -> AdapterClassifier:
+    """The classifier of an adapter already read (see `load_adapter`; `source` names it in errors)."""
     import open_clip
 
     from perl_pipeline.models.loading import load_clip, weights_identity
 
-    adapter = read_adapter(path)
+    path = source
     stored = adapter.backbone
     name = stored["model_name"]
     if model_name is not None and model_name != name:
