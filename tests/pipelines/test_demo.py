@@ -120,3 +120,25 @@ def test_demo_transfer_protocols_reuse_the_imagenet_all_class_model(demo_run):
     models = demo_run.data / "06_models" / "imagenet" / "all"
     expected = [f"seed_{s}{kind}.safetensors" for s in SEEDS for kind in (".adapter", "")]
     assert sorted(p.name for p in models.glob("*.safetensors")) == expected  # projectors, adapters
+
+
+def test_demo_folder_of_your_own_is_split_once_and_leaves_adapters(demo_run):
+    """my_images (conf/demo/parameters_my_images.yml): class folders split 50/20/30 per class into
+    a CoOp split file, trained base-to-novel, one adapter file per seed that loads and knows its
+    own results."""
+    from perl_pipeline.models import load_adapter
+
+    split = json.loads((demo_run.data / "01_raw" / "my_images" / "split_perl.json").read_text())
+    assert {s: len(rows) for s, rows in split.items()} == {
+        "train": 420,
+        "val": 160,
+        "test": 260,
+    }  # 20 x 21/8/13
+    runs = pl.read_parquet(demo_run.data / "07_model_output" / "base_to_novel" / "my_images" / "runs.parquet")
+    for seed in SEEDS:
+        path = demo_run.data / "06_models" / "my_images" / "base" / f"seed_{seed}.adapter.safetensors"
+        classifier = load_adapter(path)
+        assert len(classifier.classnames) == 10 and classifier.steps == 4
+        final = runs.filter((pl.col("seed") == seed) & (pl.col("step") == 4)).sort("subset")
+        expected = dict(zip(final["subset"], final["accuracy"], strict=True))
+        assert classifier.adapter.metrics["accuracy"] == pytest.approx(expected, abs=1e-3)
