@@ -36,6 +36,10 @@ class OwnBenchmarks:
                 return {}
 
         use_parameters(parameters)
+        from kedro.framework.project import pipelines
+
+        # pipelines a session of another environment built earlier in this process are stale
+        pipelines.configure("perl_pipeline.pipeline_registry")
 
 
 def typed_sections() -> dict[str, type]:
