@@ -224,3 +224,15 @@ def miniatures(tmp_path_factory: pytest.TempPathFactory, benchmark_specs: dict) 
 
     root = tmp_path_factory.mktemp("miniatures")
     return root, {name: write_miniature(spec, root) for name, spec in benchmark_specs.items()}
+
+
+@pytest.fixture(autouse=True)
+def _paper_grid_only():
+    """Each test starts with a registry that sees no run's parameters: a KedroSession of an
+    earlier test (the demo's, with its benchmark of your own) must not change the pipelines a
+    later test builds with register_pipelines()."""
+    from perl_pipeline.pipeline_registry import use_parameters
+
+    use_parameters(None)
+    yield
+    use_parameters(None)

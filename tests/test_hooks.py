@@ -240,3 +240,51 @@ def test_a_nodes_error_suggests_the_command_with_the_runs_settings():
         "kedro run --env demo --pipelines text_features --namespaces dtd "
         "--params 'perl.split_layer=3,perl.modalities=[image]'."
     )
+
+
+def test_a_benchmark_block_in_conf_local_joins_the_protocols(tmp_path):
+    """OwnBenchmarks hands the run's parameters to the registry: a block in conf/local/ (never
+    committed) adds its benchmark to base_to_novel and makes all_classes."""
+    import shutil
+
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = Path(__file__).resolve().parents[1]
+    conf = tmp_path / "conf"
+    shutil.copytree(root / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    (conf / "local" / "parameters_mine.yml").write_text(
+        "mine:\n  benchmark: {name: mine, title: Mine, folder: mine, layout: image_folder,"
+        " template: 'a photo of a {}.'}\n"
+    )
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, conf_source=str(conf)) as session:
+        session.load_context()
+        assert "mine.train_all" in {node.name for node in pipelines["all_classes"].nodes}
+        assert "mine.evaluate_base_to_novel" in {node.name for node in pipelines["base_to_novel"].nodes}
+    bootstrap_project(root)  # the next session's registry starts afresh
+
+
+def test_a_later_session_of_another_environment_rebuilds_the_pipelines(tmp_path):
+    """In one process (a notebook), a demo session's benchmark of your own does not linger in the
+    next session's pipelines."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = Path(__file__).resolve().parents[1]
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env="demo") as session:
+        session.load_context()
+        assert "my_images.train_base" in {n.name for n in pipelines["base_to_novel"].nodes}
+    conf = tmp_path / "conf"  # the project's conf without anything local
+    import shutil
+
+    shutil.copytree(root / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    with KedroSession.create(project_path=root, conf_source=str(conf)) as session:
+        session.load_context()
+        assert "all_classes" not in pipelines
+        assert not any(n.name.startswith("my_images.") for n in pipelines["base_to_novel"].nodes)

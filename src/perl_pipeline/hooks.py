@@ -115,6 +115,29 @@ def _known_sections(pipeline) -> set[str]:
     }
 
 
+class OwnBenchmarks:
+    """Let the pipeline registry see the run's parameters, so that benchmarks of your own (a
+    block in conf/local/, or an environment's) join the protocols (`pipeline_registry.own_benchmarks`)."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        from perl_pipeline.pipeline_registry import use_parameters
+
+        def parameters() -> Mapping[str, Any]:
+            from kedro.config import MissingConfigException
+
+            try:
+                return context.config_loader["parameters"]
+            except MissingConfigException:  # no parameters: no benchmarks of your own
+                return {}
+
+        use_parameters(parameters)
+        from kedro.framework.project import pipelines
+
+        # pipelines a session of another environment built earlier in this process are stale
+        pipelines.configure("perl_pipeline.pipeline_registry")
+
+
 def typed_sections() -> dict[str, type]:
     """Parameter section -> the typed configuration Kedro builds for the nodes."""
     from perl_pipeline.config import (

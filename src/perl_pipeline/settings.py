@@ -1,11 +1,11 @@
 """Kedro project settings (https://docs.kedro.org/en/stable/kedro_project_setup/settings.html)."""
 
-from perl_pipeline.hooks import CheckModelSettings
+from perl_pipeline.hooks import CheckModelSettings, OwnBenchmarks
 from perl_pipeline.pipelines.freshness import Provenance
 from perl_pipeline.pipelines.reporting.partial import PartialReport
 
 # pluggy calls the hooks registered last first: the settings are checked before the artefacts
-HOOKS = (PartialReport(), Provenance(), CheckModelSettings())
+HOOKS = (PartialReport(), Provenance(), CheckModelSettings(), OwnBenchmarks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -110,6 +110,9 @@ def test_ratios_are_computed_from_the_figures(figures):
     assert ratios["evaluation_vs_decode_only"]["cpu"] == pytest.approx(
         evaluation["evaluate", "cpu"]["images_per_s"] / evaluation["decode_only", "cpu"]["images_per_s"]
     )
+    assert ratios["predict_vs_zero_shot_evaluation"] == pytest.approx(
+        evaluation["predict", "cpu"]["images_per_s"] / evaluation["zero_shot_evaluate", "cpu"]["images_per_s"]
+    )
 
 
 def test_targets_follow_the_ratios(figures):

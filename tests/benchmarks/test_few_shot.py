@@ -145,9 +145,11 @@ def test_seeds_differ_and_repeat() -> None:
     )["path"].to_list() == sorted(by_seed[2], key=lambda p: (int(p.split("class_")[1][:3]), p))
 
 
-def test_classes_with_fewer_images_keep_all() -> None:
+def test_classes_with_fewer_images_keep_all(caplog: pytest.LogCaptureFixture) -> None:
     index = make_index(4, small={2: 3})
     table = rows(draw_few_shot(index, shots=16, seeds=[1]), subset="all", split="train")
+    name = rows(index, label=2)["classname"][0]
+    assert f"1 class(es) have fewer than 16 training images and are kept whole: {name} (3)" in caplog.text
     assert rows(table, label=2).height == 3
     assert sorted(rows(table, label=2)["path"].to_list()) == sorted(
         rows(index, split="train", label=2)["path"].to_list()

@@ -19,6 +19,8 @@ from perl_pipeline.evaluation.metrics import (
 )
 from perl_pipeline.evaluation.reference import load_reported
 from perl_pipeline.evaluation.report import (
+    Benchmark,
+    all_classes_report,
     base_to_novel_report,
     cross_dataset_report,
     domain_generalization_report,
@@ -278,3 +280,34 @@ def test_reported_as_gives_the_papers_key_when_it_differs_from_the_name(benchmar
     assert Benchmark.from_spec(flowers) == Benchmark("oxford_flowers", "Flowers102")
     renamed = dataclasses.replace(flowers, reported_as="flowers102")
     assert Benchmark.from_spec(renamed) == Benchmark("flowers102", "Flowers102")
+
+
+MINE = {**BENCHMARKS, "mine": Benchmark("mine", "My images")}  # a benchmark of your own
+
+
+def test_base_to_novel_report_includes_a_benchmark_of_your_own() -> None:
+    runs = make_runs(benchmarks=("dtd", "mine"))
+    table, markdown = base_to_novel_report(runs, benchmarks=MINE)
+    assert table.filter(pl.col("role") == "benchmark")["benchmark"].to_list() == ["dtd", "mine"]
+    assert _row(table, "mine")["perl_reported_hm"] is None  # no paper number for your own
+    assert _row(table, "dtd")["perl_reported_hm"] is not None
+    mean = table.filter(pl.col("role") == "benchmark")["hm"].mean()
+    assert _row(table, AVERAGE_MEAN_OF_HMS)["hm"] == pytest.approx(mean)  # ours: over both
+    assert "My images" in _markdown_row(markdown, "Method") and "Left out" not in markdown
+
+
+def test_all_classes_report_scores_each_benchmark_against_zero_shot() -> None:
+    def accuracy(benchmark: str, seed: int, subset: str, step: int) -> float:
+        return {"mine": 40.0, "yours": 60.0}[benchmark] + 2 * step + seed
+
+    runs = make_runs(benchmarks=("mine", "yours"), subsets=("all",), accuracy=accuracy)
+    names = {"mine": Benchmark("mine", "My images"), "yours": Benchmark("yours", "Yours")}
+    table, markdown = all_classes_report(runs, benchmarks=names, label="DEMO")
+    assert table["benchmark"].to_list() == ["mine", "yours", TARGET_AVERAGE]
+    assert _row(table, "mine")["accuracy"] == pytest.approx(40 + 8 + 2)  # step 4, seeds 1..3
+    assert _row(table, "mine")["zeroshot_accuracy"] == pytest.approx(40 + 2)
+    assert _row(table, TARGET_AVERAGE)["accuracy"] == pytest.approx(60)
+    assert "## All-class few-shot" in markdown and "> **DEMO**" in markdown
+    assert _markdown_row(markdown, "Method") == "| Method | My images | Yours | Average (2) |"
+    assert _markdown_row(markdown, "PERL (reported)") == "| PERL (reported) | — | — | — |"
+    assert "not a protocol of the paper" in markdown

@@ -53,7 +53,9 @@ def demo_run(tmp_path_factory) -> DemoRun:
 
 # ---- one reproduced DVC repository of the demo, shared by the DVC and sweep tests ---------------
 
-DVC_BENCHMARKS = ("dtd", "eurosat")  # two benchmarks: the foreach stages really repeat
+DVC_PAPER = ("dtd",)  # one of the paper's benchmarks (params.yaml base_to_novel) ...
+DVC_OWN = ("my_images",)  # ... and the demo's folder of images (params.yaml own)
+DVC_BENCHMARKS = DVC_PAPER + DVC_OWN
 
 
 def run_command(args: list[str], cwd: Path) -> str:
@@ -116,8 +118,11 @@ def commit(repo: Path, message: str) -> None:
     run_command([*git, "commit", "-qm", message], repo)
 
 
-def small_demo_project(repo: Path, benchmarks: tuple[str, ...] = DVC_BENCHMARKS) -> Path:
-    """The project switched to the demo, cut to `benchmarks` and one training epoch, committed.
+def small_demo_project(
+    repo: Path, paper: tuple[str, ...] = DVC_PAPER, own: tuple[str, ...] = DVC_OWN
+) -> Path:
+    """The project switched to the demo, cut to `paper` benchmarks, the folder benchmarks `own` and
+    one training epoch, committed.
 
     The report stage runs over those benchmarks (Kedro's filter needs a node of a namespace; their
     evaluations are current, so --only-missing-outputs skips them and the report is written)."""
@@ -126,10 +131,13 @@ def small_demo_project(repo: Path, benchmarks: tuple[str, ...] = DVC_BENCHMARKS)
         kedro_env="demo",
         params_file="conf/demo/parameters.yml",
         data="data/demo",
-        base_to_novel=list(benchmarks),
+        base_to_novel=list(paper),
+        own=list(own),
+        own_params_file="conf/demo/parameters_my_images.yml",
     )
     stages = repo / "dvc.yaml"
-    report = f"--namespaces {','.join(benchmarks)} --tags evaluation,reporting --only-missing-outputs\n"
+    names = ",".join(paper + own)
+    report = f"--namespaces {names} --tags evaluation,reporting --only-missing-outputs\n"
     stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
     demo = repo / "conf" / "demo" / "parameters.yml"
     demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))

@@ -44,3 +44,30 @@ def test_few_shot_node_reads_data_root_and_data_source() -> None:
     (node,) = create_pipeline(["dtd"]).nodes
     assert node.inputs == ["dtd.index", "params:few_shot", "params:data_root", "params:data_source"]
     assert node.func.keywords["benchmark"] == "dtd"
+
+
+def test_prepare_indexes_a_folder_of_your_own_with_its_split_file_sizes(tmp_path: Path) -> None:
+    """image_folder through the node: no sizes in the block, the split file's are validated; a
+    file that fails to decode is named, and dropped under the tolerance."""
+    from tests.benchmarks.layouts.test_image_folder import BLOCK, images
+
+    for name in ("owl", "cat"):
+        images(tmp_path / "mine" / name, 10)
+    index = prepare_benchmark(BLOCK, str(tmp_path), DataSourceConfig(download=False))
+    assert dict(index.group_by("split").len().iter_rows()) == {"train": 10, "val": 4, "test": 6}
+    assert index.sort("label")["classname"].unique(maintain_order=True).to_list() == ["cat", "owl"]
+    test_file = index.filter(pl.col("split") == "test")["path"][0]
+    write_truncated_jpeg(tmp_path / test_file)
+    with pytest.raises(DatasetValidationError, match=test_file):
+        prepare_benchmark(BLOCK, str(tmp_path), DataSourceConfig(download=False))
+    tolerant = prepare_benchmark(BLOCK, str(tmp_path), DataSourceConfig(download=False, tolerance=1))
+    assert tolerant.height == 19 and test_file not in tolerant["path"].to_list()
+
+
+def test_prepare_names_a_single_class_folder(tmp_path: Path) -> None:
+    from perl_pipeline.benchmarks.layouts.image_folder import ImageFolderError
+    from tests.benchmarks.layouts.test_image_folder import BLOCK, images
+
+    images(tmp_path / "mine" / "only", 6)
+    with pytest.raises(ImageFolderError, match=r"\[mine\] .*mine holds a single class folder \('only'\)"):
+        prepare_benchmark(BLOCK, str(tmp_path), DataSourceConfig(download=False))

@@ -29,7 +29,7 @@ def test_demo_writes_every_report(demo_run):
 def test_demo_hm_is_the_harmonic_mean_of_its_base_and_novel(demo_run):
     table = pl.read_csv(demo_run.data / "08_reporting" / "base_to_novel" / "results.csv")
     rows = table.filter(pl.col("role") == "benchmark")
-    assert sorted(rows["benchmark"]) == sorted(BASE_TO_NOVEL)
+    assert sorted(rows["benchmark"]) == sorted([*BASE_TO_NOVEL, "my_images"])  # the demo's folder of your own
     for row in rows.iter_rows(named=True):
         base, novel = row["base"], row["novel"]
         expected = 0.0 if base + novel == 0 else 2 * base * novel / (base + novel)
@@ -118,4 +118,27 @@ def test_demo_transfer_protocols_reuse_the_imagenet_all_class_model(demo_run):
         average = table.filter(pl.col("role") == "average")["accuracy"].item()
         assert math.isclose(average, target_rows["accuracy"].mean(), abs_tol=1e-9)
     models = demo_run.data / "06_models" / "imagenet" / "all"
-    assert sorted(p.name for p in models.glob("*.safetensors")) == [f"seed_{s}.safetensors" for s in SEEDS]
+    expected = [f"seed_{s}{kind}.safetensors" for s in SEEDS for kind in (".adapter", "")]
+    assert sorted(p.name for p in models.glob("*.safetensors")) == expected  # projectors, adapters
+
+
+def test_demo_folder_of_your_own_is_split_once_and_leaves_adapters(demo_run):
+    """my_images (conf/demo/parameters_my_images.yml): class folders split 50/20/30 per class into
+    a CoOp split file, trained base-to-novel, one adapter file per seed that loads and knows its
+    own results."""
+    from perl_pipeline.models import load_adapter
+
+    split = json.loads((demo_run.data / "01_raw" / "my_images" / "split_perl.json").read_text())
+    assert {s: len(rows) for s, rows in split.items()} == {
+        "train": 420,
+        "val": 160,
+        "test": 260,
+    }  # 20 x 21/8/13
+    runs = pl.read_parquet(demo_run.data / "07_model_output" / "base_to_novel" / "my_images" / "runs.parquet")
+    for seed in SEEDS:
+        path = demo_run.data / "06_models" / "my_images" / "base" / f"seed_{seed}.adapter.safetensors"
+        classifier = load_adapter(path)
+        assert len(classifier.classnames) == 10 and classifier.steps == 4
+        final = runs.filter((pl.col("seed") == seed) & (pl.col("step") == 4)).sort("subset")
+        expected = dict(zip(final["subset"], final["accuracy"], strict=True))
+        assert classifier.adapter.metrics["accuracy"] == pytest.approx(expected, abs=1e-3)

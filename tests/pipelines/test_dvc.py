@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from perl_pipeline.protocols import DOMAIN_GENERALIZATION_TARGETS
-from tests.pipelines.conftest import DVC_BENCHMARKS, ROOT, dvc, stages_run
+from tests.pipelines.conftest import DVC_BENCHMARKS, DVC_OWN, DVC_PAPER, ROOT, dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,9 @@ def test_the_shipped_toy_clip_weights_are_up_to_date_with_their_lineage(dvc_demo
 def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(dvc_demo, tmp_path):
     first = dvc_demo.first_repro
     per_benchmark = {"data", "features", "base_to_novel_model"}
-    assert first == {f"{stage}@{b}" for stage in per_benchmark for b in DVC_BENCHMARKS} | {"base_to_novel"}
+    paper = {f"{stage}@{b}" for stage in per_benchmark for b in DVC_PAPER}
+    own = {f"own_{stage}@{b}" for stage in per_benchmark for b in DVC_OWN}  # a folder of images
+    assert first == paper | own | {"base_to_novel"}
     assert (dvc_demo.data / "08_reporting" / "base_to_novel" / "metrics.json").is_file()
     assert all(b in dvc(dvc_demo.repo, "metrics", "show") for b in DVC_BENCHMARKS)
 
@@ -50,7 +52,10 @@ def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(
     params_file = repo / "conf" / "demo" / "parameters.yml"
     params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 2\n", 1))
     rerun = stages_run(dvc(repo, "repro", "base_to_novel"))
-    assert rerun == {f"base_to_novel_model@{b}" for b in DVC_BENCHMARKS} | {"base_to_novel"}
+    models = {f"base_to_novel_model@{b}" for b in DVC_PAPER} | {
+        f"own_base_to_novel_model@{b}" for b in DVC_OWN
+    }
+    assert rerun == models | {"base_to_novel"}
     for b in DVC_BENCHMARKS:
         runs = repo / "data" / "demo" / "07_model_output" / "base_to_novel" / b / "runs.parquet"
         assert pl.read_parquet(runs)["step"].max() == 2

@@ -177,12 +177,16 @@ def trained(params: dict, index: pl.DataFrame, few_shot: pl.DataFrame, features:
 
 
 @pytest.fixture(scope="module")
-def runs(
+def evaluated(
     params: dict, index: pl.DataFrame, few_shot: pl.DataFrame, features: dict, trained: dict
-) -> pl.DataFrame:
+) -> dict:
+    """The base_to_novel evaluation stage's outputs: the runs table, then (its second node, run
+    on the runs table) the seed's adapter."""
     name = f"{BENCHMARK}.{projector('base', SEED)}"
-    outputs = run_stage(
-        evaluation.create_pipeline(BENCHMARK, "base_to_novel", seeds=(SEED,)),
+    stage = evaluation.create_pipeline(BENCHMARK, "base_to_novel", seeds=(SEED,))
+    adapters = stage.only_nodes_with_tags("adapters")
+    scored = run_stage(
+        stage - adapters,
         params,
         ["data_root", "clip", "perl", "training", "evaluation", "device"],
         {
@@ -192,7 +196,14 @@ def runs(
             name: trained[name],
         },
     )
-    return outputs[runs_name(BENCHMARK, "base_to_novel")]
+    runs = scored[runs_name(BENCHMARK, "base_to_novel")]
+    inputs = {f"{BENCHMARK}.text_features": features, runs_name(BENCHMARK, "base_to_novel"): runs}
+    return scored | run_stage(adapters, params, ["clip", "perl"], inputs | {name: trained[name]})
+
+
+@pytest.fixture(scope="module")
+def runs(evaluated: dict) -> pl.DataFrame:
+    return evaluated[runs_name(BENCHMARK, "base_to_novel")]
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +312,35 @@ def test_evaluation_scores_each_seed_subset_and_step(runs: pl.DataFrame, feature
     assert runs["benchmark"].unique().to_list() == [BENCHMARK]
     assert runs["text_features"].unique().to_list() == [fingerprint(features["recipe"])]
     assert runs["projector"].unique().len() == 1
+
+
+def test_evaluation_writes_an_adapter_that_predict_scores_as_evaluation_did(
+    params: dict, index: pl.DataFrame, evaluated: dict, runs: pl.DataFrame, tmp_path: Path
+) -> None:
+    from perl_pipeline.datasets import TensorDictDataset
+    from perl_pipeline.models import load_adapter
+    from perl_pipeline.pipelines.evaluation.pipeline import adapter
+    from perl_pipeline.predict import predict_files
+
+    path = tmp_path / "seed.adapter.safetensors"
+    TensorDictDataset(filepath=str(path)).save(evaluated[f"{BENCHMARK}.{adapter('base', SEED)}"])
+    classifier = load_adapter(path)
+    record = classifier.adapter
+    classnames = index.sort("label").unique("label", maintain_order=True)["classname"].to_list()
+    assert classifier.classnames == tuple(classnames[: CLASSES // 2])  # the base classes it trained on
+    assert record.extra["benchmark_classnames"] == classnames
+    assert (record.extra["subset"], record.extra["seed"], record.perl["steps"]) == ("base", SEED, PERL_STEPS)
+    assert record.backbone == {"model_name": "PERL-Tiny-ViT", "weights": "random:0", "pretrained": None}
+    final = runs.filter(pl.col("step") == PERL_STEPS).sort("subset")["accuracy"].to_list()
+    assert [record.metrics["accuracy"][s] for s in ("base", "novel")] == pytest.approx(final, abs=1e-3)
+    assert record.metrics["hm"] == pytest.approx(2 * final[0] * final[1] / (final[0] + final[1]), abs=1e-3)
+    # predict on the novel test images, open-vocabulary, scores exactly what evaluation scored
+    test = index.filter((pl.col("split") == "test") & (pl.col("label") >= CLASSES // 2)).sort("path")
+    classifier.set_classes(classnames[CLASSES // 2 :])
+    files = [Path(params["data_root"]) / p for p in test["path"]]
+    rows, _ = predict_files(classifier, files, top_k=1, progress=False)
+    correct = sum(row["class_1"] == name for row, name in zip(rows, test["classname"], strict=True))
+    assert 100 * correct / len(rows) == pytest.approx(record.metrics["accuracy"]["novel"], abs=1e-3)
 
 
 def test_transfer_evaluation_reads_the_source_projectors(transfer_runs: pl.DataFrame) -> None:

@@ -65,6 +65,11 @@ def compute_ratios(
         "evaluation_vs_decode_only": {
             d: evaluation["evaluate", d] / evaluation["decode_only", d] for d in decoders
         },
+        "predict_vs_zero_shot_evaluation": (  # images/s, CPU decoding for both
+            evaluation["predict", "cpu"] / evaluation["zero_shot_evaluate", "cpu"]
+            if ("predict", "cpu") in evaluation
+            else None
+        ),
     }
 
 
@@ -145,11 +150,11 @@ def format_report(result: dict) -> str:
             f"{'reps':>6}{'images/s':>10}",
         ]
         for row in result["evaluation"]:
-            label = (
-                "decode only (ceiling)"
-                if row["workload"] == "decode_only"
-                else f"evaluate {s['seeds']} seeds"
-            )
+            label = {
+                "decode_only": "decode only (ceiling)",
+                "zero_shot_evaluate": "evaluate zero-shot CLIP",
+                "predict": "predict (1 adapter, top-5)",
+            }.get(row["workload"], f"evaluate {s['seeds']} seeds")
             lines.append(
                 f"{label:<26}{row['decode']:>7}{row['images']:>7}{row['workers']:>8}{row['seconds']:>11.4f}"
                 f"{row['repeats']:>6}{row['images_per_s']:>10.2f}"
@@ -185,6 +190,11 @@ def format_report(result: dict) -> str:
         lines.append(
             "evaluation / decode-only ceiling, images/s: "
             + ", ".join(f"{d} decode: {v:.2f}" for d, v in ratios["evaluation_vs_decode_only"].items())
+        )
+    if ratios.get("predict_vs_zero_shot_evaluation"):
+        lines.append(
+            "predict (python -m perl_pipeline.predict's work) / zero-shot evaluation, images/s: "
+            f"{ratios['predict_vs_zero_shot_evaluation']:.2f}x"
         )
     lines += ["", "targets"]
     for target in result["targets"]:

@@ -131,7 +131,7 @@ WORKLOAD_LABELS = {
     "perl_train_step": "PERL train step",
 }
 SEEDS_WORKLOADS = ("train_one_seed", "train_seeds_together")
-EVAL_WORKLOADS = ("decode_only", "evaluate")
+EVAL_WORKLOADS = ("decode_only", "evaluate", "zero_shot_evaluate", "predict")
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -345,6 +345,8 @@ def bench_evaluation(
         k: PERL(model.clip, settings.split_layer, settings.steps, seed=k).to(device)
         for k in range(settings.seeds)
     }
+    zero_shot = {0: PERL(model.clip, settings.split_layer, 0, modalities=()).to(device)}
+    classifier = _classifier(models[0], settings)
     batch = max(settings.batch_sizes)
     rows = []
     for decode in ("cpu", "gpu") if device.type == "cuda" else ("cpu",):
@@ -354,17 +356,29 @@ def bench_evaluation(
             for images, _ in EvalBatches(table, config, device, model.clip):
                 del images
 
-        def evaluate(config=config) -> None:
+        def evaluate(config=config, models=models) -> None:
             evaluate_seeds(
                 models, table, prefix, {"all": range(10)}, config, device=device, benchmark="bench"
             )
 
+        def predict(config=config) -> None:  # python -m perl_pipeline.predict's work (PIL decoding)
+            from perl_pipeline.predict import predict_files
+
+            files = [folder / name for name in names]
+            workers = config.resolved_workers()
+            predict_files(
+                classifier, files, batch_size=batch, num_workers=workers, device=device, progress=False
+            )
+
+        workloads = {"decode_only": decode_only, "evaluate": evaluate}
+        workloads["zero_shot_evaluate"] = partial(evaluate, models=zero_shot)
+        if decode == "cpu":
+            workloads["predict"] = predict
+
         logger.info(
             "timing evaluation of %d seeds over %d JPEGs, %s decoding", settings.seeds, len(names), decode
         )
-        timings = measure(
-            {"decode_only": decode_only, "evaluate": evaluate}, device, *_repeat_settings(settings)
-        )
+        timings = measure(workloads, device, *_repeat_settings(settings))
         for name, timing in timings.items():
             rows.append(
                 EvalRow(
@@ -379,6 +393,29 @@ def bench_evaluation(
                 )
             )
     return rows
+
+
+def _classifier(model: PERL, settings: Settings):
+    """An adapter classifier over 10 pet classes on `model` (what predict loads from a file)."""
+    import open_clip
+
+    from perl_pipeline.models import AdapterClassifier, make_adapter
+
+    adapter = make_adapter(
+        model.projector_state_dict(),
+        backbone={"model_name": settings.model, "weights": f"random:{settings.seed}"},
+        perl={
+            "split_layer": model.split_layer,
+            "steps": model.steps,
+            "rank": model.rank,
+            "modalities": model.modalities,
+            "share_projector": model.share_projector,
+            "projector_init": model.projector_init,
+        },
+        template=TEMPLATE,
+        classnames=PET_BREEDS[:10],
+    )
+    return AdapterClassifier(model, adapter, open_clip.get_tokenizer(settings.model)).eval()
 
 
 def write_photos(folder: Path, count: int, seed: int) -> list[str]:

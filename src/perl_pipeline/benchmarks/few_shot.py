@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from collections import defaultdict
@@ -32,6 +33,8 @@ from perl_pipeline.benchmarks.index import label_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError
 from perl_pipeline.config import FEW_SHOT_DRAWS
 from perl_pipeline.provenance import canonical_json, fingerprint
+
+logger = logging.getLogger(__name__)
 
 SUBSETS = ("all", "base", "novel")
 FEW_SHOT_SCHEMA: dict[str, pl.DataType] = {
@@ -175,6 +178,14 @@ def draw_few_shot(
     source_hash = index_content_hash(index)
     order = index_order_hash(index) if draw == "coop" else None
     pools = _pools(index, draw)
+    small = {items[0][1]: len(items) for items in pools["train"].values() if len(items) < shots}
+    if small:  # as Dassl's generate_fewshot_dataset: such a class is kept whole
+        logger.warning(
+            "%d class(es) have fewer than %d training images and are kept whole: %s",
+            len(small),
+            shots,
+            ", ".join(f"{name} ({n})" for name, n in sorted(small.items())),
+        )
     frames = []
     for seed in seeds:
         drawn = _draw(pools, shots, int(seed))

@@ -168,6 +168,18 @@ def _fetch(
     logger.info("[%s] prepared in %s", spec.name, folder)
 
 
+def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
+    """``spec`` with the class count and split sizes of its split file (as read into ``index``)
+    when its layout takes them from there (``image_folder``); otherwise ``spec`` unchanged."""
+    import dataclasses
+
+    if not LAYOUTS[spec.layout].sizes_from_split_file:
+        return spec
+    counts = dict(index.group_by("split").len().iter_rows())
+    sizes = {s: int(counts[s]) for s in ("train", "val", "test") if counts.get(s)}
+    return dataclasses.replace(spec, num_classes=int(index["label"].n_unique()), split_sizes=sizes)
+
+
 def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
     """Index a prepared benchmark: one row per image with columns ``split`` (train/val/test),
     ``path`` (relative to ``data_root``, POSIX), ``label`` (Int64) and ``classname`` (str).

@@ -184,6 +184,8 @@ class BenchmarkSpec:
         arrange: Idempotent steps run after extraction.
         reported_as: Its ``dataset`` key in the paper's reported results (default: ``name``).
         miniature: How its miniature names classes and files (none: no miniature).
+        split_seed: Seeds the split a layout makes itself (``image_folder``: Dassl's 50/20/30
+            per class, written once to ``split_file``).
     """
 
     name: str
@@ -203,6 +205,7 @@ class BenchmarkSpec:
     arrange: tuple[ArrangeStep, ...] = ()
     reported_as: str | None = None
     miniature: Miniature | None = field(default=None, hash=False)
+    split_seed: int = 1
 
     @classmethod
     def from_params(cls, d: Mapping[str, Any]) -> BenchmarkSpec:
@@ -215,6 +218,11 @@ class BenchmarkSpec:
         if not isinstance(d, Mapping):
             raise ConfigError(f"benchmark parameters must be a mapping, got {type(d).__name__}")
         where = f"benchmark '{d.get('name', '<unnamed>')}'"
+        from perl_pipeline.benchmarks.layouts import LAYOUTS  # the layouts import this module
+
+        layout = LAYOUTS.get(d.get("layout")) if isinstance(d.get("layout"), str) else None
+        if layout is not None and layout.defaults:  # what a block in this layout may leave out
+            d = {**layout.defaults, **d}
         values = _checked_fields(cls, d, where, nested={"sources", "arrange", "miniature"})
         values["sources"] = tuple(
             Source(**_checked_fields(Source, s, f"{where}: sources[{i}]"))
@@ -243,10 +251,11 @@ class BenchmarkSpec:
         if self.layout not in LAYOUTS:
             fail("layout", f"is {self.layout!r}, not one of {', '.join(LAYOUTS)}")
         layout = LAYOUTS[self.layout]
-        if self.num_classes < 1:
+        sized_later = layout.sizes_from_split_file and not self.split_sizes and self.num_classes == 0
+        if self.num_classes < 1 and not sized_later:
             fail("num_classes", f"must be positive, got {self.num_classes}")
         bad = sorted(set(self.split_sizes) - set(SPLITS))
-        if bad or "test" not in self.split_sizes:
+        if (bad or "test" not in self.split_sizes) and not sized_later:
             fail(
                 "split_sizes",
                 f"must name a 'test' split and only {SPLITS}; got {sorted(self.split_sizes)}",

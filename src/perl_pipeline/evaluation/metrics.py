@@ -396,7 +396,7 @@ def summarize_transfer(
     role = pl.when(pl.col("benchmark") == source).then(pl.lit("source")).otherwise(pl.lit("target"))
     stats = _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS).with_columns(role=role)
     stats = pl.concat([stats.filter(pl.col("role") == "source"), stats.filter(pl.col("role") == "target")])
-    if stats.height and source not in stats["benchmark"]:
+    if stats.height and source and source not in stats["benchmark"]:  # "": no source (all_classes)
         logger.warning("source benchmark %r is not in the transfer runs", source)
 
     rows = [stats]

@@ -21,6 +21,7 @@ Benchmark titles and their keys in the paper's results come from the benchmarks'
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from perl_pipeline.evaluation.metrics import (
 )
 from perl_pipeline.evaluation.reference import load_reported
 from perl_pipeline.protocols import (
+    ALL_BENCHMARKS,
     BASE_TO_NOVEL,
     CROSS_DATASET_TARGETS,
     DOMAIN_GENERALIZATION_TARGETS,
@@ -81,6 +83,7 @@ _PAPER_TABLE = {
     (_UNIFIED, "cross_dataset"): "Table 2",
     (_DEFAULT, "cross_dataset"): "Table 7",
     (_DEFAULT, "domain_generalization"): "Table 8",
+    (_UNIFIED, "all_classes"): "none: not a protocol of the paper",
 }
 _AVERAGE_CONVENTION = {
     "hm_mean_of_datasets": "mean of the per-dataset HMs (PERL paper)",
@@ -478,7 +481,7 @@ def base_to_novel_report(
         ``perl_reported_{base,novel,hm}`` and ``clip_reported_{base,novel,hm}`` added, and the
         Markdown report.
     """
-    protocol = _BASE_TO_NOVEL
+    protocol = _with_own_benchmarks(_BASE_TO_NOVEL, benchmarks)
     selected, present, unknown = _select(runs, protocol, benchmarks)
     metrics = ("base", "novel", "hm")
     table = _attach_reported(summarize_base_to_novel(selected), protocol, metrics, benchmarks)
@@ -517,6 +520,47 @@ def base_to_novel_report(
         if notes:
             sections.append(("Consistency of the reported HMs", notes))
     sections.append(("The paper's own averages", _base_to_novel_published()))
+    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
+
+
+def _with_own_benchmarks(protocol: _Protocol, benchmarks: Mapping[str, Benchmark]) -> _Protocol:
+    """`protocol` with the benchmarks of `benchmarks` outside the paper's grid (your own, e.g. an
+    ``image_folder`` block) appended: they have no reported numbers, and count in our averages."""
+    own = tuple(name for name in benchmarks if name not in ALL_BENCHMARKS)
+    return dataclasses.replace(protocol, benchmarks=protocol.benchmarks + own) if own else protocol
+
+
+def all_classes_report(
+    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
+) -> tuple[pl.DataFrame, str]:
+    """All-class few-shot results on your own benchmarks (K shots of every class, each scored on
+    its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0).
+
+    Returns:
+        ``(table, markdown)``: `metrics.summarize_transfer` of the runs (every benchmark a target,
+        then their average), with empty reported columns (the paper has no such protocol).
+    """
+    protocol = _Protocol(
+        "All-class few-shot (K shots of every class, its own test split)",
+        "all_classes",
+        _UNIFIED,
+        tuple(benchmarks),
+        ("all",),
+    )
+    selected, present, unknown = _select(runs, protocol, benchmarks)
+    table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
+    sections = []
+    if present:
+        columns = [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
+        columns.append(_Column(f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
+        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
+        sections += [
+            ("Top-1 accuracy over all classes", _method_table(table, columns)),
+            (
+                "Alignment with zero-shot CLIP at step K (ours)",
+                _benchmark_table(table, alignment, 4, benchmarks),
+            ),
+        ]
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 

@@ -1,5 +1,17 @@
 """The PERL model library (no Kedro): the frozen backbone, the thought projectors, the objective."""
 
+from perl_pipeline.models.adapter import (
+    Adapter,
+    AdapterClassifier,
+    AdapterFileError,
+    BackboneMismatchError,
+    adapter_from_dict,
+    classifier_for,
+    load_adapter,
+    make_adapter,
+    read_adapter,
+    save_adapter,
+)
 from perl_pipeline.models.factory import backbone_identity, build_perl, check_model_settings, load_backbone
 from perl_pipeline.models.loading import (
     PretrainedWeightsUnavailable,
@@ -13,6 +25,12 @@ from perl_pipeline.models.projector import ThoughtProjector
 from perl_pipeline.models.text_features import TextFeatures, class_text_features, text_features_recipe
 
 __all__ = [
+    "Adapter",
+    "AdapterClassifier",
+    "AdapterFileError",
+    "BackboneMismatchError",
+    "adapter_from_dict",
+    "classifier_for",
     "PERL",
     "PerlLoss",
     "PerlSeeds",
@@ -28,8 +46,12 @@ __all__ = [
     "check_weights",
     "class_text_features",
     "clip_logits",
+    "load_adapter",
     "load_backbone",
+    "make_adapter",
     "load_clip",
     "perl_loss",
+    "read_adapter",
+    "save_adapter",
     "text_features_recipe",
 ]

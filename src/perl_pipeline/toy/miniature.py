@@ -112,6 +112,7 @@ def write_miniature(
     classes = min(spec.num_classes, DEFAULT_MAX_CLASSES) if classes is None else classes
     # toy-world classes are concepts, not the dataset's: their number is the world's to limit
     most = spec.num_classes if world is None else len(toy_world.concepts()) // mini.subset_stride
+    most = most or DEFAULT_MAX_CLASSES  # image_folder: as many classes as its miniature names
     if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= most:
         raise ValueError(f"[{spec.name}] classes must be 1..{most}, got {classes!r}")
     if split_sizes is not None and per_class is not None:
@@ -219,7 +220,8 @@ def _per_class(spec: BenchmarkSpec, per_class: dict[str, int] | None) -> dict[st
         )
     # splits the benchmark lacks (val for ImageNet, train for the variants) are skipped, so one
     # setting serves every benchmark
-    counts = {s: given.get(s, DEFAULT_PER_CLASS[s]) for s in spec.split_sizes}
+    # (a layout that splits the images itself, image_folder, has no sizes yet: every split counts)
+    counts = {s: given.get(s, DEFAULT_PER_CLASS[s]) for s in spec.split_sizes or DEFAULT_PER_CLASS}
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts.values()):
         raise ValueError(f"[{spec.name}] per_class counts must be positive integers: {counts}")
     return counts

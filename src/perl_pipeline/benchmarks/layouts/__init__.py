@@ -8,11 +8,16 @@ new module here plus one line below.
 
 from __future__ import annotations
 
-from perl_pipeline.benchmarks.layouts import coop_split, fgvc, numbered_folders, wnid_folders
+from perl_pipeline.benchmarks.layouts import (
+    coop_split,
+    fgvc,
+    image_folder,
+    numbered_folders,
+    wnid_folders,
+)
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
 
-LAYOUTS: dict[str, Layout] = {
-    module.LAYOUT.name: module.LAYOUT for module in (coop_split, fgvc, wnid_folders, numbered_folders)
-}
+MODULES = (coop_split, fgvc, wnid_folders, numbered_folders, image_folder)
+LAYOUTS: dict[str, Layout] = {module.LAYOUT.name: module.LAYOUT for module in MODULES}
 
 __all__ = ["LAYOUTS", "Key", "Layout", "MiniatureWriter"]

@@ -138,6 +138,9 @@ class Layout:
         problems: ``spec -> [(key, problem), ...]``: layout-specific spec checks.
         extras: Writers of a benchmark's extra miniature files, by the name its
             ``miniature.extras`` gives.
+        sizes_from_split_file: The class count and split sizes are the split file's, not the
+            block's (``num_classes: 0``, ``split_sizes: {}`` until the index is read).
+        defaults: Values a block in this layout may leave out.
     """
 
     name: str
@@ -147,6 +150,8 @@ class Layout:
     required: tuple[str, ...] = ()
     problems: Callable[[BenchmarkSpec], list[tuple[str, str]]] = lambda spec: []
     extras: Mapping[str, Callable[[MiniatureWriter, list[Key]], None]] = field(default_factory=dict)
+    sizes_from_split_file: bool = False
+    defaults: Mapping[str, object] = field(default_factory=dict)
 
 
 def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image:

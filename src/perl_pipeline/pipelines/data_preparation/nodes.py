@@ -26,7 +26,7 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
     Raises:
         DataRootError: data_root is not a folder (raised before any work).
     """
-    from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark
+    from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.benchmarks.validate import check_data_root, validate_index
     from perl_pipeline.fetch.extract import ExtractLimits
@@ -47,6 +47,7 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
             ),
         )
     index = build_index(spec, root)
+    spec = with_index_sizes(spec, index)  # image_folder: the sizes are its split file's
     report = validate_index(
         index, spec, root, tolerance=data_source.tolerance, check_decode=data_source.check_decode
     )

@@ -95,3 +95,52 @@ def evaluate_benchmark(
         projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
         text_features=pl.lit(features.fingerprint),
     )
+
+
+def package_adapters(
+    text_features: dict,
+    runs: pl.DataFrame,
+    clip: ClipConfig,
+    perl: PerlConfig,
+    *projectors: dict,
+    benchmark: str,
+    subset: str,
+    seeds: tuple[int, ...],
+) -> list[dict]:
+    """One self-describing adapter per seed (`models.Adapter`): its projectors, the backbone's
+    identity, the PERL settings, the prompt template, the trained class names, the training
+    recipe and the seed's headline metrics from `runs`.
+
+    Returns:
+        `Adapter.to_dict()` per seed, in the order of `seeds`.
+    """
+    from pathlib import Path
+
+    from perl_pipeline.benchmarks.few_shot import subset_labels
+    from perl_pipeline.evaluation.headline import headline_metrics
+    from perl_pipeline.models import TextFeatures, backbone_identity, make_adapter
+
+    if len(projectors) != len(seeds):
+        raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
+    features = TextFeatures.from_dict(text_features)
+    classnames = [features.classnames[label] for label in subset_labels(subset, len(features.classnames))]
+    pretrained = clip.pretrained
+    if pretrained is not None and Path(pretrained).expanduser().is_file():
+        pretrained = str(Path(pretrained).expanduser().resolve())  # a file: where it is, from anywhere
+    backbone = backbone_identity(clip) | {"pretrained": pretrained}
+    adapters = []
+    for seed, state in zip(seeds, projectors, strict=True):
+        adapter = make_adapter(
+            state,
+            backbone=backbone,
+            perl=vars(perl),
+            template=features.recipe["template"],
+            classnames=classnames,
+            metrics=headline_metrics(runs, seed),
+            benchmark=benchmark,
+            subset=subset,
+            seed=seed,
+            benchmark_classnames=list(features.classnames),
+        )
+        adapters.append(adapter.to_dict())
+    return adapters

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from perl_pipeline.pipelines._binding import bind
-from perl_pipeline.pipelines.evaluation.nodes import evaluate_benchmark
+from perl_pipeline.pipelines.evaluation.nodes import evaluate_benchmark, package_adapters
 from perl_pipeline.pipelines.training.pipeline import projector
 from perl_pipeline.protocols import SEEDS, SOURCE
 
@@ -17,6 +17,7 @@ SHARED_PARAMS = {
     "params:evaluation",
     "params:device",
 }
+OWN_PROTOCOLS = ("base_to_novel", "all_classes")  # each benchmark scores its own projectors
 INPUTS = [
     "index",
     "text_features",
@@ -35,12 +36,22 @@ def runs(benchmark: str, protocol: str) -> str:
     return f"{benchmark}.runs_{protocol}"
 
 
+def adapter(subset: str, seed: int) -> str:
+    """Dataset name of one seed's adapter file inside a benchmark namespace."""
+    return f"adapter_{subset}_seed_{seed}"
+
+
 def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pipeline:
     """base_to_novel: the benchmark's own base-trained projectors, base and novel classifiers.
-    cross_dataset / domain_generalization: the ImageNet all-class projectors, all classes."""
-    own = protocol == "base_to_novel"
-    subsets = ("base", "novel") if own else ("all",)
-    trained = [projector("base" if own else "all", s) for s in seeds]
+    all_classes: its own all-class projectors, all classes.
+    cross_dataset / domain_generalization: the ImageNet all-class projectors, all classes.
+
+    Where the projectors are the benchmark's own (and for the source under cross_dataset), a
+    second node writes one adapter file per seed, with the seed's headline metrics."""
+    own = protocol in OWN_PROTOCOLS
+    subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
+    trained_subset = "base" if protocol == "base_to_novel" else "all"
+    trained = [projector(trained_subset, s) for s in seeds]
     trained_on = benchmark if own else SOURCE
     node = Node(
         bind(
@@ -55,6 +66,17 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         name=f"evaluate_{protocol}",
         tags=["evaluation"],
     )
+    nodes = [node]
+    if trained_on == benchmark and protocol != "domain_generalization":  # cross_dataset writes SOURCE's
+        nodes.append(
+            Node(
+                bind(package_adapters, benchmark=benchmark, subset=trained_subset, seeds=tuple(seeds)),
+                ["text_features", f"runs_{protocol}", "params:clip", "params:perl", *trained],
+                [adapter(trained_subset, s) for s in seeds],
+                name=f"package_adapters_{trained_subset}",
+                tags=["evaluation", "adapters"],
+            )
+        )
     # transfer: the projectors (and the draw they were trained on) are the source's
     source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in [*trained, "few_shot"]}
-    return Pipeline([node], namespace=benchmark, parameters=SHARED_PARAMS, inputs=source)
+    return Pipeline(nodes, namespace=benchmark, parameters=SHARED_PARAMS, inputs=source)

@@ -10,6 +10,7 @@ REPORTS = {
     "base_to_novel": "base_to_novel_report",
     "cross_dataset": "cross_dataset_report",
     "domain_generalization": "domain_generalization_report",
+    "all_classes": "all_classes_report",
 }
 
 

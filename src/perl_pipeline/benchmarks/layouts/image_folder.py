@@ -1,0 +1,232 @@
+"""Layout ``image_folder``: your own images, one folder per class, as a benchmark.
+
+Under ``image_dir`` either
+
+- one folder per class (``cats/``, ``dogs/`` ...): the images are split once per class, seeded,
+  in Dassl's proportions (``read_and_split_data``: 50 % train, 20 % val, the rest test, each
+  class's sorted file list shuffled by one ``random.Random(split_seed)`` in sorted class order);
+- or ``train/``, ``val/`` (optional) and ``test/``, each holding the class folders: the split is
+  yours.
+
+Either way the split is written once, beside the data, as a CoOp-format split file
+(``split_file``, ``{"train": [[relpath, label, classname], ...], ...}``) and read by the
+``coop_split`` reader; an existing split file is never rewritten, so it can be shared and
+versioned. Labels follow the sorted class folder names; the folder names become the class names
+through the rename table (``classname_fixes``). The class count and split sizes are the split
+file's (the block needs neither). Files whose extension Pillow does not know are left out and
+named; files that fail to decode are dropped under ``data_source.tolerance`` at preparation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
+from perl_pipeline.benchmarks.layouts.coop_split import read_coop_split
+from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError
+
+if TYPE_CHECKING:
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+
+logger = logging.getLogger(__name__)
+
+P_TRAIN, P_VAL = 0.5, 0.2  # Dassl's read_and_split_data defaults (CoOp's DTD, Food101, Caltech...)
+DEFAULT_SPLIT_FILE = "split_perl.json"
+
+
+class ImageFolderError(BenchmarkError):
+    """A class folder tree that cannot become a benchmark; the message names the folder and why."""
+
+
+def normalise_classname(name: str) -> str:
+    """How a class name reads in a prompt, for comparison: ``_`` as a space, case and runs of
+    white space ignored."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
+def image_extensions() -> frozenset[str]:
+    """File extensions Pillow can open (lower case, with the dot)."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
+def dassl_counts(n: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes of a class of ``n`` images, as Dassl's ``read_and_split_data``
+    computes them (Python's round, half to even)."""
+    n_train, n_val = round(n * P_TRAIN), round(n * P_VAL)
+    return n_train, n_val, n - n_train - n_val
+
+
+def class_files(folder: Path, extensions: frozenset[str] | None = None) -> tuple[list[str], list[str]]:
+    """(image files, skipped entries with reasons) under ``folder``, recursively, as sorted POSIX
+    paths relative to ``folder``. Hidden entries are ignored; a symlinked folder already visited
+    (a symlink loop) and files Pillow does not know by extension are skipped and named."""
+    extensions = image_extensions() if extensions is None else extensions
+    found: list[str] = []
+    skipped: list[str] = []
+    seen: set[Path] = set()
+
+    def walk(path: Path) -> None:
+        real = path.resolve()
+        if real in seen:
+            skipped.append(f"{path}: symlink loop (folder {real} already read)")
+            return
+        seen.add(real)
+        for entry in sorted(path.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                walk(entry)
+            elif entry.is_file() and entry.suffix.lower() in extensions:
+                found.append(entry.relative_to(folder).as_posix())
+            elif entry.is_file():
+                skipped.append(f"{entry}: not an image file (extension {entry.suffix or 'none'!r})")
+            else:
+                skipped.append(f"{entry}: broken symlink")
+
+    walk(folder)
+    return found, skipped
+
+
+def _class_folders(folder: Path, name: str) -> list[str]:
+    try:
+        return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+    except FileNotFoundError as error:
+        raise ImageFolderError(f"[{name}] {folder} does not exist: put one folder per class there") from error
+
+
+def _check_classes(spec: BenchmarkSpec, where: Path, folders: list[str]) -> None:
+    if not folders:
+        raise ImageFolderError(
+            f"[{spec.name}] {where} holds no class folders: put one folder of images per class there "
+            "(or train/, val/ and test/ folders holding the class folders)"
+        )
+    if len(folders) < 2:
+        raise ImageFolderError(
+            f"[{spec.name}] {where} holds a single class folder ({folders[0]!r}): a classifier needs at "
+            "least 2 classes"
+        )
+    first: dict[str, str] = {}
+    for folder in folders:
+        key = normalise_classname(spec.classname(folder))
+        if key in first:
+            raise ImageFolderError(
+                f"[{spec.name}] class folders {first[key]!r} and {folder!r} in {where} name the same "
+                f"class ({key!r} once '_', case and spaces are normalised); merge or rename one, or map "
+                "one with classname_fixes"
+            )
+        first[key] = folder
+
+
+def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str, list[list]]:
+    """The CoOp-format split of a folder tree under ``image_dir`` (see the module docstring).
+
+    Raises:
+        ImageFolderError: no class folders, a single class, class names that collide, a class
+            without images, or (unsplit) a class too small for Dassl's 50/20/30 split.
+    """
+    extensions = image_extensions()
+    top = _class_folders(image_dir, spec.name)
+    presplit = bool(top) and set(top) <= set(SPLITS) and "test" in top
+    split: dict[str, list[list]] = {}
+    skipped: list[str] = []
+    if presplit:
+        splits = [s for s in SPLITS if s in top]
+        per_split = {s: _class_folders(image_dir / s, spec.name) for s in splits}
+        classes = sorted(set().union(*per_split.values()))
+        _check_classes(spec, image_dir, classes)
+        for s in splits:
+            split[s] = []
+            for folder in per_split[s]:
+                files, bad = class_files(image_dir / s / folder, extensions)
+                skipped += bad
+                split[s] += [[f"{s}/{folder}/{f}", classes.index(folder), folder] for f in files]
+        for s in ("train", "test"):
+            present = {entry[2] for entry in split.get(s, [])}
+            empty = [c for c in classes if c not in present]
+            if s in split and empty:
+                raise ImageFolderError(f"[{spec.name}] {image_dir / s} has no images of classes {empty}")
+    else:
+        _check_classes(spec, image_dir, top)
+        rng = random.Random(seed)
+        split = {s: [] for s in SPLITS}
+        for label, folder in enumerate(top):
+            files, bad = class_files(image_dir / folder, extensions)
+            skipped += bad
+            n_train, n_val, n_test = dassl_counts(len(files))
+            if min(n_train, n_val, n_test) < 1:
+                raise ImageFolderError(
+                    f"[{spec.name}] class folder {image_dir / folder} has {len(files)} image(s): "
+                    f"splitting it {P_TRAIN:.0%} / {P_VAL:.0%} / rest (Dassl's rule) leaves a split "
+                    "empty; it needs at least 4 images (or give train/ val/ test/ folders yourself)"
+                )
+            rng.shuffle(files)
+            parts = {"train": files[:n_train], "val": files[n_train : n_train + n_val]}
+            parts["test"] = files[n_train + n_val :]
+            for s, chosen in parts.items():
+                split[s] += [[f"{folder}/{f}", label, folder] for f in chosen]
+    for line in skipped:
+        logger.warning("[%s] left out %s", spec.name, line)
+    return split
+
+
+def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
+    """Index the folder tree through its split file, writing the split file first if it is not
+    there yet (once: an existing one is read as it is)."""
+    folder = Path(data_root) / spec.folder
+    split_path = folder / (spec.split_file or DEFAULT_SPLIT_FILE)
+    if not split_path.is_file():
+        split = make_split(spec, folder / spec.image_dir, seed=spec.split_seed)
+        sizes = {s: len(entries) for s, entries in split.items()}
+        tmp = split_path.with_name(split_path.name + ".tmp")
+        tmp.write_text(json.dumps(split, indent=1), encoding="utf-8")
+        os.replace(tmp, split_path)
+        logger.info("[%s] wrote the split %s to %s (seed %d)", spec.name, sizes, split_path, spec.split_seed)
+    try:
+        data = json.loads(split_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ImageFolderError(
+            f"[{spec.name}] split file {split_path} is not valid JSON ({error}); delete it to write it again"
+        ) from error
+    splits = [s for s in SPLITS if isinstance(data, dict) and s in data]
+    sized = dataclasses.replace(spec, split_file=split_path.name, split_sizes=dict.fromkeys(splits, 1))
+    return read_coop_split(sized, data_root)
+
+
+def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
+    """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
+    classes = w.classes(count)
+    w.images(classes, lambda split, pos, key, rel: w.image_dir / rel)
+    return classes
+
+
+def root_paths(spec: BenchmarkSpec) -> list[str]:
+    """The folder of class folders (the split file is written when missing)."""
+    return [spec.image_dir]
+
+
+LAYOUT = Layout(
+    name="image_folder",
+    read=read_image_folder,
+    write=write_image_folder,
+    root_paths=root_paths,
+    sizes_from_split_file=True,
+    defaults={
+        "image_dir": ".",
+        "split_file": DEFAULT_SPLIT_FILE,
+        "num_classes": 0,
+        "split_sizes": {},
+        "manual": "Put one folder of images per class (or train/, val/ and test/ folders holding the "
+        "class folders) in <data_root>/<folder>/.",
+    },
+)

@@ -1,0 +1,381 @@
+"""A trained PERL adapter as one self-describing file, and the classifier it loads into.
+
+An adapter file is a safetensors file holding the projector weights (a few KB) and, in its
+metadata header (one sorted JSON object under ``perl_pipeline``, the project's safetensors
+convention), an ``adapter`` record: the format, the backbone (open_clip model name, the weights'
+identity and the ``clip.pretrained`` value it was trained with), the PERL settings (J, K, r, the
+modalities, sharing, the projector initialisation), the prompt template, the class names, the
+training recipe and its headline metrics.
+
+`load_adapter` rebuilds a ready classifier on the frozen CLIP the adapter was trained on, and
+refuses, naming both, a backbone or weights file other than that one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from perl_pipeline.models.perl import PERL
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FORMAT = "perl-adapter/1"
+METADATA_KEY = "perl_pipeline"  # the header key every safetensors artefact of the project uses
+PERL_KEYS = ("split_layer", "steps", "rank", "modalities", "share_projector", "projector_init")
+
+
+class AdapterFileError(ValueError):
+    """A file that is missing, truncated, not safetensors, or not a PERL adapter."""
+
+    def __init__(self, message: str, path: str | os.PathLike) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+
+
+class BackboneMismatchError(ValueError):
+    """An adapter asked to run on another backbone or weights file than it was trained on."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """The contents of an adapter file.
+
+    Attributes:
+        weights: the projector state dict (`PERL.projector_state_dict`).
+        backbone: ``{"model_name", "weights", "pretrained"}``: the open_clip config, the weights'
+            identity (``tag:``, ``sha256:`` or ``random:``) and the ``clip.pretrained`` value used.
+        perl: J, K, r, modalities, share_projector, projector_init.
+        template: the prompt template, e.g. ``"a photo of a {}."``.
+        classnames: the classes the adapter was trained on, in label order.
+        recipe: the training recipe (`training.projector_recipe`).
+        metrics: headline metrics (accuracy at step 0 and step K per class subset, HM).
+        extra: any other recorded values (benchmark, subset, seed, all class names).
+    """
+
+    weights: dict[str, torch.Tensor]
+    backbone: dict
+    perl: dict
+    template: str
+    classnames: tuple[str, ...]
+    recipe: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """The JSON record stored in the file's header."""
+        return {
+            "format": ADAPTER_FORMAT,
+            "backbone": dict(self.backbone),
+            "perl": {**self.perl, "modalities": list(self.perl["modalities"])},
+            "template": self.template,
+            "classnames": list(self.classnames),
+            "recipe": self.recipe,
+            "metrics": self.metrics,
+            **self.extra,
+        }
+
+    def to_dict(self) -> dict:
+        """Tensors plus ``{"adapter": record}``, what the project's safetensors dataset stores."""
+        return {**self.weights, "adapter": self.record()}
+
+
+def make_adapter(
+    projector: Mapping[str, Any],
+    *,
+    backbone: Mapping[str, Any],
+    perl: Mapping[str, Any],
+    template: str,
+    classnames: Sequence[str],
+    metrics: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Adapter:
+    """An adapter from a saved projector state dict (tensors plus its ``recipe``).
+
+    Args:
+        projector: what training saves: the projector tensors and their ``recipe``.
+        backbone: ``{"model_name", "weights"}`` (`models.backbone_identity`), optionally with the
+            ``pretrained`` value to load them by.
+        perl: the PERL settings (a `PerlConfig`'s fields).
+        template / classnames: the prompt template and the trained label set.
+        metrics / extra: headline metrics and any other JSON values to record.
+    """
+    if "{}" not in template:
+        raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")
+    weights = {k: v for k, v in projector.items() if isinstance(v, torch.Tensor)}
+    if not weights and int(perl.get("steps", 0)) > 0 and perl.get("modalities"):
+        raise ValueError("the projector state dict holds no tensors")
+    settings = {key: perl[key] for key in PERL_KEYS}
+    settings["modalities"] = list(settings["modalities"])
+    return Adapter(
+        weights=weights,
+        backbone={
+            "model_name": backbone["model_name"],
+            "weights": backbone["weights"],
+            "pretrained": backbone.get("pretrained"),
+        },
+        perl=settings,
+        template=template,
+        classnames=tuple(classnames),
+        recipe=dict(projector.get("recipe") or {}),
+        metrics=dict(metrics or {}),
+        extra=dict(extra),
+    )
+
+
+def save_adapter(adapter: Adapter, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `adapter` to `path` atomically (no half-written file); refuses an existing file
+    unless `overwrite`."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in adapter.weights.items()}
+    header = {METADATA_KEY: json.dumps({"adapter": adapter.record()}, sort_keys=True)}
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read_adapter(path: str | os.PathLike) -> Adapter:
+    """Read an adapter file.
+
+    Raises:
+        AdapterFileError: the file is missing, not a safetensors file, truncated, or a
+            safetensors file without an adapter record (e.g. a bare projector or text features).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterFileError(f"adapter file {path} does not exist", path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            weights = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise AdapterFileError(
+            f"{path} is not a readable adapter file ({type(error).__name__}: {error}): it is "
+            f"truncated or not a safetensors file ({path.stat().st_size} bytes); copy it again, or "
+            "point at a file written by training (data/06_models/<benchmark>/<subset>/"
+            "seed_<s>.adapter.safetensors)",
+            path,
+        ) from error
+    try:
+        values = json.loads(header.get(METADATA_KEY, "{}"))
+    except json.JSONDecodeError as error:
+        raise AdapterFileError(f"{path}: its metadata header is not valid JSON ({error})", path) from error
+    return adapter_from_dict(weights | values, source=path)
+
+
+def adapter_from_dict(data: Mapping[str, Any], source: str | os.PathLike = "<adapter>") -> Adapter:
+    """An adapter from `Adapter.to_dict()`'s form (tensors plus ``"adapter"``: its record), as the
+    project's safetensors dataset loads it.
+
+    Raises:
+        AdapterFileError: no adapter record of this format, or one that lacks a required key.
+    """
+    record = data.get("adapter")
+    if not isinstance(record, dict) or record.get("format") != ADAPTER_FORMAT:
+        found = "no adapter record" if not isinstance(record, dict) else f"format {record.get('format')!r}"
+        raise AdapterFileError(
+            f"{source} is a safetensors file but not a PERL adapter ({found}; expected format "
+            f"{ADAPTER_FORMAT!r}); adapters are written by training as "
+            "data/06_models/<benchmark>/<subset>/seed_<s>.adapter.safetensors",
+            source,
+        )
+    missing = [k for k in ("backbone", "perl", "template", "classnames") if k not in record]
+    if missing:
+        raise AdapterFileError(f"{source}: the adapter record lacks {missing}", source)
+    known = {"format", "backbone", "perl", "template", "classnames", "recipe", "metrics"}
+    return Adapter(
+        weights={k: v for k, v in data.items() if isinstance(v, torch.Tensor)},
+        backbone=dict(record["backbone"]),
+        perl=dict(record["perl"]),
+        template=record["template"],
+        classnames=tuple(record["classnames"]),
+        recipe=dict(record.get("recipe") or {}),
+        metrics=dict(record.get("metrics") or {}),
+        extra={k: v for k, v in record.items() if k not in known},
+    )
+
+
+def class_prompts(template: str, classnames: Sequence[str]) -> list[str]:
+    """The prompts of a class set, as the text features stage writes them (``_`` read as a space)."""
+    return [template.format(name.replace("_", " ")) for name in classnames]
+
+
+class AdapterClassifier(nn.Module):
+    """PERL on its frozen CLIP as a classifier over a class set (the adapter's, or any other).
+
+    The class prompts are refined once per class set (`set_classes`); `forward` returns class
+    probabilities at a refinement step (K by default; 0 is zero-shot CLIP).
+    """
+
+    def __init__(self, model: PERL, adapter: Adapter, tokenizer) -> None:
+        super().__init__()
+        self.model = model
+        self.adapter = adapter
+        self.tokenizer = tokenizer
+        self.classnames: tuple[str, ...] = ()
+        self.register_buffer("_text", torch.empty(0), persistent=False)
+        self.set_classes(adapter.classnames)
+
+    @property
+    def steps(self) -> int:
+        """K, the adapter's number of refinement steps."""
+        return self.model.steps
+
+    @property
+    def image_size(self) -> int:
+        """The backbone's input resolution (the test transform's crop)."""
+        size = self.model.clip.visual.image_size
+        return int(size[0] if isinstance(size, Sequence) else size)
+
+    @torch.no_grad()
+    def set_classes(self, classnames: Sequence[str], batch_size: int = 256) -> None:
+        """Refine the prompts of `classnames` (adapter's template) at every step, once."""
+        classnames = tuple(classnames)
+        if len(classnames) < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {list(classnames)}")
+        tokens = self.tokenizer(class_prompts(self.adapter.template, classnames))
+        device = next(self.model.parameters()).device
+        rows = [self.model.encode_text(chunk.to(device)) for chunk in tokens.split(batch_size)]
+        self._text = F.normalize(torch.cat(rows, dim=1).float(), dim=-1)  # [K + 1, C, D]
+        self.classnames = classnames
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, C] class probabilities at `step` (default K)."""
+        step = self.steps if step is None else int(step)
+        if not 0 <= step <= self.steps:
+            raise ValueError(f"step {step} is outside 0..{self.steps} (the adapter's K)")
+        if step == 0:  # zero-shot CLIP: no refinement to run (e(0) is open_clip's encode_image)
+            image = F.normalize(self.model.clip.encode_image(images).float(), dim=-1)
+        else:
+            image = F.normalize(self.model.encode_image(images)[step].float(), dim=-1)
+        logits = self.model.logit_scale * image @ self._text[step].T
+        return logits.softmax(dim=-1)
+
+
+def load_adapter(
+    path: str | os.PathLike,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+) -> AdapterClassifier:
+    """A ready classifier from an adapter file, on the frozen CLIP it was trained on.
+
+    Args:
+        path: the adapter file.
+        pretrained: the backbone weights (a tag or file) when the one recorded cannot be found
+            here, e.g. a weights file at another path; its identity must be the recorded one.
+        model_name: the open_clip config expected (refused if the adapter's differs).
+        cache_dir: where downloaded weights are kept.
+        device: where the classifier runs.
+
+    Raises:
+        AdapterFileError: not a readable adapter file.
+        BackboneMismatchError: `model_name` or the weights' identity differ from the adapter's,
+            naming both; or the recorded weights file is not here and no `pretrained` is given.
+    """
+    return classifier_for(
+        read_adapter(path),
+        pretrained=pretrained,
+        model_name=model_name,
+        cache_dir=cache_dir,
+        device=device,
+        source=path,
+    )
+
+
+def classifier_for(
+    adapter: Adapter,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    source: str | os.PathLike = "<adapter>",
+) -> AdapterClassifier:
+    """The classifier of an adapter already read (see `load_adapter`; `source` names it in errors)."""
+    import open_clip
+
+    from perl_pipeline.models.loading import load_clip, weights_identity
+
+    path = source
+    stored = adapter.backbone
+    name = stored["model_name"]
+    if model_name is not None and model_name != name:
+        raise BackboneMismatchError(
+            f"{path} was trained on backbone {name!r} ({stored['weights']}), not {model_name!r}"
+        )
+    weights, init_seed = _weights_to_load(adapter, pretrained, path)
+    found = weights_identity(name, weights, init_seed=init_seed)
+    if found != stored["weights"]:
+        raise BackboneMismatchError(
+            f"{path} was trained on {name} with weights {stored['weights']} (clip.pretrained="
+            f"{stored.get('pretrained')!r}), but {weights!r} is {found}; pass the weights it was "
+            "trained with (load_adapter(..., pretrained=FILE) or --pretrained FILE)"
+        )
+    clip = load_clip(name, weights, cache_dir=cache_dir, init_seed=init_seed)
+    settings = adapter.perl
+    model = PERL(
+        clip,
+        split_layer=int(settings["split_layer"]),
+        steps=int(settings["steps"]),
+        rank=int(settings["rank"]),
+        modalities=tuple(settings["modalities"]),
+        share_projector=bool(settings["share_projector"]),
+        projector_init=settings.get("projector_init", "default"),
+    )
+    try:
+        model.load_projector_state_dict(adapter.weights)
+    except (KeyError, RuntimeError) as error:
+        raise AdapterFileError(f"{path}: its weights do not fit its own settings: {error}", path) from error
+    classifier = AdapterClassifier(model.to(device), adapter, open_clip.get_tokenizer(name))
+    return classifier.eval()
+
+
+def _weights_to_load(
+    adapter: Adapter, pretrained: str | os.PathLike | None, path: str | os.PathLike
+) -> tuple[str | os.PathLike | None, int]:
+    """(the pretrained value to load, init_seed) for an adapter and an optional override."""
+    identity = adapter.backbone["weights"]
+    if identity.startswith("random:"):
+        return pretrained, int(identity.split(":", 1)[1])
+    if pretrained is not None:
+        return pretrained, 0
+    recorded = adapter.backbone.get("pretrained")
+    if identity.startswith("tag:"):
+        return identity.split(":", 1)[1], 0
+    if recorded is not None:
+        from perl_pipeline.models.loading import PACKAGED_WEIGHTS
+
+        packaged = (adapter.backbone["model_name"], recorded) in PACKAGED_WEIGHTS
+        if packaged or Path(recorded).expanduser().is_file():
+            return recorded, 0
+    raise BackboneMismatchError(
+        f"{path} was trained on {adapter.backbone['model_name']} with the weights file "
+        f"{recorded!r} ({identity}), which is not here; pass that file: "
+        "load_adapter(..., pretrained=FILE) or --pretrained FILE"
+    )

@@ -1,0 +1,52 @@
+"""Adapter + image paths -> one row per image: its top-k classes and probabilities."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+logger = logging.getLogger(__name__)
+
+
+def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
+    """Classify the files and folders ``options["images"]`` with `adapter` (as the catalog loads an
+    adapter file), among its own classes or ``options["classes"]`` (a list or a file: open
+    vocabulary), at ``options["step"]`` (default K), keeping ``options["top_k"]`` classes.
+
+    Returns:
+        One row per image found or skipped: path, step, class_i / prob_i, error.
+
+    Raises:
+        ValueError: no image files, fewer than 2 or colliding class names, a step outside 0..K.
+    """
+    from perl_pipeline.device import resolve_device
+    from perl_pipeline.models import adapter_from_dict, classifier_for
+    from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes
+
+    target = resolve_device(device)
+    classifier = classifier_for(
+        adapter_from_dict(adapter), pretrained=options.get("pretrained"), device=target
+    )
+    classes = options.get("classes")
+    if classes:
+        classifier.set_classes(
+            parse_classes(classes) if isinstance(classes, str) else check_classnames(classes)
+        )
+    step = options.get("step")
+    if step is not None and not 0 <= int(step) <= classifier.steps:
+        raise ValueError(f"predict.step={step} is outside 0..{classifier.steps} (the adapter's K)")
+    images = options.get("images") or []
+    found = find_images([images] if isinstance(images, str) else images)
+    if not found.files:
+        raise ValueError(f"predict.images={images!r}: no image files found")
+    rows, rate = classify(
+        classifier,
+        found,
+        top_k=int(options.get("top_k", 5)),
+        step=step,
+        batch_size=int(options.get("batch_size", 64)),
+        device=target,
+    )
+    logger.info("%d images at %.1f images/s on %s", len(rows), rate, target)
+    return pl.DataFrame(rows, infer_schema_length=None)

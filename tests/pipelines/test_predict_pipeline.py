@@ -1,0 +1,48 @@
+"""The predict pipeline: the catalog's adapter file and images -> one row per image."""
+
+from __future__ import annotations
+
+import pytest
+
+from perl_pipeline.models import make_adapter
+from perl_pipeline.pipelines.predict import create_pipeline
+from perl_pipeline.pipelines.predict.nodes import predict_images
+from tests.conftest import TINY
+from tests.models.test_adapter import CLASSES, PERL_SETTINGS, TEMPLATE, trained_like
+from tests.test_predict import photo
+
+
+def test_the_pipeline_reads_the_adapter_and_writes_the_predictions():
+    pipeline = create_pipeline()
+    assert pipeline.inputs() == {"predict.adapter", "params:predict", "params:device"}
+    assert pipeline.outputs() == {"predict.predictions"}
+
+
+def test_predict_node_classifies_folders_and_names_skips(tmp_path, tiny_clip):
+    adapter = make_adapter(
+        trained_like(tiny_clip).projector_state_dict(),
+        backbone={"model_name": TINY, "weights": "random:0"},
+        perl=PERL_SETTINGS,
+        template=TEMPLATE,
+        classnames=CLASSES,
+    ).to_dict()
+    for i in range(3):
+        photo(tmp_path / "in" / f"{i}.png", i)
+    (tmp_path / "in" / "x.txt").write_text("no")
+    options = {"images": [str(tmp_path / "in")], "classes": ["cat", "dog"], "top_k": 5, "step": 0}
+    table = predict_images(adapter, options, "cpu")
+    assert table.height == 4 and set(table.columns) == {
+        "path",
+        "step",
+        "class_1",
+        "prob_1",
+        "class_2",
+        "prob_2",
+        "error",
+    }
+    good = table.filter(table["error"] == "")
+    assert good.height == 3 and set(good["class_1"]) <= {"cat", "dog"} and good["step"].to_list() == [0] * 3
+    with pytest.raises(ValueError, match="outside 0..3"):
+        predict_images(adapter, {**options, "step": 9}, "cpu")
+    with pytest.raises(ValueError, match="no image files"):
+        predict_images(adapter, {**options, "images": []}, "cpu")
