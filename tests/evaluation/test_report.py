@@ -285,15 +285,20 @@ def test_reported_as_gives_the_papers_key_when_it_differs_from_the_name(benchmar
 MINE = {**BENCHMARKS, "mine": Benchmark("mine", "My images")}  # a benchmark of your own
 
 
-def test_base_to_novel_report_includes_a_benchmark_of_your_own() -> None:
-    runs = make_runs(benchmarks=("dtd", "mine"))
+def test_base_to_novel_report_shows_a_benchmark_of_your_own_outside_the_averages() -> None:
+    def accuracy(benchmark: str, seed: int, subset: str, step: int) -> float:
+        return {"dtd": 50.0, "eurosat": 60.0, "mine": 10.0}[benchmark] + step + seed
+
+    runs = make_runs(benchmarks=("dtd", "mine", "eurosat"), accuracy=accuracy)
     table, markdown = base_to_novel_report(runs, benchmarks=MINE)
-    assert table.filter(pl.col("role") == "benchmark")["benchmark"].to_list() == ["dtd", "mine"]
+    assert table.filter(pl.col("role") == "benchmark")["benchmark"].to_list() == ["dtd", "eurosat", "mine"]
     assert _row(table, "mine")["perl_reported_hm"] is None  # no paper number for your own
     assert _row(table, "dtd")["perl_reported_hm"] is not None
-    mean = table.filter(pl.col("role") == "benchmark")["hm"].mean()
-    assert _row(table, AVERAGE_MEAN_OF_HMS)["hm"] == pytest.approx(mean)  # ours: over both
-    assert "My images" in _markdown_row(markdown, "Method") and "Left out" not in markdown
+    paper = table.filter(pl.col("benchmark").is_in(["dtd", "eurosat"]))["hm"].mean()
+    assert _row(table, AVERAGE_MEAN_OF_HMS)["hm"] == pytest.approx(paper)  # beside the paper's: its grid
+    assert "Benchmarks present (2/11)" in markdown
+    assert "My images (yours, not averaged)" in _markdown_row(markdown, "Method")
+    assert "My images (B / N / HM)" in markdown and "Left out" not in markdown
 
 
 def test_all_classes_report_scores_each_benchmark_against_zero_shot() -> None:
