@@ -165,7 +165,7 @@ def predict_files(
     batch_size: int = 64,
     num_workers: int = 0,
     device: torch.device | None = None,
-    precision: str = "bf16",
+    precision: str = "auto",
     progress: bool = True,
 ) -> tuple[list[dict], float]:
     """Classify `files` in batches; one row per file, in order.
