@@ -199,3 +199,37 @@ def test_a_second_sweep_in_the_same_project_is_refused_before_anything(tmp_path,
     with sweep.one_sweep_at_a_time(tmp_path):  # the lock goes with the process that held it
         assert "pid" in lock.read_text()
     assert lock.read_text() == ""
+
+
+def test_the_latest_sweep_is_found_among_dvc_records_pulled_or_not() -> None:
+    from perl_pipeline.sweep import sweep_experiments
+
+    def rev(name: str, steps) -> dict:
+        params = {"conf/demo/parameters.yml": {"data": {"perl": {"steps": steps}}}}
+        return {"name": name, "revs": [{"rev": name[:6], "name": name, "data": {"params": params}}]}
+
+    shown = [
+        {"rev": "workspace", "experiments": None},
+        {
+            "rev": "abc",
+            "experiments": [
+                rev("02-perl.steps=2-20261203-101010", 2),
+                rev("01-perl.steps=1-20261203-101010", 1),
+                rev("01-perl.steps=9-20261202-090000", 9),  # an older sweep
+                rev("my-own-experiment", 3),  # not a sweep's
+            ],
+        },
+    ]
+    assert sweep_experiments(shown, "conf/demo/parameters.yml") == [
+        ("perl.steps", 1, "01-perl.steps=1-20261203-101010"),
+        ("perl.steps", 2, "02-perl.steps=2-20261203-101010"),
+    ]
+    assert sweep_experiments(shown[:1], "conf/demo/parameters.yml") == []
+
+
+def test_table_takes_no_settings(capsys) -> None:
+    from perl_pipeline.sweep import main
+
+    with pytest.raises(SystemExit):
+        main(["--table", "perl.steps=1"])
+    assert "--table rebuilds a table from DVC's records: it takes no settings" in capsys.readouterr().err

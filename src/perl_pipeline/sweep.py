@@ -31,6 +31,9 @@ budget on the demo under both projector initialisations:
 
     python -m perl_pipeline.sweep --with training.lr=1e-4 --with training.epochs=1 \
         perl.projector_init=default,zero_out
+
+``--table`` rebuilds the latest sweep's table from DVC's records without running anything, e.g. on
+another machine after ``dvc exp pull origin <names>`` (README, "Sharing results").
 """
 
 from __future__ import annotations
@@ -358,6 +361,74 @@ def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], da
     return pl.DataFrame(rows)
 
 
+NAME = re.compile(r"^(?P<index>\d{2,})-(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)-(?P<stamp>\d{8}-\d{6})$")
+
+
+def sweep_experiments(shown: list[dict], params_file: str) -> list[tuple[str, Any, str]]:
+    """The experiments of the latest sweep among DVC's records (``dvc exp show --json``), as
+    (key, value, name) in their queue order: those a sweep named ``<nn>-<key>=<value>-<stamp>``,
+    the newest stamp's. The value is the one DVC recorded in the experiment's params file (the
+    name's text when the file does not hold it). Experiments pulled from a git remote (``dvc exp
+    pull``) are DVC records like any other.
+
+    Args:
+        shown: ``dvc exp show --json``.
+        params_file: params.yaml's ``params_file`` (where the sweep set the values).
+    """
+    found: list[tuple[str, int, str, Any, str]] = []
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                name = rev.get("name") or experiment.get("name") or ""
+                match = NAME.match(name)
+                if not match:
+                    continue
+                recorded = (((rev.get("data") or {}).get("params") or {}).get(params_file) or {}).get("data")
+                try:
+                    value = _get(recorded or {}, match["key"])
+                except (KeyError, TypeError):
+                    value = _value(match["value"])
+                found.append((match["stamp"], int(match["index"]), match["key"], value, name))
+    if not found:
+        return []
+    latest = max(stamp for stamp, *_ in found)
+    return [(key, value, name) for stamp, _, key, value, name in sorted(found) if stamp == latest]
+
+
+def rebuild_table(
+    project_path: Path | str = ".", *, env: str | None = None, conf_source: str | None = None
+) -> pl.DataFrame:
+    """The latest sweep's table from DVC's records alone, e.g. of experiments pulled from a git
+    remote with ``dvc exp pull`` on another machine (their metrics and per-step plots are in git);
+    nothing is run. Saved like a sweep's (``ablations.table`` / ``ablations.markdown``).
+
+    Raises:
+        ConfigError: DVC knows no experiment of a sweep in this project (with what to pull).
+    """
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    project_path = Path(project_path).resolve()
+    stages = yaml.safe_load((project_path / "params.yaml").read_text())
+    shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
+    experiments = sweep_experiments(shown, stages["params_file"])
+    if not experiments:
+        raise ConfigError(
+            f"no sweep experiment on the current commit of {project_path}: run a sweep, or fetch one "
+            "with `dvc exp pull <git remote> <name>` (`dvc exp list <git remote>` lists them)"
+        )
+    logger.info("sweep table: %d experiments from DVC's records", len(experiments))
+    table = tabulate(project_path, experiments, data=stages["data"])
+    bootstrap_project(project_path)
+    with KedroSession.create(
+        project_path=project_path, env=env or stages["kedro_env"], conf_source=conf_source
+    ) as session:
+        catalog = session.load_context().catalog
+        catalog.save("ablations.table", table)
+        catalog.save("ablations.markdown", to_markdown(table))
+    return table
+
+
 def _experiments(shown: list[dict]) -> dict[str, dict]:
     """{experiment name: {"rev", "metrics"}} from ``dvc exp show --json``."""
     found: dict[str, dict] = {}
@@ -443,7 +514,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("settings", nargs="+", help="key=value[,value...], e.g. perl.steps=0,1,2")
+    parser.add_argument("settings", nargs="*", help="key=value[,value...], e.g. perl.steps=0,1,2")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="rebuild the latest sweep's table from DVC's records (e.g. experiments fetched with "
+        "dvc exp pull); runs nothing",
+    )
     parser.add_argument(
         "--env", default=None, help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
     )
@@ -457,6 +534,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a setting held fixed under every row, e.g. training.lr=1e-4 (repeatable)",
     )
     args = parser.parse_args(argv)
+    if args.table:
+        if args.settings or args.fixed:
+            parser.error("--table rebuilds a table from DVC's records: it takes no settings")
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            table = rebuild_table(env=args.env)
+        except ConfigError as exc:
+            parser.error(str(exc))
+        logger.info("sweep table:\n%s", to_markdown(table))
+        return
+    if not args.settings:
+        parser.error("give at least one key=value[,value...] setting (or --table)")
     try:
         settings = [parse_setting(s) for s in args.settings]
         fixed = [parse_fixed(s) for s in args.fixed]
