@@ -10,20 +10,13 @@ import pytest
 from PIL import Image
 
 from perl_pipeline import predict
-from perl_pipeline.models import make_adapter, save_adapter
-from tests.conftest import TINY
-from tests.models.test_adapter import CLASSES, PERL_SETTINGS, TEMPLATE, trained_like
+from perl_pipeline.models import save_adapter
+from tests.models.test_adapter import CLASSES, tiny_adapter
 
 
 @pytest.fixture
 def adapter_file(tmp_path, tiny_clip) -> Path:
-    adapter = make_adapter(
-        trained_like(tiny_clip).projector_state_dict(),
-        backbone={"model_name": TINY, "weights": "random:0"},
-        perl=PERL_SETTINGS,
-        template=TEMPLATE,
-        classnames=CLASSES,
-    )
+    adapter = tiny_adapter(tiny_clip)
     return save_adapter(adapter, tmp_path / "mine.adapter.safetensors")
 
 

@@ -41,6 +41,17 @@ def trained_like(clip, seed: int = 5) -> PERL:
     return model
 
 
+def tiny_adapter(clip):
+    """The adapter of `trained_like(clip)` on the tiny random-weight CLIP (the predict tests')."""
+    return make_adapter(
+        trained_like(clip).projector_state_dict(),
+        backbone={"model_name": TINY, "weights": "random:0"},
+        perl=PERL_SETTINGS,
+        template=TEMPLATE,
+        classnames=CLASSES,
+    )
+
+
 def write(tmp_path, model, backbone=None, name="a.adapter.safetensors"):
     backbone = backbone or {"model_name": TINY, "weights": "random:0", "pretrained": None}
     adapter = make_adapter(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from perl_pipeline.models import make_adapter
 from perl_pipeline.pipelines.predict import create_pipeline
 from perl_pipeline.pipelines.predict.nodes import predict_images
-from tests.conftest import TINY
-from tests.models.test_adapter import CLASSES, PERL_SETTINGS, TEMPLATE, trained_like
+from tests.models.test_adapter import tiny_adapter
 from tests.test_predict import photo
 
 
@@ -19,13 +17,7 @@ def test_the_pipeline_reads_the_adapter_and_writes_the_predictions():
 
 
 def test_predict_node_classifies_folders_and_names_skips(tmp_path, tiny_clip):
-    adapter = make_adapter(
-        trained_like(tiny_clip).projector_state_dict(),
-        backbone={"model_name": TINY, "weights": "random:0"},
-        perl=PERL_SETTINGS,
-        template=TEMPLATE,
-        classnames=CLASSES,
-    ).to_dict()
+    adapter = tiny_adapter(tiny_clip).to_dict()
     for i in range(3):
         photo(tmp_path / "in" / f"{i}.png", i)
     (tmp_path / "in" / "x.txt").write_text("no")
