@@ -161,7 +161,10 @@ def test_a_row_is_read_from_dvc_records() -> None:
             ],
         },
     ]
-    assert _experiments(shown) == {"01-perl.steps=1-x": {"rev": "f00", "metrics": {"m.json": {"data": {}}}}}
+    assert _experiments(shown) == {  # the commit itself too: a setting equal to it is its record
+        "abc": {"rev": "abc", "metrics": {}},
+        "01-perl.steps=1-x": {"rev": "f00", "metrics": {"m.json": {"data": {}}}},
+    }
 
 
 # -- one sweep at a time in a project ---------------------------------------------------------------

@@ -315,19 +315,14 @@ def _run_sweep(
             "in params.yaml, run dvc repro and commit, then sweep"
         )
 
-    params_file = project_path / stages["params_file"]
-    copied = _inside(Path(params["data_root"]), project_path)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    queued: list[tuple[str, Any, str]] = []
-    for key, values in settings:
-        for value in values:
-            name = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{len(queued) + 1:02d}-{key}={_flow(value)}-{stamp}")
-            with _set_in(params_file, [*fixed, (key, value)]):  # the queued experiment takes the edit
-                _dvc(project_path, "exp", "run", "--queue", "-n", name, *copied, STAGE)
-            queued.append((key, value, name))
-    logger.info("sweep: %d experiments queued; DVC runs them with %d workers", len(queued), jobs)
-    # DVC starts `jobs` queue workers and waits for them; a failed experiment is named below
-    _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
+    rows = [(key, value) for key, values in settings for value in values]
+    named = [
+        (re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{i:02d}-{key}={_flow(value)}-{stamp}"), [*fixed, (key, value)])
+        for i, (key, value) in enumerate(rows, start=1)
+    ]
+    names = run_experiments(project_path, stages, Path(params["data_root"]), named, jobs)
+    queued = [(key, value, name) for (key, value), name in zip(rows, names, strict=True)]
     table = tabulate(project_path, queued, data=stages["data"])
     with session() as report:
         catalog = report.load_context().catalog
@@ -336,29 +331,85 @@ def _run_sweep(
     return table
 
 
+def run_experiments(
+    project_path: Path,
+    stages: Mapping[str, Any],
+    data_root: Path,
+    settings: Sequence[tuple[str, Sequence[tuple[str, Any]]]],
+    jobs: int,
+    *,
+    reuse: bool = False,
+) -> list[str]:
+    """Queue one experiment of the ``base_to_novel`` stage per (name, [(key, value), ...]) and
+    run DVC's queue with `jobs` workers; return each setting's DVC name (or revision).
+
+    With `reuse`, a setting whose parameters DVC already recorded on the current commit (the
+    commit itself, or one of its experiments: the whole params file equal) is not queued again:
+    its record is used. Call with the sweep lock held.
+    """
+    params_file = project_path / stages["params_file"]
+    copied = _inside(data_root, project_path)
+    current = yaml.safe_load(params_file.read_text())
+    done = _recorded_params(project_path, stages["params_file"]) if reuse else {}
+    names, queued = [], 0
+    for name, values in settings:
+        wanted = merged(current, fixed_params(values))
+        found = next((rev for rev, recorded in done.items() if recorded == wanted), None)
+        if found is not None:
+            logger.info("%s: already run as %s, reused", name, found)
+            names.append(found)
+            continue
+        with _set_in(params_file, values):  # the queued experiment takes the edit
+            _dvc(project_path, "exp", "run", "--queue", "-n", name, *copied, STAGE)
+        names.append(name)
+        queued += 1
+    if queued:
+        logger.info("%d experiments queued; DVC runs them with %d workers", queued, jobs)
+        # DVC starts `jobs` queue workers and waits for them; a failed experiment is named later
+        _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
+    return names
+
+
+def _recorded_params(project_path: Path, params_file: str) -> dict[str, dict]:
+    """{name or revision: its params file} for the current commit and its finished experiments."""
+    shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
+    records = _experiments(shown, with_params=params_file)
+    return {name: record["params"] for name, record in records.items() if record["metrics"]}
+
+
 def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], data: str) -> pl.DataFrame:
     """The sweep's rows from DVC's records of its experiments ((key, value, name) each): their
     metrics from ``dvc exp show --json``, their per-step accuracy from ``dvc plots diff --json``."""
+    results = recorded_results(project_path, [name for *_, name in experiments], data)
+    return pl.DataFrame(
+        {"parameter": key, "value": _flow(value), "experiment": name, **summarize(metrics, per_step)}
+        for (key, value, name), (metrics, per_step) in zip(experiments, results, strict=True)
+    )
+
+
+def recorded_results(project_path: Path, names: Sequence[str], data: str) -> list[tuple[dict, list[dict]]]:
+    """(report metrics, per-step rows) of each named experiment (or commit) from DVC's records.
+
+    Raises:
+        RuntimeError: an experiment without a report (it did not finish), with how to see why.
+    """
     metrics_file, per_step_file = f"{data}/{REPORT}/metrics.json", f"{data}/{REPORT}/per_step.csv"
     records = _experiments(json.loads(_dvc(project_path, "exp", "show", "--json")))
-    failed = [n for *_, n in experiments if metrics_file not in records.get(n, {}).get("metrics", {})]
+    failed = [name for name in names if metrics_file not in records.get(name, {}).get("metrics", {})]
     if failed:
         raise RuntimeError(
             f"experiment(s) {', '.join(failed)} did not finish with a report ({metrics_file}); "
             f"`dvc queue logs <name>` shows what each ran and why it stopped"
         )
-    revs = [records[name]["rev"] for *_, name in experiments]
+    revs = list(dict.fromkeys(records[name]["rev"] for name in names))
     plots = json.loads(_dvc(project_path, "plots", "diff", *revs, "--targets", per_step_file, "--json"))
     points: dict[str, list[dict]] = {}
     for renderer in plots["data"][per_step_file]:
         for point in renderer["content"]["data"]["values"]:
             points.setdefault(point["rev"], []).append(point)
-    rows = []
-    for (key, value, name), rev in zip(experiments, revs, strict=True):
-        metrics = records[name]["metrics"][metrics_file]["data"]
-        summary = summarize(metrics, points[rev])
-        rows.append({"parameter": key, "value": _flow(value), "experiment": name, **summary})
-    return pl.DataFrame(rows)
+    return [
+        (records[name]["metrics"][metrics_file]["data"], points[records[name]["rev"]]) for name in names
+    ]
 
 
 NAME = re.compile(r"^(?P<index>\d{2,})-(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)-(?P<stamp>\d{8}-\d{6})$")
@@ -429,14 +480,24 @@ def rebuild_table(
     return table
 
 
-def _experiments(shown: list[dict]) -> dict[str, dict]:
-    """{experiment name: {"rev", "metrics"}} from ``dvc exp show --json``."""
+def _experiments(shown: list[dict], with_params: str | None = None) -> dict[str, dict]:
+    """{name: {"rev", "metrics"}} of the current commit (by its name or revision) and its
+    experiments, from ``dvc exp show --json``; with `with_params`, also that params file's data."""
+
+    def record(rev: dict) -> dict:
+        data = rev.get("data") or {}
+        out = {"rev": data.get("rev") or rev["rev"], "metrics": data.get("metrics") or {}}
+        if with_params:
+            out["params"] = ((data.get("params") or {}).get(with_params) or {}).get("data")
+        return out
+
     found: dict[str, dict] = {}
     for baseline in shown:
+        if baseline.get("rev") != "workspace":  # the commit itself (a reused setting)
+            found[baseline.get("name") or baseline["rev"]] = record(baseline)
         for experiment in baseline.get("experiments") or []:
             for rev in experiment.get("revs") or []:
-                name = rev.get("name") or experiment.get("name")
-                found[name] = {"rev": rev["rev"], "metrics": (rev.get("data") or {}).get("metrics") or {}}
+                found[rev.get("name") or experiment.get("name")] = record(rev)
     return found
 
 
