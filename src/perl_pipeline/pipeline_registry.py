@@ -16,6 +16,7 @@ from perl_pipeline.pipelines import (
     data_preparation,
     evaluation,
     few_shot_splits,
+    paper,
     predict,
     reporting,
     text_features,
@@ -107,5 +108,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         **protocols,
         "toy_clip": toy_clip.create_pipeline(),
         "predict": predict.create_pipeline(),
+        "paper": paper.create_pipeline(),
         "__default__": everything,
     }

@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 import yaml
@@ -193,18 +193,31 @@ def check_settings(
     Raises:
         ConfigError: naming the sweep argument and the problem.
     """
-    from perl_pipeline.hooks import check_parameters
-
     for key, values in settings:
         section = key.split(".")[0]
         if section not in params:
             raise ConfigError(f"sweep argument {key}: no parameter {section!r} (known: {sorted(params)})")
-        for value in values:
-            values_set = merged(params, nested(key, value))
-            try:
-                check_parameters({name: _get(values_set, name) for name in used})
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(f"sweep argument {key}={_flow(value)}: {exc}") from exc
+        rows = [(f"sweep argument {key}={_flow(value)}", [(key, value)]) for value in values]
+        check_rows(rows, params, used)
+
+
+def check_rows(
+    rows: Sequence[tuple[str, Sequence[tuple[str, Any]]]], params: Mapping[str, Any], used: Sequence[str]
+) -> None:
+    """Check each (label, [(key, value), ...]) with its values merged into `params` together: the
+    typed configuration and the backbone's architecture, as a run would before any work.
+
+    Raises:
+        ConfigError: ``<label>: <the problem>``.
+    """
+    from perl_pipeline.hooks import check_parameters
+
+    for label, values in rows:
+        values_set = merged(params, fixed_params(values))
+        try:
+            check_parameters({name: _get(values_set, name) for name in used})
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{label}: {exc}") from exc
 
 
 def run_sweep(
@@ -284,6 +297,47 @@ def one_sweep_at_a_time(project_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class Project(NamedTuple):
+    """A DVC-run Kedro project as sweeps see it: params.yaml (DVC's view), the Kedro environment
+    its stages run, that environment's parameters and those the swept stage reads."""
+
+    path: Path
+    stages: dict
+    env: str
+    conf_source: str | None
+    params: dict
+    used: list[str]
+
+    @classmethod
+    def open(cls, path: Path, env: str | None = None, conf_source: str | None = None) -> Project:
+        from kedro.framework.project import pipelines
+        from kedro.framework.startup import bootstrap_project
+
+        stages = yaml.safe_load((path / "params.yaml").read_text())
+        bootstrap_project(path)
+        project = cls(path, stages, env or stages["kedro_env"], conf_source, {}, [])
+        with project.session() as session:
+            params = session.load_context().config_loader["parameters"]
+        used = [n.removeprefix("params:") for n in pipelines[STAGE].inputs() if n.startswith("params:")]
+        return project._replace(params=params, used=used)
+
+    def session(self):
+        """A Kedro session of the project in its environment."""
+        from kedro.framework.session import KedroSession
+
+        return KedroSession.create(project_path=self.path, env=self.env, conf_source=self.conf_source)
+
+    def check_env(self, what: str) -> None:
+        """Refuse an environment other than the one DVC's stages run (params.yaml's kedro_env)."""
+        if self.env != self.stages["kedro_env"]:
+            raise ConfigError(
+                f"--env {self.env}: DVC's stages run the Kedro environment {self.stages['kedro_env']!r} "
+                f"(params.yaml's kedro_env); set kedro_env: {self.env}, params_file: "
+                f"conf/{self.env}/parameters.yml and its data folder in params.yaml, run dvc repro and "
+                f"commit, then run the {what} again"
+            )
+
+
 def _run_sweep(
     settings: Sequence[tuple[str, list]],
     env: str | None,
@@ -293,38 +347,19 @@ def _run_sweep(
     jobs: int,
 ) -> pl.DataFrame:
     """:func:`run_sweep`, its lock held."""
-    from kedro.framework.project import pipelines
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    stages = yaml.safe_load((project_path / "params.yaml").read_text())  # DVC's view of the run
-    env = env or stages["kedro_env"]
-    bootstrap_project(project_path)
-
-    def session() -> KedroSession:
-        return KedroSession.create(project_path=project_path, env=env, conf_source=conf_source)
-
-    with session() as base:
-        params = base.load_context().config_loader["parameters"]
-    used = [n.removeprefix("params:") for n in pipelines[STAGE].inputs() if n.startswith("params:")]
-    check_settings(settings, merged(params, fixed_params(fixed)), used)
-    if env != stages["kedro_env"]:
-        raise ConfigError(
-            f"--env {env}: DVC's stages run the Kedro environment {stages['kedro_env']!r} (params.yaml's "
-            f"kedro_env); set kedro_env: {env}, params_file: conf/{env}/parameters.yml and its data folder "
-            "in params.yaml, run dvc repro and commit, then sweep"
-        )
-
+    project = Project.open(project_path, env, conf_source)
+    check_settings(settings, merged(project.params, fixed_params(fixed)), project.used)
+    project.check_env("sweep")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = [(key, value) for key, values in settings for value in values]
     named = [
         (re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{i:02d}-{key}={_flow(value)}-{stamp}"), [*fixed, (key, value)])
         for i, (key, value) in enumerate(rows, start=1)
     ]
-    names = run_experiments(project_path, stages, Path(params["data_root"]), named, jobs)
+    names = run_experiments(project, named, jobs)
     queued = [(key, value, name) for (key, value), name in zip(rows, names, strict=True)]
-    table = tabulate(project_path, queued, data=stages["data"])
-    with session() as report:
+    table = tabulate(project_path, queued, data=project.stages["data"])
+    with project.session() as report:
         catalog = report.load_context().catalog
         catalog.save("ablations.table", table)
         catalog.save("ablations.markdown", to_markdown(table, fixed))
@@ -332,9 +367,7 @@ def _run_sweep(
 
 
 def run_experiments(
-    project_path: Path,
-    stages: Mapping[str, Any],
-    data_root: Path,
+    project: Project,
     settings: Sequence[tuple[str, Sequence[tuple[str, Any]]]],
     jobs: int,
     *,
@@ -347,10 +380,11 @@ def run_experiments(
     commit itself, or one of its experiments: the whole params file equal) is not queued again:
     its record is used. Call with the sweep lock held.
     """
-    params_file = project_path / stages["params_file"]
-    copied = _inside(data_root, project_path)
+    project_path = project.path
+    params_file = project_path / project.stages["params_file"]
+    copied = _inside(Path(project.params["data_root"]), project_path)
     current = yaml.safe_load(params_file.read_text())
-    done = _recorded_params(project_path, stages["params_file"]) if reuse else {}
+    done = _recorded_params(project_path, project.stages["params_file"]) if reuse else {}
     names, queued = [], 0
     for name, values in settings:
         wanted = merged(current, fixed_params(values))
@@ -407,9 +441,7 @@ def recorded_results(project_path: Path, names: Sequence[str], data: str) -> lis
     for renderer in plots["data"][per_step_file]:
         for point in renderer["content"]["data"]["values"]:
             points.setdefault(point["rev"], []).append(point)
-    return [
-        (records[name]["metrics"][metrics_file]["data"], points[records[name]["rev"]]) for name in names
-    ]
+    return [(records[name]["metrics"][metrics_file]["data"], points[records[name]["rev"]]) for name in names]
 
 
 NAME = re.compile(r"^(?P<index>\d{2,})-(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)-(?P<stamp>\d{8}-\d{6})$")

@@ -39,3 +39,15 @@ def load_reported_params() -> pl.DataFrame:
         ``trainable_params_numeric`` (int). The zero-shot row is named "CLIP zero-shot".
     """
     return _read_reference("reported_trainable_params.csv")
+
+
+def load_reported_ablations() -> pl.DataFrame:
+    """The paper's ablation and dynamics numbers (Tables 3-4, Fig. 3, Figs. 4-7).
+
+    Returns:
+        Columns ``source, artefact ("table3" | "table4" | "fig3_layer" | "fig3_steps" |
+        "dynamics"), row (a variant, a layer or a step count; for dynamics
+        ``<protocol>[/<subset>]@<step>``, a transition group ``cc`` / ``wc`` or a Fig. 6
+        trajectory), metric, value, approximate`` (read from a plot) and ``note``.
+    """
+    return _read_reference("reported_ablations.csv").with_columns(pl.col("value").cast(pl.Float64))

@@ -81,6 +81,7 @@ def _metrics(table: pl.DataFrame) -> dict:
     """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show` (and the
     ablation table of ``perl_pipeline.sweep``)."""
     columns = ("base", "novel", "hm", "accuracy", "zeroshot_base", "zeroshot_novel", "zeroshot_hm")
+    columns += tuple(f"{c}_std" for c in ("base", "novel", "hm", "accuracy"))  # over seeds
     alignments = ("zeroshot_accuracy", "image_alignment_base", "text_alignment_base")
     keep = [c for c in (*columns, *alignments) if c in table.columns]
     return {
