@@ -55,7 +55,7 @@ def test_every_environments_paper_rows_are_valid_settings_for_its_backbone(env):
     params = loader["parameters"]
     runs = plan(params, ["table3", "table4", "fig3_layer", "fig3_steps"])
     assert len(runs) == {"base": 20, "demo": 17}[env]
-    for artefact, name, values in runs:
+    for *_, values in runs:
         row = merged(params, fixed_params(values))
         clip = ClipConfig(**check_fields(ClipConfig, row["clip"], "clip"))
         perl = PerlConfig(**check_fields(PerlConfig, row["perl"], "perl"))

@@ -72,3 +72,62 @@ def _outputs(data: Path) -> dict[str, str]:
         for path in sorted(data.rglob("*"))
         if path.is_file()
     }
+
+
+SMALL_FIG3 = """
+  fig3_steps:
+    title: "Fig. 3b, small: reasoning steps K"
+    axis: reasoning steps K
+    rows:
+      - {name: "1", set: ["perl.steps=1"]}
+      - {name: "2", set: ["perl.steps=2"]}
+      - {name: "4", set: []}
+"""
+
+
+def test_the_paper_command_reuses_what_dvc_recorded_and_writes_each_artefact(dvc_demo, tmp_path):
+    """A small Fig. 3b (K = 1, 2 and the default 4) and the dynamics on the small demo. K = 1 and
+    2 are the sweep test's experiments when it ran first (then nothing runs here); the default
+    is the commit's own results, never rerun. A second call runs nothing."""
+    from perl_pipeline.paper import run_paper
+
+    repo = tmp_path / "project"
+    shutil.copytree(dvc_demo.repo, repo, symlinks=True)
+    conf = repo / "conf" / "demo" / "parameters_paper.yml"
+    conf.write_text(conf.read_text() + SMALL_FIG3)
+
+    written = run_paper(["fig3_steps", "dynamics"], project_path=repo)
+    experiments = _experiment_names(repo)
+    again = run_paper(["fig3_steps"], project_path=repo)
+    assert _experiment_names(repo) == experiments  # every setting reused
+
+    paper = repo / "data" / "demo" / "08_reporting" / "paper"
+    assert (
+        set(written) == {"fig3_steps", "dynamics_base_to_novel"}
+        and again["fig3_steps"] == written["fig3_steps"]
+    )
+    runs = pl.read_csv(paper / "fig3_steps_runs.csv", schema_overrides={"row": pl.String})
+    assert runs["row"].to_list() == ["1", "2", "4"]
+    committed = json.loads(
+        (repo / "data" / "demo" / "08_reporting" / "base_to_novel" / "metrics.json").read_text()
+    )
+    default = runs.row(2, named=True)
+    assert default["hm"] == committed["average (mean of HMs)"]["hm"]  # the commit's results, reused
+    assert default["trainable_parameters"] == committed["trainable_parameters"]
+    assert [len(r.split(" / ")) for r in runs["base_steps"]] == [2, 3, 5]  # steps 0..K of each run
+    markdown = (paper / "fig3_steps.md").read_text()
+    assert "≈72.70" in markdown and "| 4 | `defaults` |" in markdown  # the paper's Fig. 3b beside ours
+    assert (paper / "fig3_steps.png").stat().st_size > 10_000 and (
+        paper / "dynamics_base_to_novel.png"
+    ).exists()
+    assert (
+        "Dynamics per step: base_to_novel (mean over 1 benchmark)"
+        in (paper / "dynamics_base_to_novel.md").read_text()
+    )
+
+
+def _experiment_names(repo: Path) -> list[str]:
+    shown = json.loads(dvc(repo, "exp", "show", "--json"))
+    return sorted(
+        rev.get("name") or "" for b in shown for e in b.get("experiments") or [] for rev in e["revs"]
+    )

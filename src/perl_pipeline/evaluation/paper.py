@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
 from perl_pipeline.evaluation.reference import load_reported_ablations
+from perl_pipeline.protocols import BASE_TO_NOVEL
 
 ABLATIONS = ("table3", "table4", "fig3_layer", "fig3_steps")
 DYNAMICS = ("accuracy", "confidence", "brier", "jacobian_norm")  # per-step columns (Figs. 4, 7)
@@ -61,9 +62,10 @@ def ablation_rows(results: Sequence[tuple[str, str, str, Mapping, Sequence[Mappi
 
 
 def _steps(per_step: Sequence[Mapping], subset: str) -> str:
+    """Mean accuracy over the paper's benchmarks (as the averages: your own are not in them)."""
     by_step: dict[int, list[float]] = {}
     for point in per_step:
-        if point["subset"] == subset:
+        if point["subset"] == subset and point["benchmark"] in BASE_TO_NOVEL:
             by_step.setdefault(int(point["step"]), []).append(float(point["accuracy"]))
     return " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(by_step.items()))
 
@@ -101,7 +103,8 @@ def ablation_report(
         label: a note under the heading (the demo says it is a demo).
     """
     reported = _reported(artefact)
-    specs = {spec["name"]: spec for spec in definition["rows"]}
+    rows = rows.with_columns(pl.col("row").cast(pl.String))  # a CSV reads "6" back as a number
+    specs = {str(spec["name"]): spec for spec in definition["rows"]}
     header = [
         "row",
         "setting",
@@ -164,7 +167,7 @@ def _ablation_figure(
     if "axis" not in definition:
         ax = figure.add_subplot()
         width = 0.27
-        specs = {spec["name"]: spec for spec in definition["rows"]}
+        specs = {str(spec["name"]): spec for spec in definition["rows"]}
         for i, (metric, color) in enumerate(metrics.items()):
             xs = [x + (i - 1) * width for x in range(len(names))]
             ax.bar(
@@ -242,7 +245,7 @@ def dynamics_report(
         *(pl.col(c).mean() for c in (*metrics, *kl)), *(pl.col(f"n_{g}").sum() for g in groups)
     )
     reported = _reported("dynamics")
-    lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmarks)", ""]
+    lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmark{"s" if present != 1 else ""})", ""]
     if label:
         lines += [f"> {label}", ""]
     header = [
