@@ -245,7 +245,8 @@ def dynamics_report(
         *(pl.col(c).mean() for c in (*metrics, *kl)), *(pl.col(f"n_{g}").sum() for g in groups)
     )
     reported = _reported("dynamics")
-    lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmark{"s" if present != 1 else ""})", ""]
+    plural = "s" if present != 1 else ""
+    lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmark{plural})", ""]
     if label:
         lines += [f"> {label}", ""]
     header = [
