@@ -33,6 +33,7 @@ from perl_pipeline.pipelines import (
     data_preparation,
     evaluation,
     few_shot_splits,
+    paper,
     reporting,
     text_features,
     training,
@@ -380,5 +381,37 @@ def test_reporting_tables_two_benchmarks(benchmark_params: dict) -> None:
             "alignment_per_step.png",
             "params_vs_hm.png",
         }
+    finally:
+        plt.close("all")
+
+
+def test_paper_writes_table4_and_the_dynamics_from_its_tables() -> None:
+    from perl_pipeline.evaluation.metrics import per_step_table
+    from perl_pipeline.evaluation.paper import ablation_rows
+
+    pipeline = paper.create_pipeline().only_nodes("paper_table4", "paper_dynamics_base_to_novel")
+    definition = {"title": "Table 4", "rows": [{"name": "PERL-Shared", "set": []}]}
+    metrics = {
+        "average (mean of HMs)": {"base": 70.0, "novel": 60.0, "hm": 64.6, "zeroshot_hm": 60.0},
+        "average (HM of means)": {"hm": 64.62},
+        "trainable_parameters": 802,
+    }
+    per_step = [{"benchmark": "dtd", "subset": "base", "step": "0", "accuracy": "65.0"}]
+    try:
+        outputs = run_stage(
+            pipeline,
+            {"paper": {"table4": definition}, "report_label": "STAGE TEST"},
+            ["paper.table4", "report_label"],
+            {
+                "paper.table4.rows": ablation_rows([("PERL-Shared", "", "HEAD", metrics, per_step)]),
+                "base_to_novel.per_step": per_step_table(make_runs(benchmarks=("dtd", "eurosat"), steps=2)),
+            },
+        )
+        table = outputs["paper.table4.markdown"]
+        assert "| PERL-Shared | `defaults` | 802 | 70.00 | 60.00 | 64.60 | 64.62 | *6,402 | 73.97 |" in table
+        assert "* PERL-Shared: reported as 6K." in table
+        assert "> STAGE TEST" in table
+        assert "(mean over 2 benchmarks)" in outputs["paper.dynamics_base_to_novel.markdown"]
+        assert outputs["paper.dynamics_base_to_novel.figure"].axes[0].get_xlabel() == "step k"
     finally:
         plt.close("all")

@@ -143,7 +143,7 @@ def ablation_report(
         for note in reported.filter((pl.col("row") == paper_row) & pl.col("note").is_not_null())[
             "note"
         ].unique(maintain_order=True):
-            if "plot" not in note:
+            if note and "plot" not in note:
                 notes.append(f"* {row['row']}: {note}.")
         decision = specs.get(row["row"], {}).get("decision")
         if decision:
