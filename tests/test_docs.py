@@ -15,7 +15,7 @@ OUTSIDE = re.compile(r"PERL_SPEC|/work/|\.\./shared|reference/(?:perl_paper_note
 
 
 def _sources() -> list[Path]:
-    files = [ROOT / "README.md", ROOT / "dvc.yaml", METHOD]
+    files = [ROOT / "README.md", ROOT / "dvc.yaml", *sorted((ROOT / "docs").glob("*.md"))]
     for folder, pattern in (("src", "*.py"), ("tests", "*.py"), ("conf", "*.yml"), ("notebooks", "*.ipynb")):
         files += sorted((ROOT / folder).rglob(pattern))
     return [f for f in files if f.is_file() and f != Path(__file__).resolve()]
@@ -55,3 +55,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert command.replace("pip install uv", "pip install --quiet uv") in ci
     assert not re.search(r"pytest.* (-m|-k) ", command)  # nothing is deselected in CI
+
+
+def test_the_readme_is_short_and_its_links_resolve() -> None:
+    """A newcomer reads the README in minutes; the rest lives in docs/, every link to it resolves."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(
+            r"\]\(([\w./-]+\.(?:md|ipynb|yml|py))(?:#[^)]*)?\)", path.read_text(encoding="utf-8")
+        ):
+            assert (path.parent / target).exists(), f"{path.name} links to {target}, which does not exist"

@@ -33,7 +33,7 @@ budget on the demo under both projector initialisations:
         perl.projector_init=default,zero_out
 
 ``--table`` rebuilds the latest sweep's table from DVC's records without running anything, e.g. on
-another machine after ``dvc exp pull origin <names>`` (README, "Sharing results").
+another machine after ``dvc exp pull origin <names>`` (docs/sharing.md).
 """
 
 from __future__ import annotations
