@@ -80,6 +80,7 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.clip = clip
         self.steps = steps
+        self.logit_scale = torch.tensor(10.0)
 
     def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
         return images  # [B, K + 1, D]
