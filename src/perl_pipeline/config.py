@@ -387,7 +387,7 @@ class EvalConfig:
 
     ``num_workers: auto`` uses the machine's cores (see `resolved_workers`); ``gpu_decode``
     decodes JPEGs on the GPU (CUDA only; elsewhere the CPU path runs). ``jacobian_images``: the
-    size of the seeded subsample (docs/method.md §6.8); 0 (the library default) turns it off.
+    size of the seeded subsample (docs/method.md §6.10); 0 (the library default) turns it off.
     """
 
     batch_size: int = setting(256, low=1)

@@ -179,7 +179,7 @@ def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
     assert not fp32["image_alignment"].equals(bf16["image_alignment"])  # bf16 really ran
 
 
-# ---- the dynamics (docs/method.md §6.8) --------------------------------------------------------
+# ---- the dynamics (docs/method.md §6.10) --------------------------------------------------------
 
 DYNAMICS = dataclasses.replace(CONFIG, jacobian_images=5)
 

@@ -63,7 +63,7 @@ def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
 
 def test_stage_pipelines_are_tag_slices(pipelines):
     assert _names(pipelines["training"]) == {n for n in _names(pipelines["__default__"]) if ".train_" in n}
-    assert len(pipelines["reporting"].nodes) == 3
+    assert len(pipelines["reporting"].nodes) == 3 * 2  # write_report, collect_trajectories
 
 
 OWN = {

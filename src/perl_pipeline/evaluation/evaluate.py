@@ -5,7 +5,7 @@ batch and shared by every seed's model; class text features are refined once per
 Images are decoded by data-loader workers (`evaluation.num_workers`, by default one per core) or,
 on CUDA with `evaluation.gpu_decode`, in batches on the GPU (`EvalBatches`). The dynamics metrics
 (confidence, Brier score, KL drift by transition group, input-Jacobian norm, confidence trajectories;
-docs/method.md §6.8) come from the same pass.
+docs/method.md §6.10) come from the same pass.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _schema(columns: Sequence[str]) -> dict[str, type[pl.DataType]]:
 RUN_SCHEMA = _schema(RUN_COLUMNS)
 TRAJECTORY_SCHEMA = _schema(TRAJECTORY_COLUMNS)
 JACOBIAN_SEED = 0
-"""Seed of the generator that picks the Jacobian subsample (docs/method.md §6.8)."""
+"""Seed of the generator that picks the Jacobian subsample (docs/method.md §6.10)."""
 TRAJECTORIES = 3
 """Trajectories kept per (seed, subset) and direction: the largest gains and losses of confidence."""
 
@@ -92,7 +92,7 @@ class EvalBatches:
 
 
 def jacobian_subsample(num_images: int, count: int) -> torch.Tensor:
-    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.8).
+    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10).
 
     Drawn with a generator seeded with `JACOBIAN_SEED`, so every seed and every run of a benchmark
     measures the same images; all of them when `count` >= `num_images`, none when it is 0.
@@ -167,7 +167,7 @@ def evaluate_with_trajectories(
     benchmark: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Accuracy, alignment and dynamics per (seed, class set, step) and confidence trajectories,
-    in one pass over `images` (docs/method.md §6.7, §6.8).
+    in one pass over `images` (docs/method.md §6.7, §6.10).
 
     Args:
         models: one PERL per seed, all wrapping the same frozen CLIP.
@@ -256,7 +256,7 @@ def evaluate_with_trajectories(
 
 def _score(tally: _Tally, v: torch.Tensor, t: torch.Tensor, target: torch.Tensor, scale: float) -> None:
     """Score b images of one subset at every step: v [K + 1, b, D], t [K + 1, C, D] (both unit
-    norm), target [b] = classifier columns on the CPU (docs/method.md §6.7, §6.8)."""
+    norm), target [b] = classifier columns on the CPU (docs/method.md §6.7, §6.10)."""
     cosines = v @ t.transpose(1, 2)  # [K + 1, b, C]
     log_p = F.log_softmax(scale * cosines, dim=-1)  # [K + 1, b, C]
     p = log_p.exp()
@@ -284,7 +284,7 @@ def _jacobians(
     tallies: Mapping[tuple[int, str], _Tally],
 ) -> None:
     """Norm of the gradient of the target logit τ·cos(v_k, t_target) w.r.t. the input pixels, in
-    fp32, for m chosen images [m, 3, H, W] at every step (docs/method.md §6.8). `subsets` maps each
+    fp32, for m chosen images [m, 3, H, W] at every step (docs/method.md §6.10). `subsets` maps each
     subset to the images' classifier columns [m] (-1: not in it). Images are independent, so one
     backward of the sum of their logits gives every image's own gradient."""
     shared = next(iter(models.values()))
@@ -346,7 +346,7 @@ def _trajectories(
     tally: _Tally, keys: dict, classes: Sequence[int], paths: Sequence[str] | None
 ) -> list[dict]:
     """Probability of the target class and of the step-0 winner at every step, for the images
-    whose target confidence gains and loses most from step 0 to step K (docs/method.md §6.8)."""
+    whose target confidence gains and loses most from step 0 to step K (docs/method.md §6.10)."""
     p_target, p_winner = tally.kept("p_target"), tally.kept("p_winner")  # [K + 1, n]
     change = p_target[-1] - p_target[0]  # [n]
     order = change.argsort(stable=True)

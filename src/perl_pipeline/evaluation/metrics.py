@@ -11,7 +11,7 @@ The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, sub
     accuracy: float (percent), n_images: int,
     image_alignment: float (mean cos(v(0), v(step)) over the test images),
     text_alignment: float (mean cos(t(0), t(step)) over the class prompts),
-    then the dynamics (docs/method.md §6.8): confidence: float (mean target-class probability,
+    then the dynamics (docs/method.md §6.10): confidence: float (mean target-class probability,
     percent), brier: float (multi-class Brier score), jacobian_norm: float | null (mean input-Jacobian
     norm of the target logit over the Jacobian subsample; null when off), and for each transition
     group g of `GROUPS`: n_<g>: int, kl_median_<g>, kl_q1_<g>, kl_q3_<g>: float | null (quartiles
@@ -46,7 +46,7 @@ DYNAMICS_COLUMNS: tuple[str, ...] = (
     "jacobian_norm",
     *(f"{c}_{g}" for g in GROUPS for c in ("n", "kl_median", "kl_q1", "kl_q3")),
 )
-"""The dynamics columns of the per-run table (docs/method.md §6.8)."""
+"""The dynamics columns of the per-run table (docs/method.md §6.10)."""
 RUN_COLUMNS: tuple[str, ...] = (
     "benchmark",
     "seed",
@@ -72,7 +72,7 @@ TRAJECTORY_COLUMNS: tuple[str, ...] = (
     "probability",
 )
 """Columns of the confidence-trajectory table: image = test index, path = its file (null if none),
-change = "gain" | "loss", role = "target" | "step0_winner", class = original label (§6.8)."""
+change = "gain" | "loss", role = "target" | "step0_winner", class = original label (§6.10)."""
 
 AVERAGE_MEAN_OF_HMS = "average (mean of HMs)"
 """Base-to-novel average row, PERL-paper convention (Tables 1/5): mean of the per-dataset HMs."""

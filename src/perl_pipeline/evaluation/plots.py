@@ -230,7 +230,7 @@ _GROUP_LABELS = {"cc": "correct→correct", "wc": "wrong→correct", "cw": "corr
 
 
 def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
-    """The paper's dynamics (Figs. 4, 5, 7, 8; docs/method.md §6.8) per step, averaged over benchmarks.
+    """The paper's dynamics (Figs. 4, 5, 7, 8; docs/method.md §6.10) per step, averaged over benchmarks.
 
     Args:
         runs: the per-run evaluation table (see `metrics`).

@@ -66,7 +66,7 @@ def write_report(
 
 
 def collect_trajectories(*tables: pl.DataFrame) -> pl.DataFrame:
-    """The benchmarks' confidence trajectories (docs/method.md §6.8) in one table."""
+    """The benchmarks' confidence trajectories (docs/method.md §6.10) in one table."""
     return pl.concat(tables, how="vertical")
 
 
