@@ -207,13 +207,16 @@ def evaluate_with_trajectories(
             text[seed, subset] = t
             text_alignment[seed, subset] = (t[0:1] * t).sum(-1).mean(-1).cpu()  # [K + 1]
 
+    position = {}  # subset -> lookup from original label to the classifier's column (-1: absent)
     num_labels = 1 + max(max(classes) for classes in class_sets.values())
+    for subset, classes in class_sets.items():
+        lookup = torch.full((num_labels,), -1, dtype=torch.long)
+        lookup[torch.as_tensor(list(classes))] = torch.arange(len(classes))
+        position[subset] = lookup
 
     def targets(subset: str, labels: torch.Tensor) -> torch.Tensor:
         """Column of each label in the subset's classifier, -1 where absent; [B] on the CPU."""
-        lookup = torch.full((num_labels,), -1, dtype=torch.long)
-        lookup[torch.as_tensor(list(class_sets[subset]))] = torch.arange(len(class_sets[subset]))
-        return torch.where(labels < num_labels, lookup[labels.clamp(max=num_labels - 1)], -1)
+        return torch.where(labels < num_labels, position[subset][labels.clamp(max=num_labels - 1)], -1)
 
     tallies = {key: _Tally(steps) for key in text}
     chosen = jacobian_subsample(len(images), config.jacobian_images)
