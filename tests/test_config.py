@@ -33,6 +33,7 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
         (lambda: EvalConfig(batch_size=0), "evaluation.batch_size=0"),
         (lambda: EvalConfig(num_workers="many"), "evaluation.num_workers='many'"),
         (lambda: EvalConfig(num_workers=-1), "evaluation.num_workers=-1"),
+        (lambda: EvalConfig(jacobian_images=-1), "evaluation.jacobian_images=-1 must be >= 0"),
         (lambda: TrainConfig(seeds_together="yes"), "training.seeds_together='yes': expected true/false"),
         (lambda: FewShotConfig(shots=0), "few_shot.shots=0"),
         (lambda: FewShotConfig(draw="dassl"), "few_shot.draw='dassl'"),

@@ -382,16 +382,19 @@ class TrainConfig:
 
 @typed_config("evaluation")
 class EvalConfig:
-    """Evaluation batching, data-loader workers, precision and where JPEGs are decoded.
+    """Evaluation batching, data-loader workers, precision, where JPEGs are decoded, and how
+    many test images per benchmark get the input-Jacobian norm.
 
     ``num_workers: auto`` uses the machine's cores (see `resolved_workers`); ``gpu_decode``
-    decodes JPEGs on the GPU (CUDA only; elsewhere the CPU path runs).
+    decodes JPEGs on the GPU (CUDA only; elsewhere the CPU path runs). ``jacobian_images``: the
+    size of the seeded subsample (docs/method.md §6.10); 0 (the library default) turns it off.
     """
 
     batch_size: int = setting(256, low=1)
     num_workers: int | Literal["auto"] = setting("auto", low=0)
     precision: Precision = "auto"
     gpu_decode: bool = True
+    jacobian_images: int = setting(0, low=0)  # input-Jacobian subsample per benchmark; 0 = off
 
     def resolved_workers(self) -> int:
         """Data-loader worker processes: the number given, or for ``auto`` this process's usable

@@ -110,6 +110,9 @@ def test_ratios_are_computed_from_the_figures(figures):
     assert ratios["evaluation_vs_decode_only"]["cpu"] == pytest.approx(
         evaluation["evaluate", "cpu"]["images_per_s"] / evaluation["decode_only", "cpu"]["images_per_s"]
     )
+    per_image = {w: evaluation[w, "cpu"]["seconds"] / 4 for w in ("evaluate", "evaluate_jacobian")}
+    jacobian = (per_image["evaluate_jacobian"] - per_image["evaluate"]) / (4 * 3)  # K + 1 = 4 steps, 3 seeds
+    assert ratios["jacobian_s_per_image_step"]["cpu"] == pytest.approx(jacobian)
     assert ratios["predict_vs_zero_shot_evaluation"] == pytest.approx(
         evaluation["predict", "cpu"]["images_per_s"] / evaluation["zero_shot_evaluate", "cpu"]["images_per_s"]
     )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
+
 import polars as pl
 import pytest
 import torch
+from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from perl_pipeline.config import EvalConfig
-from perl_pipeline.evaluation.evaluate import evaluate_seeds
+from perl_pipeline.evaluation.evaluate import evaluate_seeds, evaluate_with_trajectories, jacobian_subsample
 from perl_pipeline.models import PERL, TextPrefix, clip_logits
 
 PROMPTS = ["a photo of a cat.", "a photo of a dog.", "a red car.", "banded texture.", "a tree."]
@@ -80,6 +85,7 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.clip = clip
         self.steps = steps
+        self.logit_scale = torch.tensor(10.0)
 
     def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
         return images  # [B, K + 1, D]
@@ -154,8 +160,6 @@ def test_batches_decoded_on_the_device_match_the_workers_path(tmp_path, tiny_cli
 def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
     """The GPU's dtype path on the CPU: every (seed, subset, step) within one of its test images
     of fp32's accuracy and 0.001 of its alignment (docs/method.md §3)."""
-    import dataclasses
-
     runs = {}
     for precision in ("fp32", "bf16"):
         models = _models(tiny_clip, [1, 2])
@@ -173,3 +177,131 @@ def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
     for column in ("image_alignment", "text_alignment"):
         assert (fp32[column] - bf16[column]).abs().max() < 1e-3
     assert not fp32["image_alignment"].equals(bf16["image_alignment"])  # bf16 really ran
+
+
+# ---- the dynamics (docs/method.md §6.10) --------------------------------------------------------
+
+DYNAMICS = dataclasses.replace(CONFIG, jacobian_images=5)
+
+
+def _evaluate_dynamics(models, tokenize, config=DYNAMICS, images=None):
+    prefix = next(iter(models.values())).text_prefix(tokenize(PROMPTS))
+    return evaluate_with_trajectories(
+        models, images or _images(), prefix, CLASS_SETS, config, device=torch.device("cpu"), benchmark="toy"
+    )
+
+
+def _quartiles(values: list[float]) -> list[float]:
+    """25th, 50th, 75th percentiles with linear interpolation (one value: itself)."""
+    return [values[0]] * 3 if len(values) == 1 else statistics.quantiles(values, n=4, method="inclusive")
+
+
+def test_dynamics_equal_a_computation_by_hand(tiny_clip, tokenize):
+    """Confidence, Brier, KL quartiles by group, Jacobian norm and trajectories, recomputed here
+    image by image and step by step."""
+    models = _models(tiny_clip, [1, 2])
+    runs, trajectories = _evaluate_dynamics(models, tokenize)
+    data = _images()
+    chosen = set(jacobian_subsample(len(data), 5).tolist())
+    assert len(chosen) == 5
+    for seed, model in models.items():
+        scale = float(model.logit_scale)
+        for subset, classes in CLASS_SETS.items():
+            with torch.no_grad():
+                t = F.normalize(
+                    model.refine_text(model.text_prefix(tokenize([PROMPTS[c] for c in classes]))), dim=-1
+                )
+            members = [i for i, (_, y) in enumerate(data) if int(y) in classes]
+            p, norms = {}, {}
+            for i in members:
+                x = data[i][0].unsqueeze(0).requires_grad_(True)
+                v = F.normalize(model.refine_image(model.image_prefix(x)), dim=-1)[:, 0]  # [K + 1, D]
+                target = classes.index(int(data[i][1]))
+                logits = scale * torch.einsum("kd,kcd->kc", v, t)  # [K + 1, C]
+                p[i] = (torch.softmax(logits, -1).detach().double(), target)
+                if i in chosen:
+                    norms[i] = [
+                        torch.autograd.grad(logits[k, target], x, retain_graph=True)[0].norm().item()
+                        for k in range(4)
+                    ]
+            rows = runs.filter((pl.col("seed") == seed) & (pl.col("subset") == subset)).sort("step")
+            first = {i: int(q[0].argmax()) == c for i, (q, c) in p.items()}
+            last = {i: int(q[-1].argmax()) == c for i, (q, c) in p.items()}
+            for k, row in enumerate(rows.iter_rows(named=True)):
+                assert row["confidence"] == pytest.approx(
+                    100 * statistics.mean(q[k, c].item() for q, c in p.values())
+                )
+                brier = [
+                    sum((q[k, j].item() - (j == c)) ** 2 for j in range(len(classes))) for q, c in p.values()
+                ]
+                assert row["brier"] == pytest.approx(statistics.mean(brier))
+                kl = {
+                    i: sum(
+                        q[k, j].item() * math.log(q[k, j].item() / q[0, j].item())
+                        for j in range(len(classes))
+                    )
+                    for i, (q, c) in p.items()
+                }
+                for group, (a, b) in {"cc": (1, 1), "wc": (0, 1), "cw": (1, 0), "ww": (0, 0)}.items():
+                    values = sorted(kl[i] for i in p if (first[i], last[i]) == (a, b))
+                    assert row[f"n_{group}"] == len(values)
+                    got = [row[f"kl_q1_{group}"], row[f"kl_median_{group}"], row[f"kl_q3_{group}"]]
+                    if values:
+                        assert got == pytest.approx(_quartiles(values), abs=1e-6)
+                    else:
+                        assert got == [None] * 3
+                if norms:
+                    assert row["jacobian_norm"] == pytest.approx(
+                        statistics.mean(n[k] for n in norms.values()), rel=1e-4
+                    )
+                else:
+                    assert row["jacobian_norm"] is None
+            # trajectories: the largest gains and losses of target confidence, both classes' probabilities
+            mine = trajectories.filter((pl.col("seed") == seed) & (pl.col("subset") == subset))
+            change = {i: (q[-1, c] - q[0, c]).item() for i, (q, c) in p.items()}
+            gains = sorted((i for i in change if change[i] > 0), key=lambda i: -change[i])[:3]
+            losses = sorted((i for i in change if change[i] < 0), key=lambda i: change[i])[:3]
+            for kind, images in (("gain", gains), ("loss", losses)):
+                assert (
+                    mine.filter(pl.col("change") == kind)["image"].unique(maintain_order=True).to_list()
+                    == images
+                )
+            for row in mine.iter_rows(named=True):
+                q, c = p[row["image"]]
+                column = c if row["role"] == "target" else int(q[0].argmax())
+                assert row["class"] == classes[column]
+                assert row["probability"] == pytest.approx(q[row["step"], column].item(), abs=1e-6)
+    assert set(trajectories["role"]) == {"target", "step0_winner"} and trajectories["path"].is_null().all()
+
+
+class CountingImages(TensorDataset):
+    """Counts the images read."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        CountingImages.reads += 1
+        return super().__getitem__(i)
+
+
+def test_every_metric_comes_from_one_pass_over_the_images(tiny_clip, tokenize):
+    images = CountingImages(*_images().tensors)
+    CountingImages.reads = 0
+    runs, _ = _evaluate_dynamics(_models(tiny_clip, [1, 2]), tokenize, images=images)
+    assert CountingImages.reads == len(images)
+    assert runs["jacobian_norm"].is_not_null().all() and runs["confidence"].is_not_null().all()
+
+
+def test_the_jacobian_subsample_is_fixed_and_zero_turns_it_off(tiny_clip, tokenize):
+    assert torch.equal(jacobian_subsample(1000, 32), jacobian_subsample(1000, 32))
+    assert jacobian_subsample(10, 32).tolist() == list(range(10)) and len(jacobian_subsample(10, 0)) == 0
+    # the same projectors under two seeds, and a second run: the same images, the same norms
+    model = _models(tiny_clip, [1])[1]
+    twice = {1: model, 2: model}
+    runs = [_evaluate_dynamics(twice, tokenize)[0] for _ in range(2)]
+    assert runs[0].equals(runs[1])
+    by_seed = [runs[0].filter(pl.col("seed") == s).sort("subset", "step")["jacobian_norm"] for s in (1, 2)]
+    assert by_seed[0].equals(by_seed[1]) and by_seed[0].is_not_null().all()
+    off, _ = _evaluate_dynamics(twice, tokenize, config=CONFIG)
+    assert off["jacobian_norm"].is_null().all()
+    assert off.drop("jacobian_norm").equals(runs[0].drop("jacobian_norm"))  # nothing else changes

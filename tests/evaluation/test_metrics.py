@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterable
 import polars as pl
 import pytest
 
+from perl_pipeline.evaluation.evaluate import RUN_SCHEMA
 from perl_pipeline.evaluation.metrics import (
     AVERAGE_HM_OF_MEANS,
     AVERAGE_MEAN_OF_HMS,
     B2N_METRICS,
+    DYNAMICS_COLUMNS,
+    GROUPS,
     RUN_COLUMNS,
     TARGET_AVERAGE,
     harmonic_mean,
@@ -53,10 +56,26 @@ def make_runs(
             "n_images": 100,
             "image_alignment": 1.0 - 0.01 * step * seed,
             "text_alignment": 1.0 - 0.02 * step,
+            **dynamics(seed, step),
         }
         for benchmark, seed, subset, step in itertools.product(benchmarks, seeds, subsets, range(steps + 1))
     ]
-    return pl.DataFrame(rows, schema_overrides={"seed": pl.Int64, "step": pl.Int64})
+    return pl.DataFrame(rows, schema=dict.fromkeys(RUN_COLUMNS)).cast(RUN_SCHEMA)
+
+
+def dynamics(seed: int, step: int) -> dict[str, float | int | None]:
+    """Dynamics columns that depend on seed and step (the cw group empty: its KL null)."""
+    counts = {"cc": 50, "wc": 10 + step, "cw": 0, "ww": 40 - step}
+    values = {
+        "confidence": 60.0 + step + seed,
+        "brier": 0.4 - 0.01 * step * seed,
+        "jacobian_norm": 17.0 - 0.1 * step,
+    }
+    for g, n in counts.items():
+        values[f"n_{g}"] = n
+        for i, q in enumerate(("kl_q1", "kl_median", "kl_q3")):
+            values[f"{q}_{g}"] = None if n == 0 else 0.01 * step * (i + 1) * seed
+    return values
 
 
 def final_step_runs(values: dict[tuple[str, int, str], float], steps: int = 4) -> pl.DataFrame:
@@ -297,8 +316,8 @@ def test_per_step_table_shape_and_values() -> None:
         ]
     )
     table = per_step_table(runs)
-    assert table.shape == (2 * 2 * 4 + 1 * 1 * 4, 11)
-    assert table.columns == [
+    assert table.shape == (2 * 2 * 4 + 1 * 1 * 4, 11 + 2 * 15 + 4)
+    assert table.columns[:11] == [
         "benchmark",
         "subset",
         "step",
@@ -327,3 +346,19 @@ def test_per_step_table_shape_and_values() -> None:
     step0 = table.filter(pl.col("step") == 0)
     assert step0["image_alignment"].to_list() == pytest.approx([1.0] * step0.height)
     assert not math.isnan(row["image_alignment_std"])
+
+
+def test_per_step_table_carries_the_dynamics() -> None:
+    table = per_step_table(make_runs(benchmarks=("dtd",), steps=3))
+    plain = [c for c in DYNAMICS_COLUMNS if not c.startswith("n_")]
+    assert table.columns[11:] == [
+        *(c for m in plain for c in (m, f"{m}_std")),
+        *(f"n_{g}" for g in GROUPS),
+    ]
+    row = table.filter((pl.col("subset") == "novel") & (pl.col("step") == 2)).row(0, named=True)
+    for column in ("confidence", "brier", "jacobian_norm", "kl_median_wc", "kl_q3_cc"):
+        values = [dynamics(s, 2)[column] for s in (1, 2, 3)]
+        assert row[column] == pytest.approx(statistics.mean(values))
+        assert row[f"{column}_std"] == pytest.approx(statistics.stdev(values))
+    assert (row["n_cc"], row["n_wc"], row["n_cw"], row["n_ww"]) == (50.0, 12.0, 0.0, 38.0)
+    assert row["kl_median_cw"] is None and row["kl_median_cw_std"] is None  # empty group

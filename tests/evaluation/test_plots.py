@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from perl_pipeline.evaluation.plots import (
     accuracy_per_step_figure,
     alignment_per_step_figure,
+    dynamics_per_step_figure,
     params_vs_hm_figure,
 )
 from tests.evaluation.test_metrics import make_runs
@@ -43,6 +44,7 @@ def test_figures_do_not_touch_pyplot_state() -> None:
     params_vs_hm_figure(74.0)
     accuracy_per_step_figure(mixed_runs())
     alignment_per_step_figure(mixed_runs())
+    dynamics_per_step_figure(mixed_runs())
     assert plt.get_fignums() == before
 
 
@@ -105,3 +107,23 @@ def test_single_seed_and_empty_runs_render() -> None:
 def test_benchmarks_without_a_title_keep_their_name() -> None:
     figure = accuracy_per_step_figure(make_runs(benchmarks=("dtd",), steps=1), titles={})
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["dtd"]
+
+
+def test_dynamics_figure_draws_each_metric_per_subset() -> None:
+    runs = mixed_runs(steps=3)
+    figure = dynamics_per_step_figure(runs)
+    assert png_bytes(figure).startswith(PNG_MAGIC)
+    confidence, brier, jacobian, kl = figure.axes
+    assert [ax.get_xlabel() for ax in figure.axes] == ["step k"] * 4
+    assert confidence.get_ylabel() == "target-class confidence (%)" and brier.get_ylabel() == "Brier score"
+    assert [line.get_label() for line in confidence.lines] == ["Base classes", "Novel classes", "All classes"]
+    base = (
+        runs.filter(pl.col("subset") == "base").group_by("step").agg(pl.col("confidence").mean()).sort("step")
+    )
+    assert confidence.lines[0].get_ydata().tolist() == base["confidence"].to_list()  # mean over benchmarks
+    assert kl.get_yscale() == "log"
+    labels = [line.get_label() for line in kl.lines]
+    assert "wrong→correct (base)" in labels and not any("correct→wrong" in label for label in labels)  # empty
+    assert all(min(line.get_xdata()) >= 1 for line in kl.lines)  # KL at step 0 is 0 by definition
+    off = dynamics_per_step_figure(runs.with_columns(jacobian_norm=None))
+    assert not off.axes[2].lines

@@ -16,9 +16,14 @@ pytestmark = pytest.mark.slow
 
 def test_demo_writes_every_report(demo_run):
     report = demo_run.data / "08_reporting" / "base_to_novel"
-    for name in ("results.csv", "results.md", "metrics.json", "per_step.csv"):
+    for name in ("results.csv", "results.md", "metrics.json", "per_step.csv", "trajectories.csv"):
         assert (report / name).stat().st_size > 0, name
-    for plot in ("accuracy_per_step.png", "alignment_per_step.png", "params_vs_hm.png"):
+    for plot in (
+        "accuracy_per_step.png",
+        "alignment_per_step.png",
+        "dynamics_per_step.png",
+        "params_vs_hm.png",
+    ):
         assert (report / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     markdown = (report / "results.md").read_text()
     assert "DEMO" in markdown and "PERL (reported)" in markdown and "PERL (ours)" in markdown
@@ -39,6 +44,23 @@ def test_demo_hm_is_the_harmonic_mean_of_its_base_and_novel(demo_run):
     assert math.isclose(
         averages["hm"], 2 * averages["base"] * averages["novel"] / (averages["base"] + averages["novel"])
     )
+
+
+def test_demo_reports_the_dynamics_per_step(demo_run):
+    """docs/method.md §6.10: per_step.csv carries the dynamics, trajectories.csv the largest changes."""
+    report = demo_run.data / "08_reporting" / "base_to_novel"
+    per_step = pl.read_csv(report / "per_step.csv")
+    assert per_step["confidence"].is_between(0, 100).all() and per_step["brier"].is_between(0, 2).all()
+    assert per_step["jacobian_norm"].is_not_null().all()  # the demo measures 8 images per benchmark
+    counts = per_step.select(pl.sum_horizontal(f"n_{g}" for g in ("cc", "wc", "cw", "ww")))
+    assert counts.to_series().to_list() == pytest.approx(per_step["n_images"].to_list())
+    assert (per_step.filter(pl.col("step") == 0)["kl_median_cc"].drop_nulls() == 0).all()  # KL(p_0 ‖ p_0)
+    trajectories = pl.read_csv(report / "trajectories.csv")
+    assert set(trajectories["benchmark"]) == {*BASE_TO_NOVEL, "my_images"}
+    assert (
+        set(trajectories["role"]) == {"target", "step0_winner"} and trajectories["path"].is_not_null().all()
+    )
+    assert trajectories["probability"].is_between(0, 1).all()
 
 
 def test_demo_runs_cover_every_seed_subset_and_step(demo_run):

@@ -37,8 +37,8 @@ def test_base_to_novel_is_one_template_per_benchmark(pipelines):
         assert f"{benchmark}.train_base" in names  # every seed in one node
         assert f"{benchmark}.evaluate_base_to_novel" in names
         assert f"{benchmark}.package_adapters_base" in names  # one adapter file per seed
-    assert "base_to_novel.write_report" in names
-    assert len(names) == len(BASE_TO_NOVEL) * 6 + 1
+    assert {"base_to_novel.write_report", "base_to_novel.collect_trajectories"} <= names
+    assert len(names) == len(BASE_TO_NOVEL) * 6 + 2
 
 
 def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
@@ -63,7 +63,7 @@ def test_transfer_protocols_train_only_the_imagenet_all_class_model(pipelines):
 
 def test_stage_pipelines_are_tag_slices(pipelines):
     assert _names(pipelines["training"]) == {n for n in _names(pipelines["__default__"]) if ".train_" in n}
-    assert len(pipelines["reporting"].nodes) == 3
+    assert len(pipelines["reporting"].nodes) == 3 * 2  # write_report, collect_trajectories
 
 
 OWN = {
@@ -97,6 +97,7 @@ def test_benchmarks_of_your_own_join_base_to_novel_and_make_all_classes():
         "mine.evaluate_all_classes",
         "mine.package_adapters_all",
         "all_classes.write_report",
+        "all_classes.collect_trajectories",
     }
     use_parameters(None)
     assert "all_classes" not in register_pipelines()  # no benchmark of your own: the paper's grid

@@ -12,7 +12,11 @@ from tests.evaluation.test_metrics import make_runs
 
 
 def test_the_node_reads_each_benchmarks_block_unnamespaced() -> None:
-    (node,) = create_pipeline("base_to_novel", ["dtd", "eurosat"], "dtd.training_record_base_seed_1").nodes
+    nodes = create_pipeline("base_to_novel", ["dtd", "eurosat"], "dtd.training_record_base_seed_1").nodes
+    (node,) = [n for n in nodes if n.name == "base_to_novel.write_report"]
+    (gather,) = [n for n in nodes if n.name == "base_to_novel.collect_trajectories"]
+    assert gather.inputs == ["dtd.trajectories_base_to_novel", "eurosat.trajectories_base_to_novel"]
+    assert gather.outputs == ["base_to_novel.trajectories"]
     assert node.inputs[-2:] == ["params:dtd.benchmark", "params:eurosat.benchmark"]
     assert node.inputs[:2] == ["params:report_label", "dtd.training_record_base_seed_1"]
 

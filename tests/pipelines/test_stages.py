@@ -39,6 +39,7 @@ from perl_pipeline.pipelines import (
     training,
 )
 from perl_pipeline.pipelines.evaluation.pipeline import runs as runs_name
+from perl_pipeline.pipelines.evaluation.pipeline import trajectories as trajectories_name
 from perl_pipeline.pipelines.training.pipeline import projector, training_record
 from perl_pipeline.protocols import SEEDS, SOURCE
 from perl_pipeline.provenance import fingerprint
@@ -366,6 +367,10 @@ def test_reporting_tables_two_benchmarks(benchmark_params: dict) -> None:
             {
                 record: {"trainable_parameters": 802},
                 **{runs_name(b, "base_to_novel"): make_runs(benchmarks=(b,), steps=2) for b in benchmarks},
+                **{
+                    trajectories_name(b, "base_to_novel"): pl.DataFrame({"benchmark": [b]})
+                    for b in benchmarks
+                },
             },
         )
         table = outputs["base_to_novel.results_table"]
@@ -379,8 +384,10 @@ def test_reporting_tables_two_benchmarks(benchmark_params: dict) -> None:
         assert set(outputs["base_to_novel.plots"]) == {
             "accuracy_per_step.png",
             "alignment_per_step.png",
+            "dynamics_per_step.png",
             "params_vs_hm.png",
         }
+        assert outputs["base_to_novel.trajectories"]["benchmark"].to_list() == list(benchmarks)
     finally:
         plt.close("all")
 

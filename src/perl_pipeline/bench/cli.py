@@ -10,7 +10,8 @@ under no_grad, refinement with grad, loss against a fixed text feature matrix, b
 at a small and a large batch. Text side: PERL text features for N CoOp-style class prompts with and
 without the EOS cut. Seeds: a training step as the loop runs it (batch 4, class prompts refined) for
 one seed and for three seeds together. Evaluation: three seeds over photo-sized JPEGs, next to
-decoding them alone (CPU workers; on CUDA also GPU decoding). Every figure is the median of a few
+decoding them alone (CPU workers; on CUDA also GPU decoding), and with every image's input-Jacobian
+norm (its cost per image, step and seed). Every figure is the median of a few
 timed repeats after warm-up, with a device synchronisation around each call. Ratios come from the
 same run and are printed next to the theory: (J + (K+1)(L-J)) / L block evaluations per zero-shot
 forward (32/12 = 2.67 for ViT-B/16), about 2.32 with the last block at the read-out.
@@ -63,7 +64,7 @@ def run(settings: Settings) -> dict:
     seeds_rows = bench_seeds(model, settings, device, tokenizer)
     with tempfile.TemporaryDirectory(prefix="perl-bench-") as folder:
         eval_rows = bench_evaluation(model, settings, device, tokenizer, Path(folder))
-    ratios = compute_ratios(image_rows, text_rows, seeds_rows, eval_rows)
+    ratios = compute_ratios(image_rows, text_rows, seeds_rows, eval_rows, settings.steps, settings.seeds)
     header = {
         "device": device.type,
         "device_name": device_description(device),

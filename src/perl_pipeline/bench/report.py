@@ -38,15 +38,19 @@ def compute_ratios(
     text_rows: Sequence[TextRow],
     seeds_rows: Sequence[SeedsRow] = (),
     eval_rows: Sequence[EvalRow] = (),
+    steps: int = 0,
+    evaluated_seeds: int = 1,
 ) -> dict:
     """Per-image time ratios to zero-shot (per batch size), uncut/cut text speed-ups, the seeds'
-    together / one-at-a-time throughput and evaluation / decode-only throughput (per decoder)."""
+    together / one-at-a-time throughput, evaluation / decode-only throughput (per decoder) and the
+    input-Jacobian norm's seconds per image, step and seed (`steps` = K, `evaluated_seeds`)."""
     seconds = {(row.workload, row.batch): row.seconds for row in image_rows}
     batches = sorted({row.batch for row in image_rows})
     text = {(row.prompts, row.cut): row.seconds for row in text_rows}
     counts = sorted({row.prompts for row in text_rows})
     seeds = {row.workload: row.images_per_s for row in seeds_rows}
     evaluation = {(row.workload, row.decode): row.images_per_s for row in eval_rows}
+    eval_seconds = {(row.workload, row.decode): row.seconds / row.images for row in eval_rows}
     decoders = sorted({row.decode for row in eval_rows})
     return {
         "inference_vs_zero_shot": {
@@ -64,6 +68,12 @@ def compute_ratios(
         ),
         "evaluation_vs_decode_only": {
             d: evaluation["evaluate", d] / evaluation["decode_only", d] for d in decoders
+        },
+        "jacobian_s_per_image_step": {  # (with every image's Jacobian - without) / ((K + 1) seeds)
+            d: (eval_seconds["evaluate_jacobian", d] - eval_seconds["evaluate", d])
+            / ((steps + 1) * evaluated_seeds)
+            for d in decoders
+            if ("evaluate_jacobian", d) in eval_seconds
         },
         "predict_vs_zero_shot_evaluation": (  # images/s, CPU decoding for both
             evaluation["predict", "cpu"] / evaluation["zero_shot_evaluate", "cpu"]
@@ -154,6 +164,7 @@ def format_report(result: dict) -> str:
                 "decode_only": "decode only (ceiling)",
                 "zero_shot_evaluate": "evaluate zero-shot CLIP",
                 "predict": "predict (1 adapter, top-5)",
+                "evaluate_jacobian": f"evaluate {s['seeds']} seeds + Jacobian",
             }.get(row["workload"], f"evaluate {s['seeds']} seeds")
             lines.append(
                 f"{label:<26}{row['decode']:>7}{row['images']:>7}{row['workers']:>8}{row['seconds']:>11.4f}"
@@ -190,6 +201,12 @@ def format_report(result: dict) -> str:
         lines.append(
             "evaluation / decode-only ceiling, images/s: "
             + ", ".join(f"{d} decode: {v:.2f}" for d, v in ratios["evaluation_vs_decode_only"].items())
+        )
+    for decode, cost in ratios.get("jacobian_s_per_image_step", {}).items():
+        lines.append(
+            f"input-Jacobian norm ({decode} decode): {1000 * cost:.2f} ms per image, step and seed; a "
+            f"benchmark adds about jacobian_images x (K+1) x seeds x that, e.g. 32 x {k + 1} x "
+            f"{s['seeds']} x {1000 * cost:.2f} ms = {32 * (k + 1) * s['seeds'] * cost:.1f} s"
         )
     if ratios.get("predict_vs_zero_shot_evaluation"):
         lines.append(

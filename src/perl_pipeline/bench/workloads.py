@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -131,7 +131,7 @@ WORKLOAD_LABELS = {
     "perl_train_step": "PERL train step",
 }
 SEEDS_WORKLOADS = ("train_one_seed", "train_seeds_together")
-EVAL_WORKLOADS = ("decode_only", "evaluate", "zero_shot_evaluate", "predict")
+EVAL_WORKLOADS = ("decode_only", "evaluate", "evaluate_jacobian", "zero_shot_evaluate", "predict")
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -330,7 +330,8 @@ def bench_evaluation(
 ) -> list[EvalRow]:
     """Evaluation of `settings.seeds` seeds over `settings.eval_images` photo-sized JPEGs written to
     `folder`, next to decoding them alone (the data path's ceiling); CPU decoding by data-loader
-    workers and, on CUDA, decoding on the GPU."""
+    workers and, on CUDA, decoding on the GPU; and the evaluation with the input-Jacobian norm of
+    every image (docs/method.md §6.10), whose extra time per image, step and seed is its cost."""
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
     from perl_pipeline.evaluation.evaluate import EvalBatches, evaluate_seeds
 
@@ -371,6 +372,7 @@ def bench_evaluation(
             )
 
         workloads = {"decode_only": decode_only, "evaluate": evaluate}
+        workloads["evaluate_jacobian"] = partial(evaluate, config=replace(config, jacobian_images=len(names)))
         workloads["zero_shot_evaluate"] = partial(evaluate, models=zero_shot)
         if decode == "cpu":
             workloads["predict"] = predict

@@ -1,16 +1,20 @@
-"""Accuracy and alignment at every refinement step, for several seeds in one pass over the images.
+"""Accuracy, alignment and dynamics at every refinement step, for several seeds in one pass over the images.
 
 The frozen image prefix S_v = B_v(x) does not depend on the projectors, so it is computed once per
 batch and shared by every seed's model; class text features are refined once per (seed, class set).
 Images are decoded by data-loader workers (`evaluation.num_workers`, by default one per core) or,
-on CUDA with `evaluation.gpu_decode`, in batches on the GPU (`EvalBatches`).
+on CUDA with `evaluation.gpu_decode`, in batches on the GPU (`EvalBatches`). The dynamics metrics
+(confidence, Brier score, KL drift by transition group, input-Jacobian norm, confidence trajectories;
+docs/method.md §6.10) come from the same pass.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 import torch
 from torch.nn import functional as F
@@ -21,18 +25,25 @@ from perl_pipeline.benchmarks.decode import EncodedImages, collate_encoded, deco
 from perl_pipeline.benchmarks.images import ImageFolderTable, image_size
 from perl_pipeline.config import EvalConfig
 from perl_pipeline.device import autocast
-from perl_pipeline.evaluation.metrics import RUN_COLUMNS
+from perl_pipeline.evaluation.metrics import GROUPS, RUN_COLUMNS, TRAJECTORY_COLUMNS
 from perl_pipeline.models import PERL, TextPrefix
 
 logger = logging.getLogger(__name__)
 
-RUN_SCHEMA = dict(
-    zip(
-        RUN_COLUMNS,
-        (pl.String, pl.Int64, pl.String, pl.Int64, pl.Float64, pl.Int64, pl.Float64, pl.Float64),
-        strict=True,
-    )
-)
+_INTEGERS = {"seed", "step", "n_images", "image", "class", *(f"n_{g}" for g in GROUPS)}
+_STRINGS = {"benchmark", "subset", "path", "change", "role"}
+
+
+def _schema(columns: Sequence[str]) -> dict[str, type[pl.DataType]]:
+    return {c: pl.String if c in _STRINGS else pl.Int64 if c in _INTEGERS else pl.Float64 for c in columns}
+
+
+RUN_SCHEMA = _schema(RUN_COLUMNS)
+TRAJECTORY_SCHEMA = _schema(TRAJECTORY_COLUMNS)
+JACOBIAN_SEED = 0
+"""Seed of the generator that picks the Jacobian subsample (docs/method.md §6.10)."""
+TRAJECTORIES = 3
+"""Trajectories kept per (seed, subset) and direction: the largest gains and losses of confidence."""
 
 
 class EvalBatches:
@@ -80,6 +91,50 @@ class EvalBatches:
                 yield images.to(self.device, non_blocking=True), labels
 
 
+def jacobian_subsample(num_images: int, count: int) -> torch.Tensor:
+    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10).
+
+    Drawn with a generator seeded with `JACOBIAN_SEED`, so every seed and every run of a benchmark
+    measures the same images; all of them when `count` >= `num_images`, none when it is 0.
+    """
+    generator = torch.Generator().manual_seed(JACOBIAN_SEED)
+    return torch.randperm(num_images, generator=generator)[:count].sort().values
+
+
+@dataclass
+class _Tally:
+    """What one (seed, subset) accumulates over the pass: sums per step, and the per-image values
+    that exact quartiles and trajectories need (small: images × steps floats)."""
+
+    steps: int
+    n: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # metric -> [K + 1] float64
+    images: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per-image values, by batch
+    jacobian: torch.Tensor | None = None  # [K + 1] float64 sum of norms
+    n_jacobian: int = 0
+
+    def add(self, name: str, total: torch.Tensor) -> None:
+        """Add a batch's total [K + 1] to the sum of `name`."""
+        self.sums[name] = (
+            self.sums.get(name, torch.zeros(self.steps, dtype=torch.float64)) + total.cpu().double()
+        )
+
+    def keep(self, **values: torch.Tensor) -> None:
+        """Keep per-image tensors (last dimension = images) until the end of the pass."""
+        for name, value in values.items():
+            self.images.setdefault(name, []).append(value.cpu())
+
+    def kept(self, name: str) -> torch.Tensor:
+        return torch.cat(self.images[name], dim=-1)
+
+    def add_jacobian(self, norms: torch.Tensor) -> None:
+        """Add the Jacobian norms [K + 1, r] of r images."""
+        if self.jacobian is None:
+            self.jacobian = torch.zeros(self.steps, dtype=torch.float64)
+        self.jacobian += norms.double().sum(-1).cpu()
+        self.n_jacobian += norms.shape[-1]
+
+
 @torch.no_grad()
 def evaluate_seeds(
     models: Mapping[int, PERL],
@@ -91,7 +146,28 @@ def evaluate_seeds(
     device: torch.device,
     benchmark: str,
 ) -> pl.DataFrame:
-    """Top-1 accuracy and alignment per (seed, class set, step), in one pass over `images`.
+    """Top-1 accuracy, alignment and dynamics per (seed, class set, step), in one pass over `images`.
+
+    The runs table of `evaluate_with_trajectories` (see there for the arguments).
+    """
+    return evaluate_with_trajectories(
+        models, images, text_prefix, class_sets, config, device=device, benchmark=benchmark
+    )[0]
+
+
+@torch.no_grad()
+def evaluate_with_trajectories(
+    models: Mapping[int, PERL],
+    images: Dataset,
+    text_prefix: TextPrefix,
+    class_sets: Mapping[str, Sequence[int]],
+    config: EvalConfig,
+    *,
+    device: torch.device,
+    benchmark: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accuracy, alignment and dynamics per (seed, class set, step) and confidence trajectories,
+    in one pass over `images` (docs/method.md §6.7, §6.10).
 
     Args:
         models: one PERL per seed, all wrapping the same frozen CLIP.
@@ -100,12 +176,16 @@ def evaluate_seeds(
         class_sets: subset name -> the original labels forming its classifier, in order (e.g.
             base = first half, novel = second half, all). An image is scored in every set that
             contains its label, against that set's classes only.
-        config: batch size, workers, precision, GPU decoding.
+        config: batch size, workers, precision, GPU decoding, Jacobian subsample size.
         device: where to evaluate.
         benchmark: name written in the output rows.
 
     Returns:
-        A long table with the columns of metrics.RUN_COLUMNS (accuracy in percent; step 0 = zero-shot).
+        The runs table, with the columns of metrics.RUN_COLUMNS (accuracy and confidence in
+        percent; step 0 = zero-shot), and the trajectories table (metrics.TRAJECTORY_COLUMNS): per
+        (seed, subset) the `TRAJECTORIES` images whose target-class confidence gains most from
+        step 0 to step K and the `TRAJECTORIES` that lose most, with the probability of their
+        target class and of their step-0 winner at every step.
     """
     if not models:
         raise ValueError("evaluate_seeds needs at least one seed's model")
@@ -115,6 +195,7 @@ def evaluate_seeds(
             raise ValueError("all seeds' models must wrap the same frozen CLIP (its prefix is shared)")
         model.to(device).eval()
     steps = shared.steps + 1
+    scale = float(shared.logit_scale)  # τ, as the classifier uses it
 
     text, text_alignment = {}, {}
     for seed, model in models.items():
@@ -133,49 +214,166 @@ def evaluate_seeds(
         lookup[torch.as_tensor(list(classes))] = torch.arange(len(classes))
         position[subset] = lookup
 
-    zeros = lambda: torch.zeros(steps, dtype=torch.float64)  # noqa: E731
-    correct = {key: zeros() for key in text}
-    cosine = {key: zeros() for key in text}
-    counts = dict.fromkeys(text, 0)
+    def targets(subset: str, labels: torch.Tensor) -> torch.Tensor:
+        """Column of each label in the subset's classifier, -1 where absent; [B] on the CPU."""
+        return torch.where(labels < num_labels, position[subset][labels.clamp(max=num_labels - 1)], -1)
 
+    tallies = {key: _Tally(steps) for key in text}
+    chosen = jacobian_subsample(len(images), config.jacobian_images)
+    offset = 0
     batches = EvalBatches(images, config, device, shared.clip)
     for batch, labels in tqdm(batches, f"evaluate {benchmark}", len(batches), leave=False, disable=None):
         with autocast(device, config.precision):
             prefix = shared.image_prefix(batch)  # once for all seeds
+        subsets = {subset: targets(subset, labels) for subset in class_sets}
         for seed, model in models.items():
             with autocast(device, config.precision):
                 v = model.refine_image(prefix)
             v = F.normalize(v.float(), dim=-1)  # [K + 1, B, D]
             alignment = (v[0:1] * v).sum(-1).cpu()  # [K + 1, B]
-            for subset in class_sets:
-                lookup = position[subset][labels.clamp(max=num_labels - 1)]
-                target = torch.where(labels < num_labels, lookup, -1)
-                keep = target >= 0
-                if not keep.any():
+            for subset, target in subsets.items():
+                rows = (target >= 0).nonzero().squeeze(1)
+                if len(rows) == 0:
                     continue
-                rows = keep.nonzero().squeeze(1)
-                logits = v[:, rows.to(device)] @ text[seed, subset].transpose(1, 2)  # [K + 1, b, C]
-                predicted = logits.argmax(-1).cpu()
-                correct[seed, subset] += (predicted == target[rows]).sum(-1).double()
-                cosine[seed, subset] += alignment[:, rows].sum(-1).double()
-                counts[seed, subset] += len(rows)
+                _score(tallies[seed, subset], v[:, rows.to(device)], text[seed, subset], target[rows], scale)
+                tallies[seed, subset].add("cosine", alignment[:, rows].sum(-1))
+                tallies[seed, subset].keep(index=offset + rows)
+        picked = chosen[(chosen >= offset) & (chosen < offset + len(labels))] - offset
+        if len(picked):
+            _jacobians(
+                models, batch[picked.to(device)], {s: t[picked] for s, t in subsets.items()}, text, tallies
+            )
+        offset += len(labels)
 
-    records = []
-    for (seed, subset), n in counts.items():
-        if n == 0:
+    paths = getattr(images, "paths", None)
+    records, trajectories = [], []
+    for (seed, subset), tally in tallies.items():
+        if tally.n == 0:
             logger.warning("%s: no test image falls in the %r classes", benchmark, subset)
             continue
-        for step in range(steps):
-            records.append(
+        keys = {"benchmark": benchmark, "seed": int(seed), "subset": subset}
+        records += _step_records(tally, keys, text_alignment[seed, subset])
+        trajectories += _trajectories(tally, keys, class_sets[subset], paths)
+    return pl.DataFrame(records, schema=RUN_SCHEMA), pl.DataFrame(trajectories, schema=TRAJECTORY_SCHEMA)
+
+
+def _score(tally: _Tally, v: torch.Tensor, t: torch.Tensor, target: torch.Tensor, scale: float) -> None:
+    """Score b images of one subset at every step: v [K + 1, b, D], t [K + 1, C, D] (both unit
+    norm), target [b] = classifier columns on the CPU (docs/method.md §6.7, §6.10)."""
+    cosines = v @ t.transpose(1, 2)  # [K + 1, b, C]
+    log_p = F.log_softmax(scale * cosines, dim=-1)  # [K + 1, b, C]
+    p = log_p.exp()
+    target = target.to(v.device)
+    predicted = cosines.argmax(-1)  # [K + 1, b]
+    right = predicted == target  # [K + 1, b]
+    winner = predicted[0]  # [b] the step-0 prediction
+    pick = lambda column: p.gather(-1, column.expand(p.shape[0], -1).unsqueeze(-1)).squeeze(-1)  # noqa: E731
+    p_target = pick(target)  # [K + 1, b]
+    onehot = F.one_hot(target, p.shape[-1]).to(p.dtype)  # [b, C]
+    tally.n += len(target)
+    tally.add("correct", right.sum(-1))
+    tally.add("confidence", p_target.sum(-1, dtype=torch.float64))
+    tally.add("brier", ((p - onehot) ** 2).sum(-1).sum(-1, dtype=torch.float64))
+    kl = (p * (log_p - log_p[0:1])).sum(-1)  # KL(p_k ‖ p_0): [K + 1, b]
+    tally.keep(kl=kl, right_first=right[0], right_last=right[-1], p_target=p_target)
+    tally.keep(p_winner=pick(winner), winner=winner, target=target)
+
+
+def _jacobians(
+    models: Mapping[int, PERL],
+    images: torch.Tensor,
+    subsets: Mapping[str, torch.Tensor],
+    text: Mapping[tuple[int, str], torch.Tensor],
+    tallies: Mapping[tuple[int, str], _Tally],
+) -> None:
+    """Norm of the gradient of the target logit τ·cos(v_k, t_target) w.r.t. the input pixels, in
+    fp32, for m chosen images [m, 3, H, W] at every step (docs/method.md §6.10). `subsets` maps each
+    subset to the images' classifier columns [m] (-1: not in it). Images are independent, so one
+    backward of the sum of their logits gives every image's own gradient."""
+    shared = next(iter(models.values()))
+    scale = shared.logit_scale.float()
+    with torch.enable_grad():
+        x = images.detach().float().requires_grad_(True)  # [m, 3, H, W]
+        prefix = shared.image_prefix(x)
+        for seed, model in models.items():
+            v = F.normalize(model.refine_image(prefix).float(), dim=-1)  # [K + 1, m, D]
+            for subset, target in subsets.items():
+                rows = (target >= 0).nonzero().squeeze(1).to(x.device)
+                if len(rows) == 0:
+                    continue
+                t = text[seed, subset][:, target[target >= 0].to(x.device)]  # [K + 1, r, D]
+                logits = scale * (v[:, rows] * t).sum(-1)  # [K + 1, r]
+                norms = torch.stack(
+                    [
+                        torch.autograd.grad(step.sum(), x, retain_graph=True)[0][rows].flatten(1).norm(dim=1)
+                        for step in logits
+                    ]
+                )  # [K + 1, r]
+                tallies[seed, subset].add_jacobian(norms)
+
+
+def _step_records(tally: _Tally, keys: dict, text_alignment: torch.Tensor) -> list[dict]:
+    """One runs-table row per step of one (seed, subset)."""
+    n, sums = tally.n, tally.sums
+    kl = tally.kept("kl").double().numpy()  # [K + 1, n]
+    first, last = tally.kept("right_first").numpy(), tally.kept("right_last").numpy()  # [n]
+    groups = {"cc": first & last, "wc": ~first & last, "cw": first & ~last, "ww": ~first & ~last}
+    quartiles = {
+        g: np.percentile(kl[:, m], [25, 50, 75], axis=1) if m.any() else None for g, m in groups.items()
+    }
+    records = []
+    for step in range(tally.steps):
+        record = {
+            **keys,
+            "step": step,
+            "accuracy": 100.0 * sums["correct"][step].item() / n,
+            "n_images": n,
+            "image_alignment": sums["cosine"][step].item() / n,
+            "text_alignment": text_alignment[step].item(),
+            "confidence": 100.0 * sums["confidence"][step].item() / n,
+            "brier": sums["brier"][step].item() / n,
+            "jacobian_norm": None
+            if tally.jacobian is None
+            else tally.jacobian[step].item() / tally.n_jacobian,
+        }
+        for g, mask in groups.items():
+            q = quartiles[g]
+            record[f"n_{g}"] = int(mask.sum())
+            for name, row in (("q1", 0), ("median", 1), ("q3", 2)):
+                record[f"kl_{name}_{g}"] = None if q is None else float(q[row, step])
+        records.append(record)
+    return records
+
+
+def _trajectories(
+    tally: _Tally, keys: dict, classes: Sequence[int], paths: Sequence[str] | None
+) -> list[dict]:
+    """Probability of the target class and of the step-0 winner at every step, for the images
+    whose target confidence gains and loses most from step 0 to step K (docs/method.md §6.10)."""
+    p_target, p_winner = tally.kept("p_target"), tally.kept("p_winner")  # [K + 1, n]
+    change = p_target[-1] - p_target[0]  # [n]
+    order = change.argsort(stable=True)
+    chosen = [("gain", i) for i in order.flip(0)[:TRAJECTORIES] if change[i] > 0]
+    chosen += [("loss", i) for i in order[:TRAJECTORIES] if change[i] < 0]
+    index, winner, target = tally.kept("index"), tally.kept("winner"), tally.kept("target")
+    rows = []
+    for kind, i in chosen:
+        image = int(index[i])
+        for role, column, probability in (
+            ("target", target[i], p_target),
+            ("step0_winner", winner[i], p_winner),
+        ):
+            rows += [
                 {
-                    "benchmark": benchmark,
-                    "seed": int(seed),
-                    "subset": subset,
+                    **keys,
+                    "image": image,
+                    "path": None if paths is None else str(paths[image]),
+                    "change": kind,
+                    "role": role,
+                    "class": int(classes[int(column)]),
                     "step": step,
-                    "accuracy": 100.0 * correct[seed, subset][step].item() / n,
-                    "n_images": n,
-                    "image_alignment": cosine[seed, subset][step].item() / n,
-                    "text_alignment": text_alignment[seed, subset][step].item(),
+                    "probability": probability[step, i].item(),
                 }
-            )
-    return pl.DataFrame(records, schema=RUN_SCHEMA)
+                for step in range(tally.steps)
+            ]
+    return rows

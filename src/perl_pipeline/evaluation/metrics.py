@@ -10,7 +10,12 @@ The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, sub
     benchmark: str, seed: int, subset: "base" | "novel" | "all", step: int (0..K, 0 = zero-shot),
     accuracy: float (percent), n_images: int,
     image_alignment: float (mean cos(v(0), v(step)) over the test images),
-    text_alignment: float (mean cos(t(0), t(step)) over the class prompts)
+    text_alignment: float (mean cos(t(0), t(step)) over the class prompts),
+    then the dynamics (docs/method.md §6.10): confidence: float (mean target-class probability,
+    percent), brier: float (multi-class Brier score), jacobian_norm: float | null (mean input-Jacobian
+    norm of the target logit over the Jacobian subsample; null when off), and for each transition
+    group g of `GROUPS`: n_<g>: int, kl_median_<g>, kl_q1_<g>, kl_q3_<g>: float | null (quartiles
+    of KL(p_step ‖ p_0) over the group's images; null when it is empty)
 
 Conventions used throughout:
 
@@ -33,6 +38,15 @@ import polars as pl
 
 logger = logging.getLogger(__name__)
 
+GROUPS: tuple[str, ...] = ("cc", "wc", "cw", "ww")
+"""Transition groups by correctness at step 0 and step K: correct→correct, wrong→correct, ..."""
+DYNAMICS_COLUMNS: tuple[str, ...] = (
+    "confidence",
+    "brier",
+    "jacobian_norm",
+    *(f"{c}_{g}" for g in GROUPS for c in ("n", "kl_median", "kl_q1", "kl_q3")),
+)
+"""The dynamics columns of the per-run table (docs/method.md §6.10)."""
 RUN_COLUMNS: tuple[str, ...] = (
     "benchmark",
     "seed",
@@ -42,8 +56,23 @@ RUN_COLUMNS: tuple[str, ...] = (
     "n_images",
     "image_alignment",
     "text_alignment",
+    *DYNAMICS_COLUMNS,
 )
 """Columns of the per-run evaluation table (the data contract)."""
+TRAJECTORY_COLUMNS: tuple[str, ...] = (
+    "benchmark",
+    "seed",
+    "subset",
+    "image",
+    "path",
+    "change",
+    "role",
+    "class",
+    "step",
+    "probability",
+)
+"""Columns of the confidence-trajectory table: image = test index, path = its file (null if none),
+change = "gain" | "loss", role = "target" | "step0_winner", class = original label (§6.10)."""
 
 AVERAGE_MEAN_OF_HMS = "average (mean of HMs)"
 """Base-to-novel average row, PERL-paper convention (Tables 1/5): mean of the per-dataset HMs."""
@@ -427,7 +456,7 @@ def summarize_transfer(
 
 
 def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
-    """Mean ± std over seeds of accuracy and alignment at every step.
+    """Mean ± std over seeds of accuracy, alignment and the dynamics at every step.
 
     Args:
         runs: the per-run evaluation table (see module docstring).
@@ -436,7 +465,8 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
         One row per (benchmark, subset, step), benchmarks in order of first appearance, subsets
         ordered base, novel, all, then steps ascending. Columns: ``benchmark, subset, step,
         n_seeds, accuracy, accuracy_std, image_alignment, image_alignment_std, text_alignment,
-        text_alignment_std, n_images`` (mean test-set size over seeds).
+        text_alignment_std, n_images`` (mean test-set size over seeds), then each of
+        `DYNAMICS_COLUMNS` with its ``_std``, except the group counts ``n_<g>`` (their mean only).
 
     Raises:
         ValueError: if the table breaks the data contract.
@@ -444,8 +474,14 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
     _validate(runs)
     metrics = ("accuracy", "image_alignment", "text_alignment")
     benchmark_order = runs["benchmark"].unique(maintain_order=True).to_list()
+    counts = [f"n_{g}" for g in GROUPS]
+    dynamics = [c for c in DYNAMICS_COLUMNS if c not in counts]
     stats = _seed_stats(runs, ["benchmark", "subset", "step"], metrics)
-    sizes = runs.group_by("benchmark", "subset", "step", maintain_order=True).agg(pl.col("n_images").mean())
+    sizes = runs.group_by("benchmark", "subset", "step", maintain_order=True).agg(
+        pl.col("n_images").mean(),
+        *(c for m in dynamics for c in (pl.col(m).mean(), pl.col(m).std(ddof=1).alias(f"{m}_std"))),
+        *(pl.col(c).mean() for c in counts),
+    )
     subset_rank = {"base": 0, "novel": 1, "all": 2}
     return (
         stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left")

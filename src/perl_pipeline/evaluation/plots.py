@@ -16,7 +16,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from perl_pipeline.evaluation.metrics import per_step_table
+from perl_pipeline.evaluation.metrics import GROUPS, per_step_table
 from perl_pipeline.evaluation.reference import load_reported, load_reported_params
 
 logger = logging.getLogger(__name__)
@@ -224,3 +224,71 @@ def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] |
     else:
         logger.warning("no evaluations to plot")
     return figure
+
+
+_GROUP_LABELS = {"cc": "correct→correct", "wc": "wrong→correct", "cw": "correct→wrong", "ww": "wrong→wrong"}
+
+
+def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
+    """The paper's dynamics (Figs. 4, 5, 7, 8; docs/method.md §6.10) per step, averaged over benchmarks.
+
+    Args:
+        runs: the per-run evaluation table (see `metrics`).
+
+    Returns:
+        The figure: four axes, target-class confidence, Brier score, input-Jacobian norm and the
+        median KL(p_k ‖ p_0) by transition group (log scale, steps ≥ 1), each with one line per
+        subset (the mean over benchmarks of the seed means); line style = subset, colour = group.
+    """
+    table = per_step_table(runs)
+    average = (
+        table.group_by("subset", "step", maintain_order=True).agg(pl.exclude("benchmark").mean()).sort("step")
+    )
+    figure = Figure(figsize=(13.0, 3.6), layout="constrained")
+    axes = figure.subplots(1, 4, squeeze=False)[0]
+    panels = (
+        ("confidence", "target-class confidence (%)"),
+        ("brier", "Brier score"),
+        ("jacobian_norm", "‖∂z_target/∂x‖"),
+    )
+    subsets = average["subset"].unique(maintain_order=True).to_list()
+    for ax, (metric, label) in zip(axes, panels, strict=False):
+        for subset in subsets:
+            rows = average.filter((pl.col("subset") == subset) & pl.col(metric).is_not_null())
+            _line(
+                ax,
+                rows,
+                metric,
+                _SUBSET_STYLES.get(subset, "-."),
+                "black",
+                _SUBSET_TITLES.get(subset, subset),
+            )
+        ax.set_ylabel(label)
+    for subset in subsets:
+        for group, color in zip(GROUPS, colormaps["tab10"].colors, strict=False):
+            metric = f"kl_median_{group}"
+            rows = average.filter((pl.col("subset") == subset) & (pl.col("step") > 0) & (pl.col(metric) > 0))
+            _line(
+                axes[3],
+                rows,
+                metric,
+                _SUBSET_STYLES.get(subset, "-."),
+                color,
+                f"{_GROUP_LABELS[group]} ({subset})",
+            )
+    axes[3].set_yscale("log")
+    axes[3].set_ylabel("median KL(p_k ‖ p_0)")
+    for ax in axes:
+        ax.set_xlabel("step k")
+        ax.grid(True, alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=6)
+    if not table.height:
+        logger.warning("no evaluations to plot")
+    return figure
+
+
+def _line(ax: Axes, rows: pl.DataFrame, metric: str, style: str, color: object, label: str) -> None:
+    """One line of `metric` over steps (nothing when `rows` is empty)."""
+    if rows.height:
+        ax.plot(rows["step"], rows[metric], style, marker="o", markersize=3, color=color, label=label)

@@ -1,4 +1,4 @@
-"""Test images + every seed's projectors -> accuracy and alignment per step (one image pass)."""
+"""Test images + every seed's projectors -> accuracy, alignment and dynamics per step (one image pass)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def evaluate_benchmark(
     trained_on: str,
     subsets: tuple[str, ...],
     seeds: tuple[int, ...],
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Evaluate all seeds on the benchmark's test split.
 
     Every input is checked first: the text features against this backbone, J and class list,
@@ -38,12 +38,13 @@ def evaluate_benchmark(
 
     Returns:
         The long per-run table (benchmark, seed, subset, step, accuracy, ...) with the
-        identities of the projectors and text features it scored.
+        identities of the projectors and text features it scored, and the confidence
+        trajectories (`evaluate_with_trajectories`).
     """
     from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.evaluation.evaluate import evaluate_seeds
+    from perl_pipeline.evaluation.evaluate import evaluate_with_trajectories
     from perl_pipeline.models import build_perl, load_backbone
     from perl_pipeline.pipelines._inputs import checked_text_features
     from perl_pipeline.provenance import check_recipe, fingerprint
@@ -82,7 +83,7 @@ def evaluate_benchmark(
         data_root, test["path"], test["label"], test_transform(image_size(backbone)), benchmark=benchmark
     )
     class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
-    runs = evaluate_seeds(
+    runs, trajectories = evaluate_with_trajectories(
         models,
         images,
         features.text_prefix(),
@@ -91,10 +92,11 @@ def evaluate_benchmark(
         device=resolve_device(device),
         benchmark=benchmark,
     )
-    return runs.with_columns(
+    runs = runs.with_columns(
         projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
         text_features=pl.lit(features.fingerprint),
     )
+    return runs, trajectories
 
 
 def package_adapters(

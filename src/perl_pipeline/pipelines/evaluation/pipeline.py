@@ -36,6 +36,11 @@ def runs(benchmark: str, protocol: str) -> str:
     return f"{benchmark}.runs_{protocol}"
 
 
+def trajectories(benchmark: str, protocol: str) -> str:
+    """Dataset name of a benchmark's confidence trajectories under a protocol."""
+    return f"{benchmark}.trajectories_{protocol}"
+
+
 def adapter(subset: str, seed: int) -> str:
     """Dataset name of one seed's adapter file inside a benchmark namespace."""
     return f"adapter_{subset}_seed_{seed}"
@@ -62,7 +67,7 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
             seeds=tuple(seeds),
         ),
         INPUTS + trained,
-        f"runs_{protocol}",
+        [f"runs_{protocol}", f"trajectories_{protocol}"],
         name=f"evaluate_{protocol}",
         tags=["evaluation"],
     )

@@ -56,12 +56,18 @@ def write_report(
     figures = {
         "accuracy_per_step.png": plots.accuracy_per_step_figure(combined, titles=titles),
         "alignment_per_step.png": plots.alignment_per_step_figure(combined, titles=titles),
+        "dynamics_per_step.png": plots.dynamics_per_step_figure(combined),
     }
     if protocol == "base_to_novel":
         hm = table.filter(pl.col("benchmark") == "average (mean of HMs)")["hm"].item()
         figures["params_vs_hm.png"] = plots.params_vs_hm_figure(hm, training_record["trainable_parameters"])
     metrics = {**_metrics(table), "trainable_parameters": training_record["trainable_parameters"]}
     return table, markdown, metrics, per_step_table(combined), figures
+
+
+def collect_trajectories(*tables: pl.DataFrame) -> pl.DataFrame:
+    """The benchmarks' confidence trajectories (docs/method.md §6.10) in one table."""
+    return pl.concat(tables, how="vertical")
 
 
 def setup_line(training_record: dict) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
-from perl_pipeline.pipelines.evaluation.pipeline import runs
+from perl_pipeline.pipelines.evaluation.pipeline import runs, trajectories
 from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance, unwrap, user_command, user_params
-from perl_pipeline.pipelines.reporting.nodes import REPORTS, write_report
+from perl_pipeline.pipelines.reporting.nodes import REPORTS, collect_trajectories, write_report
 from perl_pipeline.pipelines.reporting.pipeline import OUTPUTS
 from perl_pipeline.pipelines.training.pipeline import training_record
 from perl_pipeline.protocols import SEEDS
@@ -136,6 +136,9 @@ def write_partial_report(
     )
     for name, value in zip(outputs, report, strict=True):
         catalog.save(name, value)
+    tables = [trajectories(b, protocol) for b in present if _exists(catalog, trajectories(b, protocol))]
+    if tables and f"{protocol}.trajectories" in catalog:  # made by the same node as the runs
+        catalog.save(f"{protocol}.trajectories", collect_trajectories(*map(catalog.load, tables)))
     logger.warning(
         "%s report written over %d of %d benchmarks%s",
         protocol,

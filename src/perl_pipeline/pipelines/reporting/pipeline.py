@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from kedro.pipeline import Node, Pipeline
 
 from perl_pipeline.pipelines._binding import bind
-from perl_pipeline.pipelines.evaluation.pipeline import runs
-from perl_pipeline.pipelines.reporting.nodes import write_report
+from perl_pipeline.pipelines.evaluation.pipeline import runs, trajectories
+from perl_pipeline.pipelines.reporting.nodes import collect_trajectories, write_report
 
 OUTPUTS = ["results_table", "results_markdown", "metrics", "per_step", "plots"]
 
@@ -17,7 +17,7 @@ def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: s
     """Report `protocol` over `benchmarks`; `training_record` names one of its training records.
 
     The node also reads each benchmark's ``params:<b>.benchmark`` block (its title and its key in
-    the paper's results).
+    the paper's results). A second node gathers the benchmarks' confidence trajectories.
     """
     inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
     blocks = [f"params:{b}.benchmark" for b in benchmarks]
@@ -28,9 +28,13 @@ def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: s
         name="write_report",
         tags=["reporting"],
     )
+    paths = {f"trajectories_{b}": trajectories(b, protocol) for b in benchmarks}
+    gather = Node(
+        collect_trajectories, list(paths), "trajectories", name="collect_trajectories", tags=["reporting"]
+    )
     return Pipeline(
-        [node],
+        [node, gather],
         namespace=protocol,
-        inputs=inputs,
+        inputs=inputs | paths,
         parameters={"params:report_label", *blocks},
     )
