@@ -173,11 +173,13 @@ def _dynamics_protocols(project: Project) -> list[str]:
     """The protocols whose per-step table the workspace has (at least one, or ConfigError)."""
     with project.session() as session:
         catalog = session.load_context().catalog
-        present = [p for p in TARGETS if catalog.exists(f"{p}.per_step")]
+        present = [
+            p for p in TARGETS if catalog.exists(f"{p}.per_step") and catalog.exists(f"{p}.trajectories")
+        ]
     if not present:
         raise ConfigError(
-            "dynamics: no protocol's per-step table yet; run a protocol first (dvc repro, or kedro run "
-            f"--env {project.env} --pipelines base_to_novel)"
+            "dynamics: no protocol's per-step table and trajectories yet; run a protocol first (dvc "
+            f"repro, or kedro run --env {project.env} --pipelines base_to_novel)"
         )
     missing = [p for p in TARGETS if p not in present]
     if missing:

@@ -78,13 +78,28 @@ def test_the_dynamics_average_the_targets_per_step_beside_the_papers_points():
             "kl_median_wc": [0.0, 0.2, 0.0, 0.4, 9.0, 9.0],
         }
     )
-    markdown, figure = dynamics_report(per_step, protocol="cross_dataset", targets=("dtd", "eurosat"))
+    trajectories = pl.DataFrame(  # two gains and a loss on dtd
+        [
+            {"benchmark": "dtd", "seed": 1, "subset": "all", "image": image, "path": f"d/{image}.jpg",
+             "change": change, "role": role, "class": cls, "step": step, "probability": p}
+            for image, change, target in ((3, "gain", [0.1, 0.7]), (5, "gain", [0.2, 0.4]), (8, "loss", [.9, 0]))
+            for role, cls, probabilities in (("target", 2, target), ("step0_winner", 7, [0.6, 0.2]))
+            for step, p in enumerate(probabilities)
+        ]
+    )  # fmt: skip
+    markdown, figure = dynamics_report(
+        per_step, trajectories, protocol="cross_dataset", targets=("dtd", "eurosat")
+    )
     assert "mean over 2 benchmarks" in markdown  # the source (imagenet) is not a target
     last = next(line for line in markdown.splitlines() if line.startswith("| all | 4"))
     assert "70.00 (paper ≈71.1)" in last and "55.00 (paper ≈59.8)" in last and "0.300" in last
     assert "3.00e-01" in last  # KL median of the wrong -> correct group, averaged
     assert "wrong → correct 3" in markdown
-    assert [ax.get_xlabel() for ax in figure.axes] == ["step k"] * 4
+    gains = [line for line in markdown.splitlines() if line.startswith("* dtd")]
+    assert gains[0].startswith("* dtd `d/3.jpg`: target class 2 0.100 → 0.700; step-0 winner 7 0.600 → 0.200")
+    assert len(gains) == 2  # the gains, largest first; never a loss
+    assert [ax.get_xlabel() for ax in figure.axes] == ["step k"] * 5
+    assert figure.axes[-1].get_ylabel() == "class probability"
 
 
 def test_the_reference_ablations_hold_every_row_of_tables_3_and_4():

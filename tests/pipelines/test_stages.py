@@ -27,7 +27,7 @@ from kedro.validation.parameter_validator import ParameterValidator
 from perl_pipeline.benchmarks.few_shot import FEW_SHOT_SCHEMA, index_content_hash, index_order_hash
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA
 from perl_pipeline.config import ClipConfig, PerlConfig
-from perl_pipeline.evaluation.metrics import RUN_COLUMNS
+from perl_pipeline.evaluation.metrics import RUN_COLUMNS, TRAJECTORY_COLUMNS
 from perl_pipeline.models import build_perl, load_backbone
 from perl_pipeline.pipelines import (
     data_preparation,
@@ -412,6 +412,9 @@ def test_paper_writes_table4_and_the_dynamics_from_its_tables() -> None:
             {
                 "paper.table4.rows": ablation_rows([("PERL-Shared", "", "HEAD", metrics, per_step)]),
                 "base_to_novel.per_step": per_step_table(make_runs(benchmarks=("dtd", "eurosat"), steps=2)),
+                "base_to_novel.trajectories": pl.DataFrame(
+                    schema=dict.fromkeys(TRAJECTORY_COLUMNS, pl.String)
+                ),
             },
         )
         table = outputs["paper.table4.markdown"]

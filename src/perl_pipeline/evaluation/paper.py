@@ -225,13 +225,20 @@ def _ablation_figure(
 
 
 def dynamics_report(
-    per_step: pl.DataFrame, *, protocol: str, targets: Sequence[str], label: str = ""
+    per_step: pl.DataFrame,
+    trajectories: pl.DataFrame,
+    *,
+    protocol: str,
+    targets: Sequence[str],
+    label: str = "",
 ) -> tuple[str, Figure]:
-    """Figs. 4-7: the per-step dynamics of a protocol averaged over `targets`, beside the paper's.
+    """Figs. 4-7: the per-step dynamics of a protocol averaged over `targets`, beside the paper's,
+    and Fig. 6: the test images whose target-class confidence gained most.
 
     Args:
         protocol: base_to_novel (subsets base and novel), cross_dataset or domain_generalization.
         per_step: the protocol's per-step table (metrics.per_step_table; seed means).
+        trajectories: the protocol's confidence trajectories (metrics.TRAJECTORY_COLUMNS).
         targets: the benchmarks averaged (a transfer protocol's targets; its source excluded).
         label: a note under the heading.
     """
@@ -282,19 +289,82 @@ def dynamics_report(
         "Table 1 (the aggregation is not explained). Fig. 5: KL median ≈1e-2 for correct → correct, ≈1e-1 "
         "growing to ≈3e-1 by step 4 for wrong → correct.",
     ]
-    return "\n".join(lines) + "\n", _dynamics_figure(protocol, mean, subsets, metrics, groups, reported)
+    gains = _largest_gains(trajectories.filter(pl.col("benchmark").is_in(list(targets))))
+    if gains:
+        lines += ["", "Fig. 6: the largest gains in target-class confidence (probability at steps 0..K):", ""]
+        for (benchmark, path, target, winner), curves in gains:
+            lines.append(
+                f"* {benchmark} `{path}`: target class {target} "
+                f"{' → '.join(f'{p:.3f}' for p in curves['target'])}; step-0 winner {winner} "
+                f"{' → '.join(f'{p:.3f}' for p in curves['step0_winner'])} (the paper's example: "
+                "0.143 → 0.603 and 0.505 → 0.159)"
+            )
+    figure = _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains)
+    return "\n".join(lines) + "\n", figure
+
+
+def _largest_gains(trajectories: pl.DataFrame, count: int = 3) -> list[tuple[tuple, dict[str, list[float]]]]:
+    """Up to `count` images with the largest target-class gain: ((benchmark, path, target class,
+    step-0 winner), {role: probabilities by step})."""
+    gains = trajectories.filter(pl.col("change") == "gain")
+    if gains.is_empty():
+        return []
+    keys = ["benchmark", "seed", "subset", "image"]
+    spread = (
+        gains.filter(pl.col("role") == "target")
+        .group_by(keys)
+        .agg(
+            (
+                pl.col("probability").sort_by("step").last() - pl.col("probability").sort_by("step").first()
+            ).alias("d")
+        )
+        .sort("d", "benchmark", "image", descending=[True, False, False])
+        .head(count)
+    )
+    out = []
+    for key in spread.select(keys).iter_rows(named=True):
+        rows = gains.filter(*(pl.col(k) == v for k, v in key.items())).sort("step")
+        curves = {
+            role: rows.filter(pl.col("role") == role)["probability"].to_list()
+            for role in ("target", "step0_winner")
+        }
+        classes = {
+            role: rows.filter(pl.col("role") == role)["class"][0] for role in ("target", "step0_winner")
+        }
+        name = rows["path"][0] if rows["path"][0] is not None else f"test image {key['image']}"
+        out.append(((key["benchmark"], name, classes["target"], classes["step0_winner"]), curves))
+    return out
 
 
 def _dynamics_key(protocol: str, subset: str) -> str:
     return f"{protocol}/{subset}" if protocol == "base_to_novel" else protocol
 
 
-def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported) -> Figure:
-    panels = [*metrics, *(["kl"] if groups else [])]
+def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains) -> Figure:
+    panels = [*metrics, *(["kl"] if groups else []), *(["fig6"] if gains else [])]
     figure = Figure(figsize=(4 * len(panels), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     styles = {"base": "-", "novel": "--", "all": "-"}
     for ax, panel in zip(axes, panels, strict=True):
+        if panel == "fig6":
+            for ((benchmark, *_), curves), color in zip(
+                gains, ("tab:blue", "tab:orange", "tab:green"), strict=False
+            ):
+                ax.plot(curves["target"], "-", marker="o", color=color, label=f"{benchmark}: target")
+                ax.plot(curves["step0_winner"], "--", color=color, label=f"{benchmark}: step-0 winner")
+            paper = reported.filter(pl.col("row").str.starts_with("trajectory"))
+            ax.scatter(
+                [int(r.split("@")[1]) for r in paper["row"]],
+                paper["value"],
+                marker="x",
+                color="black",
+                label="paper's example (≈)",
+                zorder=3,
+            )
+            ax.set_xlabel("step k")
+            ax.set_ylabel("class probability")
+            ax.legend(fontsize="x-small")
+            continue
         for subset in subsets:
             rows = mean.filter(pl.col("subset") == subset).sort("step")
             if panel == "kl":

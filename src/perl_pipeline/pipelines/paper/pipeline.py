@@ -40,7 +40,11 @@ def create_pipeline(**kwargs) -> Pipeline:
     dynamics = [
         Node(
             bind(dynamics_report, protocol=protocol, targets=targets),
-            {"per_step": f"{protocol}.per_step", "label": "params:report_label"},
+            {
+                "per_step": f"{protocol}.per_step",
+                "trajectories": f"{protocol}.trajectories",
+                "label": "params:report_label",
+            },
             [f"paper.dynamics_{protocol}.markdown", f"paper.dynamics_{protocol}.figure"],
             name=f"paper_dynamics_{protocol}",
             tags=["paper", "dynamics"],
