@@ -82,7 +82,7 @@ def test_the_dynamics_average_the_targets_per_step_beside_the_papers_points():
         [
             {"benchmark": "dtd", "seed": 1, "subset": "all", "image": image, "path": f"d/{image}.jpg",
              "change": change, "role": role, "class": cls, "step": step, "probability": p}
-            for image, change, target in ((3, "gain", [0.1, 0.7]), (5, "gain", [0.2, 0.4]), (8, "loss", [.9, 0]))
+            for image, change, target in ((3, "gain", [.1, .7]), (5, "gain", [.2, .4]), (8, "loss", [.9, 0]))
             for role, cls, probabilities in (("target", 2, target), ("step0_winner", 7, [0.6, 0.2]))
             for step, p in enumerate(probabilities)
         ]
