@@ -60,5 +60,7 @@ def test_kedro_viz_build_writes_the_lineage_site(tmp_path):
     assert {"dtd.runs_base_to_novel", "mine.runs_base_to_novel", "mine.runs_all_classes"} <= names
     assert "mine.adapter_all_seed_1" in names  # the adapter files are artefacts of the lineage
     assert "imagenet.train_all" in (build / "api" / "main").read_text()
-    assert {pipeline["id"] for pipeline in main["pipelines"]} >= {"base_to_novel", "cross_dataset"}
+    assert {pipeline["id"] for pipeline in main["pipelines"]} >= {"base_to_novel", "cross_dataset", "paper"}
+    paper = (build / "api" / "pipelines" / "paper").read_text()  # the paper's artefacts in the lineage
+    assert "paper.table4.markdown" in paper and "base_to_novel.per_step" in paper
     assert not (ROOT / "build").exists()

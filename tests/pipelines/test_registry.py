@@ -18,7 +18,15 @@ def _names(pipeline) -> set[str]:
 
 
 def test_protocols_and_stages_are_registered(pipelines):
-    expected = {*STAGES, "base_to_novel", "cross_dataset", "domain_generalization", "toy_clip", "predict"}
+    expected = {
+        *STAGES,
+        "base_to_novel",
+        "cross_dataset",
+        "domain_generalization",
+        "toy_clip",
+        "predict",
+        "paper",
+    }
     expected.add("__default__")
     assert set(pipelines) == expected
 
