@@ -32,9 +32,10 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
         (lambda: PerlConfig(split_layer=[3, 3]), "perl.split_layer=\\[3, 3\\]"),
         (lambda: PerlConfig(split_layer=[]), "perl.split_layer=\\[\\]"),
         (
-            lambda: PerlConfig(split_layer="7"),
-            "perl.split_layer='7': expected an integer or a list of integers",
+            lambda: PerlConfig(split_layer="7,9"),
+            "perl.split_layer='7,9': expected an integer or a list of int",
         ),
+        (lambda: PerlConfig(split_layer=2.5), "perl.split_layer=2.5: expected an integer or a list of int"),
         (lambda: PerlConfig(split_layer=[3, True]), "perl.split_layer"),
         (lambda: PerlConfig(share_layers="no"), "perl.share_layers='no': expected true/false"),
         (lambda: PerlConfig(modalities=["image", "sound"]), "unknown \\['sound'\\]"),
@@ -76,6 +77,8 @@ def test_yaml_lists_become_tuples():
     assert PerlConfig(split_layer=[3, 7, 11]).split_layer == (3, 7, 11)
     assert PerlConfig(split_layer=[7]).split_layer == 7  # one depth is that depth
     assert PerlConfig(split_layer=0).split_layer == 0  # PERL-Early
+    assert PerlConfig(split_layer="7 9 11").split_layer == (7, 9, 11)  # kedro run --params splits at commas
+    assert PerlConfig(split_layer="7").split_layer == 7
     assert TrainConfig(crop_scale=[0.5, 1.0]).crop_scale == (0.5, 1.0)
     assert DataSourceConfig(accept_checksum_mismatch=["x.tar"]).accept_checksum_mismatch == ("x.tar",)
     assert DataSourceConfig(accept_checksum_mismatch="x.tar").accept_checksum_mismatch == ("x.tar",)

@@ -278,8 +278,12 @@ def check_precision(precision: Any, label: str = "precision") -> str:
     return check_value(precision, Precision, label)
 
 
-def split_depths(split_layer: int | Sequence[int]) -> tuple[int, ...]:
-    """The injection depths J_1 < ... < J_m of ``perl.split_layer`` (an int is one depth)."""
+def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
+    """The injection depths J_1 < ... < J_m of ``perl.split_layer``: an int is one depth, and a
+    string of depths separated by spaces (``"7 9 11"``) is a list, the form ``kedro run --params``
+    can carry (it splits its argument at every comma)."""
+    if isinstance(split_layer, str):
+        return tuple(int(j) if j.lstrip("-").isdigit() else j for j in split_layer.split())
     return (split_layer,) if isinstance(split_layer, int) else tuple(split_layer)
 
 
@@ -305,6 +309,13 @@ def check_perl_settings(
     Raises:
         ConfigError: a wrong type, an unknown or repeated modality, or a value out of range.
     """
+    if isinstance(split_layer, str):
+        if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
+            raise ConfigError(
+                f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers "
+                "(on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
+            )
+        split_layer = split_depths(split_layer)
     check_value(split_layer, int | tuple[int, ...], f"{prefix}split_layer")
     for name, value in (("steps", steps), ("rank", rank)):
         check_value(value, int, f"{prefix}{name}")
@@ -354,7 +365,9 @@ class ClipConfig:
 class PerlConfig:
     """The method's settings (docs/method.md §2 and the §7 ablations)."""
 
-    split_layer: int | tuple[int, ...] = 7  # J, or injection depths J_1 < ... < J_m (docs/method.md §2.7)
+    split_layer: int | tuple[int, ...] | str = (
+        7  # J, or depths J_1 < ... < J_m ("7 9 11"), docs/method.md §2.7
+    )
     steps: int = 4  # K: refinement steps
     rank: int = 1  # r: projector bottleneck
     modalities: tuple[Modality, ...] = MODALITIES  # towers that get a projector
@@ -370,8 +383,8 @@ class PerlConfig:
                 "every run is zero-shot CLIP too)"
             )
         check_perl_settings(self.split_layer, self.steps, self.rank, self.modalities)
-        if isinstance(self.split_layer, tuple) and len(self.split_layer) == 1:  # [J] is J
-            object.__setattr__(self, "split_layer", self.split_layer[0])
+        depths = split_depths(self.split_layer)  # [J] is J; "7 9 11" is (7, 9, 11)
+        object.__setattr__(self, "split_layer", depths[0] if len(depths) == 1 else depths)
 
 
 @typed_config("training")
