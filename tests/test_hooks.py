@@ -156,6 +156,14 @@ def test_valid_parameters_pass_and_are_typed():
     assert check_parameters(RAW)["perl"] == PerlConfig(split_layer=2, modalities=("image", "text"))
 
 
+@pytest.mark.parametrize("split_layer", [[1, 2, 3], "1 2 3"])  # YAML, kedro run --params
+def test_a_list_of_depths_passes_and_is_typed(split_layer):
+    params = copy.deepcopy(RAW)
+    params["perl"] |= {"split_layer": split_layer, "share_layers": False}
+    _run_hook(params)
+    assert check_parameters(params)["perl"].split_layer == (1, 2, 3)
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
