@@ -24,7 +24,20 @@ from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
     [
         (lambda: PerlConfig(steps=-1), "perl.steps=-1"),
         (lambda: PerlConfig(rank=0), "perl.rank=0"),
-        (lambda: PerlConfig(split_layer=0), "perl.split_layer=0"),
+        (lambda: PerlConfig(split_layer=-1), "perl.split_layer=-1 must be >= 0"),
+        (
+            lambda: PerlConfig(split_layer=[7, 3]),
+            "perl.split_layer=\\[7, 3\\]: expected one depth or a strictly",
+        ),
+        (lambda: PerlConfig(split_layer=[3, 3]), "perl.split_layer=\\[3, 3\\]"),
+        (lambda: PerlConfig(split_layer=[]), "perl.split_layer=\\[\\]"),
+        (
+            lambda: PerlConfig(split_layer="7,9"),
+            "perl.split_layer='7,9': expected an integer or a list of int",
+        ),
+        (lambda: PerlConfig(split_layer=2.5), "perl.split_layer=2.5: expected an integer or a list of int"),
+        (lambda: PerlConfig(split_layer=[3, True]), "perl.split_layer"),
+        (lambda: PerlConfig(share_layers="no"), "perl.share_layers='no': expected true/false"),
         (lambda: PerlConfig(modalities=["image", "sound"]), "unknown \\['sound'\\]"),
         (lambda: PerlConfig(modalities=["text", "text"]), "repeated"),
         (lambda: TrainConfig(batch_size=0), "training.batch_size=0"),
@@ -62,6 +75,11 @@ def test_defaults_are_coops_draw_and_pytorchs_init():
 
 def test_yaml_lists_become_tuples():
     assert PerlConfig(modalities=["text"]).modalities == ("text",)
+    assert PerlConfig(split_layer=[3, 7, 11]).split_layer == (3, 7, 11)
+    assert PerlConfig(split_layer=[7]).split_layer == 7  # one depth is that depth
+    assert PerlConfig(split_layer=0).split_layer == 0  # PERL-Early
+    assert PerlConfig(split_layer="7 9 11").split_layer == (7, 9, 11)  # kedro run --params splits at commas
+    assert PerlConfig(split_layer="7").split_layer == 7
     assert TrainConfig(crop_scale=[0.5, 1.0]).crop_scale == (0.5, 1.0)
     assert DataSourceConfig(accept_checksum_mismatch=["x.tar"]).accept_checksum_mismatch == ("x.tar",)
     assert DataSourceConfig(accept_checksum_mismatch="x.tar").accept_checksum_mismatch == ("x.tar",)
@@ -69,8 +87,11 @@ def test_yaml_lists_become_tuples():
 
 def test_model_settings_are_checked_from_the_config_alone():
     check_model_settings(ClipConfig(), PerlConfig(split_layer=11))
-    with pytest.raises(ValueError, match="perl.split_layer=12 is outside 1..11"):
+    check_model_settings(ClipConfig(), PerlConfig(split_layer=[0, 7, 11]))
+    with pytest.raises(ValueError, match="perl.split_layer=12 is outside 0..11"):
         check_model_settings(ClipConfig(), PerlConfig(split_layer=12))
+    with pytest.raises(ValueError, match="perl.split_layer=\\[7, 9, 12\\] is outside 0..11"):
+        check_model_settings(ClipConfig(), PerlConfig(split_layer=[7, 9, 12]))
     with pytest.raises(ValueError, match="not an open_clip model config"):
         check_model_settings(ClipConfig(model_name="ViT-Imaginary"), PerlConfig())
 

@@ -156,6 +156,14 @@ def test_valid_parameters_pass_and_are_typed():
     assert check_parameters(RAW)["perl"] == PerlConfig(split_layer=2, modalities=("image", "text"))
 
 
+@pytest.mark.parametrize("split_layer", [[1, 2, 3], "1 2 3"])  # YAML, kedro run --params
+def test_a_list_of_depths_passes_and_is_typed(split_layer):
+    params = copy.deepcopy(RAW)
+    params["perl"] |= {"split_layer": split_layer, "share_layers": False}
+    _run_hook(params)
+    assert check_parameters(params)["perl"].split_layer == (1, 2, 3)
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
@@ -163,7 +171,9 @@ def test_valid_parameters_pass_and_are_typed():
         ("training", "lr", "fast", "training.lr='fast': expected a number > 0"),
         ("perl", "share_projector", "maybe", "perl.share_projector='maybe': expected true/false"),
         ("perl", "steps", 1.5, "perl.steps=1.5: expected an integer"),
-        ("perl", "split_layer", 4, "perl.split_layer=4 is outside 1..3 for the image tower of PERL-Toy-ViT"),
+        ("perl", "split_layer", 4, "perl.split_layer=4 is outside 0..3 for the image tower of PERL-Toy-ViT"),
+        ("perl", "split_layer", [1, 4], "perl.split_layer=\\[1, 4\\] is outside 0..3 for the image tower"),
+        ("perl", "share_layers", "no", "perl.share_layers='no': expected true/false"),
         ("evaluation", "precision", "fp16", "evaluation.precision='fp16'"),
         ("few_shot", "shots", 0, "few_shot.shots=0 must be >= 1"),
         ("data_source", "kind", "torrent", "data_source.kind='torrent'"),

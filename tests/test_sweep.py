@@ -18,6 +18,7 @@ from perl_pipeline.sweep import fixed_params, merged, nested, parse_fixed, parse
         ),
         ("training.lr=1e-3", ("training.lr", [1e-3])),
         ("perl.share_projector=false", ("perl.share_projector", [False])),
+        ("perl.split_layer=0,[3,7,11],7", ("perl.split_layer", [0, [3, 7, 11], 7])),  # Table 4's depths
     ],
 )
 def test_settings_parse_as_yaml_values(argument: str, expected: tuple) -> None:
@@ -64,7 +65,7 @@ def demo_conf(tmp_path):
         ([("perl.steps", [0, 1.5])], "sweep argument perl.steps=1.5: perl.steps=1.5: expected an integer"),
         (
             [("perl.steps", [1]), ("perl.split_layer", [2, 9])],
-            "sweep argument perl.split_layer=9: perl.split_layer=9 is outside 1..3 for the image tower "
+            "sweep argument perl.split_layer=9: perl.split_layer=9 is outside 0..3 for the image tower "
             "of PERL-Toy-ViT",
         ),
         ([("training.lr", [1e-3, "fast"])], "training.lr='fast': expected a number > 0"),

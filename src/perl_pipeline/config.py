@@ -278,6 +278,15 @@ def check_precision(precision: Any, label: str = "precision") -> str:
     return check_value(precision, Precision, label)
 
 
+def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
+    """The injection depths J_1 < ... < J_m of ``perl.split_layer``: an int is one depth, and a
+    string of depths separated by spaces (``"7 9 11"``) is a list, the form ``kedro run --params``
+    can carry (it splits its argument at every comma)."""
+    if isinstance(split_layer, str):
+        return tuple(int(j) if j.lstrip("-").isdigit() else j for j in split_layer.split())
+    return (split_layer,) if isinstance(split_layer, int) else tuple(split_layer)
+
+
 def check_perl_settings(
     split_layer: Any,
     steps: Any,
@@ -291,15 +300,24 @@ def check_perl_settings(
     """The one rule for PERL's J, K, r and towers (PerlConfig, PERL, the pre-run check).
 
     Args:
-        depths: modality -> blocks L of that tower, when the backbone is known; then J must lie
-            in 1..L-1 for every refined tower, otherwise J >= 1.
+        split_layer: J, or the strictly increasing injection depths J_1 < ... < J_m.
+        depths: modality -> blocks L of that tower, when the backbone is known; then every J must
+            lie in 0..L-1 for every refined tower, otherwise J >= 0.
         prefix: prepended to the names in messages (``perl.`` for the configuration).
         where: appended to the tower in messages (`` of ViT-B-16``).
 
     Raises:
         ConfigError: a wrong type, an unknown or repeated modality, or a value out of range.
     """
-    for name, value in (("split_layer", split_layer), ("steps", steps), ("rank", rank)):
+    if isinstance(split_layer, str):
+        if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
+            raise ConfigError(
+                f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers "
+                "(on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
+            )
+        split_layer = split_depths(split_layer)
+    check_value(split_layer, int | tuple[int, ...], f"{prefix}split_layer")
+    for name, value in (("steps", steps), ("rank", rank)):
         check_value(value, int, f"{prefix}{name}")
     modalities = tuple(modalities)
     unknown = [m for m in modalities if isinstance(m, bool) or m not in MODALITIES]
@@ -307,15 +325,20 @@ def check_perl_settings(
         raise ConfigError(f"unknown {prefix}modalities {unknown}; choose from {list(MODALITIES)}")
     if len(set(modalities)) != len(modalities):
         raise ConfigError(f"{prefix}modalities={list(modalities)}: repeated entry")
-    if depths is None:
-        if split_layer < 1:
-            raise ConfigError(f"{prefix}split_layer={split_layer} must be >= 1")
+    split = split_depths(split_layer)
+    shown = split[0] if isinstance(split_layer, int) else list(split)
+    if not split or any(b <= a for a, b in zip(split, split[1:], strict=False)):
+        raise ConfigError(
+            f"{prefix}split_layer={shown}: expected one depth or a strictly increasing list of depths"
+        )
+    if depths is None and split[0] < 0:
+        raise ConfigError(f"{prefix}split_layer={shown} must be >= 0")
     for modality in modalities if depths is not None else ():
         depth = depths[modality]
-        if not 1 <= split_layer <= depth - 1:
+        if not (0 <= split[0] and split[-1] <= depth - 1):
             raise ConfigError(
-                f"{prefix}split_layer={split_layer} is outside 1..{depth - 1} for the {modality} "
-                f"tower{where} ({depth} blocks): the frozen base and the refinement stack each need a block"
+                f"{prefix}split_layer={shown} is outside 0..{depth - 1} for the {modality} "
+                f"tower{where} ({depth} blocks): every injection depth needs a block after it to refine"
             )
     if steps < 0:
         raise ConfigError(f"{prefix}steps={steps} must be >= 0 (0 is zero-shot CLIP)")
@@ -342,11 +365,14 @@ class ClipConfig:
 class PerlConfig:
     """The method's settings (docs/method.md §2 and the §7 ablations)."""
 
-    split_layer: int = 7  # J: blocks in the frozen base
+    split_layer: int | tuple[int, ...] | str = (
+        7  # J, or depths J_1 < ... < J_m ("7 9 11"), docs/method.md §2.7
+    )
     steps: int = 4  # K: refinement steps
     rank: int = 1  # r: projector bottleneck
     modalities: tuple[Modality, ...] = MODALITIES  # towers that get a projector
     share_projector: bool = True  # false: one projector per step (untied ablation)
+    share_layers: bool = True  # false: one projector per injection depth (multi-depth only)
     projector_init: ProjectorInit = "default"  # zero_out: output layer at zero, every thought starts equal
 
     def __post_init__(self) -> None:
@@ -357,6 +383,8 @@ class PerlConfig:
                 "every run is zero-shot CLIP too)"
             )
         check_perl_settings(self.split_layer, self.steps, self.rank, self.modalities)
+        depths = split_depths(self.split_layer)  # [J] is J; "7 9 11" is (7, 9, 11)
+        object.__setattr__(self, "split_layer", depths[0] if len(depths) == 1 else depths)
 
 
 @typed_config("training")

@@ -118,6 +118,36 @@ def test_ratios_are_computed_from_the_figures(figures):
     )
 
 
+def test_table_4_loops_are_timed_with_their_settings_and_counts(figures):
+    """Each reasoning loop of docs/method.md §2.7 on the 4-block model (depths scaled from L = 12),
+    its parameter count from the model and its work in the FLOPs: one prefix at J_1, then K + 1
+    passes over blocks[J_1:L]."""
+    from perl_pipeline.models import count_projector_parameters
+
+    rows = {row["variant"]: row for row in figures["loops"]}
+    assert list(rows) == list(bench.LOOP_VARIANTS)
+    depths = {name: row["split_layer"] for name, row in rows.items()}
+    assert depths == {
+        "PERL-Early": 0,
+        "PERL-Deep": [1, 2, 3],
+        "PERL-Shared": 2,
+        "PERL-Step": 2,
+        "PERL-Layer": [2, 3],
+        "PERL-LayerStep": [2, 3],
+    }
+    widths = {"image": 96, "text": 64}
+    for row in rows.values():
+        sharing = {key: row[key] for key in ("share_projector", "share_layers")}
+        assert row["parameters"] == count_projector_parameters(widths, row["split_layer"], 3, **sharing)
+        assert row["batch"] == BATCHES[0] and _positive(row["vs_zero_shot"]) and _positive(row["flops"])
+    flops = {name: row["flops"] for name, row in rows.items()}
+    assert flops["PERL-Early"] > flops["PERL-Deep"] > flops["PERL-Shared"]  # the first depth sets the work
+    assert flops["PERL-Shared"] < flops["PERL-Layer"] < 1.2 * flops["PERL-Shared"]  # and thoughts, a little
+    assert flops["PERL-Step"] == pytest.approx(flops["PERL-Shared"], rel=0.01)
+    assert flops["PERL-LayerStep"] == pytest.approx(flops["PERL-Layer"], rel=0.01)
+    assert "PERL-LayerStep" in bench.format_report(figures)
+
+
 def test_targets_follow_the_ratios(figures):
     targets = figures["targets"]
     assert len(targets) == len(BATCHES) + len(PROMPTS) + 1

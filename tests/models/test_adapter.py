@@ -28,13 +28,15 @@ PERL_SETTINGS = {
     "rank": 1,
     "modalities": ["image", "text"],
     "share_projector": True,
+    "share_layers": True,
     "projector_init": "default",
 }
+LAYER_STEP = {**PERL_SETTINGS, "split_layer": [1, 3], "share_projector": False, "share_layers": False}
 
 
-def trained_like(clip, seed: int = 5) -> PERL:
+def trained_like(clip, seed: int = 5, perl: dict = PERL_SETTINGS) -> PERL:
     """A PERL whose projectors are perturbed away from their initialisation (as training would)."""
-    model = PERL(clip, **PERL_SETTINGS, seed=seed)
+    model = PERL(clip, **perl, seed=seed)
     with torch.no_grad():
         for p in model.trainable_parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -52,12 +54,12 @@ def tiny_adapter(clip):
     )
 
 
-def write(tmp_path, model, backbone=None, name="a.adapter.safetensors"):
+def write(tmp_path, model, backbone=None, name="a.adapter.safetensors", perl=PERL_SETTINGS):
     backbone = backbone or {"model_name": TINY, "weights": "random:0", "pretrained": None}
     adapter = make_adapter(
         model.projector_state_dict() | {"recipe": {"seed": 5}},
         backbone=backbone,
-        perl=PERL_SETTINGS,
+        perl=perl,
         template=TEMPLATE,
         classnames=CLASSES,
         metrics={"base": {"step_3": 61.0}},
@@ -163,3 +165,29 @@ def test_refuses_truncated_and_foreign_files(tmp_path, tiny_clip):
         read_adapter(bare)
     with pytest.raises(AdapterFileError, match="does not exist"):
         read_adapter(tmp_path / "nothing.safetensors")
+
+
+def test_a_multi_depth_untied_adapter_round_trips(tmp_path, tiny_clip):
+    """PERL-LayerStep (docs/method.md §2.7): its depths and sharing are recorded and rebuilt."""
+    model = trained_like(tiny_clip, perl=LAYER_STEP)
+    path = write(tmp_path, model, perl=LAYER_STEP)
+    assert read_adapter(path).perl == LAYER_STEP
+    classifier = load_adapter(path)
+    assert classifier.model.depths == (1, 3) and not classifier.model.share_layers
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(classifier.model.encode_image(images), model.encode_image(images))
+
+
+def test_settings_without_share_layers_record_and_load_it_as_shared(tmp_path, tiny_clip):
+    older = {k: v for k, v in PERL_SETTINGS.items() if k != "share_layers"}
+    path = write(tmp_path, trained_like(tiny_clip), perl=older)
+    assert read_adapter(path).perl["share_layers"] is True
+    assert load_adapter(path).model.share_layers
+
+
+def test_weights_of_another_loop_variant_are_refused(tmp_path, tiny_clip):
+    layer = {**PERL_SETTINGS, "split_layer": [1, 3], "share_layers": False}
+    path = write(tmp_path, trained_like(tiny_clip), perl=layer)  # shared weights, recorded as PERL-Layer
+    with pytest.raises(AdapterFileError, match="do not fit its own settings.*share_layers"):
+        load_adapter(path)

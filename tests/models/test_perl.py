@@ -237,8 +237,12 @@ def test_projector_is_the_spec_equation():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"split_layer": 0}, "split_layer=0 is outside 1..3"),
-        ({"split_layer": 4}, "split_layer=4 is outside 1..3"),
+        ({"split_layer": -1}, "split_layer=-1 is outside 0..3"),
+        ({"split_layer": 4}, "split_layer=4 is outside 0..3"),
+        ({"split_layer": [1, 4]}, "split_layer=\\[1, 4\\] is outside 0..3"),
+        ({"split_layer": [2, 1]}, "split_layer=\\[2, 1\\]: expected one depth or a strictly increasing"),
+        ({"split_layer": []}, "split_layer=\\[\\]: expected one depth"),
+        ({"split_layer": 2.5}, "split_layer=2.5: expected an integer or a list of integers"),
         ({"steps": -1}, "steps=-1 must be >= 0"),
         ({"rank": 0}, "rank=0 must be >= 1"),
         ({"modalities": ("image", "audio")}, "unknown modalities \\['audio'\\]"),

@@ -30,3 +30,15 @@ def test_cached_prefix_feeds_the_refinement(tiny_clip, tokenize):
         cached = model.refine_text(features.text_prefix())
         direct = model.encode_text(tokens)
     torch.testing.assert_close(cached, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_several_depths_use_the_prefix_at_the_first(tiny_clip, tokenize):
+    """docs/method.md §2.7: the cached prefix ends at J_1; the features of [0, 2, 3] are those of 0."""
+    tokens, cpu = tokenize(PROMPTS), torch.device("cpu")
+    features = class_text_features(tiny_clip, tokens, split_layer=[0, 2, 3], device=cpu)
+    assert features.split_layer == 0
+    torch.testing.assert_close(features.prefix, class_text_features(tiny_clip, tokens, 0, cpu).prefix)
+    config = PerlConfig(split_layer=[0, 2, 3], steps=3, share_projector=False, share_layers=False)
+    model = build_perl(tiny_clip, config, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(model.refine_text(features.text_prefix()), model.encode_text(tokens))

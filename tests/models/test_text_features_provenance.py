@@ -46,6 +46,9 @@ def test_features_refuse_another_split_layer_backbone_or_class_list(tiny_clip, t
     features.check(BACKBONE, 2, CLASSES, name="dtd.text_features", fix="rebuild")
     with pytest.raises(StaleArtefactError, match=r"split_layer: 2 when it was made, 3 now"):
         features.check(BACKBONE, 3, CLASSES, name="dtd.text_features", fix="rebuild")
+    features.check(BACKBONE, [2, 3], CLASSES, name="dtd.text_features", fix="rebuild")  # prefix at J_1
+    with pytest.raises(StaleArtefactError, match=r"split_layer: 2 when it was made, 1 now"):
+        features.check(BACKBONE, [1, 2], CLASSES, name="dtd.text_features", fix="rebuild")
     with pytest.raises(StaleArtefactError, match="weights"):
         features.check({**BACKBONE, "weights": "tag:openai"}, 2, CLASSES, name="x", fix="rebuild")
     with pytest.raises(StaleArtefactError, match="classnames"):

@@ -117,7 +117,7 @@ def test_interrupted_run_resumes_without_redoing_and_matches(demo_run, tmp_path,
     [
         ({"perl": {"steps": -1}}, "perl.steps=-1 must be >= 0"),
         ({"training": {"lr": 0}}, "training.lr=0 must be > 0"),
-        ({"perl": {"split_layer": 4}}, "perl.split_layer=4 is outside 1..3"),
+        ({"perl": {"split_layer": 4}}, "perl.split_layer=4 is outside 0..3"),
         ({"few_shot": {"shots": 0}}, "few_shot.shots=0 must be >= 1"),
         ({"clip": {"pretrained": "nowhere/ViT-B-16.pt"}}, "nowhere/ViT-B-16.pt does not exist"),
         ({"clip": {"model_name": "ViT-B-16-quickgelu", "pretrained": "openai"}}, "seems to be offline"),

@@ -143,3 +143,18 @@ def test_fix_commands_repeat_the_environment_and_the_users_parameters(built):
     params = "--params 'perl.steps=3,few_shot.draw=sorted,clip.cache_dir=/tmp/my clip'"
     assert f"kedro run --env demo --pipelines base_to_novel --only-missing-outputs {params}" in message
     assert f"just this one: kedro run --env demo --pipelines training {params}" in message
+
+
+@pytest.mark.parametrize(
+    ("perl", "setting"),
+    [
+        ({"steps": 2, "share_layers": False}, "share_layers"),
+        ({"steps": 2, "split_layer": [1, 2]}, "split_layer"),
+    ],
+)
+def test_a_new_reasoning_loop_makes_the_projectors_stale(built, perl, setting):
+    """Table 4's variants (docs/method.md §2.7) are perl settings: the section is hashed whole."""
+    catalog, made, hook = built
+    catalog["params:perl"] = MemoryDataset(perl)
+    with pytest.raises(StaleArtefactError, match=f"perl.{setting}"):
+        _before_evaluation(hook, catalog)

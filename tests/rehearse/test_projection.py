@@ -119,6 +119,18 @@ def test_counted_flops_follow_the_cost_model():
     assert four.text_train > four.text_refine > 0
 
 
+def test_counted_flops_of_several_depths_follow_the_first():
+    """docs/method.md §2.7: the prefix stops at J_1 and the K + 1 passes run blocks[J_1:L]; depths
+    past the model are capped (ViT-B/16's [3, 7, 11] on 4 blocks: [3])."""
+    one = count_flops("PERL-Tiny-ViT", split_layer=1, steps=2)
+    deep = count_flops("PERL-Tiny-ViT", split_layer=[1, 2, 3], steps=2, share_layers=False)
+    assert deep.image_prefix == one.image_prefix
+    assert one.image_refine < deep.image_refine < 1.2 * one.image_refine  # 3 thoughts a step, not 1
+    assert count_flops("PERL-Tiny-ViT", split_layer=[3, 7, 11], steps=2) == count_flops(
+        "PERL-Tiny-ViT", split_layer=3, steps=2
+    )
+
+
 def test_counted_ops_do_not_grow_with_the_batch():
     """The launch floor's premise: a bigger batch or more classes make bigger tensors, not more calls."""
     small = count_ops("PERL-Tiny-ViT", split_layer=1, steps=1, batch_size=2, classes=2, seeds=2)

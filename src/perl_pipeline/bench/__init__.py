@@ -16,6 +16,7 @@ from perl_pipeline.bench.report import (
 )
 from perl_pipeline.bench.workloads import (
     EVAL_WORKLOADS,
+    LOOP_VARIANTS,
     SEEDS_WORKLOADS,
     WORKLOAD_LABELS,
     WORKLOADS,
@@ -25,6 +26,7 @@ from perl_pipeline.bench.workloads import (
 
 __all__ = [
     "EVAL_WORKLOADS",
+    "LOOP_VARIANTS",
     "INFERENCE_RATIO_TARGET",
     "SEEDS_SPEEDUP_TARGET",
     "SEEDS_WORKLOADS",

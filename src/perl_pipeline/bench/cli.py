@@ -9,12 +9,15 @@ last block at the read-out only (the default) and on every token, and a PERL tra
 under no_grad, refinement with grad, loss against a fixed text feature matrix, backward, AdamW step)
 at a small and a large batch. Text side: PERL text features for N CoOp-style class prompts with and
 without the EOS cut. Seeds: a training step as the loop runs it (batch 4, class prompts refined) for
-one seed and for three seeds together. Evaluation: three seeds over photo-sized JPEGs, next to
-decoding them alone (CPU workers; on CUDA also GPU decoding), and with every image's input-Jacobian
-norm (its cost per image, step and seed). Every figure is the median of a few
+one seed and for three seeds together. Reasoning loops: PERL inference of Table 4's six variants
+(Early, Deep, Shared, Step, Layer, LayerStep; depths scaled to the model) at the smallest batch,
+with their parameter counts and block-count theory. Evaluation: three seeds over photo-sized JPEGs,
+next to decoding them alone (CPU workers; on CUDA also GPU decoding), and with every image's
+input-Jacobian norm (its cost per image, step and seed). Every figure is the median of a few
 timed repeats after warm-up, with a device synchronisation around each call. Ratios come from the
 same run and are printed next to the theory: (J + (K+1)(L-J)) / L block evaluations per zero-shot
-forward (32/12 = 2.67 for ViT-B/16), about 2.32 with the last block at the read-out.
+forward (32/12 = 2.67 for ViT-B/16), about 2.32 with the last block at the read-out; with several
+injection depths J is the first one, J_1.
 Weights are random: speed does not depend on their values.
 """
 
@@ -42,7 +45,14 @@ from perl_pipeline.bench.host import (
     others_cpu_share,
 )
 from perl_pipeline.bench.report import check_targets, compute_ratios, format_report, theoretical_ratio
-from perl_pipeline.bench.workloads import Settings, bench_evaluation, bench_images, bench_seeds, bench_text
+from perl_pipeline.bench.workloads import (
+    Settings,
+    bench_evaluation,
+    bench_images,
+    bench_loops,
+    bench_seeds,
+    bench_text,
+)
 from perl_pipeline.device import resolve_device
 from perl_pipeline.models import PERL, load_clip
 
@@ -62,6 +72,7 @@ def run(settings: Settings) -> dict:
     image_rows = bench_images(model, settings, device, tokenizer)
     text_rows = bench_text(model, settings, device, tokenizer)
     seeds_rows = bench_seeds(model, settings, device, tokenizer)
+    loop_rows = bench_loops(model, settings, device)
     with tempfile.TemporaryDirectory(prefix="perl-bench-") as folder:
         eval_rows = bench_evaluation(model, settings, device, tokenizer, Path(folder))
     ratios = compute_ratios(image_rows, text_rows, seeds_rows, eval_rows, settings.steps, settings.seeds)
@@ -86,6 +97,7 @@ def run(settings: Settings) -> dict:
         "image": [asdict(row) for row in image_rows],
         "text": [asdict(row) for row in text_rows],
         "seeds": [asdict(row) for row in seeds_rows],
+        "loops": [asdict(row) for row in loop_rows],
         "evaluation": [asdict(row) for row in eval_rows],
         "ratios": ratios,
         "targets": [asdict(target) for target in check_targets(ratios, device.type)],

@@ -25,12 +25,16 @@ class Target:
 
 
 def theoretical_ratio(model: PERL, last_block_readout_only: bool = False) -> float:
-    """Block evaluations per image relative to zero-shot: (J + (K + 1)(L - J)) / L, or with the last
-    block at the read-out only (J + (K + 1)(L - J - 1 + 1/6)) / L (docs/method.md §5)."""
-    depth = len(model.clip.visual.transformer.resblocks)
-    j, k = model.split_layer, model.steps
-    refined = depth - j - (1 - LAST_BLOCK_SHARE if last_block_readout_only else 0)
-    return (j + (k + 1) * refined) / depth
+    """Block evaluations per image relative to zero-shot (docs/method.md §5, §2.7)."""
+    blocks = len(model.clip.visual.transformer.resblocks)
+    return block_ratio(model.depths[0], model.steps, blocks, last_block_readout_only)
+
+
+def block_ratio(first_depth: int, steps: int, blocks: int, last_block_readout_only: bool = False) -> float:
+    """(J_1 + (K + 1)(L - J_1)) / L, or with the last block at the read-out only
+    (J_1 + (K + 1)(L - J_1 - 1 + 1/6)) / L; J_1 is the first (or only) injection depth."""
+    refined = blocks - first_depth - (1 - LAST_BLOCK_SHARE if last_block_readout_only else 0)
+    return (first_depth + (steps + 1) * refined) / blocks
 
 
 def compute_ratios(
@@ -169,6 +173,20 @@ def format_report(result: dict) -> str:
             lines.append(
                 f"{label:<26}{row['decode']:>7}{row['images']:>7}{row['workers']:>8}{row['seconds']:>11.4f}"
                 f"{row['repeats']:>6}{row['images_per_s']:>10.2f}"
+            )
+    if result.get("loops"):
+        lines += [
+            "",
+            f"{'reasoning loop (Table 4)':<18}{'J':>12}{'params':>8}{'batch':>6}{'median s':>11}"
+            f"{'ms/image':>10}{'/ zero-shot':>12}{'theory':>8}",
+        ]
+        for row in result["loops"]:
+            depths = [row["split_layer"]] if isinstance(row["split_layer"], int) else list(row["split_layer"])
+            expected = block_ratio(depths[0], s["steps"], depth, last_block_readout_only=True)
+            lines.append(
+                f"{row['variant']:<18}{','.join(map(str, depths)):>12}{row['parameters']:>8}"
+                f"{row['batch']:>6}{row['seconds']:>11.4f}{row['ms_per_image']:>10.2f}"
+                f"{row['vs_zero_shot']:>12.2f}{expected:>8.2f}"
             )
     ratios = result["ratios"]
     lines += ["", "ratios (same run)"]

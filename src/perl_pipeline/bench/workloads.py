@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from perl_pipeline.bench.harness import measure
-from perl_pipeline.config import EvalConfig, TrainConfig
+from perl_pipeline.config import EvalConfig, TrainConfig, split_depths
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL
 from perl_pipeline.training import training_step, training_step_together
@@ -123,6 +123,23 @@ class EvalRow:
     times: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class LoopRow:
+    """PERL inference (no grad) of one of Table 4's variants, next to zero-shot at the same batch."""
+
+    variant: str
+    split_layer: int | tuple[int, ...]
+    share_projector: bool
+    share_layers: bool
+    parameters: int
+    batch: int
+    seconds: float
+    repeats: int
+    ms_per_image: float
+    vs_zero_shot: float
+    flops: float  # of one call
+
+
 WORKLOADS = ("zero_shot", "perl_inference", "perl_inference_full", "perl_train_step")
 WORKLOAD_LABELS = {
     "zero_shot": "zero-shot CLIP",
@@ -131,6 +148,14 @@ WORKLOAD_LABELS = {
     "perl_train_step": "PERL train step",
 }
 SEEDS_WORKLOADS = ("train_one_seed", "train_seeds_together")
+LOOP_VARIANTS = {  # Table 4's reasoning loops (docs/method.md §2.7), at ViT-B/16's depths (L = 12)
+    "PERL-Early": {"split_layer": 0},
+    "PERL-Deep": {"split_layer": (3, 7, 11)},
+    "PERL-Shared": {"split_layer": 7},
+    "PERL-Step": {"split_layer": 7, "share_projector": False},
+    "PERL-Layer": {"split_layer": (7, 9, 11), "share_layers": False},
+    "PERL-LayerStep": {"split_layer": (7, 9, 11), "share_projector": False, "share_layers": False},
+}
 EVAL_WORKLOADS = ("decode_only", "evaluate", "evaluate_jacobian", "zero_shot_evaluate", "predict")
 
 
@@ -275,6 +300,54 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
     return rows
 
 
+def loop_variant(name: str, blocks: int) -> dict:
+    """The settings of Table 4's variant `name` on a backbone of `blocks` blocks: each depth scaled
+    to J·L/12, rounded down, repeats dropped (the paper's depths when L = 12)."""
+    settings = LOOP_VARIANTS[name]
+    depths = sorted({j * blocks // 12 for j in split_depths(settings["split_layer"])})
+    return {**settings, "split_layer": depths[0] if len(depths) == 1 else tuple(depths)}
+
+
+def bench_loops(model: PERL, settings: Settings, device: torch.device) -> list[LoopRow]:
+    """Each of Table 4's variants' PERL inference at the smallest batch, with zero-shot timed in
+    the same measurement."""
+    batch = min(settings.batch_sizes)
+    images = random_images(model.clip, batch, settings.seed, device)
+    blocks = len(model.clip.visual.transformer.resblocks)
+    variants = {
+        name: PERL(model.clip, steps=settings.steps, seed=settings.seed, **loop_variant(name, blocks)).to(
+            device
+        )
+        for name in LOOP_VARIANTS
+    }
+
+    def encode(encoder: Callable) -> torch.Tensor:
+        with torch.no_grad(), autocast(device):
+            return encoder(images)
+
+    calls = {"zero_shot": partial(encode, model.clip.encode_image)}
+    calls |= {name: partial(encode, variant.encode_image) for name, variant in variants.items()}
+    logger.info("timing PERL inference of Table 4's %d reasoning loops at batch %d", len(variants), batch)
+    timings = measure(calls, device, *_repeat_settings(settings), count=True)
+    zero_shot = timings["zero_shot"].seconds
+    return [
+        LoopRow(
+            variant=name,
+            split_layer=variant.split_layer,
+            share_projector=variant.share_projector,
+            share_layers=variant.share_layers,
+            parameters=sum(p.numel() for p in variant.trainable_parameters()),
+            batch=batch,
+            seconds=timings[name].seconds,
+            repeats=timings[name].repeats,
+            ms_per_image=1000 * timings[name].seconds / batch,
+            vs_zero_shot=timings[name].seconds / zero_shot,
+            flops=timings[name].flops,
+        )
+        for name, variant in variants.items()
+    ]
+
+
 def _repeat_settings(settings: Settings) -> tuple[int, int, float]:
     return settings.warmup, settings.repeats, settings.budget_s
 
@@ -412,6 +485,7 @@ def _classifier(model: PERL, settings: Settings):
             "rank": model.rank,
             "modalities": model.modalities,
             "share_projector": model.share_projector,
+            "share_layers": model.share_layers,
             "projector_init": model.projector_init,
         },
         template=TEMPLATE,

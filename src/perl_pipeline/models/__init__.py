@@ -21,7 +21,7 @@ from perl_pipeline.models.loading import (
 )
 from perl_pipeline.models.objective import PerlLoss, clip_logits, perl_loss
 from perl_pipeline.models.perl import PERL, PerlSeeds, TextPrefix, causal_mask
-from perl_pipeline.models.projector import ThoughtProjector
+from perl_pipeline.models.projector import ThoughtProjector, count_projector_parameters
 from perl_pipeline.models.text_features import TextFeatures, class_text_features, text_features_recipe
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "check_weights",
     "class_text_features",
     "clip_logits",
+    "count_projector_parameters",
     "load_adapter",
     "load_backbone",
     "make_adapter",

@@ -32,7 +32,16 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_FORMAT = "perl-adapter/1"
 METADATA_KEY = "perl_pipeline"  # the header key every safetensors artefact of the project uses
-PERL_KEYS = ("split_layer", "steps", "rank", "modalities", "share_projector", "projector_init")
+PERL_KEYS = (
+    "split_layer",
+    "steps",
+    "rank",
+    "modalities",
+    "share_projector",
+    "share_layers",
+    "projector_init",
+)
+PERL_DEFAULTS = {"share_layers": True, "projector_init": "default"}  # adapters written before these keys
 
 
 class AdapterFileError(ValueError):
@@ -55,7 +64,8 @@ class Adapter:
         weights: the projector state dict (`PERL.projector_state_dict`).
         backbone: ``{"model_name", "weights", "pretrained"}``: the open_clip config, the weights'
             identity (``tag:``, ``sha256:`` or ``random:``) and the ``clip.pretrained`` value used.
-        perl: J, K, r, modalities, share_projector, projector_init.
+        perl: J (an int, or a list of depths), K, r, modalities, share_projector, share_layers,
+            projector_init.
         template: the prompt template, e.g. ``"a photo of a {}."``.
         classnames: the classes the adapter was trained on, in label order.
         recipe: the training recipe (`training.projector_recipe`).
@@ -115,8 +125,10 @@ def make_adapter(
     weights = {k: v for k, v in projector.items() if isinstance(v, torch.Tensor)}
     if not weights and int(perl.get("steps", 0)) > 0 and perl.get("modalities"):
         raise ValueError("the projector state dict holds no tensors")
-    settings = {key: perl[key] for key in PERL_KEYS}
+    settings = {key: {**PERL_DEFAULTS, **perl}[key] for key in PERL_KEYS}
     settings["modalities"] = list(settings["modalities"])
+    if not isinstance(settings["split_layer"], int):  # a list of depths, as JSON stores it
+        settings["split_layer"] = list(settings["split_layer"])
     return Adapter(
         weights=weights,
         backbone={
@@ -338,15 +350,17 @@ def classifier_for(
             "trained with (load_adapter(..., pretrained=FILE) or --pretrained FILE)"
         )
     clip = load_clip(name, weights, cache_dir=cache_dir, init_seed=init_seed)
-    settings = adapter.perl
+    settings = {**PERL_DEFAULTS, **adapter.perl}
+    split = settings["split_layer"]
     model = PERL(
         clip,
-        split_layer=int(settings["split_layer"]),
+        split_layer=split if isinstance(split, int) else tuple(int(j) for j in split),
         steps=int(settings["steps"]),
         rank=int(settings["rank"]),
         modalities=tuple(settings["modalities"]),
         share_projector=bool(settings["share_projector"]),
-        projector_init=settings.get("projector_init", "default"),
+        share_layers=bool(settings["share_layers"]),
+        projector_init=settings["projector_init"],
     )
     try:
         model.load_projector_state_dict(adapter.weights)

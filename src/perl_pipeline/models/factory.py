@@ -13,7 +13,7 @@ def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
     """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
 
     Raises:
-        ConfigError: an unknown model name, or a split layer outside 1..L-1 of a refined tower
+        ConfigError: an unknown model name, or a split layer outside 0..L-1 of a refined tower
             (the rule PERL's constructor runs, here from the config before any weight is loaded).
     """
     import open_clip
@@ -54,6 +54,7 @@ def build_perl(clip: nn.Module, config: PerlConfig, seed: int = 0) -> PERL:
         rank=config.rank,
         modalities=config.modalities,
         share_projector=config.share_projector,
+        share_layers=config.share_layers,
         seed=seed,
         projector_init=config.projector_init,
     )

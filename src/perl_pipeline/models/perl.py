@@ -8,6 +8,13 @@ For each modality m with a projector φ_m:
     h(k) = Pool_m(R_m([z(1), ..., z(k), S]))       thoughts prepended, readout index shifted by k
     e(k) = π_m(h(k))                               frozen head (ln_post @ proj, ln_final @ text_projection)
 
+With several injection depths J_1 < ... < J_m (docs/method.md §2.7; one depth is the above):
+
+    S      = embeddings + blocks[0:J_1]            run once per input
+    z_i(k) = φ_i(h(k-1))                           every depth reads the same h; φ_i = φ if share_layers
+    x_1    = [z_1(1..k), S]                        x_i = [z_i(1..k), blocks[J_{i-1}:J_i](x_{i-1})]
+    h(k)   = Pool_m(blocks[J_m:L](x_m))            readout index shifted by m·k
+
 Pool_m reads one row of the last block's output, so that block runs for the read-out query alone
 (keys and values from every token; docs/method.md §5): exact up to float rounding. `PerlSeeds` runs
 several seeds' models as one batch, each sample refined by its own seed's projectors.
@@ -24,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from perl_pipeline.config import MODALITIES, check_perl_settings
+from perl_pipeline.config import MODALITIES, check_perl_settings, split_depths
 from perl_pipeline.models.projector import build_projector, check_init, think
 
 
@@ -53,11 +60,13 @@ class PERL(nn.Module):
 
     Args:
         clip: an open_clip `CLIP` with a `VisionTransformer` image tower and a causal text tower.
-        split_layer: J, the number of frozen blocks in the base B_m (1 <= J <= L - 1).
+        split_layer: J, the number of frozen blocks in the base B_m (0 <= J <= L - 1), or the
+            injection depths J_1 < ... < J_m (docs/method.md §2.7; [J] is J).
         steps: K, the number of refinement steps (0 gives zero-shot CLIP).
         rank: r, the projector bottleneck width.
         modalities: which towers get a projector ("image", "text", both or none).
         share_projector: one φ_m for all steps (PERL) or one per step (untied ablation).
+        share_layers: one φ_m for all injection depths, or one per depth (several depths only).
         seed: seeds the projector initialisation.
         projector_init: ``default`` (PyTorch's, from the seeded generator) or ``zero_out`` (the
             same, then each projector's output layer at zero: every thought starts equal).
@@ -68,11 +77,12 @@ class PERL(nn.Module):
     def __init__(
         self,
         clip: nn.Module,
-        split_layer: int = 7,
+        split_layer: int | Sequence[int] = 7,
         steps: int = 4,
         rank: int = 1,
         modalities: Sequence[str] = MODALITIES,
         share_projector: bool = True,
+        share_layers: bool = True,
         seed: int = 0,
         projector_init: str = "default",
         last_block_readout_only: bool = True,
@@ -82,18 +92,23 @@ class PERL(nn.Module):
         _check_settings(clip, split_layer, steps, rank, modalities)
         check_init(projector_init)
         self.clip = clip.requires_grad_(False).eval()
-        self.split_layer = split_layer
+        self.depths = split_depths(split_layer)  # J_1 < ... < J_m
+        self.split_layer = self.depths[0] if len(self.depths) == 1 else self.depths
         self.steps = steps
         self.rank = rank
         self.modalities = modalities
         self.share_projector = share_projector
+        self.share_layers = share_layers or len(self.depths) == 1
         self.projector_init = projector_init
         self.last_block_readout_only = last_block_readout_only
 
         generator = torch.Generator().manual_seed(seed)
         widths = {"image": clip.visual.transformer.width, "text": clip.transformer.width}
+        untied_depths = () if self.share_layers else self.depths
         projectors = {
-            m: build_projector(widths[m], rank, steps, share_projector, generator, projector_init)
+            m: build_projector(
+                widths[m], rank, steps, share_projector, generator, projector_init, untied_depths
+            )
             if m in modalities and steps > 0
             else None
             for m in MODALITIES
@@ -135,8 +150,8 @@ class PERL(nn.Module):
         if missing or unexpected:
             raise KeyError(
                 f"projector weights do not fit this PERL (missing {missing}, unexpected "
-                f"{unexpected}); were they trained with other modalities, steps or "
-                "share_projector settings?"
+                f"{unexpected}); were they trained with other modalities, steps, split_layer, "
+                "share_projector or share_layers settings?"
             )
         self.load_state_dict(state, strict=False)
 
@@ -149,21 +164,21 @@ class PERL(nn.Module):
     # -- the two halves of each tower, for caching the frozen prefix -------------------------
 
     def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
-        """S_v = embeddings + blocks[0:J]: [B, 3, H, W] -> [B, 1 + N, d_v]."""
+        """S_v = embeddings + blocks[0:J_1]: [B, 3, H, W] -> [B, 1 + N, d_v]."""
         visual = self.clip.visual
         x = visual.conv1(images.to(visual.conv1.weight.dtype))  # [B, d_v, grid, grid]
         x = x.flatten(2).transpose(1, 2)  # [B, N, d_v]
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)  # [B, 1 + N, d_v]
         x = visual.ln_pre(visual.patch_dropout(x))
-        return _run_blocks(visual.transformer, x, stop=self.split_layer)
+        return _run_blocks(visual.transformer, x, stop=self.depths[0])
 
     def refine_image(self, prefix: torch.Tensor) -> torch.Tensor:
         """R_v with K thought steps: S_v [B, 1 + N, d_v] -> [K + 1, B, embed_dim]."""
         return self._refine_image(prefix, _thinker(self.image_projector))
 
     def text_prefix(self, tokens: torch.Tensor, cut: bool = True) -> TextPrefix:
-        """S_t = embeddings + blocks[0:J] for a batch of prompts.
+        """S_t = embeddings + blocks[0:J_1] for a batch of prompts.
 
         With `cut`, the batch is first cut to max(EOS) + 1 tokens: tokens after EOS cannot reach
         EOS through the causal mask, so the result is identical and much cheaper.
@@ -175,7 +190,7 @@ class PERL(nn.Module):
         n = tokens.shape[1]
         cast = clip.transformer.get_cast_dtype()
         x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:n].to(cast)
-        x = _run_blocks(clip.transformer, x, stop=self.split_layer, mask=causal_mask(n, x.device))
+        x = _run_blocks(clip.transformer, x, stop=self.depths[0], mask=causal_mask(n, x.device))
         return TextPrefix(x, eos)  # [C, n, d_t], [C]
 
     def refine_text(self, prefix: TextPrefix) -> torch.Tensor:
@@ -205,36 +220,51 @@ class PERL(nn.Module):
         return self._refine(clip.transformer, states, eos, head, thinker, causal=True)
 
     def _refine(self, transformer, prefix, readout, head, thinker, causal) -> torch.Tensor:
-        """The recurrence of docs/method.md §2.3, shared by both towers: returns e(0..K) as [K + 1, B, D].
+        """The recurrence of docs/method.md §2.3 and §2.7, shared by both towers: returns e(0..K)
+        as [K + 1, B, D].
 
-        `thinker(h, k)` gives z(k) from h(k - 1) (None: the tower has no projector).
+        `thinker(h, k, j)` gives z_j(k) for depth J = j from h(k - 1) (None: no projector).
         """
         h = self._pool(transformer, prefix, readout, causal)  # h(0): [B, d]
         embeddings = [head(h)]  # e(0): [B, D]
         if thinker is None:  # modality off: zero-shot embedding at every step
             return embeddings[0].expand(self.steps + 1, *embeddings[0].shape)
-        thoughts = []
+        thoughts: list[list[torch.Tensor]] = [[] for _ in self.depths]  # z_i(1..k) per depth
         for k in range(1, self.steps + 1):
-            thoughts.append(thinker(h, k).to(prefix.dtype))  # z(k): [B, d]
-            x = torch.cat([torch.stack(thoughts, dim=1), prefix], dim=1)  # [B, k + n, d]
-            h = self._pool(transformer, x, readout + k, causal)  # original CLS / EOS, shifted by k
+            for z, depth in zip(thoughts, self.depths, strict=True):
+                z.append(thinker(h, k, depth).to(prefix.dtype))  # z_i(k): [B, d]
+            stacked = [torch.stack(z, dim=1) for z in thoughts]  # m x [B, k, d], oldest first
+            h = self._pool(transformer, prefix, readout, causal, stacked)  # h(k): [B, d]
             embeddings.append(head(h))
         return torch.stack(embeddings)  # [K + 1, B, D]
 
-    def _pool(self, transformer, x: torch.Tensor, readout: torch.Tensor, causal: bool) -> torch.Tensor:
-        """Pool(R(x)): blocks[J:L] on x [B, n, d], the state at position `readout` [B] -> [B, d].
+    def _pool(
+        self,
+        transformer,
+        x: torch.Tensor,
+        readout: torch.Tensor,
+        causal: bool,
+        thoughts: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """Pool(R(x)): blocks[J_1:L] on x [B, n, d], with thoughts[i] [B, k, d] prepended at the
+        input of block J_i, and the state at the original position `readout` [B] -> [B, d].
 
-        The text tower runs under the (n x n) causal mask, so every prompt token (EOS included)
-        sees all thoughts in front of it.
+        The readout moves by the number of thoughts in front. The text tower runs under the
+        causal mask of the current length, so every prompt token (EOS included) sees all
+        thoughts in front of it.
         """
-        mask = causal_mask(x.shape[1], x.device) if causal else None
         last = transformer.resblocks[-1]
-        if not (self.last_block_readout_only and readout_block_supported(last)):
-            rows = torch.arange(x.shape[0], device=x.device)
-            return _run_blocks(transformer, x, start=self.split_layer, mask=mask)[rows, readout]
-        stop = len(transformer.resblocks) - 1
-        x = _run_blocks(transformer, x, start=self.split_layer, stop=stop, mask=mask)  # [B, n, d]
-        return readout_block(last, x, readout, causal)  # [B, d]
+        shortcut = self.last_block_readout_only and readout_block_supported(last)
+        ends = [*self.depths[1:], len(transformer.resblocks) - shortcut]  # the last block: below
+        for i, (start, stop) in enumerate(zip(self.depths, ends, strict=True)):
+            if thoughts:
+                x = torch.cat([thoughts[i], x], dim=1)  # [B, k + n, d]: new thoughts in front
+                readout = readout + thoughts[i].shape[1]
+            mask = causal_mask(x.shape[1], x.device) if causal else None
+            x = _run_blocks(transformer, x, start=start, stop=stop, mask=mask)  # [B, n, d]
+        if shortcut:
+            return readout_block(last, x, readout, causal)  # [B, d]
+        return x[torch.arange(x.shape[0], device=x.device), readout]  # [B, d]
 
     def eos_index(self, tokens: torch.Tensor) -> torch.Tensor:
         """[C, context] token ids -> [C] position of each prompt's EOS token."""
@@ -259,12 +289,15 @@ class PerlSeeds(nn.Module):
         if not models:
             raise ValueError("PerlSeeds needs at least one model")
         lead = models[0]
-        settings = lambda m: (m.split_layer, m.steps, m.modalities, m.share_projector)  # noqa: E731
+        settings = lambda m: (m.depths, m.steps, m.modalities, m.share_projector, m.share_layers)  # noqa: E731
         for model in models:
             if model.clip is not lead.clip:
                 raise ValueError("all seeds' models must wrap the same frozen CLIP")
             if settings(model) != settings(lead):
-                raise ValueError(f"seeds' models differ in (J, K, modalities, shared): {settings(model)}")
+                raise ValueError(
+                    "seeds' models differ in (J, K, modalities, shared steps, shared depths): "
+                    f"{settings(model)}"
+                )
         self.models = nn.ModuleList(models)
 
     def refine_image(self, prefixes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -294,21 +327,21 @@ class PerlSeeds(nn.Module):
         if projectors[0] is None:
             return None
 
-        def thinker(h: torch.Tensor, k: int) -> torch.Tensor:
+        def thinker(h: torch.Tensor, k: int, depth: int) -> torch.Tensor:
             parts = h.split(list(sizes))  # one [B_s, d] per seed
-            return torch.cat([think(p, part, k) for p, part in zip(projectors, parts, strict=True)])
+            return torch.cat([think(p, part, k, depth) for p, part in zip(projectors, parts, strict=True)])
 
         return thinker
 
 
-Thinker = Callable[[torch.Tensor, int], torch.Tensor]  # (h(k - 1) [B, d], k) -> z(k) [B, d]
+Thinker = Callable[[torch.Tensor, int, int], torch.Tensor]  # (h(k - 1) [B, d], k, J_i) -> z_i(k) [B, d]
 
 
 def _thinker(projector: nn.Module | None) -> Thinker | None:
-    """z(k) = φ(h(k - 1)) with one model's projector (None when the tower has none)."""
+    """z_i(k) = φ_i(h(k - 1)) with one model's projector (None when the tower has none)."""
     if projector is None:
         return None
-    return lambda h, k: think(projector, h, k)
+    return lambda h, k, depth: think(projector, h, k, depth)
 
 
 def readout_block_supported(block: nn.Module) -> bool:
@@ -379,7 +412,7 @@ def _run_blocks(
 
 
 def _check_settings(
-    clip: nn.Module, split_layer: int, steps: int, rank: int, modalities: tuple[str, ...]
+    clip: nn.Module, split_layer: int | Sequence[int], steps: int, rank: int, modalities: tuple[str, ...]
 ) -> None:
     """Raise a clear error for a backbone or a setting PERL cannot use (the settings' rule is
     config.check_perl_settings, the one the configuration and the pre-run check use)."""

@@ -13,12 +13,13 @@ zero token whatever the input, and training moves W2 and b2 first.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from perl_pipeline.config import PROJECTOR_INITS
+from perl_pipeline.config import PROJECTOR_INITS, split_depths
 
 INITS = PROJECTOR_INITS  # one home: the configuration
 
@@ -79,16 +80,53 @@ def check_init(init: str) -> None:
 
 
 def build_projector(
-    width: int, rank: int, steps: int, shared: bool, generator: torch.Generator, init: str = "default"
+    width: int,
+    rank: int,
+    steps: int,
+    shared: bool,
+    generator: torch.Generator,
+    init: str = "default",
+    depths: Sequence[int] = (),
 ) -> nn.Module:
-    """One φ shared by all steps, or (untied ablation) one φ per step in an `nn.ModuleList`."""
+    """One φ shared by all steps, or (untied ablation) one φ per step in an `nn.ModuleList`;
+    with `depths` (share_layers: false, docs/method.md §2.7) one of those per injection depth J,
+    in an `nn.ModuleDict` keyed ``J<depth>``."""
+    if depths:
+        return nn.ModuleDict(
+            {f"J{j}": build_projector(width, rank, steps, shared, generator, init) for j in depths}
+        )
     if shared:
         return ThoughtProjector(width, rank, generator, init)
     return nn.ModuleList(ThoughtProjector(width, rank, generator, init) for _ in range(steps))
 
 
-def think(projector: nn.Module, h: torch.Tensor, step: int) -> torch.Tensor:
-    """z(step) = φ(h(step - 1)), picking the step's own φ when projectors are untied."""
+def think(projector: nn.Module, h: torch.Tensor, step: int, depth: int = 0) -> torch.Tensor:
+    """z(step) = φ(h(step - 1)), picking the depth's own φ when depths are untied and the step's
+    own φ when steps are untied."""
+    if isinstance(projector, nn.ModuleDict):
+        projector = projector[f"J{depth}"]
     if isinstance(projector, nn.ModuleList):
         return projector[step - 1](h)
     return projector(h)
+
+
+def count_projector_parameters(
+    widths: Mapping[str, int],
+    split_layer: int | Sequence[int],
+    steps: int,
+    rank: int = 1,
+    modalities: Sequence[str] = ("image", "text"),
+    share_projector: bool = True,
+    share_layers: bool = True,
+) -> int:
+    """PERL's trainable parameters for these settings, without building a model (docs/method.md
+    §2.6, §2.7): (3d + 2dr + r) per φ, times K untied steps, times m untied depths.
+
+    Args:
+        widths: modality -> token width d (768 / 512 for ViT-B/16).
+    """
+    if steps == 0:
+        return 0
+    depths = 1 if share_layers else len(split_depths(split_layer))
+    copies = depths * (1 if share_projector else steps)
+    return sum(copies * (3 * widths[m] + 2 * widths[m] * rank + rank) for m in modalities)

@@ -1,7 +1,9 @@
 """Class text features: one benchmark's class prompts encoded once, with what they were made from.
 
 The frozen text prefix S_t = blocks[0:J](prompts) does not depend on the projectors, so it is
-computed once per class set and reused by every training step and every seed. It is only valid
+computed once per class set and reused by every training step and every seed. With several
+injection depths J_1 < ... < J_m the prefix ends at J_1 (docs/method.md §2.7), and J_1 is what
+its recipe records. It is only valid
 for the backbone, the weights, the split layer J, the template and the class list it was
 computed with; :class:`TextFeatures` carries all five and refuses to be used with others.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from perl_pipeline.config import split_depths
 from perl_pipeline.models.perl import PERL, TextPrefix
 from perl_pipeline.provenance import check_recipe, fingerprint
 
@@ -21,13 +24,18 @@ TENSORS = ("tokens", "eos_index", "prefix", "zero_shot")
 
 
 def text_features_recipe(
-    model_name: str, weights: str, split_layer: int, template: str, classnames: Sequence[str]
+    model_name: str,
+    weights: str,
+    split_layer: int | Sequence[int],
+    template: str,
+    classnames: Sequence[str],
 ) -> dict:
-    """Everything that determines a benchmark's text features (see `models.loading.weights_identity`)."""
+    """Everything that determines a benchmark's text features (see `models.loading.weights_identity`);
+    the split layer recorded is the prefix depth J_1."""
     return {
         "model_name": model_name,
         "weights": weights,
-        "split_layer": int(split_layer),
+        "split_layer": int(split_depths(split_layer)[0]),
         "template": template,
         "classes": len(classnames),
         "classnames": fingerprint(list(classnames)),
@@ -70,7 +78,13 @@ class TextFeatures:
         return prefix if rows is None else prefix.select(rows)
 
     def check(
-        self, backbone: dict, split_layer: int, classnames: Sequence[str], *, name: str, fix: str
+        self,
+        backbone: dict,
+        split_layer: int | Sequence[int],
+        classnames: Sequence[str],
+        *,
+        name: str,
+        fix: str,
     ) -> None:
         """Raise `StaleArtefactError` unless these features were computed with this backbone
         (`models.backbone_identity`), this J and these classes (the template is not checked)."""
@@ -108,7 +122,7 @@ class TextFeatures:
 def class_text_features(
     clip: nn.Module,
     tokens: torch.Tensor,
-    split_layer: int,
+    split_layer: int | Sequence[int],
     device: torch.device,
     batch_size: int = 256,
     *,
@@ -136,5 +150,5 @@ def class_text_features(
         prefix=torch.cat([p.states for p in prefixes]).float().cpu(),
         zero_shot=torch.cat(zero_shot).float().cpu(),
         classnames=tuple(classnames),
-        recipe=recipe if recipe is not None else {"split_layer": int(split_layer)},
+        recipe=recipe if recipe is not None else {"split_layer": model.depths[0]},
     )

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # torch is imported by the nodes only when they run
 
 
 def checked_text_features(
-    text_features: dict, index: pl.DataFrame, clip: ClipConfig, split_layer: int, benchmark: str
+    text_features: dict, index: pl.DataFrame, clip: ClipConfig, split_layer: int | list[int], benchmark: str
 ) -> tuple[TextFeatures, dict]:
     """The benchmark's `TextFeatures` and the backbone's identity, after checking that the features
     were computed with this backbone, J and class list (`StaleArtefactError` names what differs)."""

@@ -23,7 +23,7 @@ seconds per operator call are assumptions, stated with the projection.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from perl_pipeline.benchmarks.few_shot import subset_labels
@@ -265,29 +265,37 @@ def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict
     return {**seconds, "total": sum(seconds.values())}
 
 
-def _perl_for_counting(clip_model: str, split_layer: int, steps: int):
+def _perl_for_counting(clip_model: str, split_layer: int | Sequence[int], steps: int, **sharing: bool):
     """PERL on ``clip_model``'s architecture with random weights, its image size and a tokenizer;
-    ``split_layer`` is capped at the model's depth - 1 (a shallower model keeps a block to refine)."""
+    each depth of ``split_layer`` is capped at the model's depth - 1 (a shallower model keeps a
+    block to refine; repeats dropped). ``sharing``: share_projector, share_layers."""
     import open_clip
 
     from perl_pipeline.benchmarks.images import image_size
+    from perl_pipeline.config import split_depths
     from perl_pipeline.models import PERL, load_clip
 
     clip = load_clip(clip_model, None)
     depth = len(clip.visual.transformer.resblocks)
-    model = PERL(clip, split_layer=min(split_layer, depth - 1), steps=steps)
+    depths = sorted({min(j, depth - 1) for j in split_depths(split_layer)})
+    model = PERL(clip, split_layer=depths, steps=steps, **sharing)
     return model, image_size(clip), open_clip.get_tokenizer(clip_model)
 
 
 def count_flops(
-    clip_model: str = "ViT-B-16-quickgelu", *, split_layer: int = 7, steps: int = 4
+    clip_model: str = "ViT-B-16-quickgelu",
+    *,
+    split_layer: int | Sequence[int] = 7,
+    steps: int = 4,
+    **sharing: bool,
 ) -> ModelFlops:
     """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
-    ``split_layer`` is capped at the model's depth - 1."""
+    each depth of ``split_layer`` is capped at the model's depth - 1; ``sharing``: share_projector,
+    share_layers (docs/method.md §2.7)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps)
+    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps, **sharing)
     tokens = tokenizer(["a photo of a great white shark."])
 
     def counted(fn) -> float:
@@ -317,11 +325,12 @@ def count_flops(
 def count_ops(
     clip_model: str = "ViT-B-16-quickgelu",
     *,
-    split_layer: int = 7,
+    split_layer: int | Sequence[int] = 7,
     steps: int = 4,
     batch_size: int = 2,
     classes: int = 2,
     seeds: int = len(SEEDS),
+    **sharing: bool,
 ) -> ModelOps:
     """Count :class:`ModelOps` on ``clip_model``'s architecture (random weights, CPU).
 
@@ -348,7 +357,7 @@ def count_ops(
         return counter.ops
 
     torch.manual_seed(0)
-    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps)
+    model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps, **sharing)
     with torch.no_grad():
         text = model.text_prefix(tokenizer([f"a photo of a class {c}." for c in range(classes)]))
     images = torch.randn(batch_size, 3, size, size)
@@ -360,7 +369,7 @@ def count_ops(
     train_step = counted(lambda: training_step(model, images, labels, text, optimiser, config))
 
     others = [  # the other seeds' models on the same frozen CLIP, as `train_seeds` builds them
-        PERL(model.clip, split_layer=model.split_layer, steps=model.steps, seed=seed).train()
+        PERL(model.clip, model.split_layer, model.steps, seed=seed, **sharing).train()
         for seed in range(1, seeds)
     ]
     together = [model, *others]

@@ -270,7 +270,9 @@ def project_protocol(
     and training steps of both."""
     params = yaml.safe_load((project / "conf" / "base" / "parameters.yml").read_text())
     perl, training = params["perl"], params["training"]
-    shape = {"split_layer": perl["split_layer"], "steps": perl["steps"]}
+    shape = {
+        key: perl[key] for key in ("split_layer", "steps", "share_projector", "share_layers") if key in perl
+    }
     flops = count_flops(clip_model, **shape)
     ops = count_ops(clip_model, **shape)  # the count does not grow with the batch
     configured = bool(training.get("seeds_together", True))

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def encode_class_prompts(
-    index: pl.DataFrame, template: str, clip: ClipConfig, split_layer: int, device: str
+    index: pl.DataFrame, template: str, clip: ClipConfig, split_layer: int | list[int], device: str
 ) -> dict:
     """Fill the benchmark's template with each class name (label order) and encode the prompts once.
 
