@@ -167,7 +167,9 @@ class DaskRunner(AbstractRunner):
             processes=True,
             dashboard_address=None,
         )
-        self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads)
+        self._logger.info(
+            "Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads
+        )
         return _ClosingClient(Client(cluster), cluster)
 
 

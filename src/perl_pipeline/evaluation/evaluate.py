@@ -260,7 +260,7 @@ def evaluate_with_trajectories(
 def _score(tally: _Tally, v: torch.Tensor, t: torch.Tensor, target: torch.Tensor, scale: float) -> None:
     """Score b images of one subset at every step: v [K + 1, b, D], t [K + 1, C, D] (both unit
     norm), target [b] = classifier columns on the CPU (docs/method.md §6.7, §6.10)."""
-    cosines = v @ t.transpose(1, 2)  # [K + 1, b, C]
+    cosines = (v @ t.transpose(1, 2)).float()  # [K + 1, b, C], fp32 even inside an outer autocast
     log_p = F.log_softmax(scale * cosines, dim=-1)  # [K + 1, b, C]
     p = log_p.exp()
     target = target.to(v.device)
@@ -350,12 +350,13 @@ def _trajectories(
 ) -> list[dict]:
     """Probability of the target class and of the step-0 winner at every step, for the images
     whose target confidence gains and loses most from step 0 to step K (docs/method.md §6.10)."""
-    p_target, p_winner = tally.kept("p_target"), tally.kept("p_winner")  # [K + 1, n]
+    # numpy from here: as many torch calls for any number of images (rehearse counts them per batch)
+    p_target, p_winner = tally.kept("p_target").numpy(), tally.kept("p_winner").numpy()  # [K + 1, n]
     change = p_target[-1] - p_target[0]  # [n]
-    order = change.argsort(stable=True)
-    chosen = [("gain", i) for i in order.flip(0)[:TRAJECTORIES] if change[i] > 0]
+    order = np.argsort(change, kind="stable")
+    chosen = [("gain", i) for i in order[::-1][:TRAJECTORIES] if change[i] > 0]
     chosen += [("loss", i) for i in order[:TRAJECTORIES] if change[i] < 0]
-    index, winner, target = tally.kept("index"), tally.kept("winner"), tally.kept("target")
+    index, winner, target = (tally.kept(name).numpy() for name in ("index", "winner", "target"))
     rows = []
     for kind, i in chosen:
         image = int(index[i])
@@ -372,7 +373,7 @@ def _trajectories(
                     "role": role,
                     "class": int(classes[int(column)]),
                     "step": step,
-                    "probability": probability[step, i].item(),
+                    "probability": float(probability[step, i]),
                 }
                 for step in range(tally.steps)
             ]
