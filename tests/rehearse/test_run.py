@@ -29,7 +29,7 @@ def rehearsal(tmp_path_factory):
         projection_model="PERL-Tiny-ViT",
         params={
             "perl": {"modalities": ["image"]},
-            "evaluation": {"num_workers": 0},
+            "evaluation": {"num_workers": 0, "jacobian_images": 2},
             "training": {"batch_size": 256, "num_workers": 0},
         },
     )
