@@ -162,6 +162,15 @@ def test_a_row_is_read_from_dvc_records() -> None:
             ],
         },
     ]
+    failed = {
+        "rev": "bad",
+        "name": "02-x",
+        "error": {"msg": "Experiment run failed"},
+        "data": {"metrics": {"m": 1}},
+    }
+    shown[1]["experiments"].append({"name": "02-x", "revs": [failed]})
+    assert _experiments(shown)["02-x"]["metrics"] == {}  # its baseline's files are not its results
+    shown[1]["experiments"].pop()
     assert _experiments(shown) == {  # the commit itself too: a setting equal to it is its record
         "abc": {"rev": "abc", "metrics": {}},
         "01-perl.steps=1-x": {"rev": "f00", "metrics": {"m.json": {"data": {}}}},

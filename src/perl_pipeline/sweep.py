@@ -518,7 +518,9 @@ def _experiments(shown: list[dict], with_params: str | None = None) -> dict[str,
 
     def record(rev: dict) -> dict:
         data = rev.get("data") or {}
-        out = {"rev": data.get("rev") or rev["rev"], "metrics": data.get("metrics") or {}}
+        # a failed or killed experiment still shows its baseline's files: it has no results of its own
+        metrics = {} if rev.get("error") else data.get("metrics") or {}
+        out = {"rev": data.get("rev") or rev["rev"], "metrics": metrics}
         if with_params:
             out["params"] = ((data.get("params") or {}).get(with_params) or {}).get("data")
         return out
