@@ -51,7 +51,9 @@ def test_demo_reports_the_dynamics_per_step(demo_run):
     report = demo_run.data / "08_reporting" / "base_to_novel"
     per_step = pl.read_csv(report / "per_step.csv")
     assert per_step["confidence"].is_between(0, 100).all() and per_step["brier"].is_between(0, 2).all()
-    assert per_step["jacobian_norm"].is_not_null().all()  # the demo measures 8 images per benchmark
+    # the demo measures 2 images per benchmark: each benchmark has the norm in the subsets they fall in
+    measured = per_step.group_by("benchmark").agg(pl.col("jacobian_norm").is_not_null().any())
+    assert measured["jacobian_norm"].all()
     counts = per_step.select(pl.sum_horizontal(f"n_{g}" for g in ("cc", "wc", "cw", "ww")))
     assert counts.to_series().to_list() == pytest.approx(per_step["n_images"].to_list())
     assert (per_step.filter(pl.col("step") == 0)["kl_median_cc"].drop_nulls() == 0).all()  # KL(p_0 ‖ p_0)
