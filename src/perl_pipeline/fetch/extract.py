@@ -1,24 +1,12 @@
 """Safe, restartable extraction of zip and tar archives (no Kedro).
 
-Every member is checked before anything is written: absolute paths, drive
-letters, ``..`` components, members stored under a symlink member, symlinks and
-hard links that lead outside the target, and device/FIFO members are refused
-with :class:`UnsafeArchiveError`, for zip and tar alike. Tar extraction also
-runs with ``filter="data"`` as a second line of defence; zip members are written
-one by one with a ``realpath`` check.
-
-Members are extracted into a hidden staging folder inside ``target`` and then
-moved into place; a marker file ``.extracted-<archive name>`` is written last, so
-an interrupted extraction is redone, never mistaken for a finished one. The
-marker lists the extracted files, so a repeated call returns them without
-opening the archive (which may even have been deleted to save space).
-
-Decompression bombs are refused by two limits (:class:`ExtractLimits`, the settings
-``data_source.max_extracted_gb`` and ``data_source.max_compression_ratio``): the total size of
-the selected members, read from the archive's headers, must stay within ``max_bytes``, and once it
-exceeds ``RATIO_FLOOR_BYTES`` it must be at most ``max_ratio`` times the archive's size. Both are
-checked before anything is written and enforced again while writing (a member that yields more
-bytes than its header declares stops the extraction), which leaves nothing in the target.
+Unsafe members (absolute, drive-letter or ``..`` paths, members under a symlink, links leading
+outside the target, devices/FIFOs) are refused before anything is written; tar also runs with
+``filter="data"`` and zip with a ``realpath`` check. Members go to a hidden staging folder, then
+into place; the marker ``.extracted-<archive name>`` (listing the files) is written last, so an
+interrupted extraction is redone and a finished one is not reopened. Decompression bombs are
+refused by :class:`ExtractLimits` (``max_bytes``; above ``RATIO_FLOOR_BYTES`` also ``max_ratio``
+times the archive size), checked from the headers first and enforced again while writing.
 """
 
 from __future__ import annotations
@@ -47,17 +35,7 @@ logger = logging.getLogger(__name__)
 
 MARKER_PREFIX = ".extracted-"
 STAGING_PREFIX = ".extracting-"
-_SUPPORTED_SUFFIXES = (
-    ".zip",
-    ".tar",
-    ".tar.gz",
-    ".tgz",
-    ".tar.bz2",
-    ".tbz2",
-    ".tbz",
-    ".tar.xz",
-    ".txz",
-)
+_SUPPORTED_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _DATA_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
@@ -71,8 +49,7 @@ class CorruptArchiveError(RuntimeError):
 
 
 class ArchiveTooLargeError(ValueError):
-    """An archive would extract to more than the limits allow (a decompression bomb, or a
-    legitimate archive beyond the configured limits); nothing was written."""
+    """An archive would extract to more than :class:`ExtractLimits` allow; nothing was written."""
 
 
 GB = 10**9
@@ -81,8 +58,7 @@ RATIO_FLOOR_BYTES = 100 * 2**20  # the compression ratio is only limited above 1
 
 @dataclass(frozen=True)
 class ExtractLimits:
-    """How much one archive may extract to: ``max_bytes`` in total, and (above
-    ``RATIO_FLOOR_BYTES``) at most ``max_ratio`` times the archive's own size."""
+    """How much one archive may extract to (``max_bytes``; above the floor, ``max_ratio`` x its size)."""
 
     max_bytes: int = 1000 * GB  # ImageNet's train archive, the largest of the protocol, is 147 GB
     max_ratio: float = 100.0  # image archives extract to about their size; text to ~5-10x
@@ -124,25 +100,11 @@ def extract_archive(
     members_prefix: str | None = None,
     limits: ExtractLimits | None = None,
 ) -> list[Path]:
-    """Extract .zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz into target; refuse unsafe members first.
+    """Extract a zip/tar archive into target (unsafe members refused first); return the files.
 
-    Args:
-        archive: The archive file.
-        target: Folder to extract into (created if needed); existing content is kept
-            and same-named entries are replaced.
-        members_prefix: Only extract members at or under this archive path
-            (e.g. ``"fgvc-aircraft-2013b/data"``); paths are kept as they are.
-        limits: the size limits (default: those of :func:`extraction_limits`, else ExtractLimits()).
-
-    Returns:
-        Paths (under ``target``) of the extracted files and links, in archive order.
-
-    Raises:
-        UnsafeArchiveError: A member is unsafe; nothing was written.
-        ArchiveTooLargeError: It would extract to more than `limits` allow; nothing was written.
-        CorruptArchiveError: The archive is truncated or damaged; delete it and download again.
-        FileNotFoundError: The archive is missing and was never extracted here.
-        ValueError: The file is not a zip or tar archive, or nothing matches ``members_prefix``.
+    ``members_prefix`` keeps only members at or under that archive path (paths unchanged);
+    ``limits`` defaults to those of :func:`extraction_limits`, else ``ExtractLimits()``.
+    Existing content of ``target`` is kept and same-named entries are replaced.
     """
     archive, target = Path(archive), Path(target)
     marker = target / f"{MARKER_PREFIX}{archive.name}"
@@ -165,9 +127,6 @@ def extract_archive(
     return [target / rel for rel in files]
 
 
-# --------------------------------------------------------------------------- readers
-
-
 class _Reader:
     """Common interface of the zip and tar readers; wraps read errors."""
 
@@ -182,9 +141,6 @@ class _Reader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        raise NotImplementedError
-
     def members(self) -> list[_Member]:
         with _corruption_guard(self.archive):
             return list(self._list())
@@ -192,9 +148,6 @@ class _Reader:
     def extract(self, selected: list[_Member], dest: Path) -> None:
         with _corruption_guard(self.archive):
             self._extract(selected, dest)
-
-    def _list(self) -> Iterable[_Member]:
-        raise NotImplementedError
 
     def _copy(self, src: Any, dst: Any, member: _Member, declared: int) -> None:
         """Copy one member's bytes, stopping at its declared size or the budget, whichever is less."""
@@ -209,9 +162,6 @@ class _Reader:
                 )
             self.budget.spend(len(block), member, self.archive)
             dst.write(block)
-
-    def _extract(self, selected: list[_Member], dest: Path) -> None:
-        raise NotImplementedError
 
 
 class _ZipReader(_Reader):
@@ -228,12 +178,10 @@ class _ZipReader(_Reader):
             if stat.S_ISLNK(mode):
                 link = self.zf.read(info).decode("utf-8", errors="surrogateescape")
                 yield _member(info.filename, "symlink", link, info)
-            elif info.is_dir():
-                yield _member(info.filename, "dir", "", info)
-            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                yield _member(info.filename, "special", "", info)
-            else:
-                yield _member(info.filename, "file", "", info)
+                continue
+            special = stat.S_IFMT(mode) not in (0, stat.S_IFREG)
+            kind = "dir" if info.is_dir() else "special" if special else "file"
+            yield _member(info.filename, kind, "", info)
 
     def _extract(self, selected: list[_Member], dest: Path) -> None:
         for member in selected:
@@ -263,16 +211,11 @@ class _TarReader(_Reader):
 
     def _list(self) -> Iterable[_Member]:
         for info in self.tf.getmembers():
-            if info.isreg():
-                yield _member(info.name, "file", "", info)
-            elif info.isdir():
-                yield _member(info.name, "dir", "", info)
-            elif info.issym():
-                yield _member(info.name, "symlink", info.linkname, info)
-            elif info.islnk():
-                yield _member(info.name, "hardlink", info.linkname, info)
+            if info.isreg() or info.isdir():
+                yield _member(info.name, "file" if info.isreg() else "dir", "", info)
             else:
-                yield _member(info.name, "special", info.linkname, info)
+                kind = "symlink" if info.issym() else "hardlink" if info.islnk() else "special"
+                yield _member(info.name, kind, info.linkname, info)
 
     def _extract(self, selected: list[_Member], dest: Path) -> None:
         for member in selected:  # sizes come from the headers the budget was checked against
@@ -293,18 +236,9 @@ def _member(raw: str, kind: str, link: str, source: Any) -> _Member:
 
 def _open_archive(archive: Path) -> _Reader:
     try:
-        if zipfile.is_zipfile(archive):
-            return _ZipReader(archive)
-        return _TarReader(archive)
-    except (
-        tarfile.TarError,
-        zipfile.BadZipFile,
-        EOFError,
-        zlib.error,
-        lzma.LZMAError,
-        OSError,
-    ) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
+        return _ZipReader(archive) if zipfile.is_zipfile(archive) else _TarReader(archive)
+    except Exception as exc:
+        if not _is_corruption(exc):
             raise
         if archive.name.lower().endswith(_SUPPORTED_SUFFIXES):
             raise CorruptArchiveError(_corrupt_message(archive, exc)) from exc
@@ -334,13 +268,8 @@ def _is_corruption(exc: BaseException) -> bool:
 
 
 def _corrupt_message(archive: Path, exc: BaseException) -> str:
-    return (
-        f"Archive {archive} is corrupt or truncated ({type(exc).__name__}: {exc}). "
-        f"Delete it and download it again."
-    )
-
-
-# --------------------------------------------------------------------------- safety checks
+    problem = f"{type(exc).__name__}: {exc}"
+    return f"Archive {archive} is corrupt or truncated ({problem}). Delete it and download it again."
 
 
 def _check_members(members: list[_Member], archive: Path) -> None:
@@ -413,9 +342,8 @@ def _ensure_inside(path: Path, root: Path, member: _Member, archive: Path) -> No
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise UnsafeArchiveError(
-            f"Refusing to extract {archive}: member {member.raw!r} "
-            "resolves outside the target. Delete the archive and "
-            "download it again."
+            f"Refusing to extract {archive}: member {member.raw!r} resolves outside the target. "
+            "Delete the archive and download it again."
         )
 
 
@@ -432,9 +360,6 @@ def _select(members: list[_Member], prefix: str | None, archive: Path) -> list[_
             f"No member of {archive} is under {prefix!r}; top-level entries are {tops}. Fix members_prefix."
         )
     return selected
-
-
-# --------------------------------------------------------------------------- size limits
 
 
 class _Budget:
@@ -490,9 +415,6 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-# --------------------------------------------------------------------------- staging
-
-
 def _extract_staged(reader: _Reader, selected: list[_Member], target: Path, archive: Path) -> None:
     """Extract into a hidden folder in target, then move the entries into place."""
     created = not target.exists()
@@ -529,9 +451,6 @@ def _merge_into(src: Path, dst: Path) -> None:
         os.replace(entry, out)
 
 
-# --------------------------------------------------------------------------- marker
-
-
 def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] | None:
     """Return the recorded file list if the marker shows this extraction is complete."""
     if not marker.is_file():
@@ -553,12 +472,8 @@ def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] |
 
 
 def _write_marker(marker: Path, archive: Path, prefix: str | None, files: list[str]) -> None:
-    record = {
-        "archive": archive.name,
-        "archive_size": archive.stat().st_size,
-        "members_prefix": prefix,
-        "files": files,
-    }
+    size = archive.stat().st_size
+    record = {"archive": archive.name, "archive_size": size, "members_prefix": prefix, "files": files}
     tmp = marker.with_name(marker.name + ".tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
     os.replace(tmp, marker)
