@@ -1,21 +1,16 @@
 """Fetch a benchmark into its CoOp layout and build its index table (no Kedro).
 
-:func:`fetch_benchmark` first works out, without touching anything, what is already in place,
-what the user supplied (archives or extracted folders at the configured paths) and what can be
-downloaded. If anything required is missing it raises :class:`DatasetUnavailableError` naming
-the dataset, each missing item, where to put it and where to get it, before any download or
-extraction. Archives the user put in place are checked against their known md5 / sha256 (once
-per version of the file, see :mod:`perl_pipeline.fetch.verify`) before anything is extracted or
-downloaded; a mismatch raises :class:`ChecksumMismatchError` unless the archive's name is in
-``accept_checksum_mismatch``. Otherwise it downloads (through :mod:`.download` / :mod:`.gdrive`), extracts
-(:mod:`.extract`) and runs the spec's idempotent ``arrange`` steps (hoisting nested folders,
-unpacking nested archives, sorting ImageNet's flat validation images into WordNet-id folders).
-
-:func:`build_index` reads a prepared copy with the layout's reader.
+:func:`fetch_benchmark` first plans, touching nothing: what is in place, what the user supplied,
+what can be downloaded. Anything missing raises :class:`DatasetUnavailableError` (each item, where
+to put it, where to get it), and a supplied archive not matching its checksum raises
+:class:`ChecksumMismatchError`, both before any download or extraction. Then it downloads,
+extracts and runs the spec's idempotent ``arrange`` steps. :func:`build_index` reads a prepared
+copy with the layout's reader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -64,9 +59,7 @@ _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", 
 class DatasetUnavailableError(BenchmarkError):
     """A benchmark's files are missing (and cannot be downloaded) or could not be prepared.
 
-    Attributes:
-        benchmark: The benchmark's name.
-        missing: One line per missing item.
+    ``missing`` holds one line per missing item.
     """
 
     def __init__(self, benchmark: str, message: str, missing: Sequence[str] = ()) -> None:
@@ -77,11 +70,6 @@ class DatasetUnavailableError(BenchmarkError):
 
 class ChecksumMismatchError(DatasetUnavailableError):
     """A user-supplied archive does not match its known checksum (nothing was extracted)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
 
 
 def fetch_benchmark(
@@ -95,27 +83,9 @@ def fetch_benchmark(
 ) -> None:
     """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
 
-    Already prepared -> nothing happens. Sources already in place are skipped; user-supplied
-    archives at ``<folder>/<filename>`` are extracted; the rest is downloaded when ``download``
-    and a public route exist.
-
-    Args:
-        spec: The benchmark.
-        data_root: Folder holding every benchmark folder (the ``data_root`` parameter).
-        download: Allow network downloads; False only uses what is on disk.
-        remove_archives: Delete each archive once it has been extracted.
-        accept_checksum_mismatch: Archive file names whose user-supplied copy may differ from
-            the known checksum (used with a warning): ``data_source.accept_checksum_mismatch``.
-        limits: how much each archive may extract to (``data_source.max_extracted_gb`` /
-            ``max_compression_ratio``; default ExtractLimits()).
-
-    Raises:
-        DataRootError: ``data_root`` is not a folder.
-        DatasetUnavailableError: something required is neither on disk nor downloadable (raised
-            before any download or extraction), a download or extraction failed, a folder
-            cannot be read (permissions), or the result still lacks what the layout needs.
-        ChecksumMismatchError: a user-supplied archive does not match its known checksum
-            (raised before any download or extraction).
+    Sources in place are skipped, user-supplied archives at ``<folder>/<filename>`` extracted,
+    the rest downloaded when ``download`` and a public route allow. Archives named in
+    ``accept_checksum_mismatch`` are used despite a checksum mismatch, with a warning.
     """
     folder = check_data_root(data_root) / spec.folder
     with _permission_guard(spec), extraction_limits(limits or ExtractLimits()):
@@ -169,10 +139,8 @@ def _fetch(
 
 
 def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
-    """``spec`` with the class count and split sizes of its split file (as read into ``index``)
-    when its layout takes them from there (``image_folder``); otherwise ``spec`` unchanged."""
-    import dataclasses
-
+    """``spec`` with the class count and split sizes read into ``index``, where its layout takes them
+    from the split file (``image_folder``); otherwise ``spec`` unchanged."""
     if not LAYOUTS[spec.layout].sizes_from_split_file:
         return spec
     counts = dict(index.group_by("split").len().iter_rows())
@@ -181,14 +149,8 @@ def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
 
 
 def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
-    """Index a prepared benchmark: one row per image with columns ``split`` (train/val/test),
-    ``path`` (relative to ``data_root``, POSIX), ``label`` (Int64) and ``classname`` (str).
-
-    Raises:
-        DatasetUnavailableError: the benchmark is not (fully) prepared under ``data_root``.
-        BenchmarkError: the split/meta files are malformed.
-        ValueError: the labels are not 0..n-1 with one class name each.
-    """
+    """Index a prepared benchmark: one row per image (``split``, POSIX ``path`` under data_root,
+    Int64 ``label``, ``classname``); raises DatasetUnavailableError when it is not prepared."""
     root = check_data_root(data_root)
     folder = root / spec.folder
     with _permission_guard(spec):
@@ -208,12 +170,8 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
             f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}",
         )
     label_classnames(index, where=f"[{spec.name}] index")
-    logger.info(
-        "[%s] indexed %d images (%s)",
-        spec.name,
-        index.height,
-        dict(index.group_by("split").len().iter_rows()),
-    )
+    sizes = dict(index.group_by("split").len().iter_rows())
+    logger.info("[%s] indexed %d images (%s)", spec.name, index.height, sizes)
     return index
 
 
@@ -243,19 +201,12 @@ def _verify_supplied(
             continue
         check = verify_checksums(folder / src.filename, md5=src.md5, sha256=src.sha256)
         if check.ok:
-            logger.info(
-                "[%s] %s matches its known checksum%s",
-                spec.name,
-                src.filename,
-                " (recorded earlier)" if check.cached else "",
-            )
+            cached = " (recorded earlier)" if check.cached else ""
+            logger.info("[%s] %s matches its known checksum%s", spec.name, src.filename, cached)
         elif src.filename in accepted:
+            msg = "[%s] %s does not match its known checksum (%s); using it anyway because it is listed"
             logger.warning(
-                "[%s] %s does not match its known checksum (%s); using it anyway because it is "
-                "listed in data_source.accept_checksum_mismatch",
-                spec.name,
-                check.path,
-                check.problem(),
+                msg + " in data_source.accept_checksum_mismatch", spec.name, check.path, check.problem()
             )
         else:
             bad.append((src.filename, check))
@@ -280,11 +231,6 @@ def _verify_supplied(
             f"mean to use this copy, accept it on purpose: {accept}. {spec.manual}",
             names,
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Planning helpers
-# --------------------------------------------------------------------------------------------
 
 
 def _unprepared(spec: BenchmarkSpec, folder: Path) -> list[str]:
@@ -317,10 +263,7 @@ def _exists_after_moves(folder: Path, rel: str, moves: Sequence[MoveStep]) -> bo
 
 
 def _describe_missing_source(folder: Path, src: Source) -> str:
-    if not src.downloadable:
-        why = "no public download route"
-    else:
-        why = "downloads are disabled (download=False)"
+    why = "downloads are disabled (download=False)" if src.downloadable else "no public download route"
     line = f"{src.filename} ({src.kind}; {why}): put it at {folder / src.filename}"
     if src.kind == "archive":
         line += (
@@ -367,12 +310,8 @@ def _download(spec: BenchmarkSpec, folder: Path, src: Source) -> bool:
         except DownloadError as exc:
             errors.append(str(exc))
     if src.optional:
-        logger.warning(
-            "[%s] optional %s could not be downloaded; skipping: %s",
-            spec.name,
-            src.filename,
-            " | ".join(errors),
-        )
+        why = " | ".join(errors)
+        logger.warning("[%s] optional %s could not be downloaded; skipping: %s", spec.name, src.filename, why)
         return False
     raise DatasetUnavailableError(
         spec.name,
@@ -388,9 +327,7 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
     marker = target / f"{MARKER_PREFIX}{archive.name}"
     if marker.is_file():  # we only extract when the result is gone: the marker is stale
         logger.info(
-            "[%s] %s was extracted before but its files are gone; extracting again",
-            spec.name,
-            archive.name,
+            "[%s] %s was extracted before but its files are gone; extracting again", spec.name, archive.name
         )
         marker.unlink()
     try:
@@ -409,11 +346,6 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
         archive.unlink()
         forget_digests(archive)
         logger.info("[%s] removed %s after extraction", spec.name, archive)
-
-
-# --------------------------------------------------------------------------------------------
-# Arrange steps: each is idempotent (pending -> apply), and can say what it needs up front
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -482,13 +414,8 @@ def _unpack_pending(step: UnpackStep, folder: Path) -> bool:
 def _unpack_apply(step: UnpackStep, folder: Path, name: str) -> None:
     """Extract each nested archive into ``to`` (``{stem}`` = its name), then delete it."""
     archives = _nested_archives(step, folder)
-    for archive in tqdm(
-        archives,
-        desc=f"[{name}] unpack {step.archives}",
-        unit="archive",
-        disable=len(archives) < 2,
-        leave=False,
-    ):
+    desc = f"[{name}] unpack {step.archives}"
+    for archive in tqdm(archives, desc=desc, unit="archive", disable=len(archives) < 2, leave=False):
         extract_archive(archive, folder / step.to.format(stem=_archive_stem(archive.name)))
         archive.unlink()
     logger.info("[%s] unpacked %d archive(s) matching %s", name, len(archives), step.archives)
@@ -515,17 +442,13 @@ def _val_missing(step: ImageNetValStep, folder: Path) -> list[str]:
     val = folder / step.dir
     if val.is_dir() and not _val_pending(step, folder):
         return []
-    devkit = folder / step.devkit
-    if (
-        devkit.is_file()
-        or (folder / _archive_stem(step.devkit)).is_dir()
-        or (folder / step.mapping).is_file()
-    ):
+    devkit, extracted = folder / step.devkit, folder / _archive_stem(step.devkit)
+    if devkit.is_file() or extracted.is_dir() or (folder / step.mapping).is_file():
         return []
     return [
         f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into "
         f"wnid folders): put the devkit at {devkit} (or extracted at "
-        f"{folder / _archive_stem(step.devkit)}), or a mapping file at "
+        f"{extracted}), or a mapping file at "
         f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's "
         f"LOC_val_solution.csv also works)"
     ]
@@ -578,10 +501,10 @@ def _devkit_files(archive: Path, extracted: Path, name: str) -> tuple[bytes, str
     names = ("meta.mat", "ILSVRC2012_validation_ground_truth.txt")
     found: dict[str, bytes] = {}
     if extracted.is_dir():
-        for name in names:
-            hits = sorted(extracted.rglob(name))
+        for wanted in names:
+            hits = sorted(extracted.rglob(wanted))
             if hits:
-                found[name] = hits[0].read_bytes()
+                found[wanted] = hits[0].read_bytes()
     elif archive.is_file():
         with tarfile.open(archive) as tar:
             for member in tar:

@@ -1,13 +1,10 @@
 """Resumable, retried, checksum-verified and atomic HTTP downloads (no Kedro).
 
-``download_file`` streams a URL into ``<dest>.part``. When a ``.part`` is already
-there (an earlier attempt or an earlier run was cut off) it asks the server for
-the rest with ``Range: bytes=N-``; a server that answers 200 instead of 206 is
-followed from byte 0. Connection errors, timeouts, cut transfers, 5xx, 408 and
-429 are retried with exponential backoff; any other 4xx fails at once with a
-message naming the dataset and the manual route. The ``.part`` is checked
-against the expected md5/sha256 and only then moved onto ``dest`` with
-``os.replace``, so a file at ``dest`` is always a complete, verified file.
+``download_file`` streams into ``<dest>.part``, resuming an existing one with ``Range``
+(a 200 answer restarts from byte 0). Connection errors, timeouts, cut transfers, 5xx, 408
+and 429 are retried with exponential backoff; other 4xx fail at once. The ``.part`` is
+checked against md5/sha256 before ``os.replace`` onto ``dest``, so ``dest`` is always
+complete and verified.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ class _TransientError(Exception):
 
 @dataclass
 class _Job:
-    """Everything one download needs, so the helpers stay small."""
+    """Everything one download needs."""
 
     url: str
     params: Mapping[str, str] | None
@@ -75,27 +72,15 @@ class _Job:
     def error(self, problem: str, advice: str = "") -> str:
         """Build an error message: what failed, why, and how to get the file anyway."""
         subject = f"{self.what}: " if self.what else ""
-        text = [f"{subject}download of {self.display_url} to {self.dest} failed: {problem}."]
-        if advice:
-            text.append(advice)
-        if self.manual_hint:
-            text.append(self.manual_hint)
-        else:
-            text.append(
-                f"Check the URL and your network, or fetch the file by hand and save it as {self.dest}."
-            )
-        return " ".join(text)
+        manual = self.manual_hint or (
+            f"Check the URL and your network, or fetch the file by hand and save it as {self.dest}."
+        )
+        text = [f"{subject}download of {self.display_url} to {self.dest} failed: {problem}.", advice, manual]
+        return " ".join(part for part in text if part)
 
 
 def part_path(dest: Path) -> Path:
-    """Return the in-progress path used while downloading ``dest``.
-
-    Args:
-        dest: Final destination of the download.
-
-    Returns:
-        ``dest`` with ``.part`` appended to its name.
-    """
+    """Return the in-progress path used while downloading ``dest`` (``<dest>.part``)."""
     return dest.with_name(dest.name + ".part")
 
 
@@ -123,34 +108,11 @@ def download_file(
 ) -> str:
     """Download url to dest atomically; return the sha256 hex digest of the final file.
 
-    If ``dest`` already exists and matches the given checksums (or none are given)
-    it is returned at once, without network. A ``dest`` that does not match is
-    removed and downloaded again.
-
-    Args:
-        url: Address to fetch.
-        dest: Final path; its parent folder is created.
-        sha256: Expected sha256 hex digest, or None.
-        md5: Expected md5 hex digest, or None.
-        what: Human name of the thing (e.g. the dataset), used in messages.
-        manual_hint: How to get the file by hand (where from, where to put it).
-        retries: Extra attempts after the first on transient failures.
-        backoff: First retry delay in seconds; doubles on each retry.
-        timeout: Connect/read timeout per request, in seconds.
-        chunk_size: Bytes per read from the network.
-        progress: Show a tqdm bar (hidden anyway when stderr is not a terminal).
-        session: A ``requests.Session`` to reuse (cookies, headers); one is made if None.
-        params: Query parameters added to ``url``.
-        check_response: Called with each response before its body is written
-            (e.g. to reject an HTML page); what it raises propagates, unretried.
-
-    Returns:
-        The sha256 hex digest of ``dest``.
-
-    Raises:
-        ChecksumError: The bytes do not match ``sha256``/``md5``; nothing is left behind.
-        DownloadError: HTTP 4xx, or every attempt failed; a partial ``.part`` is
-            kept so the next call resumes.
+    A ``dest`` already matching the checksums (any, when none are given) is reused without
+    network; one that does not match is downloaded again. ``what`` names the thing and
+    ``manual_hint`` the manual route in messages; ``retries`` extra attempts start after
+    ``backoff`` seconds, doubling; ``check_response`` sees each response before its body is
+    written and what it raises propagates, unretried. A failed download keeps its ``.part``.
     """
     dest = Path(dest)
     existing = reuse_verified(dest, sha256=sha256, md5=md5)
@@ -202,10 +164,9 @@ def _digests(path: Path, md5: str | None) -> dict[str, str]:
 
 
 def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
-    """Return dest's sha256 if it is already a good copy (no checksum given: any file).
+    """Return dest's sha256 if it is already a good copy (no checksum given: any file), else None.
 
-    A dest that does not match is removed (with a warning) and None is returned, so the
-    caller downloads it again.
+    A dest that does not match is removed with a warning.
     """
     if not dest.is_file():
         return None
@@ -244,14 +205,8 @@ def _fetch_with_retries(job: _Job, *, retries: int, backoff: float) -> None:
             raise DownloadError(job.error(f"request failed ({exc})")) from exc
         if attempt < attempts:
             delay = backoff * 2 ** (attempt - 1)
-            logger.warning(
-                "Download of %s failed (attempt %d/%d: %s); retrying in %.1f s",
-                job.display_url,
-                attempt,
-                attempts,
-                last,
-                delay,
-            )
+            msg = "Download of %s failed (attempt %d/%d: %s); retrying in %.1f s"
+            logger.warning(msg, job.display_url, attempt, attempts, last, delay)
             time.sleep(delay)
     kept = f"The partial file {job.part} is kept; calling again resumes from it." if job.part.exists() else ""
     raise DownloadError(job.error(f"gave up after {attempts} attempts; last error: {last}", kept)) from last

@@ -1,13 +1,9 @@
 """Download public Google Drive files through ``gdown``, with the project's checks (no Kedro).
 
-``gdown`` handles Google Drive's side: the "Download anyway" confirmation page of files
-too large to virus-scan, retries of transient network failures, and resuming a partial
-download from its ``<name>XXXXXXXX.part`` file next to the destination. This module adds
-what the rest of :mod:`perl_pipeline.fetch` guarantees: a file at ``dest`` is always a
-complete file whose sha256 was checked, a good copy already on disk is reused without
-network, and every failure (quota exceeded, file not public, an HTML page instead of the
-file, a cut transfer) becomes a :class:`~perl_pipeline.fetch.download.DownloadError` that
-names the file id, the destination and the manual route.
+``gdown`` handles the virus-scan confirmation page, retries and resuming from its ``.part``
+file; this module adds sha256 checks, reuse of a good copy without network, and a
+:class:`~perl_pipeline.fetch.download.DownloadError` naming the file id, the destination and
+the manual route for every failure (quota, not public, an HTML page, a cut transfer).
 """
 
 from __future__ import annotations
@@ -42,28 +38,8 @@ def download_gdrive(
 ) -> str:
     """Download a public Google Drive file to dest; return its sha256 hex digest.
 
-    A ``dest`` that is already there and matches ``sha256`` (or any ``dest`` when no
-    checksum is given) is returned without network; one that does not match is removed
-    and downloaded again. An interrupted download leaves gdown's ``.part`` file, and the
-    next call resumes from it.
-
-    Args:
-        file_id: The Drive file id (the ``id=`` of a share link).
-        dest: Final path of the file; its parent folder is created.
-        sha256: Expected sha256 hex digest, or None.
-        what: Human name of the file (e.g. ``"split_zhou_OxfordPets.json"``) for messages.
-        manual_hint: Extra advice appended to the manual route in error messages.
-        retries: Extra attempts after the first on transient network failures.
-        timeout: Seconds to wait for the server between bytes.
-        progress: Show gdown's progress bar on stderr.
-
-    Returns:
-        The sha256 hex digest of ``dest``.
-
-    Raises:
-        DownloadError: Quota exceeded, file not public, an HTML page instead of the file,
-            or the transfer failed; the message gives the manual route.
-        ChecksumError: The bytes do not match ``sha256`` (the bad file was removed).
+    A good ``dest`` is reused without network (see :func:`download_file`); an interrupted
+    download leaves gdown's ``.part`` file and the next call resumes from it.
     """
     dest = Path(dest)
     what = what or f"Google Drive file {file_id}"

@@ -1,10 +1,7 @@
 """Checksums of files on disk, hashed once per version of the file (no Kedro).
 
-:func:`verify_checksums` compares a file with its known md5 / sha256. The digests it computes
-are recorded beside the file in ``<file>.verified`` (a small JSON with the file's size and
-modification time), so a later call on the same, unchanged file reads them back instead of
-hashing again: a 150 GB ImageNet tar is hashed once, not on every run. Any change of size or
-modification time makes the record stale and the file is hashed again.
+Computed digests are recorded in ``<file>.verified`` with the file's size and mtime, so an
+unchanged file (a 150 GB ImageNet tar) is not hashed again; any change makes the record stale.
 """
 
 from __future__ import annotations
@@ -27,14 +24,7 @@ _BLOCK = 1 << 20
 
 @dataclass(frozen=True)
 class ChecksumCheck:
-    """The outcome of :func:`verify_checksums`.
-
-    Attributes:
-        path: The file checked.
-        expected: Algorithm -> expected hex digest (lower case), for the checksums known.
-        actual: Algorithm -> the file's hex digest, for the same algorithms.
-        cached: Whether the digests came from the ``.verified`` record (no hashing).
-    """
+    """The outcome of :func:`verify_checksums` (digests by algorithm; cached: read from the record)."""
 
     path: Path
     expected: dict[str, str]
@@ -62,19 +52,7 @@ def record_path(path: Path | str) -> Path:
 
 
 def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | None = None) -> ChecksumCheck:
-    """Compare ``path`` with its known checksums, hashing it only if no fresh record has them.
-
-    Args:
-        path: The file.
-        md5: Expected md5 hex digest, or None.
-        sha256: Expected sha256 hex digest, or None.
-
-    Returns:
-        The check (``ok`` says whether it matches); with no checksum given, trivially ok.
-
-    Raises:
-        FileNotFoundError: ``path`` is not a file.
-    """
+    """Compare ``path`` with its known checksums, hashing it only if no fresh record has them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file; nothing to verify")
@@ -92,23 +70,16 @@ def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | 
     digests = _hash(path, tuple(expected))
     seconds = time.perf_counter() - start
     size = path.stat().st_size
-    logger.info(
-        "hashed %s (%.1f MB) in %.1f s (%.0f MB/s)",
-        path,
-        size / 1e6,
-        seconds,
-        size / 1e6 / max(seconds, 1e-9),
-    )
+    rate = size / 1e6 / max(seconds, 1e-9)
+    logger.info("hashed %s (%.1f MB) in %.1f s (%.0f MB/s)", path, size / 1e6, seconds, rate)
     remember_digests(path, {**known, **digests})
     return ChecksumCheck(path, expected, digests, cached=False)
 
 
 def remember_digests(path: Path | str, digests: Mapping[str, str]) -> None:
-    """Record ``digests`` (algorithm -> hex) of ``path`` as it is now, in ``<path>.verified``.
+    """Record ``digests`` (of the file's current bytes) of ``path`` in ``<path>.verified``.
 
-    Call it only with digests that describe the file's current bytes (e.g. right after a
-    download that verified them). A record that cannot be written is skipped with a warning:
-    the file is then simply hashed again next time.
+    A record that cannot be written is skipped with a warning (the file is hashed again next time).
     """
     path = Path(path)
     stat = path.stat()
