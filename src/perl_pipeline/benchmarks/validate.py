@@ -1,20 +1,11 @@
 """Check an index table against its spec and the files on disk (no Kedro).
 
-Structure (splits, split sizes, class count, one name per label) must match the protocol
-exactly; every listed file must exist and be readable. Which images are decoded follows one
-rule, "decode what a run reads":
-
-* at data preparation (:func:`validate_index`), every ``val`` and ``test`` image is decoded
-  completely (``Image.load``), since every run evaluates on test and the few-shot draw reads
-  val; the ``train`` split only gets its header read (``Image.open``: format and size), since a
-  run reads only its few-shot draw of it (16 of ImageNet's 1.28 M training images per class);
-* at the few-shot stage (:func:`check_drawn_images`), every drawn image is decoded completely.
-
-``check_decode=False`` (``data_source.check_decode``) skips both decodes and the header reads:
-files then only have to exist and be readable. Up to ``tolerance`` bad files are dropped with a
-warning; more stop the run with :class:`DatasetValidationError`. Files are checked on a thread
-pool sized from the machine's cores (Pillow decodes without holding the GIL), and the rate is
-logged in files/s.
+Structure (splits, sizes, class count, one name per label) must match the protocol exactly and
+every listed file must be readable. Decode what a run reads: :func:`validate_index` decodes every
+val and test image and reads train headers only (a run reads just its few-shot draw of train);
+:func:`check_drawn_images` decodes every drawn image. ``check_decode=False`` only checks that files
+are readable. Up to ``tolerance`` bad files are dropped with a warning. Files are checked on a
+thread pool (Pillow decodes without holding the GIL).
 """
 
 from __future__ import annotations
@@ -60,14 +51,7 @@ def preparation_command(benchmark: str) -> str:
 
 
 def check_data_root(data_root: Path | str) -> Path:
-    """Refuse a ``data_root`` that is not a folder (a file, say), before any work.
-
-    A ``data_root`` that does not exist yet is fine (fetching creates it).
-
-    Raises:
-        DataRootError: it exists but is not a folder, or cannot be read; the message names the
-            ``data_root`` parameter, the path and the fix.
-    """
+    """Refuse a ``data_root`` that exists but is not a readable folder (a missing one is fine)."""
     root = Path(data_root)
     try:
         exists, is_dir = root.exists(), root.is_dir()
@@ -94,16 +78,7 @@ def _permission_message(what: str, path: Path | str, exc: OSError | None = None)
 
 @dataclass(frozen=True)
 class FileCheck:
-    """Outcome of :func:`check_image_files`: the bad paths by kind, in input order.
-
-    Attributes:
-        missing: Paths that do not exist (or are not files).
-        unreadable: Paths that cannot be read because of permissions (on them or a folder above).
-        corrupt: Paths that exist but do not open or decode.
-        reasons: Path -> the error, for the corrupt ones.
-        mode: ``exists``, ``header`` or ``decode``.
-        seconds: Time the check took.
-    """
+    """Outcome of :func:`check_image_files`: the bad paths by kind, in input order (reasons: corrupt ones)."""
 
     missing: tuple[str, ...]
     unreadable: tuple[str, ...]
@@ -120,19 +95,7 @@ class FileCheck:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Outcome of :func:`validate_index`.
-
-    Attributes:
-        benchmark: The benchmark's name.
-        index: The index with the tolerated bad files removed (the input itself if none).
-        num_files: Distinct files checked.
-        missing: Paths (relative to ``data_root``) that do not exist.
-        corrupt: Paths that exist but do not decode (or, for header-checked ones, do not open).
-        unreadable: Paths that cannot be read because of permissions.
-        split_sizes: Rows per split in the returned index.
-        num_classes: Distinct labels in the returned index.
-        decode_checked: Whether images were decoded (val and test completely, train's headers).
-    """
+    """Outcome of :func:`validate_index`; ``index`` is the input without the tolerated bad files."""
 
     benchmark: str
     index: pl.DataFrame = field(repr=False)
@@ -174,20 +137,7 @@ def validate_index(
 ) -> ValidationReport:
     """Validate ``index`` (from :func:`~perl_pipeline.benchmarks.prepare.build_index`) for ``spec``.
 
-    Args:
-        index: The index table.
-        spec: The benchmark it claims to be.
-        data_root: Folder the index paths are relative to.
-        tolerance: How many missing/unreadable/corrupt files may be dropped (with a warning).
-        check_decode: Decode every val and test image completely and read every train image's
-            header (see the module docstring); False only checks that files exist and are readable.
-        workers: Threads for the file checks (default: from the machine's cores).
-
-    Raises:
-        DataRootError: ``data_root`` is not a folder.
-        DatasetValidationError: wrong columns, splits, split sizes or class count, or more than
-            ``tolerance`` bad files. The message names the benchmark, the problem (the first 5
-            bad files and their count) and the fix.
+    Raises DatasetValidationError on a structure mismatch or more than ``tolerance`` bad files.
     """
     root = check_data_root(data_root)
     problems = _structure_problems(index, spec)
@@ -212,42 +162,34 @@ def validate_index(
         for mode, group in groups.items()
         if group
     ]
-    missing = [p for c in checks for p in c.missing]
-    unreadable = [p for c in checks for p in c.unreadable]
-    corrupt = [p for c in checks for p in c.corrupt]
-    reasons = {p: r for c in checks for p, r in c.reasons.items()}
-    bad = missing + unreadable + corrupt
+    found = FileCheck(
+        missing=tuple(p for c in checks for p in c.missing),
+        unreadable=tuple(p for c in checks for p in c.unreadable),
+        corrupt=tuple(p for c in checks for p in c.corrupt),
+        reasons={p: r for c in checks for p, r in c.reasons.items()},
+        mode="",
+        seconds=0.0,
+    )
+    bad = list(found.bad)
     if len(bad) > tolerance:
-        raise DatasetValidationError(
-            _bad_files_message(spec, root, paths, missing, unreadable, corrupt, reasons, tolerance)
-        )
+        raise DatasetValidationError(_bad_files_message(spec, root, paths, found, tolerance))
     if bad:
-        logger.warning(
-            "[%s] dropping %d bad file(s) from the index (tolerance %d): %s",
-            spec.name,
-            len(bad),
-            tolerance,
-            _first(bad),
-        )
+        msg = "[%s] dropping %d bad file(s) from the index (tolerance %d): %s"
+        logger.warning(msg, spec.name, len(bad), tolerance, _first(bad))
         index = index.filter(~pl.col("path").is_in(bad))
     report = ValidationReport(
         benchmark=spec.name,
         index=index,
         num_files=len(paths),
-        missing=tuple(missing),
-        corrupt=tuple(corrupt),
-        unreadable=tuple(unreadable),
+        missing=found.missing,
+        corrupt=found.corrupt,
+        unreadable=found.unreadable,
         split_sizes=_split_sizes(index),
         num_classes=index["label"].n_unique(),
         decode_checked=check_decode,
     )
-    logger.info(
-        "[%s] index valid: %d files, %d classes, splits %s",
-        spec.name,
-        len(paths),
-        report.num_classes,
-        report.split_sizes,
-    )
+    msg = "[%s] index valid: %d files, %d classes, splits %s"
+    logger.info(msg, spec.name, len(paths), report.num_classes, report.split_sizes)
     return report
 
 
@@ -260,19 +202,8 @@ def check_drawn_images(
 ) -> FileCheck:
     """Decode every image a few-shot table draws (all seeds, subsets and splits), completely.
 
-    Data preparation only reads the headers of the train split; this proves that the training
-    shots a run will read decode to the last byte, before any training starts.
-
-    Args:
-        few_shot: The few-shot table (a ``path`` column relative to ``data_root``).
-        data_root: Folder the paths are relative to.
-        benchmark: The benchmark's name (for messages and the rerun command).
-        workers: Threads (default: from the machine's cores).
-
-    Raises:
-        DataRootError: ``data_root`` is not a folder.
-        DatasetValidationError: some drawn image is missing, unreadable or does not decode; the
-            message names every such file (the first 5 and the count) and the fix.
+    Data preparation only reads train headers; this proves the shots a run reads decode, before
+    training. Raises DatasetValidationError naming the bad files and the fix.
     """
     root = check_data_root(data_root)
     paths = few_shot["path"].unique(maintain_order=True).to_list()
@@ -282,7 +213,7 @@ def check_drawn_images(
             f"[{benchmark}] {len(check.bad)} of the {len(paths)} images drawn for few-shot "
             f"training cannot be used (paths relative to {root}):"
         ]
-        lines += _bad_lines(check.missing, check.unreadable, check.corrupt, check.reasons)
+        lines += _bad_lines(check)
         lines.append(
             "Fix: replace just those files with good copies (from the benchmark's archive or "
             "your copy), or fix their permissions (e.g. chmod -R u+rX "
@@ -312,18 +243,9 @@ def check_image_files(
     workers: int | None = None,
     desc: str = "check images",
 ) -> FileCheck:
-    """Check image files on a thread pool and log the rate (files/s).
+    """Check image files (relative to data_root) on a thread pool and log the rate (files/s).
 
-    Args:
-        paths: Paths relative to ``data_root``.
-        data_root: Their folder.
-        mode: ``decode`` (open and decode every pixel), ``header`` (open: format and size only)
-            or ``exists`` (exists and is readable).
-        workers: Threads (default :func:`default_workers`).
-        desc: Progress-bar label.
-
-    Returns:
-        The bad paths by kind (missing, unreadable, corrupt), in input order.
+    ``mode``: ``decode`` (every pixel), ``header`` (open: format and size) or ``exists`` (readable).
     """
     if mode not in CHECK_MODES:
         raise ValueError(f"mode must be one of {CHECK_MODES}, got {mode!r}")
@@ -337,22 +259,14 @@ def check_image_files(
         tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar,
     ):
         for batch, done in zip(
-            batches,
-            pool.map(lambda b: _check_batch(b, root, mode), batches),
-            strict=True,
+            batches, pool.map(lambda b: _check_batch(b, root, mode), batches), strict=True
         ):
             results.update(done)
             bar.update(len(batch))
     seconds = time.perf_counter() - start
-    logger.info(
-        "%s: checked %d files (%s) in %.1f s, %.0f files/s on %d threads",
-        desc,
-        len(paths),
-        mode,
-        seconds,
-        len(paths) / max(seconds, 1e-9),
-        workers,
-    )
+    rate = len(paths) / max(seconds, 1e-9)
+    msg = "%s: checked %d files (%s) in %.1f s, %.0f files/s on %d threads"
+    logger.info(msg, desc, len(paths), mode, seconds, rate, workers)
     by_kind: dict[str, list[str]] = {"missing": [], "unreadable": [], "corrupt": []}
     for p in paths:
         if p in results:
@@ -439,11 +353,9 @@ def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
         problems.append(f"labels with more than one class name: {_first(multi)}")
     dupes = index.filter(pl.struct("split", "path").is_duplicated())
     if dupes.height:
+        example = _first(dupes["path"].unique().to_list())
         logger.warning(
-            "[%s] %d index rows repeat a (split, path) pair, e.g. %s",
-            spec.name,
-            dupes.height,
-            _first(dupes["path"].unique().to_list()),
+            "[%s] %d index rows repeat a (split, path) pair, e.g. %s", spec.name, dupes.height, example
         )
     return problems
 
@@ -489,9 +401,8 @@ def _first(items: Sequence[Any], n: int = 5) -> str:
     return shown + (f" (and {len(items) - n} more)" if len(items) > n else "")
 
 
-def _bad_lines(
-    missing: Sequence[str], unreadable: Sequence[str], corrupt: Sequence[str], reasons: dict[str, str]
-) -> list[str]:
+def _bad_lines(check: FileCheck) -> list[str]:
+    missing, unreadable, corrupt = check.missing, check.unreadable, check.corrupt
     lines = []
     if missing:
         lines.append(f"  missing ({len(missing)}): {_first(missing)}")
@@ -499,34 +410,27 @@ def _bad_lines(
         lines.append(f"  unreadable, permission denied ({len(unreadable)}): {_first(unreadable)}")
     if corrupt:
         lines.append(f"  corrupt ({len(corrupt)}): {_first(corrupt)}")
-        lines.append(f"    e.g. {corrupt[0]}: {reasons.get(corrupt[0], 'does not decode')}")
+        lines.append(f"    e.g. {corrupt[0]}: {check.reasons.get(corrupt[0], 'does not decode')}")
     return lines
 
 
 def _bad_files_message(
-    spec: BenchmarkSpec,
-    data_root: Path,
-    paths: Sequence[str],
-    missing: Sequence[str],
-    unreadable: Sequence[str],
-    corrupt: Sequence[str],
-    reasons: dict[str, str],
-    tolerance: int,
+    spec: BenchmarkSpec, data_root: Path, paths: Sequence[str], check: FileCheck, tolerance: int
 ) -> str:
-    bad = len(missing) + len(unreadable) + len(corrupt)
+    bad = len(check.bad)
     lines = [
         f"[{spec.name}] {bad} of {len(paths)} listed image files are "
         f"missing or unreadable (tolerance {tolerance}):"
     ]
-    lines += _bad_lines(missing, unreadable, corrupt, reasons)
+    lines += _bad_lines(check)
     lines.append(f"Paths are relative to {data_root}. Fix (touch only the files listed):")
-    if unreadable:
+    if check.unreadable:
         lines.append(
             f"  - unreadable: the files are there but your user may not read them (or a folder "
             f"above them); fix the permissions, e.g. chmod -R u+rX {data_root / spec.folder} "
             f"(or ask its owner)"
         )
-    if missing or corrupt:
+    if check.missing or check.corrupt:
         lines.append(
             "  - missing or corrupt: put a good copy of each listed file in place (from the "
             "benchmark's archive or your copy); nothing else needs to be deleted or re-extracted"
