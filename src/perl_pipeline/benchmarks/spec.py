@@ -1,15 +1,10 @@
 """The 15 CoOp benchmarks as data (``BenchmarkSpec``).
 
-A benchmark is described once, in its block of ``conf/base/parameters_benchmarks.yml``: where its
-files are and come from, its protocol numbers, its title in reports and how its miniature names
-classes and files. Kedro hands each ``<name>.benchmark`` block to :meth:`BenchmarkSpec.from_params`.
-Its ``layout`` names the module of :mod:`perl_pipeline.benchmarks.layouts` that reads a prepared
-copy into the index table (:mod:`perl_pipeline.benchmarks.index`) and writes its miniature.
-
-Label order always comes from the split file or the official meta files, never from sorting class
-names (docs/method.md §6.1): CoOp split JSONs carry their labels, FGVC uses ``variants.txt`` order, the
-ImageNet family uses sorted WordNet-id folders (names from ``classnames.txt``) and ImageNet-V2 uses
-folder ``i`` -> label ``i``.
+Each benchmark is one ``<name>.benchmark`` block of ``conf/base/parameters_benchmarks.yml``, read by
+:meth:`BenchmarkSpec.from_params`; its ``layout`` names the module of
+:mod:`perl_pipeline.benchmarks.layouts` that reads a prepared copy and writes its miniature. Label
+order comes from the split file or the official meta files, never from sorting class names
+(docs/method.md §6.1).
 """
 
 from __future__ import annotations
@@ -29,26 +24,13 @@ class BenchmarkError(Exception):
     """Base class of every data-layer error that names a benchmark and how to fix it."""
 
 
-# --------------------------------------------------------------------------------------------
-# Spec dataclasses
-# --------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Source:
     """One downloadable (or user-supplied) file of a benchmark.
 
-    Attributes:
-        filename: Name of the file inside the benchmark folder (where a user-supplied copy goes).
-        kind: ``archive`` (extracted after fetching) or ``file`` (used as is).
-        provides: Paths, relative to the benchmark folder, whose presence means this source is
-            already in place (defaults to ``filename`` for files).
-        urls: Public mirrors, tried in order.
-        gdrive_id: Google Drive file id (tried after the urls).
-        md5, sha256: Expected checksums of the downloaded file, when known.
-        extract_to: Folder, relative to the benchmark folder, the archive is extracted into.
-        members_prefix: Only archive members under this prefix are extracted.
-        optional: Fetched when possible; never blocks preparation when it cannot be had.
+    ``provides``: paths (relative to the benchmark folder) whose presence means the source is in
+    place (default: ``filename`` for files); ``urls`` are tried in order, then ``gdrive_id``; an
+    ``optional`` source never blocks preparation.
     """
 
     filename: str
@@ -89,8 +71,7 @@ class MoveStep:
 
 @dataclass(frozen=True)
 class UnpackStep:
-    """Extract every archive matching ``archives`` (a glob) into ``to`` (``{stem}`` allowed), then
-    delete it: nested archives such as ImageNet's per-class tars or Caltech's inner tar.gz."""
+    """Extract every archive matching the glob ``archives`` into ``to`` (``{stem}`` allowed); delete it."""
 
     archives: str
     to: str
@@ -98,9 +79,7 @@ class UnpackStep:
 
 @dataclass(frozen=True)
 class ImageNetValStep:
-    """Sort ImageNet's flat validation images in ``dir`` into WordNet-id folders, using the
-    devkit archive's ground truth or a user mapping file (``<image> <wnid>`` lines, or Kaggle's
-    ``LOC_val_solution.csv``)."""
+    """Sort ImageNet's flat validation images in ``dir`` into wnid folders (devkit or mapping file)."""
 
     dir: str
     devkit: str = "ILSVRC2012_devkit_t12.tar.gz"
@@ -108,36 +87,18 @@ class ImageNetValStep:
 
 
 ArrangeStep = MoveStep | UnpackStep | ImageNetValStep
-ARRANGE_STEPS: dict[str, type] = {
-    "move": MoveStep,
-    "unpack": UnpackStep,
-    "imagenet_val": ImageNetValStep,
-}
+ARRANGE_STEPS: dict[str, type] = {"move": MoveStep, "unpack": UnpackStep, "imagenet_val": ImageNetValStep}
 
 
 @dataclass(frozen=True)
 class Miniature:
-    """How the benchmark's miniature (:func:`~perl_pipeline.toy.miniature.write_miniature`)
-    names its classes and files: its ``miniature`` block.
+    """How the benchmark's miniature names its classes and files (its ``miniature`` block).
 
-    Attributes:
-        files: File name of one image, relative to where the layout puts a class's images (the
-            image folder for ``coop_split`` and ``fgvc``, the class folder for the folder
-            layouts); a format string with the fields ``key`` (the class's key on disk),
-            ``camel`` (key without ``_``), ``name`` (class name), ``i`` (image number within the
-            class, 1-based), ``n`` (global image number), ``uid``, ``token`` (16 letters),
-            ``trainval`` (``train`` for train/val images, else ``test``), ``group`` and ``clip``.
-        classes: The dataset's first classes in its real label order: key on disk -> class
-            name in the index.
-        files_per_split: split -> file name, replacing ``files`` for that split.
-        synthetic_key, synthetic_name: Key and name of class ``i`` (0-based) beyond
-            ``classes``; fields ``i``, ``number`` (i + 1) and, for the name, ``key``.
-        toy_key: Key on disk of toy-world class ``i`` (a concept such as "red triangle");
-            fields ``i``, ``number``, ``snake`` (the name with ``_`` for spaces) and
-            ``synthetic`` (the synthetic key of ``i``).
-        extras: Name of the layout's writer of extra files (see its ``extras``).
-        subset_stride: Above 1, the class folders are every stride-th class of a longer
-            ``classnames.txt`` (ImageNet-A/-R; layout ``wnid_folders``).
+    ``files`` is a format string over :data:`~perl_pipeline.benchmarks.layouts.base.FILE_FIELDS`,
+    relative to where the layout puts a class's images; ``classes`` maps the first real classes'
+    keys on disk to names, in label order; ``synthetic_*`` name classes beyond them and ``toy_key``
+    the toy-world concepts; ``subset_stride`` > 1 takes every stride-th class of a longer
+    ``classnames.txt`` (ImageNet-A/-R).
     """
 
     files: str
@@ -166,26 +127,9 @@ class Miniature:
 class BenchmarkSpec:
     """Everything the data layer knows about one benchmark (one ``<name>.benchmark`` block).
 
-    Attributes:
-        name: Benchmark name (the top-level parameters key).
-        title: Its name in reports and figures (the paper's column heading).
-        folder: CoOp folder name under ``data_root``; every other path is relative to it.
-        layout: Which module of :mod:`perl_pipeline.benchmarks.layouts` reads (and writes) it.
-        image_dir: Folder the split file's paths (or the class folders) are relative to.
-        num_classes, split_sizes: The protocol's numbers; validation checks them exactly.
-        template: The dataset's single CoOp prompt template (one ``{}``).
-        manual: What to do by hand when nothing downloads.
-        split_file: CoOp ``split_zhou_*.json`` (layout ``coop_split``).
-        split_dirs: split -> folder under ``image_dir`` (layout ``wnid_folders``; labels come
-            from the first one's sorted wnid folders).
-        classnames_file: ``<wnid> <name>`` lines (ImageNet-family layouts).
-        classname_fixes: The loader's rename table, applied to every class name read.
-        sources: What :func:`~perl_pipeline.benchmarks.prepare.fetch_benchmark` fetches or expects.
-        arrange: Idempotent steps run after extraction.
-        reported_as: Its ``dataset`` key in the paper's reported results (default: ``name``).
-        miniature: How its miniature names classes and files (none: no miniature).
-        split_seed: Seeds the split a layout makes itself (``image_folder``: Dassl's 50/20/30
-            per class, written once to ``split_file``).
+    Paths are relative to ``folder`` (under ``data_root``); ``num_classes`` and ``split_sizes`` are
+    checked exactly; ``template`` has one ``{}``; ``manual`` says what to do when nothing downloads;
+    ``split_seed`` seeds a split the layout makes itself (``image_folder``).
     """
 
     name: str
@@ -209,12 +153,7 @@ class BenchmarkSpec:
 
     @classmethod
     def from_params(cls, d: Mapping[str, Any]) -> BenchmarkSpec:
-        """Build and validate a spec from a parameters mapping.
-
-        Raises:
-            ValueError: unknown or missing keys, wrong value types, a bad layout, split or
-                template; the message names the benchmark and the key.
-        """
+        """Build and validate a spec from a parameters mapping (ConfigError names the key)."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"benchmark parameters must be a mapping, got {type(d).__name__}")
         where = f"benchmark '{d.get('name', '<unnamed>')}'"
@@ -242,7 +181,6 @@ class BenchmarkSpec:
         return spec
 
     def _validate(self, where: str) -> None:
-        # the layout modules import this module (for BenchmarkError), so this import waits
         from perl_pipeline.benchmarks.layouts import LAYOUTS
 
         def fail(key: str, problem: str) -> None:
@@ -256,10 +194,7 @@ class BenchmarkSpec:
             fail("num_classes", f"must be positive, got {self.num_classes}")
         bad = sorted(set(self.split_sizes) - set(SPLITS))
         if (bad or "test" not in self.split_sizes) and not sized_later:
-            fail(
-                "split_sizes",
-                f"must name a 'test' split and only {SPLITS}; got {sorted(self.split_sizes)}",
-            )
+            fail("split_sizes", f"must name a 'test' split and only {SPLITS}; got {sorted(self.split_sizes)}")
         if any(n < 1 for n in self.split_sizes.values()):
             fail("split_sizes", f"must be positive, got {self.split_sizes}")
         if self.template.count("{}") != 1:
@@ -329,7 +264,6 @@ class BenchmarkSpec:
 def _checked_fields(
     cls: type, d: Any, where: str, nested: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, Any]:
-    """Check a mapping against a dataclass's fields with the configuration's one checker."""
     return check_fields(cls, d, where, label=lambda key: f"{where}: key '{key}'", skip=nested)
 
 

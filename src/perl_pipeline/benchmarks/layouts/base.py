@@ -1,10 +1,6 @@
-"""What every layout module provides (:class:`Layout`), and the shared state of a miniature being
-written (:class:`MiniatureWriter`).
-
-A layout module holds one on-disk layout's reader (the prepared copy -> the index table) and its
-miniature writer (a few generated images -> the same layout) side by side. The writers know
-nothing about where images or class names come from: :mod:`perl_pipeline.toy.miniature` hands
-them a :class:`MiniatureWriter` holding a class chooser and an image drawer.
+"""What every layout module provides (:class:`Layout`: reader and miniature writer side by side),
+and the shared state of a miniature being written (:class:`MiniatureWriter`, which holds the class
+chooser and image drawer :mod:`perl_pipeline.toy.miniature` hands the writers).
 """
 
 from __future__ import annotations
@@ -39,21 +35,16 @@ FILE_FIELDS: dict[str, object] = {
     "group": 1,
     "clip": 1,
 }
-"""The fields a miniature's file-name templates may use, with sample values (for validation)."""
+"""The fields a miniature's file-name templates may use, with sample values (for validation):
+``camel`` is the key without ``_``, ``i`` the 1-based image number in its class, ``n`` the global one."""
 
 
 class MiniatureWriter:
     """Shared state of one miniature: counters, the random stream and the per-image file names.
 
-    Args:
-        spec: The benchmark (its ``miniature`` block names the classes and the files).
-        folder: ``data_root / spec.folder``.
-        counts: Images per class, per split (in the spec's split order): one number for every
-            class, or one per class in label order (a replica's uneven split sizes).
-        rng: The miniature's one random stream (tokens, line order, and whatever ``draw`` uses).
-        choose: ``count -> the first count classes`` as :data:`Key` pairs, in label order.
-        draw: ``(hue, class name, image number within the class) -> image`` (or its encoded
-            bytes, written as they are).
+    ``counts``: images per class per split, one number or one per class in label order;
+    ``choose(count)``: the first classes as :data:`Key` pairs; ``draw(hue, name, i)``: an image
+    or its encoded bytes.
     """
 
     def __init__(
@@ -83,9 +74,8 @@ class MiniatureWriter:
         return self.choose(count)
 
     def images(self, classes: list[Key], place: Callable[[str, int, str, str], Path]) -> list[Row]:
-        """Write every image (class-major, splits in spec order) at ``place(split, position, key,
-        relpath)``, the relpath formatted from the miniature's file-name template; return one
-        :data:`Row` per image."""
+        """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``;
+        return one :data:`Row` per image."""
         rows = []
         made: set[Path] = set()
         for position, (key, name) in enumerate(classes):
@@ -129,18 +119,8 @@ class MiniatureWriter:
 class Layout:
     """One on-disk layout: its reader, its miniature writer and what a spec needs for it.
 
-    Attributes:
-        name: The ``layout`` value in a benchmark's YAML block.
-        read: ``(spec, data_root) -> index table``.
-        write: ``(writer, class count) -> the classes written`` (a miniature in this layout).
-        root_paths: ``spec -> paths`` (relative to the benchmark folder) the reader needs.
-        required: Spec keys this layout cannot work without.
-        problems: ``spec -> [(key, problem), ...]``: layout-specific spec checks.
-        extras: Writers of a benchmark's extra miniature files, by the name its
-            ``miniature.extras`` gives.
-        sizes_from_split_file: The class count and split sizes are the split file's, not the
-            block's (``num_classes: 0``, ``split_sizes: {}`` until the index is read).
-        defaults: Values a block in this layout may leave out.
+    ``sizes_from_split_file``: the class count and split sizes come from the split file, not the
+    block (``num_classes: 0``, ``split_sizes: {}`` until the index is read).
     """
 
     name: str
@@ -165,8 +145,7 @@ def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image
 
 
 def save_image(image: Image.Image | bytes, path: Path, *, mkdir: bool = True) -> None:
-    """Save as PNG or JPEG (quality 90) by suffix (already encoded bytes as they are), creating
-    the parent folders unless ``mkdir`` is false."""
+    """Save as PNG or JPEG (quality 90) by suffix, or encoded bytes as they are."""
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(image, bytes):
