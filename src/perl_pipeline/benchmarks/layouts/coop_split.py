@@ -1,8 +1,7 @@
 """Layout ``coop_split``: images under ``image_dir`` plus CoOp's ``split_zhou_*.json``.
 
 The split file is ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
-with paths relative to ``image_dir`` (StanfordCars: ``image_dir: .``); it carries the labels, so
-label order is the split file's. Used by the 10 CoOp datasets other than FGVC-Aircraft.
+with paths relative to ``image_dir``; it carries the labels.
 """
 
 from __future__ import annotations
@@ -14,13 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from perl_pipeline.benchmarks.index import index_frame, rel_path
-from perl_pipeline.benchmarks.layouts.base import (
-    Key,
-    Layout,
-    MiniatureWriter,
-    colour_image,
-    save_image,
-)
+from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, colour_image, save_image
 from perl_pipeline.benchmarks.spec import BenchmarkError
 
 if TYPE_CHECKING:

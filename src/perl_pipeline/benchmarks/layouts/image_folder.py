@@ -1,20 +1,11 @@
 """Layout ``image_folder``: your own images, one folder per class, as a benchmark.
 
-Under ``image_dir`` either
-
-- one folder per class (``cats/``, ``dogs/`` ...): the images are split once per class, seeded,
-  in Dassl's proportions (``read_and_split_data``: 50 % train, 20 % val, the rest test, each
-  class's sorted file list shuffled by one ``random.Random(split_seed)`` in sorted class order);
-- or ``train/``, ``val/`` (optional) and ``test/``, each holding the class folders: the split is
-  yours.
-
-Either way the split is written once, beside the data, as a CoOp-format split file
-(``split_file``, ``{"train": [[relpath, label, classname], ...], ...}``) and read by the
-``coop_split`` reader; an existing split file is never rewritten, so it can be shared and
-versioned. Labels follow the sorted class folder names; the folder names become the class names
-through the rename table (``classname_fixes``). The class count and split sizes are the split
-file's (the block needs neither). Files whose extension Pillow does not know are left out and
-named; files that fail to decode are dropped under ``data_source.tolerance`` at preparation.
+Under ``image_dir`` either one folder per class, split once per class in Dassl's proportions
+(``read_and_split_data``: 50 % train, 20 % val, the rest test; each class's sorted files shuffled by
+one ``random.Random(split_seed)`` in sorted class order), or ``train/``, ``val/`` (optional) and
+``test/`` holding the class folders. The split is written once as a CoOp-format ``split_file`` and
+read by the ``coop_split`` reader; an existing one is never rewritten. Labels follow the sorted
+folder names; files Pillow does not know by extension are left out and named.
 """
 
 from __future__ import annotations
@@ -47,8 +38,7 @@ class ImageFolderError(BenchmarkError):
 
 
 def normalise_classname(name: str) -> str:
-    """How a class name reads in a prompt, for comparison: ``_`` as a space, case and runs of
-    white space ignored."""
+    """How a class name reads in a prompt, for comparison (``_`` as space, case and spacing ignored)."""
     return " ".join(name.replace("_", " ").split()).casefold()
 
 
@@ -61,16 +51,16 @@ def image_extensions() -> frozenset[str]:
 
 
 def dassl_counts(n: int) -> tuple[int, int, int]:
-    """(train, val, test) sizes of a class of ``n`` images, as Dassl's ``read_and_split_data``
-    computes them (Python's round, half to even)."""
+    """(train, val, test) sizes of a class of ``n`` images, as Dassl computes them (round half to even)."""
     n_train, n_val = round(n * P_TRAIN), round(n * P_VAL)
     return n_train, n_val, n - n_train - n_val
 
 
 def class_files(folder: Path, extensions: frozenset[str] | None = None) -> tuple[list[str], list[str]]:
-    """(image files, skipped entries with reasons) under ``folder``, recursively, as sorted POSIX
-    paths relative to ``folder``. Hidden entries are ignored; a symlinked folder already visited
-    (a symlink loop) and files Pillow does not know by extension are skipped and named."""
+    """(image files as sorted relative POSIX paths, skipped entries with reasons) under ``folder``.
+
+    Hidden entries are ignored; symlink loops and unknown extensions are skipped and named.
+    """
     extensions = image_extensions() if extensions is None else extensions
     found: list[str] = []
     skipped: list[str] = []
@@ -129,12 +119,7 @@ def _check_classes(spec: BenchmarkSpec, where: Path, folders: list[str]) -> None
 
 
 def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str, list[list]]:
-    """The CoOp-format split of a folder tree under ``image_dir`` (see the module docstring).
-
-    Raises:
-        ImageFolderError: no class folders, a single class, class names that collide, a class
-            without images, or (unsplit) a class too small for Dassl's 50/20/30 split.
-    """
+    """The CoOp-format split of a folder tree under ``image_dir`` (see the module docstring)."""
     extensions = image_extensions()
     top = _class_folders(image_dir, spec.name)
     presplit = bool(top) and set(top) <= set(SPLITS) and "test" in top
@@ -181,8 +166,7 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
 
 
 def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index the folder tree through its split file, writing the split file first if it is not
-    there yet (once: an existing one is read as it is)."""
+    """Index the folder tree through its split file, writing that first if it is not there yet."""
     folder = Path(data_root) / spec.folder
     split_path = folder / (spec.split_file or DEFAULT_SPLIT_FILE)
     if not split_path.is_file():
