@@ -70,9 +70,9 @@ def test_a_frozen_projector_gains_nothing_over_zero_shot(demo_run):
     import torch
 
     from perl_pipeline.benchmarks.few_shot import subset_labels
-    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
     from perl_pipeline.evaluation.evaluate import evaluate_seeds
-    from perl_pipeline.models import TextFeatures, build_perl, load_backbone
+    from perl_pipeline.models import TextFeatures, build_perl, image_size, load_backbone
 
     with demo_session(demo_run.root) as session:
         context = session.load_context()

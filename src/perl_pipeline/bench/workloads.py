@@ -405,8 +405,9 @@ def bench_evaluation(
     `folder`, next to decoding them alone (the data path's ceiling); CPU decoding by data-loader
     workers and, on CUDA, decoding on the GPU; and the evaluation with the input-Jacobian norm of
     every image (docs/method.md §6.10), whose extra time per image, step and seed is its cost."""
-    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
     from perl_pipeline.evaluation.evaluate import EvalBatches, evaluate_seeds
+    from perl_pipeline.models import image_size
 
     names = write_photos(folder, settings.eval_images, settings.seed)
     table = ImageFolderTable(

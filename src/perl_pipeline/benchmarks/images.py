@@ -45,12 +45,6 @@ def test_transform(size: int):
     )
 
 
-def image_size(clip: torch.nn.Module) -> int:
-    """The input resolution of an open_clip image tower (224 for ViT-B/16)."""
-    size = clip.visual.image_size
-    return int(size[0] if isinstance(size, Sequence) else size)
-
-
 class UnreadableImageError(BenchmarkError):
     """An image listed in a table cannot be opened or decoded; the message names the file."""
 

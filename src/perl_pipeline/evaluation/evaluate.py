@@ -22,11 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from perl_pipeline.benchmarks.decode import EncodedImages, collate_encoded, decode_on_device
-from perl_pipeline.benchmarks.images import ImageFolderTable, image_size
+from perl_pipeline.benchmarks.images import ImageFolderTable
 from perl_pipeline.config import EvalConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.evaluation.metrics import GROUPS, RUN_COLUMNS, TRAJECTORY_COLUMNS
-from perl_pipeline.models import PERL, TextPrefix
+from perl_pipeline.models import PERL, TextPrefix, image_size
 
 logger = logging.getLogger(__name__)
 

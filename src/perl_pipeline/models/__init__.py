@@ -12,7 +12,13 @@ from perl_pipeline.models.adapter import (
     read_adapter,
     save_adapter,
 )
-from perl_pipeline.models.factory import backbone_identity, build_perl, check_model_settings, load_backbone
+from perl_pipeline.models.factory import (
+    backbone_identity,
+    build_perl,
+    check_model_settings,
+    image_size,
+    load_backbone,
+)
 from perl_pipeline.models.loading import (
     PretrainedWeightsUnavailable,
     WeightsFileError,
@@ -47,6 +53,7 @@ __all__ = [
     "class_text_features",
     "clip_logits",
     "count_projector_parameters",
+    "image_size",
     "load_adapter",
     "load_backbone",
     "make_adapter",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from perl_pipeline.config import ClipConfig, ConfigError, PerlConfig, check_perl_settings
@@ -36,6 +38,12 @@ def load_backbone(config: ClipConfig) -> nn.Module:
     return load_clip(
         config.model_name, config.pretrained, cache_dir=config.cache_dir, init_seed=config.init_seed
     )
+
+
+def image_size(clip: nn.Module) -> int:
+    """The input resolution of an open_clip image tower (224 for ViT-B/16)."""
+    size = clip.visual.image_size
+    return int(size[0] if isinstance(size, Sequence) else size)
 
 
 def backbone_identity(config: ClipConfig) -> dict:

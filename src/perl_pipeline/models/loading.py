@@ -1,11 +1,9 @@
 """Load the frozen open_clip backbone: pretrained by tag, from a local file, or randomly initialised.
 
-A weights file loads whatever its format, read from its first bytes rather than its name: OpenAI's
-TorchScript archives (``ViT-B-16.pt``), state dicts saved with ``torch.save`` (``.pt``, ``.bin``, e.g.
-open_clip's ``open_clip_pytorch_model.bin``) or as safetensors (``open_clip_model.safetensors``), bare
-or wrapped as ``{"state_dict": ...}``, with or without DataParallel's ``module.`` prefix. Every weights
-problem raises `PretrainedWeightsUnavailable` (a bad file: `WeightsFileError`) naming the file, the
-parameter and the fix; `check_weights` finds them cheaply, before any data work.
+A weights file's format is read from its first bytes: OpenAI's TorchScript archives, ``torch.save``
+state dicts or safetensors, bare or as ``{"state_dict": ...}``, with or without DataParallel's
+``module.`` prefix. Weights problems raise `PretrainedWeightsUnavailable` (a bad file:
+`WeightsFileError`) naming the file, the parameter and the fix; `check_weights` finds them cheaply.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ PACKAGED_WEIGHTS = {("PERL-Toy-ViT", "toy_world"): "PERL-Toy-ViT_toy_world.safet
 OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 # what open_clip fetches from a Hugging Face hub repository given as "org/name/" (safetensors first)
 HF_WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -46,8 +45,7 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 
 class WeightsFileError(PretrainedWeightsUnavailable):
-    """A weights file (clip.pretrained, or the local copy of a tag) that is missing, unreadable, not a
-    checkpoint, or not of clip.model_name's architecture."""
+    """A weights file that is missing, unreadable, not a checkpoint, or of another architecture."""
 
     def __init__(self, message: str, path: str | os.PathLike) -> None:
         super().__init__(message)
@@ -63,37 +61,19 @@ def load_clip(
 ) -> nn.Module:
     """Create an open_clip CLIP in fp32 and eval mode.
 
-    Args:
-        model_name: an open_clip model config, or one shipped with this package (PERL-Tiny-ViT,
-            PERL-Toy-ViT).
-        pretrained: a pretrained tag ("openai", or "toy_world" for PERL-Toy-ViT, whose weights
-            ship with the package), a path to a weights file (any format the module docstring
-            lists), or None for random weights.
-        cache_dir: where downloaded weights are kept and looked for first.
-        init_seed: seeds the random initialisation when `pretrained` is None.
-
-    Raises:
-        PretrainedWeightsUnavailable: offline with no local copy; the message names the files
-            that would do and where to put them.
-        WeightsFileError: a weights file that is missing, unreadable, not a checkpoint, or of
-            another architecture than `model_name`.
-        ValueError: an unknown model config or pretrained tag.
+    ``pretrained``: a tag ("openai"; "toy_world" ships with the package), a weights file, or None
+    for random weights seeded by ``init_seed``. ``cache_dir`` keeps downloads and is looked in first.
     """
     import open_clip
 
-    register_model_configs()
     if pretrained is None:
+        register_model_configs()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             return open_clip.create_model(model_name, pretrained=None).eval()
-    _require_model_config(model_name)
-    if (model_name, pretrained) in PACKAGED_WEIGHTS:  # shipped: load it as a local file
-        pretrained = _packaged_file(model_name, str(pretrained))
-    if _looks_like_path(pretrained):
-        return _load_file(model_name, Path(pretrained).expanduser())
-
-    cfg = _tag_cfg(model_name, str(pretrained))
-    local = _cached_copy(cfg, cache_dir)
+    local, cfg = _locate(model_name, pretrained, cache_dir)
+    if cfg is None:
+        return _load_file(model_name, local)
     if local is not None:
         logger.info("Loading %s/%s from the local copy %s", model_name, pretrained, local)
         return _with_tag_preprocessing(_load_file(model_name, local), cfg)
@@ -114,46 +94,38 @@ def check_weights(
     pretrained: str | os.PathLike | None,
     cache_dir: str | os.PathLike | None = None,
 ) -> None:
-    """Check, in seconds and without building the model, that `load_clip` will find usable weights.
+    """Check in seconds, on the meta device, that `load_clip` will find usable weights.
 
-    A file (or the local copy of a tag) must exist, be readable, be a checkpoint and hold the keys
-    and shapes of `model_name` (read from safetensors headers and state-dict shapes, against the
-    model built on the meta device). A tag with no local copy needs one of its hosts reachable.
-
-    Raises:
-        PretrainedWeightsUnavailable: as `load_clip` would, naming the file, the parameter and the fix.
-        ValueError: an unknown model config or pretrained tag.
+    A file (or a tag's local copy) must be a readable checkpoint with `model_name`'s keys and shapes;
+    a tag with no local copy needs one of its hosts reachable.
     """
     if pretrained is None:
         return
-    register_model_configs()
-    _require_model_config(model_name)
-    if (model_name, pretrained) in PACKAGED_WEIGHTS:
-        pretrained = _packaged_file(model_name, str(pretrained))
-    if _looks_like_path(pretrained):
-        _check_file(model_name, Path(pretrained).expanduser())
-        return
-    cfg = _tag_cfg(model_name, str(pretrained))
-    local = _cached_copy(cfg, cache_dir)
+    local, cfg = _locate(model_name, pretrained, cache_dir)
     if local is not None:
         _check_file(model_name, local)
-        return
-    _require_a_reachable_host(model_name, str(pretrained), cfg, cache_dir)
+    else:
+        _require_a_reachable_host(model_name, str(pretrained), cfg, cache_dir)
+
+
+def _locate(model_name: str, pretrained: str | os.PathLike, cache_dir) -> tuple[Path | None, dict | None]:
+    """(the weights file to read, if any; the tag's config, None for a file)."""
+    register_model_configs()
+    _require_model_config(model_name)
+    if (model_name, pretrained) in PACKAGED_WEIGHTS:  # shipped: load it as a local file
+        pretrained = _packaged_file(model_name, str(pretrained))
+    if _looks_like_path(pretrained):
+        return Path(pretrained).expanduser(), None
+    cfg = _tag_cfg(model_name, str(pretrained))
+    return _cached_copy(cfg, cache_dir), cfg
 
 
 def read_state_dict(
     path: str | os.PathLike, *, device: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, unwrapped ({"state_dict": ...}, "module." prefixes) and without
-    OpenAI's non-weight entries (`OPENAI_JIT_EXTRAS`).
+    """The tensors of a weights file, unwrapped and without OpenAI's non-weight entries.
 
-    Args:
-        path: a TorchScript archive, a torch.save checkpoint (zip or legacy pickle) or a safetensors file.
-        device: "meta" reads only names and shapes (cheap: headers and pickles, no tensor data for
-            safetensors and torch.save files).
-
-    Raises:
-        WeightsFileError: missing, unreadable, a directory, or not a checkpoint (text, truncated...).
+    ``device="meta"`` reads only names and shapes (no tensor data for safetensors and torch.save files).
     """
     from safetensors import SafetensorError
 
@@ -207,12 +179,7 @@ def weights_identity(
     *,
     init_seed: int = 0,
 ) -> str:
-    """What the weights are, for provenance: `tag:<tag>` for a named release (open_clip's tags are
-    fixed files), `sha256:<hex>` for a file (the shipped ones included), `random:<seed>` for None.
-
-    Raises:
-        WeightsFileError: the file is missing or cannot be read.
-    """
+    """What the weights are, for provenance: `tag:<tag>`, `sha256:<hex>` (a file) or `random:<seed>`."""
     if pretrained is None:
         return f"random:{init_seed}"
     if (model_name, pretrained) in PACKAGED_WEIGHTS:
@@ -248,9 +215,6 @@ def register_model_configs() -> None:
     import open_clip
 
     open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
-
-
-# ---- files: reading, checking, loading ---------------------------------------------------------
 
 
 def _load_file(model_name: str, path: Path) -> nn.Module:
@@ -339,7 +303,6 @@ def _require_readable(path: Path) -> None:
 
 
 def _file_kind(path: Path) -> str:
-    """'a FIFO (named pipe)', 'a socket', 'a character device'... for a path that is no regular file."""
     mode = path.stat().st_mode
     kinds = (
         (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -371,16 +334,11 @@ def _unwrap(contents: object, path: Path) -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint, in open_clip's key layout."""
     if isinstance(contents, Mapping) and isinstance(contents.get("state_dict"), Mapping):
         contents = contents["state_dict"]
-    tensors = (
-        {str(k): v for k, v in contents.items() if isinstance(v, torch.Tensor)}
-        if isinstance(contents, Mapping)
-        else {}
-    )
+    is_map = isinstance(contents, Mapping)
+    tensors = {str(k): v for k, v in contents.items() if isinstance(v, torch.Tensor)} if is_map else {}
     if not tensors:
         found = (
-            f"a dict with keys {sorted(map(str, contents))[:5]}"
-            if isinstance(contents, Mapping)
-            else f"a {type(contents).__name__}"
+            f"a dict with keys {sorted(map(str, contents))[:5]}" if is_map else f"a {type(contents).__name__}"
         )
         raise WeightsFileError(
             f"weights file {path} (clip.pretrained) holds {found}, not a state dict of tensors: "
@@ -397,8 +355,7 @@ def _unwrap(contents: object, path: Path) -> dict[str, torch.Tensor]:
 def _fit(
     model: nn.Module, state: dict[str, torch.Tensor], model_name: str, path: Path
 ) -> dict[str, torch.Tensor]:
-    """`state` massaged as open_clip's `load_checkpoint` does (without resizing anything), checked
-    key by key and shape by shape against `model`."""
+    """`state` converted as open_clip's `load_checkpoint` does (no resizing), checked against `model`."""
     from open_clip.convert import convert_state_dict
     from open_clip.model import convert_to_custom_text_state_dict
 
@@ -549,12 +506,9 @@ def _first_line(error: BaseException) -> str:
 
 def _fix(filename: str = "ViT-B-16.pt") -> str:
     """The command that points clip.pretrained at a file (named like `filename` if that is a weights file)."""
-    if not filename.endswith((".pt", ".pth", ".bin", ".safetensors")):
+    if not filename.endswith(_WEIGHTS_SUFFIXES):
         filename = "ViT-B-16.pt"
     return f"kedro run --params clip.pretrained=/path/to/{filename}"
-
-
-# ---- tags: local copies, hosts, the offline message ---------------------------------------------
 
 
 def _require_model_config(model_name: str) -> None:
@@ -611,11 +565,7 @@ def _require_a_reachable_host(model_name: str, tag: str, cfg: dict, cache_dir) -
 
 def _looks_like_path(pretrained: str | os.PathLike) -> bool:
     text = str(pretrained)
-    return (
-        isinstance(pretrained, os.PathLike)
-        or os.sep in text
-        or text.endswith((".pt", ".pth", ".bin", ".safetensors"))
-    )
+    return isinstance(pretrained, os.PathLike) or os.sep in text or text.endswith(_WEIGHTS_SUFFIXES)
 
 
 def _reachable(host: str | None, timeout: float = 3.0) -> bool:
@@ -630,8 +580,7 @@ def _reachable(host: str | None, timeout: float = 3.0) -> bool:
 
 
 def _hf_files(cfg: dict) -> tuple[str, list[str]]:
-    """(repository, file names) open_clip fetches for a tag's `hf_hub` entry ("org/name/" or
-    "org/name/file"), the safetensors one first."""
+    """(repository, file names) open_clip fetches for a tag's `hf_hub` entry, safetensors first."""
     repo, filename = os.path.split(cfg["hf_hub"])
     if not filename:
         return repo, list(HF_WEIGHTS_FILES)
@@ -641,9 +590,8 @@ def _hf_files(cfg: dict) -> tuple[str, list[str]]:
 
 
 def _cached_copy(cfg: dict, cache_dir: str | os.PathLike | None) -> Path | None:
-    """A local copy of a tag's weights: the URL's file name in cache_dir (put there by the user or a
-    previous download), else a file open_clip downloaded from the Hugging Face hub into cache_dir
-    (the hub's default cache when cache_dir is None)."""
+    """A local copy of a tag's weights: the URL's file name in cache_dir, else a Hugging Face hub
+    download in cache_dir (the hub's default cache when cache_dir is None)."""
     if cache_dir and cfg.get("url"):
         candidate = Path(cache_dir).expanduser() / os.path.basename(cfg["url"])
         if candidate.is_file():

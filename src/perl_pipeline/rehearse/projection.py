@@ -271,9 +271,8 @@ def _perl_for_counting(clip_model: str, split_layer: int | Sequence[int], steps:
     block to refine; repeats dropped). ``sharing``: share_projector, share_layers."""
     import open_clip
 
-    from perl_pipeline.benchmarks.images import image_size
     from perl_pipeline.config import split_depths
-    from perl_pipeline.models import PERL, load_clip
+    from perl_pipeline.models import PERL, image_size, load_clip
 
     clip = load_clip(clip_model, None)
     depth = len(clip.visual.transformer.resblocks)

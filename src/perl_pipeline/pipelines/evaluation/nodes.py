@@ -42,10 +42,10 @@ def evaluate_benchmark(
         trajectories (`evaluate_with_trajectories`).
     """
     from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
-    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+    from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
     from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_with_trajectories
-    from perl_pipeline.models import build_perl, load_backbone
+    from perl_pipeline.models import build_perl, image_size, load_backbone
     from perl_pipeline.pipelines._inputs import checked_text_features
     from perl_pipeline.provenance import check_recipe, fingerprint
     from perl_pipeline.training import projector_recipe

@@ -42,9 +42,8 @@ def pretrain_toy_clip(
     import open_clip
     import torch
 
-    from perl_pipeline.benchmarks.images import image_size
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import load_clip
+    from perl_pipeline.models import image_size, load_clip
     from perl_pipeline.toy import world as toy_world
     from perl_pipeline.toy.pretrain import pretrain_clip
 
@@ -128,7 +127,7 @@ def _accuracy(model, text, scenes: pl.DataFrame, shift, classes: list[str], devi
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
-    from perl_pipeline.benchmarks.images import image_size
+    from perl_pipeline.models import image_size
     from perl_pipeline.toy import world as toy_world
 
     labels = torch.tensor(

@@ -45,9 +45,9 @@ def train_seeds(
         few_shot_recipe_of,
         subset_labels,
     )
-    from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
+    from perl_pipeline.benchmarks.images import ImageFolderTable, train_transform
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import build_perl, load_backbone
+    from perl_pipeline.models import build_perl, image_size, load_backbone
     from perl_pipeline.pipelines._inputs import checked_text_features
     from perl_pipeline.provenance import fingerprint
     from perl_pipeline.training import projector_recipe, train_seeds
