@@ -3,12 +3,9 @@
     python -m perl_pipeline.predict ADAPTER IMAGES... [--classes FILE|a,b,c] [--top-k 5]
         [--step K] [--batch-size 64] [--device auto] --out predictions.csv [--overwrite]
 
-Folders are searched recursively for image files (by extension; symlinked folders are followed
-once, a symlink loop is named and skipped). Every file named on the command line or found is
-kept: one that is not an image, fails to decode or exceeds Pillow's decompression-bomb limit gets
-a row with its ``error`` and no classes, and is named in the log. ``--classes`` replaces the
-adapter's own classes with any others: the adapter then classifies open-vocabulary, its trained
-projectors refining the new class prompts as they refine the image. ``--step 0`` is zero-shot CLIP.
+Folders are searched recursively for image files by extension. A file that is not an image, fails
+to decode or exceeds Pillow's decompression-bomb limit gets a row with its ``error`` and no classes.
+``--classes`` replaces the adapter's classes (open-vocabulary); ``--step 0`` is zero-shot CLIP.
 """
 
 from __future__ import annotations
@@ -45,11 +42,7 @@ class Found:
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> Found:
-    """Files named directly, plus the image files under each folder (sorted, recursive).
-
-    A missing path, a broken symlink, a symlink loop or a folder file whose extension Pillow does
-    not know is skipped with its reason; a file named directly is always tried.
-    """
+    """Files named directly (always tried), plus the image files under each folder (sorted, recursive)."""
     extensions = image_extensions()
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -94,13 +87,7 @@ def _walk(
 
 
 def decode(path: Path) -> Image.Image:
-    """Open and fully decode an image as RGB, refusing decompression bombs (Pillow's
-    ``Image.MAX_IMAGE_PIXELS``).
-
-    Raises:
-        ValueError: the file is not an image, is damaged, or exceeds Pillow's pixel limit; the
-            message says which.
-    """
+    """Open and fully decode an image as RGB; ValueError for a non-image, damage or a decompression bomb."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -132,8 +119,7 @@ class _Images(Dataset):
 
 
 def parse_classes(value: str) -> list[str]:
-    """``--classes``: a file with one class name per line (blank lines and ``#`` comments
-    ignored), or a comma-separated list."""
+    """``--classes``: a file with one class name per line (``#`` comments ignored), or a,b,c."""
     path = Path(value)
     if path.is_file():
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -168,12 +154,9 @@ def predict_files(
     precision: str = "auto",
     progress: bool = True,
 ) -> tuple[list[dict], float]:
-    """Classify `files` in batches; one row per file, in order.
+    """Classify `files` in batches; return (one row per file, in order; images/s over those that decoded).
 
-    Returns:
-        (rows, images per second over the images that decoded). A row holds ``path``, ``step``,
-        ``class_1``, ``prob_1`` ... ``class_k``, ``prob_k`` and ``error`` (empty, or why the file
-        has no classes).
+    A row holds ``path``, ``step``, ``class_i``/``prob_i`` for i = 1..k and ``error`` (empty, or why).
     """
     from perl_pipeline.benchmarks.images import test_transform
     from perl_pipeline.device import autocast
@@ -182,12 +165,9 @@ def predict_files(
     step = classifier.steps if step is None else step
     k = min(top_k, len(classifier.classnames))
     images = _Images(files, test_transform(classifier.image_size), classifier.image_size)
+    pin = device.type == "cuda"
     loader = DataLoader(
-        images,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
+        images, batch_size=batch_size, num_workers=num_workers, pin_memory=pin, persistent_workers=False
     )
     rows: list[dict] = [{}] * len(files)
     good, start = 0, time.perf_counter()
@@ -296,25 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     write_predictions(rows, args.out, overwrite=args.overwrite)
     bad = sum(1 for row in rows if row["error"])
-    logger.info(
-        "%d images classified (%d skipped, named above) at step %d among %d classes: %.1f images/s on %s; "
-        "wrote %s",
-        len(rows) - bad,
-        bad,
-        rows[0]["step"],
-        len(classifier.classnames),
-        rate,
-        device,
-        args.out,
-    )
+    msg = "%d images classified (%d skipped, named above) at step %d among %d classes: %.1f images/s on %s; "
+    step, n_classes = rows[0]["step"], len(classifier.classnames)
+    logger.info(msg + "wrote %s", len(rows) - bad, bad, step, n_classes, rate, device, args.out)
     return 0
 
 
 def classify(
     classifier: AdapterClassifier, found: Found, *, top_k: int = 5, step: int | None = None, **options
 ) -> tuple[list[dict], float]:
-    """`predict_files` over the files found, then one row per path skipped while searching (its
-    ``error`` the reason, no classes), each named in the log; returns (rows, images per second)."""
+    """`predict_files` over the files found, then a row (``error``: why) per path skipped while searching."""
     for path, reason in found.skipped:
         logger.warning("skipping %s: %s", path, reason)
     rows, rate = predict_files(classifier, found.files, top_k=top_k, step=step, **options)

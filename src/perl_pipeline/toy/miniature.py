@@ -1,36 +1,11 @@
 """Tiny copies of the benchmarks in their REAL on-disk layouts, for demos and tests.
 
 :func:`write_miniature` writes a few small images per class (class-dependent colours, so a model
-can actually learn something) with the real folder structure, file naming and split/meta file
-formats, including each dataset's quirks:
-
-* Caltech101: capitalised ``Faces``/``Leopards``/``Motorbikes`` first in label order, renamed
-  (``Faces`` -> ``face``), and ``BACKGROUND_Google``/``Faces_easy`` folders on disk but not in
-  the split file;
-* StanfordCars: paths relative to the dataset folder (``cars_train/00001.jpg``), year-first names;
-* SUN397: ``a/apartment_building/outdoor`` folders -> ``outdoor apartment_building``;
-* EuroSAT: ``AnnualCrop`` folders -> ``Annual Crop Land``; UCF101: ``Apply_Eye_Makeup`` folders
-  with ``v_ApplyEyeMakeup_gXX_cYY.jpg`` frames;
-* FGVC: ``variants.txt`` order with names holding spaces and slashes (``F/A-18``);
-* ImageNet: wnid folders + ``classnames.txt``; V2: numbered folders (more than 10, so string
-  sorting would be wrong); A/R: a subset of the wnids of a larger ``classnames.txt``.
-
-The class names, file names and extra files of each benchmark are data in its ``miniature`` block
-(``conf/base/parameters_benchmarks.yml``); the per-layout writers live beside their readers in
-:mod:`perl_pipeline.benchmarks.layouts`. This module chooses the classes, draws the images and
-runs the layout's writer.
-
-The returned spec has ``num_classes``/``split_sizes`` set to the miniature's, so
-:func:`~perl_pipeline.benchmarks.validate.validate_index` passes on it.
-
-:func:`write_replica` is the same writer at the protocol's volume (the full-scale rehearsal,
-:mod:`perl_pipeline.rehearse`): every class, every split at its true size times ``fraction`` (at
-least one image per class and split), tiny JPEGs or real-size ones (500 x 375, about 100 KB, like
-ImageNet's), and an unchanged replica is reused rather than rewritten.
-
-With ``world`` set, the images come from the toy world (:mod:`perl_pipeline.toy.world`) under
-that shift and the classes are toy-world concepts ("red triangle"), chosen per benchmark; the
-layout, the file naming and the split/meta files stay the benchmark's own.
+can learn something) with the real folder structure, file naming and split/meta files, quirks
+included (names and files are data in each benchmark's ``miniature`` block; the writers live
+beside their readers in :mod:`perl_pipeline.benchmarks.layouts`). :func:`write_replica` is the
+same writer at the protocol's volume, for the full-scale rehearsal. With ``world`` set, images and
+classes come from the toy world (:mod:`perl_pipeline.toy.world`) in the benchmark's own layout.
 """
 
 from __future__ import annotations
@@ -76,32 +51,13 @@ def write_miniature(
     world: dict | None = None,
     reuse: bool = False,
 ) -> BenchmarkSpec:
-    """Write a tiny, real-layout copy of ``spec``'s benchmark under ``data_root / spec.folder``.
+    """Write a tiny, real-layout copy of ``spec``'s benchmark; return ``spec`` with its sizes.
 
-    Args:
-        spec: The benchmark (its folder, image_dir, split file and layout are used as is).
-        data_root: Where benchmark folders live.
-        classes: Number of classes (default: ``min(spec.num_classes, 12)``); real class names
-            first, then synthetic ones in the same style.
-        per_class: Images per class and split (default train 4, val 2, test 3, restricted to
-            the spec's splits).
-        split_sizes: Images per split instead, spread over the classes as evenly as they go
-            (the first ``size % classes`` classes get one more); each at least ``classes``.
-        image_size: Side of the square images, or (width, height), in pixels. With
-            ``split_sizes``, plain-world images are encoded once per colour and variant and
-            their bytes reused (a replica writes a million files, not a million encodings).
-        seed: Makes colours, tokens and line order reproducible.
-        world: a :class:`~perl_pipeline.toy.world.Shift`'s fields: draw toy-world images
-            and concepts instead of plain colours and the real class names.
-        reuse: Keep a miniature already written with exactly these settings instead of
-            rewriting it.
-
-    Returns:
-        ``spec`` with ``num_classes`` and ``split_sizes`` of the miniature.
-
-    Raises:
-        ValueError: bad ``classes``/``per_class``, or a spec without a ``miniature`` block.
-        FileExistsError: the folder holds something that is not a miniature (never deleted).
+    ``classes`` defaults to ``min(spec.num_classes, 12)``; ``per_class`` (default train 4, val 2,
+    test 3) or ``split_sizes`` (spread evenly, earlier classes one more; plain images then encoded
+    once per colour and variant and reused) set the images; ``world`` holds a
+    :class:`~perl_pipeline.toy.world.Shift`'s fields; ``reuse`` keeps a copy written with the same
+    settings. A folder that is not a miniature is never deleted (FileExistsError).
     """
     if spec.miniature is None:
         raise ValueError(
@@ -161,19 +117,9 @@ def write_replica(
     image_size: str = "tiny",
     seed: int = 0,
 ) -> BenchmarkSpec:
-    """The miniature writer at the protocol's volume: every class of ``spec``, every split at its
-    true size times ``fraction`` (:func:`replica_split_sizes`), in the real layout and meta files.
-
-    Class names beyond the ``miniature`` block's real ones are generated in the benchmark's own
-    style (ImageNet-family WordNet ids ``n9xxxxxxx``), unique. An existing replica written with the
-    same settings is reused.
-
-    Args:
-        image_size: ``tiny`` (16 x 16 JPEGs, fast to write) or ``real`` (500 x 375, about 100 KB).
-
-    Returns:
-        ``spec`` with the replica's split sizes (the true ones at ``fraction`` 1).
-    """
+    """The miniature writer at the protocol's volume: every class, every split at its true size times
+    ``fraction``; ``image_size`` is ``tiny`` (16 x 16) or ``real`` (500 x 375, about 100 KB).
+    An existing replica written with the same settings is reused."""
     if image_size not in REPLICA_IMAGES:
         raise ValueError(f"image_size must be one of {sorted(REPLICA_IMAGES)}, got {image_size!r}")
     return write_miniature(
@@ -218,9 +164,7 @@ def _per_class(spec: BenchmarkSpec, per_class: dict[str, int] | None) -> dict[st
         raise ValueError(
             f"[{spec.name}] per_class names unknown splits {unknown}; use {sorted(DEFAULT_PER_CLASS)}"
         )
-    # splits the benchmark lacks (val for ImageNet, train for the variants) are skipped, so one
-    # setting serves every benchmark
-    # (a layout that splits the images itself, image_folder, has no sizes yet: every split counts)
+    # splits the benchmark lacks are skipped; image_folder has no sizes yet: every split counts
     counts = {s: given.get(s, DEFAULT_PER_CLASS[s]) for s in spec.split_sizes or DEFAULT_PER_CLASS}
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts.values()):
         raise ValueError(f"[{spec.name}] per_class counts must be positive integers: {counts}")
@@ -233,8 +177,8 @@ def _clear(folder: Path, name: str) -> None:
         shutil.rmtree(folder)
     elif folder.exists() and any(folder.iterdir()):
         raise FileExistsError(
-            f"[{name}] {folder} exists and is not a miniature written by "
-            f"write_miniature; refusing to overwrite it"
+            f"[{name}] {folder} exists and is not a miniature written by write_miniature; "
+            "refusing to overwrite it"
         )
 
 
@@ -281,8 +225,7 @@ def _writer(
 def _plain_image(
     colour: tuple[int, int, int], i: int, size: tuple[int, int], rng: random.Random
 ) -> Image.Image:
-    """A square miniature image, or (other sizes) a colour with noise that encodes like a photo:
-    500 x 375 at JPEG quality 90 gives about 100 KB, ImageNet's typical file."""
+    """A square miniature image, or a colour with noise that encodes like a photo (500 x 375: ~100 KB)."""
     width, height = size
     if width == height:
         return colour_image(colour, i, width)

@@ -1,16 +1,9 @@
 """A procedurally generated image-caption world, where a small CLIP can learn zero-shot transfer.
 
-Every image is one coloured shape (8 colours x 8 shapes, two sizes, anywhere in the frame, slightly
-rotated) on a textured background; its caption names what is visible ("a photo of a small red
-triangle on a striped background."). A CLIP pretrained contrastively on such pairs classifies
-colour-shape concepts from their names alone, including combinations it never saw.
-
-A :class:`Shift` changes how images look without changing what they show: other background
-textures, pixel noise, occluding patches. The demo's benchmarks are drawn from a shifted world,
-so zero-shot accuracy stays well above chance but leaves PERL room to adapt.
-
-Everything is a pure function of its arguments and a seed: a scene table (one row per image) plus
-:func:`render` gives the same pixels on every machine.
+Every image is one coloured shape (8 colours x 8 shapes, two sizes) on a textured background, its
+caption naming what is visible. A :class:`Shift` changes how images look, not what they show; the
+demo's benchmarks come from a shifted world. Everything is a pure function of its arguments and a
+seed: a scene table plus :func:`render` gives the same pixels on every machine.
 """
 
 from __future__ import annotations
@@ -67,10 +60,8 @@ def split_concept(concept: str) -> tuple[str, str]:
     """'red triangle' -> ('red', 'triangle'); raises ValueError on anything else."""
     colour, _, shape = concept.partition(" ")
     if colour not in COLOURS or shape not in SHAPES:
-        raise ValueError(
-            f"{concept!r} is not a toy-world concept '<colour> <shape>' "
-            f"(colours {list(COLOURS)}, shapes {list(SHAPES)})"
-        )
+        shapes = f"(colours {list(COLOURS)}, shapes {list(SHAPES)})"
+        raise ValueError(f"{concept!r} is not a toy-world concept '<colour> <shape>' {shapes}")
     return colour, shape
 
 
@@ -78,14 +69,8 @@ def split_concept(concept: str) -> tuple[str, str]:
 class Shift:
     """How images are rendered, apart from their content.
 
-    Attributes:
-        backgrounds: background textures drawn from, uniformly.
-        noise: std of the Gaussian pixel noise (pixel values in [0, 1]).
-        occlusion: probability that a grey patch hides part of the shape.
-        background_saturation: most saturation of the background colours (the shapes' is ~0.9).
-        colour_jitter: per-channel jitter of the shape's colour.
-        hue_rotation: a colour cast over the whole image: hues turned by this many degrees
-            around the grey axis (the content stays recoverable, its colours shift).
+    ``noise``: pixel std (values in [0, 1]); ``occlusion``: probability of a grey patch over the shape;
+    ``background_saturation``: the most (the shapes' is ~0.9); ``hue_rotation``: degrees around grey.
     """
 
     backgrounds: tuple[str, ...] = BACKGROUNDS
@@ -121,11 +106,7 @@ class CaptionStyle:
 
 
 def sample_scenes(concept_list: Sequence[str], n: int, shift: Shift, seed: int) -> pl.DataFrame:
-    """`n` scenes with concepts drawn uniformly from `concept_list` (one row per image).
-
-    Columns: colour, shape, size, radius (fraction of the side), x, y (centre, fractions), angle
-    (radians), background, seed (of the image's texture, jitter, noise and occlusion).
-    """
+    """`n` scenes (rows of :data:`SCENE_COLUMNS`), concepts drawn uniformly from `concept_list`."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     for c in concept_list:
@@ -183,8 +164,7 @@ def _position(x: float, y: float) -> str:
 
 
 class RenderedScenes(Dataset):
-    """(image, target) pairs: scene rows rendered on the fly, CLIP-normalised, with one target
-    row each (caption tokens for pretraining, a label for evaluation)."""
+    """(image, target) pairs: scene rows rendered on the fly, CLIP-normalised (target: tokens or a label)."""
 
     def __init__(self, scenes: pl.DataFrame, targets: torch.Tensor, size: int, shift: Shift):
         if scenes.height != len(targets):
@@ -200,11 +180,6 @@ class RenderedScenes(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = torch.from_numpy(render(self.rows[i], self.size, self.shift)).permute(2, 0, 1)
         return (pixels.float() / 255 - self.mean) / self.std, self.targets[i]
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------------
 
 
 def render(scene: Mapping, size: int, shift: Shift) -> np.ndarray:
