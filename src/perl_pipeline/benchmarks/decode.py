@@ -17,12 +17,9 @@ from perl_pipeline.benchmarks.images import ImageFolderTable, UnreadableImageErr
 
 
 def tensor_test_transform(image: torch.Tensor, size: int) -> torch.Tensor:
-    """`test_transform` on a decoded uint8 image [3, H, W], on whatever device it lies (GPU
-    decoding): antialiased bicubic resize of the shorter side, centre crop, CLIP normalisation.
+    """`test_transform` on a decoded uint8 image [3, H, W] on its device; [3, size, size] float32.
 
-    Returns:
-        [3, size, size] float32. Equal to `test_transform` on the same pixels within 2 of 255
-        intensity levels per value, 0.01 level on average (on the CPU; tests/benchmarks/test_images.py).
+    Equal to `test_transform` within 2 of 255 levels per value, 0.01 on average (see test_images.py).
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
@@ -36,11 +33,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class EncodedImages(Dataset):
-    """The files of an `ImageFolderTable`, undecoded: (bytes [n] uint8, label, index) for a JPEG.
-
-    A file that is not a JPEG comes decoded and transformed by the table itself, as
-    (image [3, H, W] float, label, index), so a mixed folder still works.
-    """
+    """The files of an `ImageFolderTable`, undecoded: (bytes [n] uint8, label, index) for a JPEG;
+    any other file comes decoded by the table itself, (image [3, H, W] float, label, index)."""
 
     def __init__(self, table: ImageFolderTable):
         self.table = table
@@ -74,14 +68,10 @@ def decode_on_device(
     size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Decode a batch of JPEG files on `device` (one batched nvJPEG call on CUDA) and apply
-    `tensor_test_transform` there.
+    """Decode a batch of JPEGs on `device` (batched nvJPEG on CUDA) and transform them there.
 
-    Items that are already decoded (not JPEGs) are moved as they are; a JPEG the device cannot
-    decode (e.g. CMYK) is decoded on the CPU by `table[index]`, the PIL path.
-
-    Returns:
-        [B, 3, size, size] float32 on `device`, in the order of `items`.
+    Already decoded items are moved as they are; a JPEG the device cannot decode (e.g. CMYK) goes
+    through `table[index]`, the PIL path.
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 

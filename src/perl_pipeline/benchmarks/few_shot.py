@@ -148,22 +148,8 @@ def draw_few_shot(
 ) -> pl.DataFrame:
     """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed.
 
-    The result never depends on the filesystem or on global random state (each seed has its
-    own generator; the caller's ``random`` state is left alone). With ``draw="coop"`` it follows
-    the index's row order, which the layout readers keep as the split files list it; with
-    ``draw="sorted"`` it does not depend on the row order either.
-
-    Args:
-        index: The benchmark index (columns split, path, label, classname), in reader order.
-        shots: Images per class (K).
-        seeds: One draw per seed.
-        subsets: Which class subsets to emit; base/novel rows come from the ``all`` draw.
-        draw: The rule, one of :data:`DRAWS` (``few_shot.draw``).
-
-    Returns:
-        A table with :data:`FEW_SHOT_SCHEMA` columns (seed, subset, split, path, label,
-        original_label, classname, source_hash, recipe), sorted by seed, subset, split, label,
-        path.
+    Each seed has its own generator (global random state is left alone); base/novel rows come from
+    the ``all`` draw. Returns :data:`FEW_SHOT_SCHEMA` rows sorted by seed, subset, split, label, path.
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
@@ -180,12 +166,9 @@ def draw_few_shot(
     pools = _pools(index, draw)
     small = {items[0][1]: len(items) for items in pools["train"].values() if len(items) < shots}
     if small:  # as Dassl's generate_fewshot_dataset: such a class is kept whole
-        logger.warning(
-            "%d class(es) have fewer than %d training images and are kept whole: %s",
-            len(small),
-            shots,
-            ", ".join(f"{name} ({n})" for name, n in sorted(small.items())),
-        )
+        names = ", ".join(f"{name} ({n})" for name, n in sorted(small.items()))
+        msg = "%d class(es) have fewer than %d training images and are kept whole: %s"
+        logger.warning(msg, len(small), shots, names)
     frames = []
     for seed in seeds:
         drawn = _draw(pools, shots, int(seed))
@@ -209,11 +192,7 @@ def draw_few_shot(
 
 
 def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str, str]]]]:
-    """split -> label -> [(path, classname)] for train and val, in the order the draw visits them.
-
-    ``coop``: Dassl's ``split_dataset_by_label``, i.e. the index's row order, labels in order of
-    first appearance. ``sorted``: labels ascending, each class's paths sorted.
-    """
+    """split -> label -> [(path, classname)] for train and val, in the order the draw visits them."""
     pools: dict[str, dict[int, list[tuple[str, str]]]] = {
         "train": defaultdict(list),
         "val": defaultdict(list),
@@ -229,8 +208,7 @@ def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str
 def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: int) -> pl.DataFrame:
     """One seeded draw: train classes in pool order, then val classes, one local generator.
 
-    ``random.Random(seed)`` is seeded exactly as ``random.seed(seed)`` seeds the global
-    generator, so its ``sample`` calls give what Dassl's global ``random.sample`` calls give.
+    ``random.Random(seed)`` is seeded as ``random.seed(seed)`` is, so it samples what Dassl's does.
     """
     rng = random.Random(seed)
     cols: dict[str, list] = {"split": [], "path": [], "label": [], "classname": []}
@@ -243,17 +221,15 @@ def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: 
                 cols["label"].append(label)
                 cols["classname"].append(classname)
     return pl.DataFrame(
-        cols,
-        schema={"split": pl.String, "path": pl.String, "label": pl.Int64, "classname": pl.String},
+        cols, schema={"split": pl.String, "path": pl.String, "label": pl.Int64, "classname": pl.String}
     )
 
 
 def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.DataFrame:
     """Keep the ``base`` (first ``ceil(n/2)`` labels), ``novel`` (the rest) or ``all`` classes.
 
-    Labels are renumbered from 0 within the subset; ``original_label`` keeps the full-dataset
-    label (taken from an existing ``original_label`` column, else from ``label``). Works on index
-    tables (e.g. the test split for evaluation) and on the ``all`` rows of a few-shot table.
+    Labels are renumbered from 0; ``original_label`` keeps the full-dataset label. Works on index
+    tables and on the ``all`` rows of a few-shot table.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")

@@ -32,11 +32,7 @@ def index_frame(
 
 
 def label_classnames(index: pl.DataFrame, *, where: str = "index") -> list[str]:
-    """Class names in label order; labels must be exactly 0..n-1, each with one name.
-
-    Raises:
-        ValueError: a label has several names, or the labels have gaps.
-    """
+    """Class names in label order; ValueError unless labels are exactly 0..n-1, each with one name."""
     pairs = index.select("label", "classname").unique().sort("label", "classname")
     dupes = pairs.filter(pl.col("label").is_duplicated())
     if dupes.height:

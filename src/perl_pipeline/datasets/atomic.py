@@ -1,9 +1,7 @@
 """Any file dataset, written all at once: reports are never left half-written.
 
-``AtomicDataset`` saves through the dataset it wraps into a temporary sibling (same folder, so
-``os.replace`` is atomic), then moves it into place; a folder output (the plots) is moved file by
-file. A crash or a full disk leaves the previous report (or none) and no temporary file, and the
-error names the report.
+``AtomicDataset`` saves through the wrapped dataset into a temporary sibling (same folder, so
+``os.replace`` is atomic), then moves it into place; a folder output is moved file by file.
 """
 
 from __future__ import annotations
@@ -18,14 +16,8 @@ from kedro.io import AbstractDataset
 
 
 class AtomicDataset(AbstractDataset):
-    """`dataset` (a catalog ``type`` and its options) at `filepath`, saved atomically.
-
-    Args:
-        dataset: the wrapped dataset: its type (``text.TextDataset``) or a mapping with ``type``
-            and its other options (``file_format: csv``), without ``filepath``.
-        filepath: the local file or folder.
-        metadata: free-form metadata (kedro-viz reads metadata["kedro-viz"]).
-    """
+    """`dataset` (a catalog ``type``, or a mapping with ``type`` and options but no ``filepath``)
+    at `filepath`, saved atomically."""
 
     def __init__(self, *, dataset: str | dict[str, Any], filepath: str, metadata: dict | None = None) -> None:
         from kedro.io.core import parse_dataset_definition

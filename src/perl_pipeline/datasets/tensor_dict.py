@@ -1,9 +1,7 @@
 """dict[str, Tensor | JSON] <-> .safetensors: text features, frozen prefix states and projector weights.
 
-Tensors go into the file's tensor table; every other value (class names, a recipe) goes, as one
-sorted JSON object, into the metadata header under :data:`METADATA_KEY` (one key: safetensors writes
-several keys in no fixed order, and the bytes must not depend on it), so an artefact and what it
-was made from travel together.
+Non-tensor values go, as one sorted JSON object, into the metadata header under :data:`METADATA_KEY`
+(one key: safetensors writes several keys in no fixed order, and the bytes must not depend on it).
 """
 
 from __future__ import annotations
@@ -20,12 +18,7 @@ METADATA_KEY = "perl_pipeline"
 
 
 class TensorDictDataset(AbstractDataset[dict, dict]):
-    """A flat dict of tensors and JSON values in one safetensors file (no pickle; CPU tensors).
-
-    Args:
-        filepath: local path of the .safetensors file.
-        metadata: free-form metadata (kedro-viz reads metadata["kedro-viz"]).
-    """
+    """A flat dict of tensors and JSON values in one safetensors file (no pickle; CPU tensors)."""
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         self._filepath = PurePosixPath(filepath)
