@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from perl_pipeline.benchmarks.layouts.image_folder import image_extensions, normalise_classname
+from perl_pipeline.benchmarks.layouts.image_folder import image_extensions, normalise_classname, walk_images
 from perl_pipeline.models.adapter import AdapterClassifier
 
 logger = logging.getLogger("perl_pipeline.predict")
@@ -49,7 +49,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> Found:
     seen: set[Path] = set()
     for given in map(Path, paths):
         if given.is_dir():
-            _walk(given, extensions, files, skipped, seen)
+            walk_images(given, extensions, files, skipped, seen)
         elif given.is_file():
             files.append(given)
         elif given.is_symlink():
@@ -57,33 +57,6 @@ def find_images(paths: Sequence[str | os.PathLike]) -> Found:
         else:
             skipped.append((given, "no such file or folder"))
     return Found(files, skipped)
-
-
-def _walk(
-    folder: Path, extensions: frozenset[str], files: list[Path], skipped: list, seen: set[Path]
-) -> None:
-    real = folder.resolve()
-    if real in seen:
-        skipped.append((folder, f"symlink loop (folder {real} already searched)"))
-        return
-    seen.add(real)
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as error:
-        skipped.append((folder, f"cannot list folder: {error.strerror or error}"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            _walk(entry, extensions, files, skipped, seen)
-        elif entry.is_file():
-            if entry.suffix.lower() in extensions:
-                files.append(entry)
-            else:
-                skipped.append((entry, f"not an image file (extension {entry.suffix or 'none'!r})"))
-        elif entry.is_symlink():
-            skipped.append((entry, "broken symlink"))
 
 
 def decode(path: Path) -> Image.Image:

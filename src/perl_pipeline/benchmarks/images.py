@@ -1,7 +1,6 @@
 """Image loading and the protocol's transforms (docs/method.md §3), over index / few-shot tables.
 
-An image that cannot be read while training or evaluating raises :class:`UnreadableImageError`
-naming its full path and the fix, instead of Pillow's bare ``OSError``.
+An unreadable image raises :class:`UnreadableImageError` naming its full path and the fix.
 """
 
 from __future__ import annotations
@@ -62,15 +61,7 @@ def unreadable_image_message(path: Path | str, problem: str, benchmark: str | No
 
 
 class ImageFolderTable(Dataset):
-    """(image, label) pairs from relative paths under data_root.
-
-    Args:
-        data_root: the folder the table's paths are relative to.
-        paths: relative image paths.
-        labels: one integer label per path.
-        transform: applied to each RGB PIL image.
-        benchmark: the benchmark's name, for the rerun command in error messages.
-    """
+    """(image, label) pairs from paths relative to data_root; `benchmark` names the rerun in errors."""
 
     def __init__(
         self,

@@ -119,18 +119,8 @@ def download_file(
     if existing is not None:
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
-    job = _Job(
-        url=url,
-        params=params,
-        dest=dest,
-        what=what,
-        manual_hint=manual_hint,
-        timeout=timeout,
-        chunk_size=chunk_size,
-        progress=progress,
-        session=session or requests.Session(),
-        check_response=check_response,
-    )
+    http = session or requests.Session()
+    job = _Job(url, params, dest, what, manual_hint, timeout, chunk_size, progress, http, check_response)
     try:
         _fetch_with_retries(job, retries=retries, backoff=backoff)
     finally:

@@ -30,13 +30,7 @@ class PretrainResult:
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE: pair i's image should pick caption i among the batch's, and back.
-
-    Args:
-        image: [B, D] image embeddings (unnormalised).
-        text: [B, D] caption embeddings (unnormalised).
-        logit_scale: log of the inverse temperature (a scalar).
-    """
+    """CLIP's symmetric InfoNCE over [B, D] unnormalised embeddings; `logit_scale`: log of 1/temperature."""
     image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
     logits = logit_scale.exp() * image @ text.T  # [B, B]
     target = torch.arange(len(image), device=image.device)

@@ -56,36 +56,44 @@ def dassl_counts(n: int) -> tuple[int, int, int]:
     return n_train, n_val, n - n_train - n_val
 
 
+def walk_images(
+    folder: Path,
+    extensions: frozenset[str],
+    files: list[Path],
+    skipped: list[tuple[Path, str]],
+    seen: set[Path],
+) -> None:
+    """Add the image files under ``folder`` (sorted, recursive, hidden entries ignored) to ``files``,
+    and each entry left out (symlink loop, unknown extension, broken link) with why to ``skipped``."""
+    real = folder.resolve()
+    if real in seen:
+        skipped.append((folder, f"symlink loop (folder {real} already searched)"))
+        return
+    seen.add(real)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        skipped.append((folder, f"cannot list folder: {error.strerror or error}"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            walk_images(entry, extensions, files, skipped, seen)
+        elif entry.is_file() and entry.suffix.lower() in extensions:
+            files.append(entry)
+        elif entry.is_file():
+            skipped.append((entry, f"not an image file (extension {entry.suffix or 'none'!r})"))
+        elif entry.is_symlink():
+            skipped.append((entry, "broken symlink"))
+
+
 def class_files(folder: Path, extensions: frozenset[str] | None = None) -> tuple[list[str], list[str]]:
-    """(image files as sorted relative POSIX paths, skipped entries with reasons) under ``folder``.
-
-    Hidden entries are ignored; symlink loops and unknown extensions are skipped and named.
-    """
-    extensions = image_extensions() if extensions is None else extensions
-    found: list[str] = []
-    skipped: list[str] = []
-    seen: set[Path] = set()
-
-    def walk(path: Path) -> None:
-        real = path.resolve()
-        if real in seen:
-            skipped.append(f"{path}: symlink loop (folder {real} already read)")
-            return
-        seen.add(real)
-        for entry in sorted(path.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                walk(entry)
-            elif entry.is_file() and entry.suffix.lower() in extensions:
-                found.append(entry.relative_to(folder).as_posix())
-            elif entry.is_file():
-                skipped.append(f"{entry}: not an image file (extension {entry.suffix or 'none'!r})")
-            else:
-                skipped.append(f"{entry}: broken symlink")
-
-    walk(folder)
-    return found, skipped
+    """(image files as sorted POSIX paths relative to ``folder``, "<entry>: <reason>" per entry left out)."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    walk_images(folder, image_extensions() if extensions is None else extensions, files, skipped, set())
+    return [f.relative_to(folder).as_posix() for f in files], [f"{path}: {why}" for path, why in skipped]
 
 
 def _class_folders(folder: Path, name: str) -> list[str]:
