@@ -166,8 +166,7 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
         index = LAYOUTS[spec.layout].read(spec, root)
     if index.is_empty():
         raise DatasetUnavailableError(
-            spec.name,
-            f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}",
+            spec.name, f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}"
         )
     label_classnames(index, where=f"[{spec.name}] index")
     sizes = dict(index.group_by("split").len().iter_rows())

@@ -194,11 +194,7 @@ def validate_index(
 
 
 def check_drawn_images(
-    few_shot: pl.DataFrame,
-    data_root: Path | str,
-    *,
-    benchmark: str,
-    workers: int | None = None,
+    few_shot: pl.DataFrame, data_root: Path | str, *, benchmark: str, workers: int | None = None
 ) -> FileCheck:
     """Decode every image a few-shot table draws (all seeds, subsets and splits), completely.
 

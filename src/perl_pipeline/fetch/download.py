@@ -179,10 +179,7 @@ def _fetch_with_retries(job: _Job, *, retries: int, backoff: float) -> None:
             return
         except requests.exceptions.SSLError as exc:
             raise DownloadError(
-                job.error(
-                    f"TLS/SSL error ({exc})",
-                    "The server's certificate is not trusted; use a mirror.",
-                )
+                job.error(f"TLS/SSL error ({exc})", "The server's certificate is not trusted; use a mirror.")
             ) from exc
         except (
             _TransientError,

@@ -94,11 +94,7 @@ class _Member:
 
 
 def extract_archive(
-    archive: Path,
-    target: Path,
-    *,
-    members_prefix: str | None = None,
-    limits: ExtractLimits | None = None,
+    archive: Path, target: Path, *, members_prefix: str | None = None, limits: ExtractLimits | None = None
 ) -> list[Path]:
     """Extract a zip/tar archive into target (unsafe members refused first); return the files.
 

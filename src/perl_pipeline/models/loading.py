@@ -38,6 +38,7 @@ OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 # what open_clip fetches from a Hugging Face hub repository given as "org/name/" (safetensors first)
 HF_WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+_READ_ERRORS = (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -90,9 +91,7 @@ def load_clip(
 
 
 def check_weights(
-    model_name: str,
-    pretrained: str | os.PathLike | None,
-    cache_dir: str | os.PathLike | None = None,
+    model_name: str, pretrained: str | os.PathLike | None, cache_dir: str | os.PathLike | None = None
 ) -> None:
     """Check in seconds, on the meta device, that `load_clip` will find usable weights.
 
@@ -144,15 +143,7 @@ def read_state_dict(
             contents = torch.load(
                 path, map_location=device, weights_only=True, mmap=kind == "torch zip" and not meta
             )
-    except (
-        RuntimeError,
-        OSError,
-        ValueError,
-        EOFError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        SafetensorError,
-    ) as error:
+    except (*_READ_ERRORS, SafetensorError) as error:
         if isinstance(error, PermissionError):
             raise _permission_error(path) from error
         if "Weights only load failed" in str(error):  # intact, but holds arbitrary Python objects
@@ -173,12 +164,7 @@ def read_state_dict(
     return _unwrap(contents, path)
 
 
-def weights_identity(
-    model_name: str,
-    pretrained: str | os.PathLike | None,
-    *,
-    init_seed: int = 0,
-) -> str:
+def weights_identity(model_name: str, pretrained: str | os.PathLike | None, *, init_seed: int = 0) -> str:
     """What the weights are, for provenance: `tag:<tag>`, `sha256:<hex>` (a file) or `random:<seed>`."""
     if pretrained is None:
         return f"random:{init_seed}"
