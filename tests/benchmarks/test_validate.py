@@ -47,7 +47,6 @@ def test_valid_index_passes_with_a_report(dtd: tuple) -> None:
     assert (report.benchmark, report.num_files, report.num_classes) == ("dtd", 36, 4)
     assert report.split_sizes == {"train": 16, "val": 8, "test": 12}
     assert report.missing == report.corrupt == ()
-    assert report.to_dict()["split_sizes"] == {"train": 16, "val": 8, "test": 12}
 
 
 def test_missing_file_stops_with_name_and_fix(dtd: tuple) -> None:

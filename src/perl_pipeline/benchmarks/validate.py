@@ -84,8 +84,6 @@ class FileCheck:
     unreadable: tuple[str, ...]
     corrupt: tuple[str, ...]
     reasons: dict[str, str] = field(repr=False)
-    mode: str
-    seconds: float
 
     @property
     def bad(self) -> tuple[str, ...]:
@@ -111,19 +109,6 @@ class ValidationReport:
     def dropped(self) -> tuple[str, ...]:
         """Every bad file that was removed from the index."""
         return self.missing + self.unreadable + self.corrupt
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary (for metrics / reporting datasets)."""
-        return {
-            "benchmark": self.benchmark,
-            "num_files": self.num_files,
-            "missing": list(self.missing),
-            "unreadable": list(self.unreadable),
-            "corrupt": list(self.corrupt),
-            "split_sizes": self.split_sizes,
-            "num_classes": self.num_classes,
-            "decode_checked": self.decode_checked,
-        }
 
 
 def validate_index(
@@ -167,8 +152,6 @@ def validate_index(
         unreadable=tuple(p for c in checks for p in c.unreadable),
         corrupt=tuple(p for c in checks for p in c.corrupt),
         reasons={p: r for c in checks for p, r in c.reasons.items()},
-        mode="",
-        seconds=0.0,
     )
     bad = list(found.bad)
     if len(bad) > tolerance:
@@ -272,8 +255,6 @@ def check_image_files(
         unreadable=tuple(by_kind["unreadable"]),
         corrupt=tuple(by_kind["corrupt"]),
         reasons={p: results[p][1] for p in by_kind["corrupt"]},
-        mode=mode,
-        seconds=seconds,
     )
 
 
