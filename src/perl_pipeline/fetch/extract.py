@@ -128,14 +128,14 @@ class _Reader:
 
     budget: _Budget
 
-    def __init__(self, archive: Path) -> None:
-        self.archive = archive
+    def __init__(self, archive: Path, handle: Any) -> None:
+        self.archive, self.handle = archive, handle
 
     def __enter__(self) -> _Reader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self.handle.close()
 
     def members(self) -> list[_Member]:
         with _corruption_guard(self.archive):
@@ -161,18 +161,11 @@ class _Reader:
 
 
 class _ZipReader(_Reader):
-    def __init__(self, archive: Path) -> None:
-        super().__init__(archive)
-        self.zf = zipfile.ZipFile(archive)
-
-    def close(self) -> None:
-        self.zf.close()
-
     def _list(self) -> Iterable[_Member]:
-        for info in self.zf.infolist():
+        for info in self.handle.infolist():
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                link = self.zf.read(info).decode("utf-8", errors="surrogateescape")
+                link = self.handle.read(info).decode("utf-8", errors="surrogateescape")
                 yield _member(info.filename, "symlink", link, info)
                 continue
             special = stat.S_IFMT(mode) not in (0, stat.S_IFREG)
@@ -193,20 +186,13 @@ class _ZipReader(_Reader):
                 os.symlink(member.link, out)
                 _ensure_inside(out, dest, member, self.archive)
             else:
-                with self.zf.open(member.source) as src, out.open("wb") as dst:
+                with self.handle.open(member.source) as src, out.open("wb") as dst:
                     self._copy(src, dst, member, member.source.file_size)
 
 
 class _TarReader(_Reader):
-    def __init__(self, archive: Path) -> None:
-        super().__init__(archive)
-        self.tf = tarfile.open(archive, "r:*")
-
-    def close(self) -> None:
-        self.tf.close()
-
     def _list(self) -> Iterable[_Member]:
-        for info in self.tf.getmembers():
+        for info in self.handle.getmembers():
             if info.isreg() or info.isdir():
                 yield _member(info.name, "file" if info.isreg() else "dir", "", info)
             else:
@@ -218,7 +204,7 @@ class _TarReader(_Reader):
             if member.kind == "file":
                 self.budget.spend(member.source.size, member, self.archive)
         try:
-            self.tf.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
+            self.handle.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
         except tarfile.FilterError as exc:  # our own checks should make this unreachable
             raise UnsafeArchiveError(
                 f"Refusing to extract {self.archive}: {exc}. Delete the archive and download it again."
@@ -232,7 +218,9 @@ def _member(raw: str, kind: str, link: str, source: Any) -> _Member:
 
 def _open_archive(archive: Path) -> _Reader:
     try:
-        return _ZipReader(archive) if zipfile.is_zipfile(archive) else _TarReader(archive)
+        if zipfile.is_zipfile(archive):
+            return _ZipReader(archive, zipfile.ZipFile(archive))
+        return _TarReader(archive, tarfile.open(archive, "r:*"))
     except Exception as exc:
         if not _is_corruption(exc):
             raise
