@@ -1,15 +1,10 @@
 """Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
-One draw per seed over ALL classes (as Dassl does), with one private ``random.Random(seed)``:
-per class ``sample(items, shots)`` (a class with fewer images keeps them all), then the val
-split with ``min(shots, 4)`` per class from the same generator. Two rules (:data:`DRAWS`) say
-which items a class has and in which order the classes are visited:
-
-- ``coop`` (the default): the index's own row order, i.e. the split file's list order (FGVC:
-  its ``images_variant_<split>.txt`` order; ImageNet: sorted folders and file names), classes in
-  order of first appearance. This is Dassl's ``generate_fewshot_dataset`` after CoOp's
-  ``set_random_seed(seed)``, so it picks the very images of the CoOp lineage's runs.
-- ``sorted``: each class's paths sorted, classes in label order; independent of row order.
+One draw per seed over ALL classes (as Dassl does), with one private ``random.Random(seed)``: per
+class ``sample(items, shots)`` (fewer images: all kept), then val with ``min(shots, 4)``. ``coop``
+(the default) follows the index's row order, classes in order of first appearance: Dassl's
+``generate_fewshot_dataset`` after CoOp's ``set_random_seed(seed)``, the CoOp lineage's very images.
+``sorted`` sorts each class's paths, classes in label order.
 
 Base and novel rows are the first ``ceil(n/2)`` labels / the rest of that one draw, relabelled
 from 0. Unlike CoOp's pickles, the table stores paths relative to ``data_root``, a content hash
