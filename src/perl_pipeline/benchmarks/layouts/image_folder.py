@@ -62,9 +62,13 @@ def walk_images(
     files: list[Path],
     skipped: list[tuple[Path, str]],
     seen: set[Path],
+    strict: bool = False,
 ) -> None:
     """Add the image files under ``folder`` (sorted, recursive, hidden entries ignored) to ``files``,
-    and each entry left out (symlink loop, unknown extension, broken link) with why to ``skipped``."""
+    and each entry left out (symlink loop, unknown extension, broken link) with why to ``skipped``.
+
+    A folder that cannot be listed is skipped too, or (``strict``) raises its OSError.
+    """
     real = folder.resolve()
     if real in seen:
         skipped.append((folder, f"symlink loop (folder {real} already searched)"))
@@ -73,13 +77,15 @@ def walk_images(
     try:
         entries = sorted(folder.iterdir())
     except OSError as error:
+        if strict:
+            raise
         skipped.append((folder, f"cannot list folder: {error.strerror or error}"))
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            walk_images(entry, extensions, files, skipped, seen)
+            walk_images(entry, extensions, files, skipped, seen, strict)
         elif entry.is_file() and entry.suffix.lower() in extensions:
             files.append(entry)
         elif entry.is_file():
@@ -92,7 +98,7 @@ def class_files(folder: Path, extensions: frozenset[str] | None = None) -> tuple
     """(image files as sorted POSIX paths relative to ``folder``, "<entry>: <reason>" per entry left out)."""
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    walk_images(folder, image_extensions() if extensions is None else extensions, files, skipped, set())
+    walk_images(folder, image_extensions() if extensions is None else extensions, files, skipped, set(), True)
     return [f.relative_to(folder).as_posix() for f in files], [f"{path}: {why}" for path, why in skipped]
 
 
