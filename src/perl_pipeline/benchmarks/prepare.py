@@ -351,11 +351,7 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
 class _StepImpl:
     pending: Callable[[ArrangeStep, Path], bool]
     apply: Callable[[ArrangeStep, Path, str], None]
-    missing: Callable[[ArrangeStep, Path], list[str]]
-
-
-def _no_needs(step: ArrangeStep, folder: Path) -> list[str]:
-    return []
+    missing: Callable[[ArrangeStep, Path], list[str]] = lambda step, folder: []  # what it needs up front
 
 
 def _move_pending(step: MoveStep, folder: Path) -> bool:
@@ -404,10 +400,6 @@ def _archive_stem(name: str) -> str:
 def _nested_archives(step: UnpackStep, folder: Path) -> list[Path]:
     """Files matching the glob, skipping hidden ones (e.g. extraction markers)."""
     return sorted(p for p in folder.glob(step.archives) if p.is_file() and not p.name.startswith("."))
-
-
-def _unpack_pending(step: UnpackStep, folder: Path) -> bool:
-    return bool(_nested_archives(step, folder))
 
 
 def _unpack_apply(step: UnpackStep, folder: Path, name: str) -> None:
@@ -537,7 +529,7 @@ def _read_val_mapping(path: Path, name: str) -> dict[str, str]:
 
 
 _STEPS: dict[type, _StepImpl] = {
-    MoveStep: _StepImpl(_move_pending, _move_apply, _no_needs),
-    UnpackStep: _StepImpl(_unpack_pending, _unpack_apply, _no_needs),
+    MoveStep: _StepImpl(_move_pending, _move_apply),
+    UnpackStep: _StepImpl(lambda step, folder: bool(_nested_archives(step, folder)), _unpack_apply),
     ImageNetValStep: _StepImpl(_val_pending, _val_apply, _val_missing),
 }
