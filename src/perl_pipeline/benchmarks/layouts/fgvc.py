@@ -1,8 +1,5 @@
-"""Layout ``fgvc``: FGVC-Aircraft's official files (the contents of its ``data/`` folder).
-
-``variants.txt`` lists the class names in label order (names hold spaces and slashes:
-``F/A-18``); each ``images_variant_<split>.txt`` line is ``<image id> <variant>``; the images are
-``<image_dir>/<id>.jpg``.
+"""Layout ``fgvc``: FGVC-Aircraft's ``data/`` folder: ``variants.txt`` (class names in label order),
+``images_variant_<split>.txt`` (``<image id> <variant>`` lines) and ``<image_dir>/<id>.jpg``.
 """
 
 from __future__ import annotations

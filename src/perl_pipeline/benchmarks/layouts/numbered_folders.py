@@ -1,8 +1,5 @@
-"""Layout ``numbered_folders``: ImageNet-V2, folder ``str(i)`` -> label ``i``.
-
-Images are ``<image_dir>/<i>/*``; the name of label ``i`` is line ``i`` of ``classnames.txt``
-(which is in sorted-wnid order). Folders are matched as integers, never sorted as strings
-("10" would sort before "2"). The only split is ``test``.
+"""Layout ``numbered_folders``: ImageNet-V2, ``<image_dir>/<i>/*`` -> label ``i``, named by line ``i``
+of ``classnames.txt``. Folders are matched as integers, never sorted as strings; the only split is test.
 """
 
 from __future__ import annotations
@@ -31,9 +28,8 @@ def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
     bad = [s for s in subs if not s.isdigit() or int(s) >= len(names)]
     if bad:
         raise BenchmarkError(
-            f"[{spec.name}] folder(s) {bad[:5]} under {image_dir} are not class "
-            f"numbers 0..{len(names) - 1} ({spec.classnames_file} has "
-            f"{len(names)} lines)"
+            f"[{spec.name}] folder(s) {bad[:5]} under {image_dir} are not class numbers "
+            f"0..{len(names) - 1} ({spec.classnames_file} has {len(names)} lines)"
         )
     for sub in sorted(subs, key=int):
         files = image_files(image_dir / sub)

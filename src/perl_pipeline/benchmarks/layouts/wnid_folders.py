@@ -1,9 +1,7 @@
-"""Layout ``wnid_folders``: ImageNet, -Sketch, -A, -R, one folder per WordNet id.
+"""Layout ``wnid_folders``: ImageNet, -Sketch, -A, -R: ``<image_dir>/<split_dir>/<wnid>/*``.
 
-Images are ``<image_dir>/<split_dir>/<wnid>/*`` (``split_dirs`` maps each split to its folder;
-ImageNet: train -> ``train``, test -> ``val``). Labels enumerate the sorted wnid folders of the
-first split, and names come from ``classnames.txt`` (``<wnid> <name>`` lines), so ImageNet-A/-R
-get labels 0..199 over their 200 folders of ImageNet's 1000 names.
+Labels enumerate the first split's sorted wnid folders, named from ``classnames.txt``, so
+ImageNet-A/-R get labels 0..199 over their 200 folders of ImageNet's 1000 names.
 """
 
 from __future__ import annotations
@@ -31,9 +29,9 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
     unknown = [w for w in wnids if w not in names]
     if unknown:
         raise BenchmarkError(
-            f"[{spec.name}] {len(unknown)} folder(s) under {folder / spec.image_dir / splits[0][1]}"
-            f" are not WordNet ids listed in {spec.classnames_file}: {unknown[:5]}; "
-            f"remove stray folders or fix {spec.classnames_file}."
+            f"[{spec.name}] {len(unknown)} folder(s) under {folder / spec.image_dir / splits[0][1]} are not "
+            f"WordNet ids listed in {spec.classnames_file}: {unknown[:5]}; remove stray folders or fix "
+            f"{spec.classnames_file}."
         )
     label_of = {w: i for i, w in enumerate(wnids)}
     cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
@@ -54,9 +52,8 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 
 
 def write_wnid_folders(w: MiniatureWriter, count: int) -> list[Key]:
-    """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt``. With
-    ``miniature.subset_stride`` s > 1 (ImageNet-A/-R: 200 of ImageNet's 1000 classes), the class
-    folders are every s-th wnid of an s-times-longer classnames.txt."""
+    """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt`` (with ``subset_stride`` s > 1,
+    every s-th wnid of an s-times-longer one)."""
     stride = w.miniature.subset_stride
     family = w.classes(count * stride)
     chosen = family[stride - 1 :: stride]
@@ -75,15 +72,10 @@ def root_paths(spec: BenchmarkSpec) -> list[str]:
 
 def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
     """``split_dirs`` must name exactly the splits of ``split_sizes``."""
-    if set(spec.split_dirs) != set(spec.split_sizes):
-        return [
-            (
-                "split_dirs",
-                f"must name the same splits as split_sizes ({sorted(spec.split_sizes)}), "
-                f"got {sorted(spec.split_dirs)}",
-            )
-        ]
-    return []
+    if set(spec.split_dirs) == set(spec.split_sizes):
+        return []
+    wanted, got = sorted(spec.split_sizes), sorted(spec.split_dirs)
+    return [("split_dirs", f"must name the same splits as split_sizes ({wanted}), got {got}")]
 
 
 def _readme(w: MiniatureWriter, classes: list[Key]) -> None:
