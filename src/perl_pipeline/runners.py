@@ -167,9 +167,7 @@ class DaskRunner(AbstractRunner):
             processes=True,
             dashboard_address=None,
         )
-        self._logger.info(
-            "Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads
-        )
+        self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads)
         return _ClosingClient(Client(cluster), cluster)
 
 
@@ -196,14 +194,7 @@ def _run_node(  # noqa: PLR0913
     torch_threads: int | None,
     *upstream: dict,
 ) -> dict:
-    """On a worker: run `node` through the catalog with the driver's node hooks.
-
-    Args:
-        upstream: the in-memory outputs of the nodes `node` depends on.
-
-    Returns:
-        `node`'s in-memory outputs (for the nodes that read them, and the driver).
-    """
+    """On a worker: run `node` through the catalog with the driver's node hooks."""
     import torch
     from kedro.framework.hooks.manager import _create_hook_manager
 
@@ -227,9 +218,7 @@ def _in_memory(catalog: Any, name: str) -> bool:
 def _node_hooks(hook_manager: Any) -> list:
     """The driver's hooks that act around a node, as bound now, for the workers.
 
-    A hook that cannot be pickled stays in the driver, with a warning: its node-level part does
-    not run for this run's nodes.
-    """
+    A hook that cannot be pickled stays in the driver, with a warning."""
     from pluggy import PluginManager
 
     hooks = []

@@ -85,18 +85,7 @@ _KEYS = ["benchmark", "seed"]
 
 
 def harmonic_mean(base: float, novel: float) -> float:
-    """Harmonic mean of base and novel accuracy, ``2BN / (B + N)``.
-
-    Args:
-        base: base-class accuracy (percent).
-        novel: novel-class accuracy (percent).
-
-    Returns:
-        The harmonic mean; 0.0 when both are 0.
-
-    Raises:
-        ValueError: if either accuracy is negative.
-    """
+    """Harmonic mean of base and novel accuracy, ``2BN / (B + N)``."""
     if base < 0 or novel < 0:
         raise ValueError(f"accuracies must be non-negative, got base={base}, novel={novel}")
     if base + novel == 0:
@@ -105,21 +94,8 @@ def harmonic_mean(base: float, novel: float) -> float:
 
 
 def hm_rounding_tolerance(base: float, novel: float, decimals: int = 2) -> float:
-    """Largest gap between a printed HM and ``2BN/(B+N)`` of the printed B and N due to rounding.
-
-    When B, N and HM are each printed rounded to `decimals`, the printed HM can differ from the
-    HM of the printed B and N by at most half a unit of the last digit (the HM's own rounding)
-    plus the rounding of B and N propagated through ``∂HM/∂B = 2N²/(B+N)²`` and
-    ``∂HM/∂N = 2B²/(B+N)²``. A larger gap means the printed numbers are inconsistent.
-
-    Args:
-        base: printed base accuracy.
-        novel: printed novel accuracy.
-        decimals: number of decimals the values were printed with.
-
-    Returns:
-        The tolerance, in the units of the accuracies.
-    """
+    """Largest gap between a printed HM and ``2BN/(B+N)`` of the printed B and N due to rounding."""
+    # The HM's own half unit plus B's and N's, propagated by dHM/dB = 2N²/(B+N)², dHM/dN = 2B²/(B+N)².
     half_unit = 0.5 * 10.0 ** (-decimals)
     total = base + novel
     if total == 0:
@@ -151,10 +127,7 @@ def _validate(runs: pl.DataFrame) -> None:
 
 
 def _final_step(runs: pl.DataFrame, final_step: int | None) -> int:
-    """The step reported as "ours" (default: the largest present).
-
-    Every (benchmark, seed, subset) must have it and step 0 (zero-shot); raises ValueError if not.
-    """
+    """The step reported as "ours" (default: the largest present); every run needs it and step 0."""
     if runs.is_empty():
         return 0 if final_step is None else final_step
     step = int(runs["step"].max()) if final_step is None else final_step
@@ -215,23 +188,7 @@ def _average_row(
     seed_values: dict[str, pl.Expr],
     seed_means: dict[str, pl.Expr] | None = None,
 ) -> pl.DataFrame:
-    """One average row.
-
-    Args:
-        stats: per-benchmark table (one row per benchmark, as returned by `_seed_stats`).
-        per_seed: per-(benchmark, seed) table on the seeds common to all benchmarks.
-        name: the row's ``benchmark`` value.
-        means: column -> expression over `stats` giving the row's point value.
-        seed_values: metric -> expression over the per-seed averages (one row per seed, each
-            metric already averaged over benchmarks) giving that seed's value; the row's
-            ``<metric>_std`` is its std over seeds.
-        seed_means: column -> expression over the per-seed averages whose mean over seeds
-            fills that column.
-
-    Returns:
-        A one-row frame with ``benchmark``, ``role`` = "average", ``n_seeds`` and the columns
-        named in `means`, `seed_values` (as ``_std``) and `seed_means`.
-    """
+    """One average row."""
     per_seed_avg = per_seed.group_by("seed", maintain_order=True).agg(
         pl.col(c).mean() for c in per_seed.columns if c not in _KEYS
     )
@@ -276,27 +233,7 @@ B2N_METRICS: tuple[str, ...] = (
 
 
 def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -> pl.DataFrame:
-    """Per-benchmark base-to-novel results and the two 11-dataset average conventions.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring); only the ``base`` and
-            ``novel`` subsets are used, and every seed must have both.
-        final_step: the step reported as the method's result; default the largest step present.
-            Step 0 gives the zero-shot CLIP columns.
-
-    Returns:
-        One row per benchmark (order of first appearance) then, when any benchmark is present,
-        the rows ``"average (mean of HMs)"`` (PERL paper) and ``"average (HM of means)"`` (CoOp
-        lineage). Columns: ``benchmark, role ("benchmark" | "average"), final_step, n_seeds``,
-        then for each of `B2N_METRICS` its seed mean and ``_std``, then ``hm_per_seed_mean``
-        and ``zeroshot_hm_per_seed_mean``. ``hm`` is ``2BN/(B+N)`` of the seed means,
-        ``hm_std`` the std of the per-seed HMs. The average rows average the plain metrics over
-        benchmarks; their ``hm`` is the mean of the per-dataset ``hm`` (first row) or the HM of
-        the average base and novel (second row).
-
-    Raises:
-        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
-    """
+    """Per-benchmark base-to-novel results and the two 11-dataset average conventions."""
     _validate(runs)
     runs = runs.filter(pl.col("subset").is_in(["base", "novel"]))
     step = _final_step(runs, final_step)
@@ -396,23 +333,7 @@ TRANSFER_METRICS: tuple[str, ...] = (
 def summarize_transfer(
     runs: pl.DataFrame, source: str = "imagenet", final_step: int | None = None
 ) -> pl.DataFrame:
-    """Cross-dataset / domain-generalisation results: accuracy ± std per benchmark, target average.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring); only subset ``all`` is used.
-            Every benchmark other than `source` is a target.
-        source: the training benchmark; reported in its own row, never in the target average.
-        final_step: the step reported as the method's result; default the largest step present.
-
-    Returns:
-        The source row (if present), one row per target (order of first appearance), then (when
-        any target is present) the ``"target average"`` row. Columns: ``benchmark, role
-        ("source" | "target" | "average"), final_step, n_seeds`` and, for each of
-        `TRANSFER_METRICS`, its seed mean and ``_std`` (``zeroshot_accuracy`` = step 0).
-
-    Raises:
-        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
-    """
+    """Cross-dataset / domain-generalisation results: accuracy ± std per benchmark, target average."""
     _validate(runs)
     runs = runs.filter(pl.col("subset") == "all")
     step = _final_step(runs, final_step)
@@ -456,21 +377,7 @@ def summarize_transfer(
 
 
 def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
-    """Mean ± std over seeds of accuracy, alignment and the dynamics at every step.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring).
-
-    Returns:
-        One row per (benchmark, subset, step), benchmarks in order of first appearance, subsets
-        ordered base, novel, all, then steps ascending. Columns: ``benchmark, subset, step,
-        n_seeds, accuracy, accuracy_std, image_alignment, image_alignment_std, text_alignment,
-        text_alignment_std, n_images`` (mean test-set size over seeds), then each of
-        `DYNAMICS_COLUMNS` with its ``_std``, except the group counts ``n_<g>`` (their mean only).
-
-    Raises:
-        ValueError: if the table breaks the data contract.
-    """
+    """Mean ± std over seeds of accuracy, alignment and the dynamics at every step."""
     _validate(runs)
     metrics = ("accuracy", "image_alignment", "text_alignment")
     benchmark_order = runs["benchmark"].unique(maintain_order=True).to_list()

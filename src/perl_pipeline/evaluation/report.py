@@ -54,12 +54,7 @@ logger = logging.getLogger(__name__)
 
 
 class Benchmark(NamedTuple):
-    """How a benchmark appears in the paper.
-
-    Attributes:
-        reported: its ``dataset`` key in reported_results.csv.
-        title: its column heading in the report.
-    """
+    """How a benchmark appears in the paper."""
 
     reported: str
     title: str
@@ -191,11 +186,7 @@ def _attach_reported(
     metrics: Sequence[str],
     benchmarks: Mapping[str, Benchmark],
 ) -> pl.DataFrame:
-    """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks.
-
-    The average rows get the mean of the reported per-benchmark values over the same benchmarks
-    as ours; the "average (HM of means)" row's ``hm`` is the HM of those means.
-    """
+    """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks."""
     wide = _reported_wide(load_reported(), protocol, metrics, benchmarks)
     table = summary.join(wide, on="benchmark", how="left", maintain_order="left")
     averaged = table.filter(pl.col("role").is_in(["benchmark", "target"]))
@@ -254,10 +245,7 @@ def _cell(row: dict | None, prefix: str, metric: str, with_std: bool, digits: in
 
 
 def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
-    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`.
-
-    A column showing several metrics renders them as ``a / b / c`` (the paper's B / N / HM cells).
-    """
+    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`."""
     by_benchmark = {row["benchmark"]: row for row in table.iter_rows(named=True)}
     rows = []
     for method in _METHOD_ROWS:
@@ -280,11 +268,7 @@ def _benchmark_table(
     digits: int,
     benchmarks: Mapping[str, Benchmark],
 ) -> str:
-    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title).
-
-    Meant for metrics that both base-to-novel average rows share (alignment): the first average
-    row stands for them.
-    """
+    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title)."""
     shown = pl.concat(
         [
             table.filter(pl.col("role") != "average"),
@@ -304,12 +288,7 @@ def _benchmark_table(
 def _select(
     runs: pl.DataFrame, protocol: _Protocol, benchmarks: Mapping[str, Benchmark]
 ) -> tuple[pl.DataFrame, list[str], list[str]]:
-    """The runs of a protocol's benchmarks, in paper order.
-
-    Returns:
-        ``(runs, present, unknown)``: the selected runs, the protocol's benchmarks present in
-        them, and benchmark names (in the protocol's subsets) that the report does not know.
-    """
+    """The runs of a protocol's benchmarks, in paper order."""
     in_subsets = runs.filter(pl.col("subset").is_in(list(protocol.subsets)))
     names = in_subsets["benchmark"].unique(maintain_order=True).to_list()
     unknown = [name for name in names if name not in benchmarks]
@@ -465,22 +444,7 @@ def _hm_consistency_notes(table: pl.DataFrame, benchmarks: Mapping[str, Benchmar
 def base_to_novel_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Base-to-novel results beside the paper's (its Tables 1 and 5).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``base``/``novel`` rows of the
-            11 base-to-novel benchmarks are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs);
-            runs of benchmarks missing from it are left out.
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_base_to_novel` of the runs with columns
-        ``perl_reported_{base,novel,hm}`` and ``clip_reported_{base,novel,hm}`` added, and the
-        Markdown report.
-    """
+    """Base-to-novel results beside the paper's (its Tables 1 and 5)."""
     protocol = _BASE_TO_NOVEL
     selected, present, unknown = _select(runs, protocol, benchmarks)
     yours = dataclasses.replace(protocol, benchmarks=_own_benchmarks(benchmarks))
@@ -545,12 +509,7 @@ def all_classes_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """All-class few-shot results on your own benchmarks (K shots of every class, each scored on
-    its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0).
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs (every benchmark a target,
-        then their average), with empty reported columns (the paper has no such protocol).
-    """
+    its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0)."""
     protocol = _Protocol(
         "All-class few-shot (K shots of every class, its own test split)",
         "all_classes",
@@ -625,39 +584,12 @@ def _transfer_report(
 def cross_dataset_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
-            source) and of the 10 other base-to-novel datasets (targets) are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
-        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added (the paper's Table 2 has
-        no CLIP row, so the latter is empty), and the Markdown report.
-    """
+    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
     return _transfer_report(runs, _CROSS_DATASET, label, benchmarks, setup)
 
 
 def domain_generalization_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
-            source) and of the four ImageNet variants (targets) are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
-        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added, and the Markdown report.
-    """
+    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
     return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks, setup)

@@ -49,23 +49,13 @@ TRAINED = {"base": BASE_TO_NOVEL, "all": (SOURCE,)}
 
 @dataclass(frozen=True)
 class GpuTarget:
-    """The machine projected to: one accelerator and the CPU cores that decode its images.
-
-    Attributes:
-        name: What it is.
-        peak_tflops: The accelerator's dense bf16 peak (spec sheet).
-        utilisation: The share of the peak a run is assumed to reach (an assumption).
-        host_cores: CPU cores decoding JPEGs for it.
-        launch_us: Microseconds per operator call when calls are too small to fill the GPU: eager
-            PyTorch's Python and dispatcher overhead plus the kernel launch (an assumption; CUDA
-            graphs or a compiled step would lower it).
-    """
+    """The machine projected to: one accelerator and the CPU cores that decode its images."""
 
     name: str = "one NVIDIA H100 or H200 (SXM, bf16)"
     peak_tflops: float = 989.0  # H100 SXM and H200: 989 TFLOP/s dense bf16 (NVIDIA's data sheets)
     utilisation: float = 0.35
     host_cores: int = 16
-    launch_us: float = 10.0
+    launch_us: float = 10.0  # per operator call too small to fill the GPU (eager overhead; an assumption)
 
     @property
     def flops_per_s(self) -> float:
@@ -75,16 +65,7 @@ class GpuTarget:
 
 @dataclass(frozen=True)
 class ModelFlops:
-    """FLOPs of one item through each part of PERL (a multiply-add counts 2).
-
-    Attributes:
-        image_prefix: One image through the embeddings and blocks[0:J].
-        image_refine: One prefix through blocks[J:L] for steps 0..K (inference).
-        image_train: One prefix refined with gradients (forward and backward).
-        text_full: One prompt through the whole text tower (zero-shot features).
-        text_refine: One prompt prefix refined, steps 0..K.
-        text_train: One prompt prefix refined with gradients.
-    """
+    """FLOPs of one item through each part of PERL (a multiply-add counts 2)."""
 
     image_prefix: float
     image_refine: float
@@ -96,16 +77,7 @@ class ModelFlops:
 
 @dataclass(frozen=True)
 class ModelOps:
-    """Operator calls (about one GPU kernel launch each) of PERL's repeated units.
-
-    Attributes:
-        train_step: One optimiser step: frozen prefix, image and text refinement, loss, backward,
-            AdamW.
-        train_seeds_step: One optimiser step of every seed trained together
-            (`training_step_together`: shared frozen blocks, a projector, a loss and an AdamW step
-            per seed).
-        eval_batch: One evaluation batch: the shared prefix, every seed's refinement and scoring.
-    """
+    """Operator calls (about one GPU kernel launch each) of PERL's repeated units."""
 
     train_step: int
     train_seeds_step: int
@@ -195,12 +167,8 @@ def protocol_work(
     """The full protocol's work per stage, from the benchmarks' true counts: one epoch of 16 shots
     per class and seed, every test image scored once for all seeds (shared prefix). Seeds trained
     together share each step's operator calls (:func:`optimiser_steps`), not its FLOPs; without
-    ``ops`` there is no launch floor.
-
-    Training is two stages, ``training_base`` (the 11 base-to-novel benchmarks' base classes) and
-    ``training_all`` (ImageNet's 1000 classes): their steps differ in cost (up to 1000 prompts
-    re-refined per step), so one may be compute-bound while the other is launch-bound.
-    """
+    ``ops`` there is no launch floor. Training's two stages (base classes; ImageNet's 1000 classes)
+    differ in cost, so one may be compute-bound while the other is launch-bound."""
     ops = ops or ModelOps(train_step=0, train_seeds_step=0, eval_batch=0)
     step_ops = ops.train_seeds_step if seeds_together and seeds > 1 else ops.train_step
     counts = protocol_counts(specs, seeds=seeds)
@@ -334,15 +302,8 @@ def count_ops(
 ) -> ModelOps:
     """Count :class:`ModelOps` on ``clip_model``'s architecture (random weights, CPU).
 
-    The real code paths run under an aten-level counter: :func:`~perl_pipeline.training.loop.
-    training_step` (frozen prefix, refinement of ``batch_size`` images and of ``classes`` prompts,
-    the loss, backward and a foreach AdamW step, as on a GPU) and
-    :func:`~perl_pipeline.evaluation.evaluate.evaluate_seeds` over one batch and over two, for
-    ``seeds`` seeds and the base / novel / all class sets of base-to-novel (the difference is one
-    batch's ops; the once-per-benchmark text refinement cancels). bf16 autocast is on, so the casts
-    a GPU run makes are counted. Operator calls do not grow with the batch or the number of classes
-    (tensors do), so small ones give the full protocol's counts.
-    """
+    The real training step and evaluation run under an aten-level counter with bf16 autocast.
+    Operator calls do not grow with the batch or the classes, so small ones give the full counts."""
     import torch
 
     from perl_pipeline.bench.harness import OperatorCalls

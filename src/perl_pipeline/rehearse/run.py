@@ -183,21 +183,7 @@ def rehearse(
     params: dict | None = None,
     project: Path | None = None,
 ) -> list[StageRecord]:
-    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it.
-
-    Args:
-        out: The rehearsal's folder: ``replica/``, ``conf/``, ``data/`` (the stages' outputs,
-            rebuilt by every rehearsal) and the records.
-        fraction: Every split's share of its true size (every class kept).
-        stages: ``data`` (data preparation and few-shot draws) or ``all`` (every stage).
-        image_size: ``tiny`` or ``real`` JPEGs.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        params: Parameters set over the rehearsal's (nested, e.g. ``{"perl": {"modalities":
-            ["image"]}}``).
-
-    Returns:
-        One record per stage, in order; the data stages twice (the second on unchanged inputs).
-    """
+    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it."""
     from kedro.framework.startup import bootstrap_project
 
     from perl_pipeline.device import resolve_device
@@ -323,11 +309,7 @@ def rehearse_and_report(
     params: dict | None = None,
     project: Path | None = None,
 ) -> tuple[Path, Path]:
-    """:func:`rehearse`, the per-core check rates, the projection and both reports.
-
-    ``projection_model``: the architecture whose FLOPs and operator calls are counted for the GPU
-    projection (None: no projection).
-    """
+    """:func:`rehearse`, the per-core check rates, the projection and both reports."""
     from perl_pipeline.device import resolve_device
 
     out = Path(out).resolve()
