@@ -1,22 +1,11 @@
 """Result tables (results.csv) and Markdown reports (results.md) for the three protocols.
 
-Each report function takes the per-run evaluation table (see `metrics`) and returns
-``(table, markdown)``:
-
-* ``table`` is the protocol's summary from `metrics` (one row per benchmark plus the average
-  rows, every metric with its ``_std`` over seeds) with the paper's numbers for PERL and
-  zero-shot CLIP added as ``perl_reported_<metric>`` and ``clip_reported_<metric>`` columns;
-* ``markdown`` puts four rows side by side in the paper's table layout: "PERL (reported)",
-  "CLIP (reported)", "PERL (ours)" (the last step K) and "CLIP zero-shot (ours, step 0)".
-
-Only the benchmarks present in the runs are shown. Averages, ours and the paper's alike, are taken
-over those benchmarks, so the rows stay comparable when a run covers only part of a protocol
-(the demo); the paper's own averages over all its datasets are listed separately, exactly as
-printed in reported_results.csv, with their convention.
-
-Benchmark titles and their keys in the paper's results come from the benchmarks' specs (their
-``title`` and ``reported_as``), passed in as ``benchmarks``; the paper's numbers come from
-:mod:`perl_pipeline.evaluation.reference`.
+Each report takes the per-run evaluation table (see `metrics`) and the benchmarks' paper names
+(:func:`paper_names`) and returns ``(table, markdown)``: the protocol's summary from `metrics` with
+the paper's numbers added as ``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and
+the paper's layout with the rows "PERL (reported)", "CLIP (reported)", "PERL (ours)" (step K) and
+"CLIP zero-shot (ours, step 0)". Averages, ours and the paper's alike, run over the benchmarks
+present, so a partial run (the demo) stays comparable; the paper's own averages are listed apart.
 """
 
 from __future__ import annotations
@@ -24,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
@@ -39,13 +27,7 @@ from perl_pipeline.evaluation.metrics import (
     summarize_transfer,
 )
 from perl_pipeline.evaluation.reference import load_reported
-from perl_pipeline.protocols import (
-    ALL_BENCHMARKS,
-    BASE_TO_NOVEL,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
-    SOURCE,
-)
+from perl_pipeline.protocols import ALL_BENCHMARKS, PROTOCOLS, SOURCE, Protocol
 
 if TYPE_CHECKING:
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
@@ -86,44 +68,15 @@ _AVERAGE_CONVENTION = {
 }
 _MISSING = "—"
 _AVERAGE_TITLES = {AVERAGE_MEAN_OF_HMS: "Average", TARGET_AVERAGE: "Target average"}
+_REPORTED_PROTOCOL = {"domain_generalization": _DEFAULT}  # reported_results.csv's; else _UNIFIED
 
 
-@dataclass(frozen=True)
-class _Protocol:
-    """One protocol: its benchmarks and where its reference numbers sit in reported_results.csv."""
-
-    title: str
-    setting: str
-    reported_protocol: str
-    benchmarks: tuple[str, ...]
-    subsets: tuple[str, ...]
-
-    @property
-    def paper_table(self) -> str:
-        return _PAPER_TABLE[(self.reported_protocol, self.setting)]
+def _reported_protocol(protocol: Protocol) -> str:
+    return _REPORTED_PROTOCOL.get(protocol.name, _UNIFIED)
 
 
-_BASE_TO_NOVEL = _Protocol(
-    "Base-to-novel generalisation",
-    "base_to_novel",
-    _UNIFIED,
-    BASE_TO_NOVEL,
-    ("base", "novel"),
-)
-_CROSS_DATASET = _Protocol(
-    "Cross-dataset transfer (ImageNet → 10 datasets)",
-    "cross_dataset",
-    _UNIFIED,
-    (SOURCE, *CROSS_DATASET_TARGETS),
-    ("all",),
-)
-_DOMAIN_GENERALIZATION = _Protocol(
-    "Domain generalisation (ImageNet → 4 ImageNet variants)",
-    "domain_generalization",
-    _DEFAULT,
-    (SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
-    ("all",),
-)
+def _paper_table(protocol: Protocol) -> str:
+    return _PAPER_TABLE[(_reported_protocol(protocol), protocol.name)]
 
 
 class _MethodRow(NamedTuple):
@@ -156,7 +109,7 @@ class _Column(NamedTuple):
 
 def _reported_wide(
     reported: pl.DataFrame,
-    protocol: _Protocol,
+    protocol: Protocol,
     metrics: Sequence[str],
     benchmarks: Mapping[str, Benchmark],
 ) -> pl.DataFrame:
@@ -165,8 +118,8 @@ def _reported_wide(
     wide = pl.DataFrame({"benchmark": list(protocol.benchmarks)})
     for row in _REPORTED_ROWS:
         values = reported.filter(
-            (pl.col("protocol") == protocol.reported_protocol)
-            & (pl.col("setting") == protocol.setting)
+            (pl.col("protocol") == _reported_protocol(protocol))
+            & (pl.col("setting") == protocol.name)
             & (pl.col("method") == row.reported_method)
             & pl.col("metric").is_in(list(metrics))
             & pl.col("dataset").is_in(list(to_benchmark))
@@ -182,7 +135,7 @@ def _reported_wide(
 
 def _attach_reported(
     summary: pl.DataFrame,
-    protocol: _Protocol,
+    protocol: Protocol,
     metrics: Sequence[str],
     benchmarks: Mapping[str, Benchmark],
 ) -> pl.DataFrame:
@@ -286,7 +239,7 @@ def _benchmark_table(
 
 
 def _select(
-    runs: pl.DataFrame, protocol: _Protocol, benchmarks: Mapping[str, Benchmark]
+    runs: pl.DataFrame, protocol: Protocol, benchmarks: Mapping[str, Benchmark]
 ) -> tuple[pl.DataFrame, list[str], list[str]]:
     """The runs of a protocol's benchmarks, in paper order."""
     in_subsets = runs.filter(pl.col("subset").is_in(list(protocol.subsets)))
@@ -320,7 +273,7 @@ def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[
 
 
 def _document(
-    protocol: _Protocol,
+    protocol: Protocol,
     label: str,
     runs: pl.DataFrame,
     table: pl.DataFrame,
@@ -354,7 +307,7 @@ def _document(
         )
         lines.append(
             "- Averages (ours and reported alike) are over the benchmarks present; reported "
-            f"numbers are the PERL paper's ({protocol.paper_table})."
+            f"numbers are the PERL paper's ({_paper_table(protocol)})."
         )
     else:
         lines.append("- No benchmark of this protocol was evaluated.")
@@ -374,10 +327,10 @@ def _document(
 # --------------------------------------------------------------------------- notes from the paper
 
 
-def _published_averages(protocol: _Protocol, metric_filter: Sequence[str]) -> pl.DataFrame:
+def _published_averages(protocol: Protocol, metric_filter: Sequence[str]) -> pl.DataFrame:
     """The paper's own average rows for PERL and CLIP in a setting, one row per (table, method)."""
     reported = load_reported().filter(
-        (pl.col("setting") == protocol.setting)
+        (pl.col("setting") == protocol.name)
         & pl.col("dataset").is_in(["average", "target_average"])
         & pl.col("method").is_in([row.reported_method for row in _REPORTED_ROWS])
         & pl.col("metric").is_in(list(metric_filter))
@@ -388,7 +341,9 @@ def _published_averages(protocol: _Protocol, metric_filter: Sequence[str]) -> pl
 def _base_to_novel_published() -> str:
     """The paper's base-to-novel averages for PERL and CLIP, with the convention of each table."""
     table_order = {_UNIFIED: 0, _DEFAULT: 1}
-    averages = _published_averages(_BASE_TO_NOVEL, ["base", "novel", "hm", "hm_mean_of_datasets"]).sort(
+    averages = _published_averages(
+        PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"]
+    ).sort(
         pl.col("protocol").replace_strict(table_order, return_dtype=pl.Int64),
         "method",
         descending=[False, True],
@@ -397,7 +352,7 @@ def _base_to_novel_published() -> str:
     for row in averages.iter_rows(named=True):
         hm_metric = "hm_mean_of_datasets" if row.get("hm_mean_of_datasets") is not None else "hm"
         values = (row["method"], row["base"], row["novel"], row[hm_metric])
-        table = _PAPER_TABLE[(row["protocol"], _BASE_TO_NOVEL.setting)]
+        table = _PAPER_TABLE[(row["protocol"], "base_to_novel")]
         if values in first_seen:
             repeats.append(f"{row['method']}'s row in {table} repeats {first_seen[values]}.")
             continue
@@ -445,7 +400,7 @@ def base_to_novel_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Base-to-novel results beside the paper's (its Tables 1 and 5)."""
-    protocol = _BASE_TO_NOVEL
+    protocol = PROTOCOLS["base_to_novel"]
     selected, present, unknown = _select(runs, protocol, benchmarks)
     yours = dataclasses.replace(protocol, benchmarks=_own_benchmarks(benchmarks))
     own_runs, own, _ = _select(runs, yours, benchmarks)
@@ -510,13 +465,8 @@ def all_classes_report(
 ) -> tuple[pl.DataFrame, str]:
     """All-class few-shot results on your own benchmarks (K shots of every class, each scored on
     its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0)."""
-    protocol = _Protocol(
-        "All-class few-shot (K shots of every class, its own test split)",
-        "all_classes",
-        _UNIFIED,
-        tuple(benchmarks),
-        ("all",),
-    )
+    title = "All-class few-shot (K shots of every class, its own test split)"
+    protocol = Protocol("all_classes", title, tuple(benchmarks), tuple(benchmarks), "all")
     selected, present, unknown = _select(runs, protocol, benchmarks)
     table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
     sections = []
@@ -536,7 +486,7 @@ def all_classes_report(
 
 def _transfer_report(
     runs: pl.DataFrame,
-    protocol: _Protocol,
+    protocol: Protocol,
     label: str,
     benchmarks: Mapping[str, Benchmark],
     setup: str = "",
@@ -557,7 +507,7 @@ def _transfer_report(
         alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
         sections += [
             (
-                f"Top-1 accuracy (layout of the paper's {protocol.paper_table})",
+                f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
                 _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
             ),
             (
@@ -570,12 +520,12 @@ def _transfer_report(
     parts = [
         f"{row['method']} {_fmt(row['accuracy'])}"
         for row in published.iter_rows(named=True)
-        if row["protocol"] == protocol.reported_protocol
+        if row["protocol"] == _reported_protocol(protocol)
     ]
     sections.append(
         (
             "The paper's own target average",
-            f"Over all {n_targets} targets ({protocol.paper_table}): {'; '.join(parts) or 'not reported'}.",
+            f"Over all {n_targets} targets ({_paper_table(protocol)}): {'; '.join(parts) or 'not reported'}.",
         )
     )
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
@@ -585,11 +535,11 @@ def cross_dataset_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
-    return _transfer_report(runs, _CROSS_DATASET, label, benchmarks, setup)
+    return _transfer_report(runs, PROTOCOLS["cross_dataset"], label, benchmarks, setup)
 
 
 def domain_generalization_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
-    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks, setup)
+    return _transfer_report(runs, PROTOCOLS["domain_generalization"], label, benchmarks, setup)

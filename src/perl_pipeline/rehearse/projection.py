@@ -28,22 +28,12 @@ from dataclasses import dataclass
 
 from perl_pipeline.benchmarks.few_shot import subset_labels
 from perl_pipeline.benchmarks.spec import BenchmarkSpec
-from perl_pipeline.protocols import (
-    BASE_TO_NOVEL,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
-    SEEDS,
-    SOURCE,
-)
+from perl_pipeline.protocols import BASE_TO_NOVEL, PROTOCOLS, SEEDS
 
 SHOTS, VAL_SHOTS = 16, 4  # CoOp's draw: 16 training shots and min(16, 4) validation shots per class
-PROTOCOL_BENCHMARKS = {
-    "base_to_novel": BASE_TO_NOVEL,
-    "cross_dataset": (SOURCE, *CROSS_DATASET_TARGETS),
-    "domain_generalization": (SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
-}
-"""The benchmarks each protocol evaluates (pipeline_registry composes the same grid)."""
-TRAINED = {"base": BASE_TO_NOVEL, "all": (SOURCE,)}
+PROTOCOL_BENCHMARKS = {name: p.benchmarks for name, p in PROTOCOLS.items()}
+"""The benchmarks each protocol evaluates."""
+TRAINED = {p.subset: p.trained for p in PROTOCOLS.values()}
 """Class subset -> the benchmarks whose projectors are trained on it (per seed)."""
 
 
