@@ -56,7 +56,7 @@ import polars as pl
 import yaml
 
 from perl_pipeline.config import ConfigError
-from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
+from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,6 @@ def parse_fixed(argument: str) -> tuple[str, object]:
 def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]]) -> dict:
     """One sweep row from a base_to_novel report's DVC metrics and per-step rows."""
     mean_of_hms, hm_of_means = metrics[AVERAGE_MEAN_OF_HMS], metrics[AVERAGE_HM_OF_MEANS]
-    steps: dict[int, list[float]] = {}
-    for row in per_step:
-        if row["subset"] == "base":
-            steps.setdefault(int(row["step"]), []).append(float(row["accuracy"]))
     return {
         "trainable_parameters": int(metrics["trainable_parameters"]),
         "base": mean_of_hms["base"],
@@ -140,7 +136,7 @@ def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]])
         "zeroshot_hm": mean_of_hms["zeroshot_hm"],
         "image_alignment": mean_of_hms["image_alignment_base"],
         "text_alignment": mean_of_hms["text_alignment_base"],
-        "base_steps": " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(steps.items())),
+        "base_steps": step_means(per_step, "base"),  # every benchmark, your own too
     }
 
 

@@ -32,7 +32,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -401,3 +401,13 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
         .sort("_b", "_s", "subset", "step")
         .drop("_b", "_s")
     )
+
+
+def step_means(per_step: Iterable[Mapping], subset: str, benchmarks: Collection[str] | None = None) -> str:
+    """Mean accuracy over benchmarks (all, or those of `benchmarks`) at each step of a per-step
+    table's rows (values may be DVC's strings), as ``"a / b / ..."`` for steps 0..K."""
+    by_step: dict[int, list[float]] = {}
+    for point in per_step:
+        if point["subset"] == subset and (benchmarks is None or point["benchmark"] in benchmarks):
+            by_step.setdefault(int(point["step"]), []).append(float(point["accuracy"]))
+    return " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(by_step.items()))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 from matplotlib.figure import Figure
 
-from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
+from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 from perl_pipeline.evaluation.reference import load_reported_ablations
 from perl_pipeline.protocols import BASE_TO_NOVEL
 
@@ -43,20 +43,12 @@ def ablation_rows(results: Sequence[tuple[str, str, str, Mapping, Sequence[Mappi
                 **{m: average.get(m) for m in ("base", "base_std", "novel", "novel_std", "hm", "hm_std")},
                 "hm_of_means": metrics[AVERAGE_HM_OF_MEANS]["hm"],
                 "zeroshot_hm": average["zeroshot_hm"],
-                "base_steps": _steps(per_step, "base"),
-                "novel_steps": _steps(per_step, "novel"),
+                # over the paper's benchmarks, as the averages (your own are not in them)
+                "base_steps": step_means(per_step, "base", BASE_TO_NOVEL),
+                "novel_steps": step_means(per_step, "novel", BASE_TO_NOVEL),
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def _steps(per_step: Sequence[Mapping], subset: str) -> str:
-    """Mean accuracy over the paper's benchmarks (as the averages: your own are not in them)."""
-    by_step: dict[int, list[float]] = {}
-    for point in per_step:
-        if point["subset"] == subset and point["benchmark"] in BASE_TO_NOVEL:
-            by_step.setdefault(int(point["step"]), []).append(float(point["accuracy"]))
-    return " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(by_step.items()))
 
 
 def _reported(artefact: str) -> pl.DataFrame:
