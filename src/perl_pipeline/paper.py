@@ -29,7 +29,7 @@ from pathlib import Path
 
 from perl_pipeline.config import ConfigError
 from perl_pipeline.evaluation.paper import ABLATIONS, ablation_rows
-from perl_pipeline.pipelines.paper.pipeline import TARGETS
+from perl_pipeline.protocols import PROTOCOLS
 from perl_pipeline.sweep import (
     Project,
     check_rows,
@@ -155,14 +155,14 @@ def _dynamics_protocols(project: Project) -> list[str]:
     with project.session() as session:
         catalog = session.load_context().catalog
         present = [
-            p for p in TARGETS if catalog.exists(f"{p}.per_step") and catalog.exists(f"{p}.trajectories")
+            p for p in PROTOCOLS if catalog.exists(f"{p}.per_step") and catalog.exists(f"{p}.trajectories")
         ]
     if not present:
         raise ConfigError(
             "dynamics: no protocol's per-step table and trajectories yet; run a protocol first (dvc "
             f"repro, or kedro run --env {project.env} --pipelines base_to_novel)"
         )
-    missing = [p for p in TARGETS if p not in present]
+    missing = [p for p in PROTOCOLS if p not in present]
     if missing:
         logger.warning(
             "dynamics: no per-step table for %s yet (run those protocols for theirs)", ", ".join(missing)

@@ -9,6 +9,7 @@ What a benchmark is (its files, numbers and title) is its block in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 BASE_TO_NOVEL = (
     "imagenet",
@@ -68,3 +69,9 @@ PROTOCOLS = {
     )
 }
 """The paper's three protocols by name (pipeline_registry composes one pipeline each)."""
+
+
+def project_root() -> Path:
+    """The Kedro project this package belongs to (the repository of an editable install)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() and (here / "conf").is_dir() else Path.cwd()

@@ -3,37 +3,19 @@
     python -m perl_pipeline.sweep --jobs 2 perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 
 A front end over DVC's experiment queue. Each ``key=v1,v2,...`` argument varies one parameter
-(values are YAML; commas inside brackets belong to the value). Every setting is checked first (its
-typed configuration and the backbone's architecture), before anything is queued. Then:
+(values are YAML; commas inside brackets belong to the value); every setting is checked before
+anything is queued. Each setting is then queued as one experiment of the ``base_to_novel`` stage
+(its value written into params.yaml's ``params_file``, stashed by ``dvc exp run --queue``, the file
+restored), ``dvc exp run --run-all --jobs N`` runs them, each in a workspace of its own reusing
+the unchanged stages from DVC's cache, and the rows are read from DVC's records (``dvc exp show``,
+``dvc plots diff``) into ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
+The workspace's own outputs are never touched.
 
-1. each setting is queued as one experiment of the ``base_to_novel`` stage: the value is set in
-   the params file params.yaml names for the stages (``params_file``) and
-   ``dvc exp run --queue -n <name> base_to_novel`` stashes that change into the experiment, as
-   ``-S <params file>:<key>=<value>`` would (``-S`` passes the file through OmegaConf, which
-   cannot keep Kedro's ``${globals:...}`` interpolations); the file is restored at once;
-2. ``dvc exp run --run-all --jobs N`` starts N queue workers and waits for them: each experiment
-   runs in a temporary workspace of its own, takes the stages its setting leaves unchanged from
-   DVC's cache and reruns the rest (a ``perl.*`` or ``training.*`` setting retrains, re-evaluates
-   and re-reports; a ``few_shot.*`` one also redraws), and is kept by DVC as a git ref with its
-   outputs in the cache (``dvc exp apply <name>`` brings one into the workspace). The workspace's
-   own outputs are never touched;
-3. the rows are read from DVC's records of the experiments: ``dvc exp show --json`` (the report's
-   metrics) and ``dvc plots diff --json`` (the per-step accuracy), and saved as
-   ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
-
-DVC runs experiments from the last commit: run ``dvc repro`` and commit ``dvc.lock`` first, so they
-reuse its data stages (the demo: params.yaml's ``kedro_env: demo``, see the README). A raw-data
-folder inside the project (``data_root``) is copied into each experiment's workspace
-(``--copy-paths``); keep real datasets outside it, with an absolute ``data_root``.
-
-``--with key=value`` (repeatable) holds a setting fixed under every row, e.g. the paper's own
-budget on the demo under both projector initialisations:
-
-    python -m perl_pipeline.sweep --with training.lr=1e-4 --with training.epochs=1 \
-        perl.projector_init=default,zero_out
-
-``--table`` rebuilds the latest sweep's table from DVC's records without running anything, e.g. on
-another machine after ``dvc exp pull origin <names>`` (docs/sharing.md).
+DVC runs experiments from the last commit: run ``dvc repro`` and commit ``dvc.lock`` first (the
+demo: params.yaml's ``kedro_env: demo``, see the README). A raw-data folder inside the project is
+copied into each experiment (``--copy-paths``); keep real datasets outside it.
+``--with key=value`` (repeatable) holds a setting fixed under every row; ``--table`` rebuilds the
+latest sweep's table from DVC's records without running anything (docs/sharing.md).
 """
 
 from __future__ import annotations

@@ -266,10 +266,7 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
 
     stats = (
         _seed_stats(per_seed, ["benchmark"], B2N_METRICS)
-        .with_columns(
-            role=pl.lit("benchmark"),
-            **{f"{hm}_per_seed_mean": pl.col(hm) for hm in _B2N_HMS},
-        )
+        .with_columns(role=pl.lit("benchmark"), **{f"{hm}_per_seed_mean": pl.col(hm) for hm in _B2N_HMS})
         .with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()})
     )
 
@@ -321,12 +318,7 @@ def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list
     return [mean_of_hms, hm_of_means]
 
 
-TRANSFER_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "zeroshot_accuracy",
-    "image_alignment",
-    "text_alignment",
-)
+TRANSFER_METRICS: tuple[str, ...] = ("accuracy", "zeroshot_accuracy", "image_alignment", "text_alignment")
 """Metrics of `summarize_transfer`, each followed by ``<metric>_std`` in its output."""
 
 

@@ -56,21 +56,13 @@ def params_vs_hm_figure(
     figure = Figure(figsize=(7.0, 4.8), layout="constrained")
     ax = figure.add_subplot()
     ax.scatter(
-        methods["params"],
-        methods["hm"],
-        color="tab:gray",
-        zorder=2,
-        label="reported (PERL paper, Table 1)",
+        methods["params"], methods["hm"], color="tab:gray", zorder=2, label="reported (PERL paper, Table 1)"
     )
     for method, params, hm in methods.select("method", "params", "hm").iter_rows():
         ax.annotate(method, (params, hm), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for hm in clip["hm"]:
         ax.axhline(
-            hm,
-            color="tab:blue",
-            linestyle="--",
-            linewidth=1,
-            label=f"CLIP zero-shot (0 params), {hm:.2f}",
+            hm, color="tab:blue", linestyle="--", linewidth=1, label=f"CLIP zero-shot (0 params), {hm:.2f}"
         )
     ax.scatter(
         [ours_params],

@@ -108,10 +108,7 @@ class _Column(NamedTuple):
 
 
 def _reported_wide(
-    reported: pl.DataFrame,
-    protocol: Protocol,
-    metrics: Sequence[str],
-    benchmarks: Mapping[str, Benchmark],
+    reported: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
 ) -> pl.DataFrame:
     """Per-benchmark reference numbers as ``benchmark, perl_reported_<m>, clip_reported_<m>``."""
     to_benchmark = {info.reported: name for name, info in benchmarks.items()}
@@ -134,10 +131,7 @@ def _reported_wide(
 
 
 def _attach_reported(
-    summary: pl.DataFrame,
-    protocol: Protocol,
-    metrics: Sequence[str],
-    benchmarks: Mapping[str, Benchmark],
+    summary: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
 ) -> pl.DataFrame:
     """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks."""
     wide = _reported_wide(load_reported(), protocol, metrics, benchmarks)
@@ -216,17 +210,11 @@ def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
 
 
 def _benchmark_table(
-    table: pl.DataFrame,
-    metrics: Sequence[tuple[str, str]],
-    digits: int,
-    benchmarks: Mapping[str, Benchmark],
+    table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int, benchmarks: Mapping[str, Benchmark]
 ) -> str:
     """Ours only: one row per benchmark and one "Average" row, one column per (metric, title)."""
     shown = pl.concat(
-        [
-            table.filter(pl.col("role") != "average"),
-            table.filter(pl.col("role") == "average").head(1),
-        ]
+        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
     )
     rows = [
         [
@@ -256,6 +244,18 @@ def _select(
         .drop("_order")
     )
     return selected, present, unknown
+
+
+def _alignment_section(
+    table: pl.DataFrame, benchmarks: Mapping[str, Benchmark], subsets: Sequence[str] = ("",)
+) -> tuple[str, str]:
+    """The section of our image and text alignment with zero-shot CLIP, per subset."""
+    metrics = [
+        (f"{tower}_alignment_{s}".rstrip("_"), f"cos({v}0, {v}K) {s}".rstrip())
+        for tower, v in (("image", "v"), ("text", "t"))
+        for s in subsets
+    ]
+    return "Alignment with zero-shot CLIP at step K (ours)", _benchmark_table(table, metrics, 4, benchmarks)
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
@@ -424,12 +424,6 @@ def base_to_novel_report(
             _Column(f"{_row_title(b, benchmarks)} (yours, not averaged)", b, ("hm",)) for b in own
         ]
         table5 = [_Column(f"{_row_title(b, benchmarks)} (B / N / HM)", b, metrics) for b in present + own]
-        alignment = [
-            ("image_alignment_base", "cos(v0, vK) base"),
-            ("image_alignment_novel", "cos(v0, vK) novel"),
-            ("text_alignment_base", "cos(t0, tK) base"),
-            ("text_alignment_novel", "cos(t0, tK) novel"),
-        ]
         sections += [
             (
                 "HM per dataset and averages (layout of the paper's Table 1)",
@@ -437,14 +431,8 @@ def base_to_novel_report(
                 + '\n\n"mean of HMs" averages the per-dataset HMs (the PERL paper\'s convention); '
                 '"HM of means" is the HM of Avg Base and Avg Novel (the CoOp lineage\'s).',
             ),
-            (
-                "Base / Novel / HM per dataset (layout of the paper's Table 5)",
-                _method_table(table, table5),
-            ),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            ("Base / Novel / HM per dataset (layout of the paper's Table 5)", _method_table(table, table5)),
+            _alignment_section(table, benchmarks, ("base", "novel")),
         ]
         notes = _hm_consistency_notes(table, benchmarks)
         if notes:
@@ -473,23 +461,15 @@ def all_classes_report(
     if present:
         columns = [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
         columns.append(_Column(f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
-        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
         sections += [
             ("Top-1 accuracy over all classes", _method_table(table, columns)),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            _alignment_section(table, benchmarks),
         ]
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
 def _transfer_report(
-    runs: pl.DataFrame,
-    protocol: Protocol,
-    label: str,
-    benchmarks: Mapping[str, Benchmark],
-    setup: str = "",
+    runs: pl.DataFrame, protocol: Protocol, label: str, benchmarks: Mapping[str, Benchmark], setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
@@ -504,16 +484,12 @@ def _transfer_report(
         columns += [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
             columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
-        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
         sections += [
             (
                 f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
                 _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
             ),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            _alignment_section(table, benchmarks),
         ]
     published = _published_averages(protocol, ["accuracy"])
     n_targets = len(protocol.benchmarks) - 1

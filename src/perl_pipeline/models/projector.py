@@ -28,11 +28,7 @@ class ThoughtProjector(nn.Module):
     """Maps a pooled hidden state h (CLS or EOS) to one thought token z of the same width."""
 
     def __init__(
-        self,
-        width: int,
-        rank: int = 1,
-        generator: torch.Generator | None = None,
-        init: str = "default",
+        self, width: int, rank: int = 1, generator: torch.Generator | None = None, init: str = "default"
     ):
         super().__init__()
         check_init(init)

@@ -33,6 +33,8 @@ from perl_pipeline.protocols import BASE_TO_NOVEL, PROTOCOLS, SEEDS
 SHOTS, VAL_SHOTS = 16, 4  # CoOp's draw: 16 training shots and min(16, 4) validation shots per class
 PROTOCOL_BENCHMARKS = {name: p.benchmarks for name, p in PROTOCOLS.items()}
 """The benchmarks each protocol evaluates."""
+EVALUATED = [b for p in PROTOCOLS.values() for b in p.benchmarks]
+"""Every evaluation of the protocols (a benchmark once per protocol that scores it)."""
 TRAINED = {p.subset: p.trained for p in PROTOCOLS.values()}
 """Class subset -> the benchmarks whose projectors are trained on it (per seed)."""
 
@@ -112,9 +114,7 @@ def protocol_counts(specs: Mapping[str, BenchmarkSpec], *, seeds: int = len(SEED
         ),
         "text_features": sum(s.num_classes for s in specs.values()),
         "training": sum(seeds * classes * SHOTS for classes in _runs(specs)),
-        "evaluation": sum(
-            specs[b].split_sizes["test"] for names in PROTOCOL_BENCHMARKS.values() for b in names
-        ),
+        "evaluation": sum(specs[b].split_sizes["test"] for b in EVALUATED),
         "reporting": len(PROTOCOL_BENCHMARKS),
     }
 
@@ -137,11 +137,7 @@ def optimiser_steps(
 
 def evaluation_batches(specs: Mapping[str, BenchmarkSpec], *, batch_size: int = 256) -> int:
     """Evaluation batches over every protocol's test sets (each shared by all seeds)."""
-    return sum(
-        math.ceil(specs[b].split_sizes["test"] / batch_size)
-        for names in PROTOCOL_BENCHMARKS.values()
-        for b in names
-    )
+    return sum(math.ceil(specs[b].split_sizes["test"] / batch_size) for b in EVALUATED)
 
 
 def protocol_work(
@@ -183,9 +179,8 @@ def protocol_work(
             decodes=seeds * SHOTS * sum(runs),
         )
 
-    evaluated = [b for names in PROTOCOL_BENCHMARKS.values() for b in names]
     evaluation = counts["evaluation"] * (flops.image_prefix + seeds * flops.image_refine) + sum(
-        seeds * specs[b].num_classes * flops.text_refine for b in evaluated
+        seeds * specs[b].num_classes * flops.text_refine for b in EVALUATED
     )
     return [
         StageWork("data_preparation", decodes=counts["data_preparation"] - train, headers=train),

@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from perl_pipeline.benchmarks.spec import BenchmarkSpec
 from perl_pipeline.pipeline_registry import STAGES
-from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS
+from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS, project_root
 from perl_pipeline.rehearse.measure import StageRecord, measure
 from perl_pipeline.rehearse.projection import (
+    EVALUATED,
     PROTOCOL_BENCHMARKS,
     TRAINED,
     CheckRates,
@@ -75,12 +76,6 @@ class Backbone:
             return cls("ViT-B/16 (random weights)", clip, 7)
         clip = {"model_name": "PERL-Toy-ViT", "pretrained": "toy_world", "cache_dir": None, "init_seed": 0}
         return cls("PERL-Toy-ViT (4 + 4 blocks, 64 px)", clip, 2)
-
-
-def project_root() -> Path:
-    """The Kedro project this package belongs to (the repository of an editable install)."""
-    here = Path(__file__).resolve().parents[3]
-    return here if (here / "pyproject.toml").is_file() and (here / "conf").is_dir() else Path.cwd()
 
 
 def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
@@ -167,7 +162,7 @@ def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> i
         ]
         return sum(r["images"] * r["config"]["training"]["epochs"] for r in records)
     if stage == "evaluation":
-        return sum(replicas[b].split_sizes["test"] for names in PROTOCOL_BENCHMARKS.values() for b in names)
+        return sum(replicas[b].split_sizes["test"] for b in EVALUATED)
     if stage == "reporting":
         return len(PROTOCOL_BENCHMARKS)
     raise ValueError(f"unknown stage {stage!r}")
