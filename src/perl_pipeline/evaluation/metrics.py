@@ -1,32 +1,22 @@
 """Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
 
-The table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`) turn the long
-per-run evaluation table into the per-benchmark numbers the paper reports. The per-image scoring
-(top-1 accuracy, alignment) lives in one place, `evaluation.evaluate.evaluate_seeds`, which writes
-that table; this module never imports torch (kedro-viz loads it).
+`summarize_base_to_novel`, `summarize_transfer` and `per_step_table` turn the long per-run table
+into the per-benchmark numbers the paper reports; `evaluation.evaluate.evaluate_seeds` writes that
+table. This module never imports torch (kedro-viz loads it).
 
-The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, subset, step):
+The per-run evaluation table ("runs", `RUN_COLUMNS`) has one row per (benchmark, seed, subset,
+step): subset "base" | "novel" | "all", step 0..K (0 = zero-shot), accuracy (percent), n_images,
+image_alignment (mean cos(v(0), v(step)) over the test images), text_alignment (mean
+cos(t(0), t(step)) over the class prompts), then the dynamics (docs/method.md §6.10): confidence
+(mean target-class probability, percent), brier, jacobian_norm (null when off) and, per transition
+group g of `GROUPS`, n_<g> and the quartiles kl_median_<g>, kl_q1_<g>, kl_q3_<g> of
+KL(p_step ‖ p_0) over the group's images (null when it is empty).
 
-    benchmark: str, seed: int, subset: "base" | "novel" | "all", step: int (0..K, 0 = zero-shot),
-    accuracy: float (percent), n_images: int,
-    image_alignment: float (mean cos(v(0), v(step)) over the test images),
-    text_alignment: float (mean cos(t(0), t(step)) over the class prompts),
-    then the dynamics (docs/method.md §6.10): confidence: float (mean target-class probability,
-    percent), brier: float (multi-class Brier score), jacobian_norm: float | null (mean input-Jacobian
-    norm of the target logit over the Jacobian subsample; null when off), and for each transition
-    group g of `GROUPS`: n_<g>: int, kl_median_<g>, kl_q1_<g>, kl_q3_<g>: float | null (quartiles
-    of KL(p_step ‖ p_0) over the group's images; null when it is empty)
-
-Conventions used throughout:
-
-* A value is the mean over seeds; its ``*_std`` companion is the sample standard deviation over
-  seeds (ddof = 1), null when there is a single seed.
-* The per-dataset base-to-novel HM is ``2BN / (B + N)`` of the seed-mean base and novel
-  accuracies (the protocol's definition); ``hm_std`` is the spread of the per-seed HMs and
-  ``hm_per_seed_mean`` their mean (≤ ``hm``, since the HM is concave).
-* Averages run over the benchmarks present, whatever their number. Their point value uses every
-  seed of each benchmark; their ``*_std`` is the spread over seeds of the per-seed average,
-  computed on the seeds that every averaged benchmark has.
+Conventions: a value is the mean over seeds, its ``*_std`` the sample std over seeds (ddof = 1;
+null for a single seed). The per-dataset HM is ``2BN / (B + N)`` of the seed-mean base and novel;
+``hm_std`` is the spread of the per-seed HMs and ``hm_per_seed_mean`` their mean (≤ ``hm``, the HM
+being concave). Averages run over the benchmarks present: their point value uses every seed, their
+``*_std`` the per-seed average over the seeds every averaged benchmark has.
 """
 
 from __future__ import annotations
@@ -206,17 +196,7 @@ def _average_row(
 # --------------------------------------------------------------------------- protocol tables
 
 
-_B2N_PLAIN = (
-    "base",
-    "novel",
-    "zeroshot_base",
-    "zeroshot_novel",
-    "image_alignment_base",
-    "image_alignment_novel",
-    "text_alignment_base",
-    "text_alignment_novel",
-)
-_B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
+_ALIGNMENTS = ("image_alignment_base", "image_alignment_novel", "text_alignment_base", "text_alignment_novel")
 B2N_METRICS: tuple[str, ...] = (
     "base",
     "novel",
@@ -224,11 +204,10 @@ B2N_METRICS: tuple[str, ...] = (
     "zeroshot_base",
     "zeroshot_novel",
     "zeroshot_hm",
-    "image_alignment_base",
-    "image_alignment_novel",
-    "text_alignment_base",
-    "text_alignment_novel",
+    *_ALIGNMENTS,
 )
+_B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
+_B2N_PLAIN = tuple(m for m in B2N_METRICS if m not in _B2N_HMS)  # averaged as they are
 """Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 
 

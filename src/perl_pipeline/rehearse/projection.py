@@ -1,23 +1,17 @@
 """The full protocol's time on one GPU, projected from counted FLOPs and operator calls and measured
 CPU rates.
 
-The real protocol's work is fixed by its counts (:func:`protocol_work`): which files data
-preparation header-reads and decodes, how many shots are drawn, how many prompts are encoded, how
-many images each training run sees and each evaluation scores. Each stage's time is then
+The protocol's work is fixed by its counts (:func:`protocol_work`); each stage then takes
 
     GPU seconds = max(FLOPs / effective FLOP/s,  steps x operator calls per step x seconds per launch)
     seconds     = max(GPU seconds,  decodes / (decodes/s per core x host cores)
                                     + header reads / (header reads/s per core x host cores))
 
-the larger of the accelerator's work and the host CPU's JPEG work (data-loader workers overlap the
-two). The accelerator's work is the larger of its compute and its launch floor: PERL trains at
-batch 4, and each step is a few thousand small operator calls whose dispatch and launch, not their
-arithmetic, bound a GPU; the count of calls does not grow with the batch, so a latency-bound stage
-takes steps x calls x latency however fast the GPU multiplies. The FLOPs per item
-(``torch.utils.flop_counter``, :func:`count_flops`) and the operator calls per training step and per
-evaluation batch (:func:`count_ops`) are counted on the real ViT-B/16 architecture; the per-core
-rates are measured by the rehearsal on real-size JPEGs; the GPU's effective throughput and its
-seconds per operator call are assumptions, stated with the projection.
+as data-loader workers overlap the host's JPEG work with the accelerator's. PERL trains at batch 4:
+each step is a few thousand small operator calls whose launch, not their arithmetic, bounds a GPU,
+and their count does not grow with the batch. FLOPs (:func:`count_flops`) and operator calls
+(:func:`count_ops`) are counted on the real ViT-B/16 architecture, the per-core rates measured on
+real-size JPEGs; the GPU's effective throughput and launch latency are stated assumptions.
 """
 
 from __future__ import annotations
