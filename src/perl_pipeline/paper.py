@@ -29,7 +29,7 @@ from pathlib import Path
 
 from perl_pipeline.config import ConfigError
 from perl_pipeline.evaluation.paper import ABLATIONS, ablation_rows
-from perl_pipeline.pipelines.paper.pipeline import TARGETS
+from perl_pipeline.protocols import PROTOCOLS
 from perl_pipeline.sweep import (
     Project,
     check_rows,
@@ -54,11 +54,7 @@ _WORDS = {  # what users type -> artefacts
 
 
 def parse_artefacts(words: Sequence[str]) -> list[str]:
-    """``["fig3", "layer", "table4"]`` -> ``["fig3_layer", "table4"]`` (order kept, no repeats).
-
-    Raises:
-        ConfigError: an unknown word, naming the artefacts there are.
-    """
+    """``["fig3", "layer", "table4"]`` -> ``["fig3_layer", "table4"]`` (order kept, no repeats)."""
     found: list[str] = []
     words = list(words)
     while words:
@@ -75,11 +71,7 @@ def parse_artefacts(words: Sequence[str]) -> list[str]:
 
 
 def plan(params: dict, artefacts: Sequence[str]) -> list[tuple[str, str, list[tuple[str, object]]]]:
-    """(artefact, row name, [(key, value), ...]) of every run the ablation artefacts need.
-
-    Raises:
-        ConfigError: a missing or malformed ``paper`` block or row setting, naming it.
-    """
+    """(artefact, row name, [(key, value), ...]) of every run the ablation artefacts need."""
     runs = []
     for artefact in artefacts:
         if artefact not in ABLATIONS:
@@ -110,18 +102,7 @@ def run_paper(
 ) -> dict[str, Path]:
     """Run (or reuse) every run the artefacts need, then write them under ``08_reporting/paper/``.
 
-    Everything is checked before anything runs: each row's settings (typed configuration and
-    backbone), the environment DVC's stages use, and for the dynamics that a protocol's per-step
-    table exists.
-
-    Returns:
-        {artefact: its Markdown file}.
-
-    Raises:
-        ConfigError: a bad artefact definition or setting, another environment than DVC's, or no
-            per-step table for the dynamics; nothing has run.
-        SweepBusy: a sweep is running in the project.
-    """
+    Every row's settings, DVC's environment and the dynamics' per-step tables are checked first."""
     project_path = Path(project_path).resolve()
     project = Project.open(project_path, env, conf_source)
     runs = plan(project.params, artefacts)
@@ -174,14 +155,14 @@ def _dynamics_protocols(project: Project) -> list[str]:
     with project.session() as session:
         catalog = session.load_context().catalog
         present = [
-            p for p in TARGETS if catalog.exists(f"{p}.per_step") and catalog.exists(f"{p}.trajectories")
+            p for p in PROTOCOLS if catalog.exists(f"{p}.per_step") and catalog.exists(f"{p}.trajectories")
         ]
     if not present:
         raise ConfigError(
             "dynamics: no protocol's per-step table and trajectories yet; run a protocol first (dvc "
             f"repro, or kedro run --env {project.env} --pipelines base_to_novel)"
         )
-    missing = [p for p in TARGETS if p not in present]
+    missing = [p for p in PROTOCOLS if p not in present]
     if missing:
         logger.warning(
             "dynamics: no per-step table for %s yet (run those protocols for theirs)", ", ".join(missing)

@@ -1,27 +1,18 @@
 """One protocol run spread over a Dask cluster: ``kedro run --runner perl_pipeline.runners.DaskRunner``.
 
-Kedro's documented Dask deployment pattern, on ``distributed``'s client: every node of the run is
-submitted at once as a task that depends on the tasks of the nodes making its inputs, so the
-scheduler starts a node as soon as its inputs are ready (the 33 training runs of base_to_novel, and
-each benchmark's data preparation, run side by side). What runs where:
+Kedro's documented Dask pattern: every node is submitted at once as a task depending on the tasks
+making its inputs, so a node starts as soon as its inputs are ready. The driver runs the
+pipeline-level hooks (parameter and provenance checks, partial reports); a worker loads a node's
+inputs through the catalog, runs it with the node- and dataset-level hooks the driver bound, and
+saves its outputs, so with workers on other machines the data folder must be on a shared file
+system. In-memory outputs travel between workers as the tasks' results.
 
-- the driver (``kedro run``) does what a pipeline-level hook does before and after the run: the
-  parameter checks, the provenance checks of the artefacts read, the partial reports;
-- a worker loads a node's inputs through the catalog, runs the node and saves its outputs, with the
-  node- and dataset-level hooks as the driver bound them (the provenance sidecars are written
-  there, beside the artefact). Files therefore go through the file system: with workers on other
-  machines, the catalog's data folder must be on a file system they all share. In-memory outputs
-  travel from worker to worker as the tasks' results.
-
-Where the cluster is: ``--runner-params address=tcp://host:8786``, else the environment variable
-``PERL_DASK_SCHEDULER``, else a ``LocalCluster`` started for the run (``n_workers``,
-``threads_per_worker``; one thread each by default). Each node runs torch with ``torch_threads``
-threads (default: a local worker's threads; a cluster's workers keep their own): the thread
-count splits torch's float reductions, so a run equals a sequential run made with the same
-``torch.set_num_threads``, bit for bit. Training
-and evaluation nodes ask for one ``GPU`` resource when any worker declares one
-(``LocalCUDACluster(resources={"GPU": 1})``, ``dask worker --resources GPU=1``), so each gets a
-GPU of its own.
+The cluster: ``--runner-params address=tcp://host:8786``, else ``PERL_DASK_SCHEDULER``, else a
+``LocalCluster`` for the run (``n_workers``, ``threads_per_worker``, one thread each by default).
+Each node runs torch with ``torch_threads`` threads: the thread count splits torch's float
+reductions, so a run equals a sequential run with the same ``torch.set_num_threads``, bit for bit.
+Training and evaluation nodes ask for one ``GPU`` resource when any worker declares one, so each
+gets a GPU of its own.
 """
 
 from __future__ import annotations
@@ -103,11 +94,7 @@ class DaskRunner(AbstractRunner):
         return None  # the cluster schedules; AbstractRunner's executor loop is not used
 
     def _run(
-        self,
-        pipeline: Pipeline,
-        catalog: Any,
-        hook_manager: Any = None,
-        run_id: str | None = None,
+        self, pipeline: Pipeline, catalog: Any, hook_manager: Any = None, run_id: str | None = None
     ) -> None:
         from distributed import as_completed
 
@@ -167,9 +154,7 @@ class DaskRunner(AbstractRunner):
             processes=True,
             dashboard_address=None,
         )
-        self._logger.info(
-            "Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads
-        )
+        self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads)
         return _ClosingClient(Client(cluster), cluster)
 
 
@@ -196,14 +181,7 @@ def _run_node(  # noqa: PLR0913
     torch_threads: int | None,
     *upstream: dict,
 ) -> dict:
-    """On a worker: run `node` through the catalog with the driver's node hooks.
-
-    Args:
-        upstream: the in-memory outputs of the nodes `node` depends on.
-
-    Returns:
-        `node`'s in-memory outputs (for the nodes that read them, and the driver).
-    """
+    """On a worker: run `node` through the catalog with the driver's node hooks."""
     import torch
     from kedro.framework.hooks.manager import _create_hook_manager
 
@@ -227,9 +205,7 @@ def _in_memory(catalog: Any, name: str) -> bool:
 def _node_hooks(hook_manager: Any) -> list:
     """The driver's hooks that act around a node, as bound now, for the workers.
 
-    A hook that cannot be pickled stays in the driver, with a warning: its node-level part does
-    not run for this run's nodes.
-    """
+    A hook that cannot be pickled stays in the driver, with a warning."""
     from pluggy import PluginManager
 
     hooks = []

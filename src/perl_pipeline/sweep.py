@@ -3,37 +3,19 @@
     python -m perl_pipeline.sweep --jobs 2 perl.steps=0,1,2,3,4,5 "perl.modalities=[image],[text]"
 
 A front end over DVC's experiment queue. Each ``key=v1,v2,...`` argument varies one parameter
-(values are YAML; commas inside brackets belong to the value). Every setting is checked first (its
-typed configuration and the backbone's architecture), before anything is queued. Then:
+(values are YAML; commas inside brackets belong to the value); every setting is checked before
+anything is queued. Each setting is then queued as one experiment of the ``base_to_novel`` stage
+(its value written into params.yaml's ``params_file``, stashed by ``dvc exp run --queue``, the file
+restored), ``dvc exp run --run-all --jobs N`` runs them, each in a workspace of its own reusing
+the unchanged stages from DVC's cache, and the rows are read from DVC's records (``dvc exp show``,
+``dvc plots diff``) into ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
+The workspace's own outputs are never touched.
 
-1. each setting is queued as one experiment of the ``base_to_novel`` stage: the value is set in
-   the params file params.yaml names for the stages (``params_file``) and
-   ``dvc exp run --queue -n <name> base_to_novel`` stashes that change into the experiment, as
-   ``-S <params file>:<key>=<value>`` would (``-S`` passes the file through OmegaConf, which
-   cannot keep Kedro's ``${globals:...}`` interpolations); the file is restored at once;
-2. ``dvc exp run --run-all --jobs N`` starts N queue workers and waits for them: each experiment
-   runs in a temporary workspace of its own, takes the stages its setting leaves unchanged from
-   DVC's cache and reruns the rest (a ``perl.*`` or ``training.*`` setting retrains, re-evaluates
-   and re-reports; a ``few_shot.*`` one also redraws), and is kept by DVC as a git ref with its
-   outputs in the cache (``dvc exp apply <name>`` brings one into the workspace). The workspace's
-   own outputs are never touched;
-3. the rows are read from DVC's records of the experiments: ``dvc exp show --json`` (the report's
-   metrics) and ``dvc plots diff --json`` (the per-step accuracy), and saved as
-   ``ablations.table`` / ``ablations.markdown`` (``08_reporting/ablations/``).
-
-DVC runs experiments from the last commit: run ``dvc repro`` and commit ``dvc.lock`` first, so they
-reuse its data stages (the demo: params.yaml's ``kedro_env: demo``, see the README). A raw-data
-folder inside the project (``data_root``) is copied into each experiment's workspace
-(``--copy-paths``); keep real datasets outside it, with an absolute ``data_root``.
-
-``--with key=value`` (repeatable) holds a setting fixed under every row, e.g. the paper's own
-budget on the demo under both projector initialisations:
-
-    python -m perl_pipeline.sweep --with training.lr=1e-4 --with training.epochs=1 \
-        perl.projector_init=default,zero_out
-
-``--table`` rebuilds the latest sweep's table from DVC's records without running anything, e.g. on
-another machine after ``dvc exp pull origin <names>`` (docs/sharing.md).
+DVC runs experiments from the last commit: run ``dvc repro`` and commit ``dvc.lock`` first (the
+demo: params.yaml's ``kedro_env: demo``, see the README). A raw-data folder inside the project is
+copied into each experiment (``--copy-paths``); keep real datasets outside it.
+``--with key=value`` (repeatable) holds a setting fixed under every row; ``--table`` rebuilds the
+latest sweep's table from DVC's records without running anything (docs/sharing.md).
 """
 
 from __future__ import annotations
@@ -56,7 +38,7 @@ import polars as pl
 import yaml
 
 from perl_pipeline.config import ConfigError
-from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
+from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 
 logger = logging.getLogger(__name__)
 
@@ -123,21 +105,8 @@ def parse_fixed(argument: str) -> tuple[str, object]:
 
 
 def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]]) -> dict:
-    """One sweep row from a base_to_novel report's DVC metrics and per-step rows.
-
-    Args:
-        metrics: the report's ``metrics.json`` (as ``dvc exp show`` records it).
-        per_step: the rows of its ``per_step.csv`` (as ``dvc plots diff`` gives them: strings).
-
-    Returns:
-        trainable parameters, the averages over benchmarks (mean of HMs, HM of means, zero-shot,
-        alignments at the last step) and ``base_steps``, the mean base accuracy at each step.
-    """
+    """One sweep row from a base_to_novel report's DVC metrics and per-step rows."""
     mean_of_hms, hm_of_means = metrics[AVERAGE_MEAN_OF_HMS], metrics[AVERAGE_HM_OF_MEANS]
-    steps: dict[int, list[float]] = {}
-    for row in per_step:
-        if row["subset"] == "base":
-            steps.setdefault(int(row["step"]), []).append(float(row["accuracy"]))
     return {
         "trainable_parameters": int(metrics["trainable_parameters"]),
         "base": mean_of_hms["base"],
@@ -149,7 +118,7 @@ def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]])
         "zeroshot_hm": mean_of_hms["zeroshot_hm"],
         "image_alignment": mean_of_hms["image_alignment_base"],
         "text_alignment": mean_of_hms["text_alignment_base"],
-        "base_steps": " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(steps.items())),
+        "base_steps": step_means(per_step, "base"),  # every benchmark, your own too
     }
 
 
@@ -183,16 +152,7 @@ def check_settings(
     settings: Sequence[tuple[str, list]], params: Mapping[str, Any], used: Sequence[str]
 ) -> None:
     """Check every setting before the first run: the typed configuration built with the value
-    merged in, plus the backbone's architecture check.
-
-    Args:
-        settings: (key, values) pairs as :func:`parse_setting` gives them.
-        params: the environment's parameters (resolved).
-        used: the parameter names the swept pipeline reads (``params:<name>`` without the prefix).
-
-    Raises:
-        ConfigError: naming the sweep argument and the problem.
-    """
+    merged in, plus the backbone's architecture check."""
     for key, values in settings:
         section = key.split(".")[0]
         if section not in params:
@@ -205,11 +165,7 @@ def check_rows(
     rows: Sequence[tuple[str, Sequence[tuple[str, Any]]]], params: Mapping[str, Any], used: Sequence[str]
 ) -> None:
     """Check each (label, [(key, value), ...]) with its values merged into `params` together: the
-    typed configuration and the backbone's architecture, as a run would before any work.
-
-    Raises:
-        ConfigError: ``<label>: <the problem>``.
-    """
+    typed configuration and the backbone's architecture, as a run would before any work."""
     from perl_pipeline.hooks import check_parameters
 
     for label, values in rows:
@@ -231,26 +187,7 @@ def run_sweep(
 ) -> pl.DataFrame:
     """Queue one DVC experiment per (key, value), run the queue with `jobs` workers, tabulate.
 
-    Every setting is checked before anything is queued, and one sweep runs in a project at a
-    time (:func:`one_sweep_at_a_time`). ``fixed`` ((key, value) pairs, see
-    :func:`parse_fixed`) is set under every setting.
-
-    Args:
-        env: the Kedro environment to check the settings in; it must be the one params.yaml runs
-            DVC's stages in (``kedro_env``), which is the default.
-        project_path: the project, a git repository with DVC's stages run and committed.
-        conf_source: another configuration folder to check the settings in (tests).
-
-    Returns:
-        One row per setting: parameter, value, experiment (its DVC name), then
-        :func:`summarize`'s columns.
-
-    Raises:
-        ConfigError: an invalid setting, or an environment params.yaml does not run, before any
-            experiment is queued.
-        RuntimeError: an experiment that did not finish (its name, and how to see its log).
-        SweepBusy: another sweep is running in the project (one at a time), before anything.
-    """
+    Every setting is checked before anything is queued; ``fixed`` is set under every setting."""
     project_path = Path(project_path).resolve()
     with one_sweep_at_a_time(project_path):
         return _run_sweep(settings, env, project_path, conf_source, fixed, jobs)
@@ -260,14 +197,8 @@ def run_sweep(
 def one_sweep_at_a_time(project_path: Path) -> Iterator[None]:
     """Hold the project's sweep lock (``.dvc/tmp/perl-sweep.lock``) for the whole sweep.
 
-    A sweep edits the params file, queues, restores it and runs DVC's queue; two at once would
-    queue experiments with each other's settings and fight over DVC's lock, so the second is
-    refused before it does anything. The lock is the operating system's (flock): it goes with
-    the process, so a killed sweep leaves none behind.
-
-    Raises:
-        SweepBusy: naming the running sweep (its pid, start time and command) and what to do.
-    """
+    Two sweeps at once would queue each other's settings and fight over DVC's lock. The lock is an
+    flock: it goes with the process, so a killed sweep leaves none behind."""
     import fcntl
 
     lock = Path(project_path) / LOCK
@@ -376,10 +307,8 @@ def run_experiments(
     """Queue one experiment of the ``base_to_novel`` stage per (name, [(key, value), ...]) and
     run DVC's queue with `jobs` workers; return each setting's DVC name (or revision).
 
-    With `reuse`, a setting whose parameters DVC already recorded on the current commit (the
-    commit itself, or one of its experiments: the whole params file equal) is not queued again:
-    its record is used. Call with the sweep lock held.
-    """
+    With `reuse`, a setting whose whole params file DVC already recorded on the current commit
+    (or one of its experiments) is not queued again. Call with the sweep lock held."""
     project_path = project.path
     params_file = project_path / project.stages["params_file"]
     copied = _inside(Path(project.params["data_root"]), project_path)
@@ -422,11 +351,7 @@ def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], da
 
 
 def recorded_results(project_path: Path, names: Sequence[str], data: str) -> list[tuple[dict, list[dict]]]:
-    """(report metrics, per-step rows) of each named experiment (or commit) from DVC's records.
-
-    Raises:
-        RuntimeError: an experiment without a report (it did not finish), with how to see why.
-    """
+    """(report metrics, per-step rows) of each named experiment (or commit) from DVC's records."""
     metrics_file, per_step_file = f"{data}/{REPORT}/metrics.json", f"{data}/{REPORT}/per_step.csv"
     records = _experiments(json.loads(_dvc(project_path, "exp", "show", "--json")))
     failed = [name for name in names if metrics_file not in records.get(name, {}).get("metrics", {})]
@@ -452,12 +377,7 @@ def sweep_experiments(shown: list[dict], params_file: str) -> list[tuple[str, An
     (key, value, name) in their queue order: those a sweep named ``<nn>-<key>=<value>-<stamp>``,
     the newest stamp's. The value is the one DVC recorded in the experiment's params file (the
     name's text when the file does not hold it). Experiments pulled from a git remote (``dvc exp
-    pull``) are DVC records like any other.
-
-    Args:
-        shown: ``dvc exp show --json``.
-        params_file: params.yaml's ``params_file`` (where the sweep set the values).
-    """
+    pull``) are DVC records like any other."""
     found: list[tuple[str, int, str, Any, str]] = []
     for baseline in shown:
         for experiment in baseline.get("experiments") or []:
@@ -483,11 +403,7 @@ def rebuild_table(
 ) -> pl.DataFrame:
     """The latest sweep's table from DVC's records alone, e.g. of experiments pulled from a git
     remote with ``dvc exp pull`` on another machine (their metrics and per-step plots are in git);
-    nothing is run. Saved like a sweep's (``ablations.table`` / ``ablations.markdown``).
-
-    Raises:
-        ConfigError: DVC knows no experiment of a sweep in this project (with what to pull).
-    """
+    nothing is run. Saved like a sweep's (``ablations.table`` / ``ablations.markdown``)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -539,9 +455,7 @@ def _experiments(shown: list[dict], with_params: str | None = None) -> dict[str,
 def _set_in(params_file: Path, values: Sequence[tuple[str, Any]]):
     """`params_file` with `values` set (its layout and comments kept), restored afterwards.
 
-    What ``dvc exp run --queue -S file:key=value`` does, without the OmegaConf round trip through
-    which ``-S`` passes the whole file and which cannot keep Kedro's ``${globals:...}``.
-    """
+    ``dvc exp run -S`` would round-trip the whole file through OmegaConf, losing ``${globals:...}``."""
     from dvc.utils.serialize import modify_yaml
 
     original = params_file.read_bytes()

@@ -8,18 +8,16 @@ import polars as pl
 import pytest
 import yaml
 
-from perl_pipeline.protocols import DOMAIN_GENERALIZATION_TARGETS
+from perl_pipeline.protocols import PROTOCOLS, SOURCE
 from tests.pipelines.conftest import DVC_BENCHMARKS, DVC_OWN, DVC_PAPER, ROOT, dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_dvc_params_agree_with_the_kedro_project():
-    from perl_pipeline.protocols import BASE_TO_NOVEL
-
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert tuple(params["base_to_novel"]) == BASE_TO_NOVEL
-    assert tuple(params["variants"]) == DOMAIN_GENERALIZATION_TARGETS
+    assert tuple(params["base_to_novel"]) == PROTOCOLS["base_to_novel"].benchmarks
+    assert (SOURCE, *params["variants"]) == PROTOCOLS["domain_generalization"].benchmarks
     globals_ = yaml.safe_load((ROOT / "conf" / "base" / "globals.yml").read_text())
     assert params["data"] == globals_["data"]
     demo = yaml.safe_load((ROOT / "conf" / "demo" / "globals.yml").read_text())

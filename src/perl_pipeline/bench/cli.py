@@ -4,21 +4,13 @@
     python -m perl_pipeline.bench --quick         # a fast smoke run
     python -m perl_pipeline.bench --json out.json # also write every figure as JSON
 
-Image side: zero-shot `clip.encode_image`, PERL inference `model.encode_image` (no grad) with the
-last block at the read-out only (the default) and on every token, and a PERL training step (prefix
-under no_grad, refinement with grad, loss against a fixed text feature matrix, backward, AdamW step)
-at a small and a large batch. Text side: PERL text features for N CoOp-style class prompts with and
-without the EOS cut. Seeds: a training step as the loop runs it (batch 4, class prompts refined) for
-one seed and for three seeds together. Reasoning loops: PERL inference of Table 4's six variants
-(Early, Deep, Shared, Step, Layer, LayerStep; depths scaled to the model) at the smallest batch,
-with their parameter counts and block-count theory. Evaluation: three seeds over photo-sized JPEGs,
-next to decoding them alone (CPU workers; on CUDA also GPU decoding), and with every image's
-input-Jacobian norm (its cost per image, step and seed). Every figure is the median of a few
-timed repeats after warm-up, with a device synchronisation around each call. Ratios come from the
-same run and are printed next to the theory: (J + (K+1)(L-J)) / L block evaluations per zero-shot
-forward (32/12 = 2.67 for ViT-B/16), about 2.32 with the last block at the read-out; with several
-injection depths J is the first one, J_1.
-Weights are random: speed does not depend on their values.
+Times, as medians of a few synchronised repeats after warm-up: zero-shot image encoding, PERL
+inference (last block at the read-out only, and on every token) and a training step at a small and
+a large batch; text features with and without the EOS cut; a training step of one seed and of
+three together; Table 4's six reasoning loops; evaluation of three seeds over photo-sized JPEGs
+beside decoding alone, and with the input-Jacobian norm. Ratios are printed next to the theory,
+(J + (K+1)(L-J)) / L block evaluations per zero-shot forward (32/12 = 2.67 for ViT-B/16, about
+2.32 with the last block at the read-out). Weights are random: speed does not depend on them.
 """
 
 from __future__ import annotations

@@ -38,13 +38,8 @@ def measure(
 ) -> dict[str, Timing]:
     """Median wall time of each call, timed in interleaved rounds.
 
-    Every round times each call once, so a slow spell of the machine (other processes on a shared
-    CPU) hits all of them alike and their ratios stay fair. `warmup` untimed rounds come first. The
-    number of timed rounds is `repeats`, lowered (to at least one) so that they take about
-    `budget_s` seconds per call given the last warm-up round: minute-long CPU calls stay affordable.
-    `before(name)` runs untimed before each call (e.g. to switch train / eval mode). With `count`,
-    one more untimed call per name counts its FLOPs and operator calls (`count_work`).
-    """
+    A slow spell of a shared CPU hits every call of a round alike, so ratios stay fair. The rounds
+    are cut (to at least one) to take about `budget_s` per call; `count` adds one counting call."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     peaks = dict.fromkeys(calls, 0.0)
 

@@ -10,12 +10,15 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
-from perl_pipeline.bench.harness import measure
+from perl_pipeline.bench.harness import Timing, measure
 from perl_pipeline.config import EvalConfig, TrainConfig, split_depths
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL
+from perl_pipeline.protocols import project_root
+from perl_pipeline.sweep import parse_fixed
 from perl_pipeline.training import training_step, training_step_together
 
 logger = logging.getLogger(__name__)
@@ -148,14 +151,22 @@ WORKLOAD_LABELS = {
     "perl_train_step": "PERL train step",
 }
 SEEDS_WORKLOADS = ("train_one_seed", "train_seeds_together")
-LOOP_VARIANTS = {  # Table 4's reasoning loops (docs/method.md §2.7), at ViT-B/16's depths (L = 12)
-    "PERL-Early": {"split_layer": 0},
-    "PERL-Deep": {"split_layer": (3, 7, 11)},
-    "PERL-Shared": {"split_layer": 7},
-    "PERL-Step": {"split_layer": 7, "share_projector": False},
-    "PERL-Layer": {"split_layer": (7, 9, 11), "share_layers": False},
-    "PERL-LayerStep": {"split_layer": (7, 9, 11), "share_projector": False, "share_layers": False},
-}
+
+
+def table4_loops(root: Path | None = None) -> dict[str, dict]:
+    """Table 4's reasoning loops (docs/method.md §2.7) at ViT-B/16's depths (L = 12): the rows of
+    ``paper.table4`` in conf/base/parameters_paper.yml over conf/base/parameters.yml's ``perl``."""
+    conf = (root or project_root()) / "conf" / "base"
+    default = yaml.safe_load((conf / "parameters.yml").read_text())["perl"]["split_layer"]
+    rows = yaml.safe_load((conf / "parameters_paper.yml").read_text())["paper"]["table4"]["rows"]
+    loops = {}
+    for row in rows:
+        settings = {key.removeprefix("perl."): value for key, value in map(parse_fixed, row["set"])}
+        loops[row["name"]] = {"split_layer": default, **settings}
+    return loops
+
+
+LOOP_VARIANTS = table4_loops()
 EVAL_WORKLOADS = ("decode_only", "evaluate", "evaluate_jacobian", "zero_shot_evaluate", "predict")
 
 
@@ -260,14 +271,9 @@ def bench_images(
                 ImageRow(
                     workload=name,
                     batch=batch,
-                    seconds=timing.seconds,
-                    repeats=timing.repeats,
                     images_per_s=batch / timing.seconds,
                     ms_per_image=1000 * timing.seconds / batch,
-                    peak_memory_mb=timing.peak_memory_mb,
-                    times=timing.times,
-                    flops=timing.flops,
-                    ops=timing.ops,
+                    **_timed(timing),
                 )
             )
     model.eval()
@@ -288,13 +294,8 @@ def bench_text(model: PERL, settings: Settings, device: torch.device, tokenizer:
                     prompts=count,
                     cut=cut,
                     tokens=cut_length(model, tokens) if cut else tokens.shape[1],
-                    seconds=timing.seconds,
-                    repeats=timing.repeats,
                     prompts_per_s=count / timing.seconds,
-                    peak_memory_mb=timing.peak_memory_mb,
-                    times=timing.times,
-                    flops=timing.flops,
-                    ops=timing.ops,
+                    **_timed(timing),
                 )
             )
     return rows
@@ -348,6 +349,12 @@ def bench_loops(model: PERL, settings: Settings, device: torch.device) -> list[L
     ]
 
 
+def _timed(timing: Timing) -> dict:
+    """A row's fields from its measurement."""
+    fields = ("seconds", "repeats", "peak_memory_mb", "times", "flops", "ops")
+    return {name: getattr(timing, name) for name in fields}
+
+
 def _repeat_settings(settings: Settings) -> tuple[int, int, float]:
     return settings.warmup, settings.repeats, settings.budget_s
 
@@ -386,13 +393,8 @@ def bench_seeds(model: PERL, settings: Settings, device: torch.device, tokenizer
             workload=name,
             seeds=seeds,
             batch=batch,
-            seconds=timing.seconds,
-            repeats=timing.repeats,
             images_per_s=seeds * batch / timing.seconds,
-            peak_memory_mb=timing.peak_memory_mb,
-            times=timing.times,
-            flops=timing.flops,
-            ops=timing.ops,
+            **_timed(timing),
         )
         for (name, timing), seeds in zip(timings.items(), (1, settings.seeds), strict=True)
     ]

@@ -9,12 +9,7 @@ from perl_pipeline.evaluation.metrics import harmonic_mean
 
 def headline_metrics(runs: pl.DataFrame, seed: int) -> dict:
     """Accuracy (percent) of `seed` per class subset at step K (the largest step) and at step 0
-    (zero-shot CLIP), with the harmonic mean when there are base and novel subsets.
-
-    Returns:
-        ``{"step": K, "accuracy": {subset: acc_K}, "zero_shot": {subset: acc_0},
-        "test_images": {subset: n}}`` plus ``"hm"`` and ``"zero_shot_hm"`` for base-to-novel.
-    """
+    (zero-shot CLIP), with the harmonic mean when there are base and novel subsets."""
     rows = runs.filter(pl.col("seed") == seed)
     if rows.is_empty():
         raise ValueError(f"the runs table has no rows for seed {seed}")

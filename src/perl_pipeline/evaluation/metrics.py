@@ -1,38 +1,28 @@
 """Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
 
-The table metrics (`summarize_base_to_novel`, `summarize_transfer`, `per_step_table`) turn the long
-per-run evaluation table into the per-benchmark numbers the paper reports. The per-image scoring
-(top-1 accuracy, alignment) lives in one place, `evaluation.evaluate.evaluate_seeds`, which writes
-that table; this module never imports torch (kedro-viz loads it).
+`summarize_base_to_novel`, `summarize_transfer` and `per_step_table` turn the long per-run table
+into the per-benchmark numbers the paper reports; `evaluation.evaluate.evaluate_seeds` writes that
+table. This module never imports torch (kedro-viz loads it).
 
-The per-run evaluation table ("runs") is LONG, one row per (benchmark, seed, subset, step):
+The per-run evaluation table ("runs", `RUN_COLUMNS`) has one row per (benchmark, seed, subset,
+step): subset "base" | "novel" | "all", step 0..K (0 = zero-shot), accuracy (percent), n_images,
+image_alignment (mean cos(v(0), v(step)) over the test images), text_alignment (mean
+cos(t(0), t(step)) over the class prompts), then the dynamics (docs/method.md §6.10): confidence
+(mean target-class probability, percent), brier, jacobian_norm (null when off) and, per transition
+group g of `GROUPS`, n_<g> and the quartiles kl_median_<g>, kl_q1_<g>, kl_q3_<g> of
+KL(p_step ‖ p_0) over the group's images (null when it is empty).
 
-    benchmark: str, seed: int, subset: "base" | "novel" | "all", step: int (0..K, 0 = zero-shot),
-    accuracy: float (percent), n_images: int,
-    image_alignment: float (mean cos(v(0), v(step)) over the test images),
-    text_alignment: float (mean cos(t(0), t(step)) over the class prompts),
-    then the dynamics (docs/method.md §6.10): confidence: float (mean target-class probability,
-    percent), brier: float (multi-class Brier score), jacobian_norm: float | null (mean input-Jacobian
-    norm of the target logit over the Jacobian subsample; null when off), and for each transition
-    group g of `GROUPS`: n_<g>: int, kl_median_<g>, kl_q1_<g>, kl_q3_<g>: float | null (quartiles
-    of KL(p_step ‖ p_0) over the group's images; null when it is empty)
-
-Conventions used throughout:
-
-* A value is the mean over seeds; its ``*_std`` companion is the sample standard deviation over
-  seeds (ddof = 1), null when there is a single seed.
-* The per-dataset base-to-novel HM is ``2BN / (B + N)`` of the seed-mean base and novel
-  accuracies (the protocol's definition); ``hm_std`` is the spread of the per-seed HMs and
-  ``hm_per_seed_mean`` their mean (≤ ``hm``, since the HM is concave).
-* Averages run over the benchmarks present, whatever their number. Their point value uses every
-  seed of each benchmark; their ``*_std`` is the spread over seeds of the per-seed average,
-  computed on the seeds that every averaged benchmark has.
+Conventions: a value is the mean over seeds, its ``*_std`` the sample std over seeds (ddof = 1;
+null for a single seed). The per-dataset HM is ``2BN / (B + N)`` of the seed-mean base and novel;
+``hm_std`` is the spread of the per-seed HMs and ``hm_per_seed_mean`` their mean (≤ ``hm``, the HM
+being concave). Averages run over the benchmarks present: their point value uses every seed, their
+``*_std`` the per-seed average over the seeds every averaged benchmark has.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -85,18 +75,7 @@ _KEYS = ["benchmark", "seed"]
 
 
 def harmonic_mean(base: float, novel: float) -> float:
-    """Harmonic mean of base and novel accuracy, ``2BN / (B + N)``.
-
-    Args:
-        base: base-class accuracy (percent).
-        novel: novel-class accuracy (percent).
-
-    Returns:
-        The harmonic mean; 0.0 when both are 0.
-
-    Raises:
-        ValueError: if either accuracy is negative.
-    """
+    """Harmonic mean of base and novel accuracy, ``2BN / (B + N)``."""
     if base < 0 or novel < 0:
         raise ValueError(f"accuracies must be non-negative, got base={base}, novel={novel}")
     if base + novel == 0:
@@ -105,21 +84,8 @@ def harmonic_mean(base: float, novel: float) -> float:
 
 
 def hm_rounding_tolerance(base: float, novel: float, decimals: int = 2) -> float:
-    """Largest gap between a printed HM and ``2BN/(B+N)`` of the printed B and N due to rounding.
-
-    When B, N and HM are each printed rounded to `decimals`, the printed HM can differ from the
-    HM of the printed B and N by at most half a unit of the last digit (the HM's own rounding)
-    plus the rounding of B and N propagated through ``∂HM/∂B = 2N²/(B+N)²`` and
-    ``∂HM/∂N = 2B²/(B+N)²``. A larger gap means the printed numbers are inconsistent.
-
-    Args:
-        base: printed base accuracy.
-        novel: printed novel accuracy.
-        decimals: number of decimals the values were printed with.
-
-    Returns:
-        The tolerance, in the units of the accuracies.
-    """
+    """Largest gap between a printed HM and ``2BN/(B+N)`` of the printed B and N due to rounding."""
+    # The HM's own half unit plus B's and N's, propagated by dHM/dB = 2N²/(B+N)², dHM/dN = 2B²/(B+N)².
     half_unit = 0.5 * 10.0 ** (-decimals)
     total = base + novel
     if total == 0:
@@ -151,10 +117,7 @@ def _validate(runs: pl.DataFrame) -> None:
 
 
 def _final_step(runs: pl.DataFrame, final_step: int | None) -> int:
-    """The step reported as "ours" (default: the largest present).
-
-    Every (benchmark, seed, subset) must have it and step 0 (zero-shot); raises ValueError if not.
-    """
+    """The step reported as "ours" (default: the largest present); every run needs it and step 0."""
     if runs.is_empty():
         return 0 if final_step is None else final_step
     step = int(runs["step"].max()) if final_step is None else final_step
@@ -215,23 +178,7 @@ def _average_row(
     seed_values: dict[str, pl.Expr],
     seed_means: dict[str, pl.Expr] | None = None,
 ) -> pl.DataFrame:
-    """One average row.
-
-    Args:
-        stats: per-benchmark table (one row per benchmark, as returned by `_seed_stats`).
-        per_seed: per-(benchmark, seed) table on the seeds common to all benchmarks.
-        name: the row's ``benchmark`` value.
-        means: column -> expression over `stats` giving the row's point value.
-        seed_values: metric -> expression over the per-seed averages (one row per seed, each
-            metric already averaged over benchmarks) giving that seed's value; the row's
-            ``<metric>_std`` is its std over seeds.
-        seed_means: column -> expression over the per-seed averages whose mean over seeds
-            fills that column.
-
-    Returns:
-        A one-row frame with ``benchmark``, ``role`` = "average", ``n_seeds`` and the columns
-        named in `means`, `seed_values` (as ``_std``) and `seed_means`.
-    """
+    """One average row."""
     per_seed_avg = per_seed.group_by("seed", maintain_order=True).agg(
         pl.col(c).mean() for c in per_seed.columns if c not in _KEYS
     )
@@ -249,17 +196,7 @@ def _average_row(
 # --------------------------------------------------------------------------- protocol tables
 
 
-_B2N_PLAIN = (
-    "base",
-    "novel",
-    "zeroshot_base",
-    "zeroshot_novel",
-    "image_alignment_base",
-    "image_alignment_novel",
-    "text_alignment_base",
-    "text_alignment_novel",
-)
-_B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
+_ALIGNMENTS = ("image_alignment_base", "image_alignment_novel", "text_alignment_base", "text_alignment_novel")
 B2N_METRICS: tuple[str, ...] = (
     "base",
     "novel",
@@ -267,36 +204,15 @@ B2N_METRICS: tuple[str, ...] = (
     "zeroshot_base",
     "zeroshot_novel",
     "zeroshot_hm",
-    "image_alignment_base",
-    "image_alignment_novel",
-    "text_alignment_base",
-    "text_alignment_novel",
+    *_ALIGNMENTS,
 )
+_B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
+_B2N_PLAIN = tuple(m for m in B2N_METRICS if m not in _B2N_HMS)  # averaged as they are
 """Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 
 
 def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -> pl.DataFrame:
-    """Per-benchmark base-to-novel results and the two 11-dataset average conventions.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring); only the ``base`` and
-            ``novel`` subsets are used, and every seed must have both.
-        final_step: the step reported as the method's result; default the largest step present.
-            Step 0 gives the zero-shot CLIP columns.
-
-    Returns:
-        One row per benchmark (order of first appearance) then, when any benchmark is present,
-        the rows ``"average (mean of HMs)"`` (PERL paper) and ``"average (HM of means)"`` (CoOp
-        lineage). Columns: ``benchmark, role ("benchmark" | "average"), final_step, n_seeds``,
-        then for each of `B2N_METRICS` its seed mean and ``_std``, then ``hm_per_seed_mean``
-        and ``zeroshot_hm_per_seed_mean``. ``hm`` is ``2BN/(B+N)`` of the seed means,
-        ``hm_std`` the std of the per-seed HMs. The average rows average the plain metrics over
-        benchmarks; their ``hm`` is the mean of the per-dataset ``hm`` (first row) or the HM of
-        the average base and novel (second row).
-
-    Raises:
-        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
-    """
+    """Per-benchmark base-to-novel results and the two 11-dataset average conventions."""
     _validate(runs)
     runs = runs.filter(pl.col("subset").is_in(["base", "novel"]))
     step = _final_step(runs, final_step)
@@ -329,10 +245,7 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
 
     stats = (
         _seed_stats(per_seed, ["benchmark"], B2N_METRICS)
-        .with_columns(
-            role=pl.lit("benchmark"),
-            **{f"{hm}_per_seed_mean": pl.col(hm) for hm in _B2N_HMS},
-        )
+        .with_columns(role=pl.lit("benchmark"), **{f"{hm}_per_seed_mean": pl.col(hm) for hm in _B2N_HMS})
         .with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()})
     )
 
@@ -384,35 +297,14 @@ def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list
     return [mean_of_hms, hm_of_means]
 
 
-TRANSFER_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "zeroshot_accuracy",
-    "image_alignment",
-    "text_alignment",
-)
+TRANSFER_METRICS: tuple[str, ...] = ("accuracy", "zeroshot_accuracy", "image_alignment", "text_alignment")
 """Metrics of `summarize_transfer`, each followed by ``<metric>_std`` in its output."""
 
 
 def summarize_transfer(
     runs: pl.DataFrame, source: str = "imagenet", final_step: int | None = None
 ) -> pl.DataFrame:
-    """Cross-dataset / domain-generalisation results: accuracy ± std per benchmark, target average.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring); only subset ``all`` is used.
-            Every benchmark other than `source` is a target.
-        source: the training benchmark; reported in its own row, never in the target average.
-        final_step: the step reported as the method's result; default the largest step present.
-
-    Returns:
-        The source row (if present), one row per target (order of first appearance), then (when
-        any target is present) the ``"target average"`` row. Columns: ``benchmark, role
-        ("source" | "target" | "average"), final_step, n_seeds`` and, for each of
-        `TRANSFER_METRICS`, its seed mean and ``_std`` (``zeroshot_accuracy`` = step 0).
-
-    Raises:
-        ValueError: if the table breaks the data contract or a benchmark lacks `final_step`.
-    """
+    """Cross-dataset / domain-generalisation results: accuracy ± std per benchmark, target average."""
     _validate(runs)
     runs = runs.filter(pl.col("subset") == "all")
     step = _final_step(runs, final_step)
@@ -456,21 +348,7 @@ def summarize_transfer(
 
 
 def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
-    """Mean ± std over seeds of accuracy, alignment and the dynamics at every step.
-
-    Args:
-        runs: the per-run evaluation table (see module docstring).
-
-    Returns:
-        One row per (benchmark, subset, step), benchmarks in order of first appearance, subsets
-        ordered base, novel, all, then steps ascending. Columns: ``benchmark, subset, step,
-        n_seeds, accuracy, accuracy_std, image_alignment, image_alignment_std, text_alignment,
-        text_alignment_std, n_images`` (mean test-set size over seeds), then each of
-        `DYNAMICS_COLUMNS` with its ``_std``, except the group counts ``n_<g>`` (their mean only).
-
-    Raises:
-        ValueError: if the table breaks the data contract.
-    """
+    """Mean ± std over seeds of accuracy, alignment and the dynamics at every step."""
     _validate(runs)
     metrics = ("accuracy", "image_alignment", "text_alignment")
     benchmark_order = runs["benchmark"].unique(maintain_order=True).to_list()
@@ -494,3 +372,13 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
         .sort("_b", "_s", "subset", "step")
         .drop("_b", "_s")
     )
+
+
+def step_means(per_step: Iterable[Mapping], subset: str, benchmarks: Collection[str] | None = None) -> str:
+    """Mean accuracy over benchmarks (all, or those of `benchmarks`) at each step of a per-step
+    table's rows (values may be DVC's strings), as ``"a / b / ..."`` for steps 0..K."""
+    by_step: dict[int, list[float]] = {}
+    for point in per_step:
+        if point["subset"] == subset and (benchmarks is None or point["benchmark"] in benchmarks):
+            by_step.setdefault(int(point["step"]), []).append(float(point["accuracy"]))
+    return " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(by_step.items()))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 from matplotlib.figure import Figure
 
-from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS
+from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 from perl_pipeline.evaluation.reference import load_reported_ablations
 from perl_pipeline.protocols import BASE_TO_NOVEL
 
@@ -30,18 +30,7 @@ _METRIC_TITLES = {
 
 
 def ablation_rows(results: Sequence[tuple[str, str, str, Mapping, Sequence[Mapping]]]) -> pl.DataFrame:
-    """One table row per run: (row name, setting text, DVC name, report metrics, per-step rows).
-
-    Args:
-        results: the base_to_novel report's DVC metrics (``metrics.json``) and per-step rows
-            (``per_step.csv``, values as strings as DVC gives them) of each row's run.
-
-    Returns:
-        Columns ``row, setting, experiment, trainable_parameters, base, base_std, novel,
-        novel_std, hm, hm_std`` (mean of per-dataset HMs, the paper's convention), ``hm_of_means``
-        (the CoOp lineage's), ``zeroshot_hm`` and ``base_steps`` / ``novel_steps`` (mean accuracy
-        over benchmarks at steps 0..K, " / "-separated).
-    """
+    """One table row per run: (row name, setting text, DVC name, report metrics, per-step rows)."""
     rows = []
     for name, setting, experiment, metrics, per_step in results:
         average = metrics[AVERAGE_MEAN_OF_HMS]
@@ -54,20 +43,12 @@ def ablation_rows(results: Sequence[tuple[str, str, str, Mapping, Sequence[Mappi
                 **{m: average.get(m) for m in ("base", "base_std", "novel", "novel_std", "hm", "hm_std")},
                 "hm_of_means": metrics[AVERAGE_HM_OF_MEANS]["hm"],
                 "zeroshot_hm": average["zeroshot_hm"],
-                "base_steps": _steps(per_step, "base"),
-                "novel_steps": _steps(per_step, "novel"),
+                # over the paper's benchmarks, as the averages (your own are not in them)
+                "base_steps": step_means(per_step, "base", BASE_TO_NOVEL),
+                "novel_steps": step_means(per_step, "novel", BASE_TO_NOVEL),
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def _steps(per_step: Sequence[Mapping], subset: str) -> str:
-    """Mean accuracy over the paper's benchmarks (as the averages: your own are not in them)."""
-    by_step: dict[int, list[float]] = {}
-    for point in per_step:
-        if point["subset"] == subset and point["benchmark"] in BASE_TO_NOVEL:
-            by_step.setdefault(int(point["step"]), []).append(float(point["accuracy"]))
-    return " / ".join(f"{sum(v) / len(v):.2f}" for _, v in sorted(by_step.items()))
 
 
 def _reported(artefact: str) -> pl.DataFrame:
@@ -92,16 +73,7 @@ def _pm(value: float | None, std: float | None) -> str:
 def ablation_report(
     rows: pl.DataFrame, definition: Mapping, *, artefact: str, label: str = ""
 ) -> tuple[str, Figure]:
-    """The Markdown table and the figure of one ablation artefact, the paper's numbers beside ours.
-
-    Args:
-        artefact: one of :data:`ABLATIONS`.
-        rows: :func:`ablation_rows` of its runs, in the definition's order.
-        definition: the artefact's ``paper`` parameters: ``title``, ``axis`` (figures with a
-            numeric axis), ``rows`` (each ``name``, ``set``, optional ``paper_row`` and
-            ``decision``: why a variant's definition is ours).
-        label: a note under the heading (the demo says it is a demo).
-    """
+    """The Markdown table and the figure of one ablation artefact, the paper's numbers beside ours."""
     reported = _reported(artefact)
     rows = rows.with_columns(pl.col("row").cast(pl.String))  # a CSV reads "6" back as a number
     specs = {str(spec["name"]): spec for spec in definition["rows"]}
@@ -233,15 +205,7 @@ def dynamics_report(
     label: str = "",
 ) -> tuple[str, Figure]:
     """Figs. 4-7: the per-step dynamics of a protocol averaged over `targets`, beside the paper's,
-    and Fig. 6: the test images whose target-class confidence gained most.
-
-    Args:
-        protocol: base_to_novel (subsets base and novel), cross_dataset or domain_generalization.
-        per_step: the protocol's per-step table (metrics.per_step_table; seed means).
-        trajectories: the protocol's confidence trajectories (metrics.TRAJECTORY_COLUMNS).
-        targets: the benchmarks averaged (a transfer protocol's targets; its source excluded).
-        label: a note under the heading.
-    """
+    and Fig. 6: the test images whose target-class confidence gained most."""
     rows = per_step.filter(pl.col("benchmark").is_in(list(targets)))
     present = rows["benchmark"].n_unique()
     subsets = [s for s in ("base", "novel", "all") if s in rows["subset"].unique().to_list()]

@@ -33,21 +33,7 @@ def _title(benchmark: str, titles: Mapping[str, str]) -> str:
 def params_vs_hm_figure(
     ours_hm: float, ours_params: int = 6402, *, ours_label: str = "PERL (ours)"
 ) -> Figure:
-    """Trainable parameters against base-to-novel average HM: ours beside the paper's methods.
-
-    The reported points are the paper's unified 1-epoch 16-shot protocol (its Table 1: mean of
-    the per-dataset HMs over 11 datasets) at the parameter counts it gives; zero-shot CLIP, with
-    no trainable parameter, is a horizontal line since it has no place on a log axis.
-
-    Args:
-        ours_hm: our average HM (mean of the per-dataset HMs, as in the paper).
-        ours_params: our trainable-parameter count.
-        ours_label: legend text for our point (say when it covers fewer than 11 datasets).
-
-    Returns:
-        The figure: one axis with the reported methods as one scatter (PERL included), our point
-        as a second scatter, and the CLIP line.
-    """
+    """Trainable parameters against base-to-novel average HM: ours beside the paper's methods."""
     reported = (
         load_reported()
         .filter(
@@ -70,21 +56,13 @@ def params_vs_hm_figure(
     figure = Figure(figsize=(7.0, 4.8), layout="constrained")
     ax = figure.add_subplot()
     ax.scatter(
-        methods["params"],
-        methods["hm"],
-        color="tab:gray",
-        zorder=2,
-        label="reported (PERL paper, Table 1)",
+        methods["params"], methods["hm"], color="tab:gray", zorder=2, label="reported (PERL paper, Table 1)"
     )
     for method, params, hm in methods.select("method", "params", "hm").iter_rows():
         ax.annotate(method, (params, hm), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for hm in clip["hm"]:
         ax.axhline(
-            hm,
-            color="tab:blue",
-            linestyle="--",
-            linewidth=1,
-            label=f"CLIP zero-shot (0 params), {hm:.2f}",
+            hm, color="tab:blue", linestyle="--", linewidth=1, label=f"CLIP zero-shot (0 params), {hm:.2f}"
         )
     ax.scatter(
         [ours_params],
@@ -132,18 +110,7 @@ def _figure_legend(figure: Figure, axes: Sequence[Axes]) -> None:
 
 
 def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | None = None) -> Figure:
-    """Top-1 accuracy (mean ± std over seeds) at every reasoning step.
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`).
-        titles: {benchmark: its title} for the legend (the specs' ``title``); the benchmark's
-            name where missing.
-
-    Returns:
-        The figure: one axis per subset present (base, novel, all, in that order), one line per
-        benchmark, plus a black "mean over benchmarks" line on axes with ≥ 2 benchmarks. Step 0
-        is zero-shot CLIP.
-    """
+    """Top-1 accuracy (mean ± std over seeds) at every reasoning step."""
     table = per_step_table(runs)
     subsets = table["subset"].unique(maintain_order=True).to_list()
     figure = Figure(figsize=(4.2 * max(len(subsets), 1), 3.8), layout="constrained")
@@ -185,18 +152,7 @@ def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | 
 
 
 def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | None = None) -> Figure:
-    """Alignment with zero-shot CLIP (mean ± std over seeds) at every reasoning step.
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`).
-        titles: {benchmark: its title} for the legend (the specs' ``title``); the benchmark's
-            name where missing.
-
-    Returns:
-        The figure: two axes, image alignment mean cos(v(0), v(k)) and text alignment mean
-        cos(t(0), t(k)), each with one line per (benchmark, subset); colour = benchmark, line
-        style = subset (solid base, dashed novel, dotted all).
-    """
+    """Alignment with zero-shot CLIP (mean ± std over seeds) at every reasoning step."""
     table = per_step_table(runs)
     figure = Figure(figsize=(9.0, 3.8), layout="constrained")
     axes = figure.subplots(1, 2, squeeze=False)[0]
@@ -230,16 +186,7 @@ _GROUP_LABELS = {"cc": "correct→correct", "wc": "wrong→correct", "cw": "corr
 
 
 def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
-    """The paper's dynamics (Figs. 4, 5, 7, 8; docs/method.md §6.10) per step, averaged over benchmarks.
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`).
-
-    Returns:
-        The figure: four axes, target-class confidence, Brier score, input-Jacobian norm and the
-        median KL(p_k ‖ p_0) by transition group (log scale, steps ≥ 1), each with one line per
-        subset (the mean over benchmarks of the seed means); line style = subset, colour = group.
-    """
+    """The paper's dynamics (Figs. 4, 5, 7, 8; docs/method.md §6.10) per step, averaged over benchmarks."""
     table = per_step_table(runs)
     average = (
         table.group_by("subset", "step", maintain_order=True).agg(pl.exclude("benchmark").mean()).sort("step")

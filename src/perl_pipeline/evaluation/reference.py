@@ -21,33 +21,16 @@ def _read_reference(name: str) -> pl.DataFrame:
 def load_reported() -> pl.DataFrame:
     """The paper's reported numbers (base-to-novel, cross-dataset, domain generalisation).
 
-    Returns:
-        Long table with columns ``source, protocol ("unified_1epoch_16shot" |
-        "baselines_default_settings"), setting ("base_to_novel" | "cross_dataset" |
-        "domain_generalization"), method, dataset (a benchmark's ``reported_as`` key, "average" or
-        "target_average"), metric ("base" | "novel" | "hm" | "hm_mean_of_datasets" |
-        "accuracy"), value`` (percent).
-    """
+    Columns ``source, protocol, setting, method, dataset`` (a ``reported_as`` key, "average" or
+    "target_average"), ``metric, value`` (percent)."""
     return _read_reference("reported_results.csv").with_columns(pl.col("value").cast(pl.Float64))
 
 
 def load_reported_params() -> pl.DataFrame:
-    """The trainable-parameter counts the paper gives for each method.
-
-    Returns:
-        Columns ``method, trainable_params_as_reported`` (the paper's text, e.g. "4.9M") and
-        ``trainable_params_numeric`` (int). The zero-shot row is named "CLIP zero-shot".
-    """
+    """The trainable-parameter counts the paper gives for each method."""
     return _read_reference("reported_trainable_params.csv")
 
 
 def load_reported_ablations() -> pl.DataFrame:
-    """The paper's ablation and dynamics numbers (Tables 3-4, Fig. 3, Figs. 4-7).
-
-    Returns:
-        Columns ``source, artefact ("table3" | "table4" | "fig3_layer" | "fig3_steps" |
-        "dynamics"), row (a variant, a layer or a step count; for dynamics
-        ``<protocol>[/<subset>]@<step>``, a transition group ``cc`` / ``wc`` or a Fig. 6
-        trajectory), metric, value, approximate`` (read from a plot) and ``note``.
-    """
+    """The paper's ablation and dynamics numbers (Tables 3-4, Fig. 3, Figs. 4-7)."""
     return _read_reference("reported_ablations.csv").with_columns(pl.col("value").cast(pl.Float64))

@@ -1,22 +1,11 @@
 """Result tables (results.csv) and Markdown reports (results.md) for the three protocols.
 
-Each report function takes the per-run evaluation table (see `metrics`) and returns
-``(table, markdown)``:
-
-* ``table`` is the protocol's summary from `metrics` (one row per benchmark plus the average
-  rows, every metric with its ``_std`` over seeds) with the paper's numbers for PERL and
-  zero-shot CLIP added as ``perl_reported_<metric>`` and ``clip_reported_<metric>`` columns;
-* ``markdown`` puts four rows side by side in the paper's table layout: "PERL (reported)",
-  "CLIP (reported)", "PERL (ours)" (the last step K) and "CLIP zero-shot (ours, step 0)".
-
-Only the benchmarks present in the runs are shown. Averages, ours and the paper's alike, are taken
-over those benchmarks, so the rows stay comparable when a run covers only part of a protocol
-(the demo); the paper's own averages over all its datasets are listed separately, exactly as
-printed in reported_results.csv, with their convention.
-
-Benchmark titles and their keys in the paper's results come from the benchmarks' specs (their
-``title`` and ``reported_as``), passed in as ``benchmarks``; the paper's numbers come from
-:mod:`perl_pipeline.evaluation.reference`.
+Each report takes the per-run evaluation table (see `metrics`) and the benchmarks' paper names
+(:func:`paper_names`) and returns ``(table, markdown)``: the protocol's summary from `metrics` with
+the paper's numbers added as ``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and
+the paper's layout with the rows "PERL (reported)", "CLIP (reported)", "PERL (ours)" (step K) and
+"CLIP zero-shot (ours, step 0)". Averages, ours and the paper's alike, run over the benchmarks
+present, so a partial run (the demo) stays comparable; the paper's own averages are listed apart.
 """
 
 from __future__ import annotations
@@ -24,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
@@ -39,13 +27,7 @@ from perl_pipeline.evaluation.metrics import (
     summarize_transfer,
 )
 from perl_pipeline.evaluation.reference import load_reported
-from perl_pipeline.protocols import (
-    ALL_BENCHMARKS,
-    BASE_TO_NOVEL,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
-    SOURCE,
-)
+from perl_pipeline.protocols import ALL_BENCHMARKS, PROTOCOLS, SOURCE, Protocol
 
 if TYPE_CHECKING:
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
@@ -54,12 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 class Benchmark(NamedTuple):
-    """How a benchmark appears in the paper.
-
-    Attributes:
-        reported: its ``dataset`` key in reported_results.csv.
-        title: its column heading in the report.
-    """
+    """How a benchmark appears in the paper."""
 
     reported: str
     title: str
@@ -91,44 +68,15 @@ _AVERAGE_CONVENTION = {
 }
 _MISSING = "—"
 _AVERAGE_TITLES = {AVERAGE_MEAN_OF_HMS: "Average", TARGET_AVERAGE: "Target average"}
+_REPORTED_PROTOCOL = {"domain_generalization": _DEFAULT}  # reported_results.csv's; else _UNIFIED
 
 
-@dataclass(frozen=True)
-class _Protocol:
-    """One protocol: its benchmarks and where its reference numbers sit in reported_results.csv."""
-
-    title: str
-    setting: str
-    reported_protocol: str
-    benchmarks: tuple[str, ...]
-    subsets: tuple[str, ...]
-
-    @property
-    def paper_table(self) -> str:
-        return _PAPER_TABLE[(self.reported_protocol, self.setting)]
+def _reported_protocol(protocol: Protocol) -> str:
+    return _REPORTED_PROTOCOL.get(protocol.name, _UNIFIED)
 
 
-_BASE_TO_NOVEL = _Protocol(
-    "Base-to-novel generalisation",
-    "base_to_novel",
-    _UNIFIED,
-    BASE_TO_NOVEL,
-    ("base", "novel"),
-)
-_CROSS_DATASET = _Protocol(
-    "Cross-dataset transfer (ImageNet → 10 datasets)",
-    "cross_dataset",
-    _UNIFIED,
-    (SOURCE, *CROSS_DATASET_TARGETS),
-    ("all",),
-)
-_DOMAIN_GENERALIZATION = _Protocol(
-    "Domain generalisation (ImageNet → 4 ImageNet variants)",
-    "domain_generalization",
-    _DEFAULT,
-    (SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
-    ("all",),
-)
+def _paper_table(protocol: Protocol) -> str:
+    return _PAPER_TABLE[(_reported_protocol(protocol), protocol.name)]
 
 
 class _MethodRow(NamedTuple):
@@ -160,18 +108,15 @@ class _Column(NamedTuple):
 
 
 def _reported_wide(
-    reported: pl.DataFrame,
-    protocol: _Protocol,
-    metrics: Sequence[str],
-    benchmarks: Mapping[str, Benchmark],
+    reported: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
 ) -> pl.DataFrame:
     """Per-benchmark reference numbers as ``benchmark, perl_reported_<m>, clip_reported_<m>``."""
     to_benchmark = {info.reported: name for name, info in benchmarks.items()}
     wide = pl.DataFrame({"benchmark": list(protocol.benchmarks)})
     for row in _REPORTED_ROWS:
         values = reported.filter(
-            (pl.col("protocol") == protocol.reported_protocol)
-            & (pl.col("setting") == protocol.setting)
+            (pl.col("protocol") == _reported_protocol(protocol))
+            & (pl.col("setting") == protocol.name)
             & (pl.col("method") == row.reported_method)
             & pl.col("metric").is_in(list(metrics))
             & pl.col("dataset").is_in(list(to_benchmark))
@@ -186,16 +131,9 @@ def _reported_wide(
 
 
 def _attach_reported(
-    summary: pl.DataFrame,
-    protocol: _Protocol,
-    metrics: Sequence[str],
-    benchmarks: Mapping[str, Benchmark],
+    summary: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
 ) -> pl.DataFrame:
-    """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks.
-
-    The average rows get the mean of the reported per-benchmark values over the same benchmarks
-    as ours; the "average (HM of means)" row's ``hm`` is the HM of those means.
-    """
+    """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks."""
     wide = _reported_wide(load_reported(), protocol, metrics, benchmarks)
     table = summary.join(wide, on="benchmark", how="left", maintain_order="left")
     averaged = table.filter(pl.col("role").is_in(["benchmark", "target"]))
@@ -254,10 +192,7 @@ def _cell(row: dict | None, prefix: str, metric: str, with_std: bool, digits: in
 
 
 def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
-    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`.
-
-    A column showing several metrics renders them as ``a / b / c`` (the paper's B / N / HM cells).
-    """
+    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`."""
     by_benchmark = {row["benchmark"]: row for row in table.iter_rows(named=True)}
     rows = []
     for method in _METHOD_ROWS:
@@ -275,21 +210,11 @@ def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
 
 
 def _benchmark_table(
-    table: pl.DataFrame,
-    metrics: Sequence[tuple[str, str]],
-    digits: int,
-    benchmarks: Mapping[str, Benchmark],
+    table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int, benchmarks: Mapping[str, Benchmark]
 ) -> str:
-    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title).
-
-    Meant for metrics that both base-to-novel average rows share (alignment): the first average
-    row stands for them.
-    """
+    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title)."""
     shown = pl.concat(
-        [
-            table.filter(pl.col("role") != "average"),
-            table.filter(pl.col("role") == "average").head(1),
-        ]
+        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
     )
     rows = [
         [
@@ -302,14 +227,9 @@ def _benchmark_table(
 
 
 def _select(
-    runs: pl.DataFrame, protocol: _Protocol, benchmarks: Mapping[str, Benchmark]
+    runs: pl.DataFrame, protocol: Protocol, benchmarks: Mapping[str, Benchmark]
 ) -> tuple[pl.DataFrame, list[str], list[str]]:
-    """The runs of a protocol's benchmarks, in paper order.
-
-    Returns:
-        ``(runs, present, unknown)``: the selected runs, the protocol's benchmarks present in
-        them, and benchmark names (in the protocol's subsets) that the report does not know.
-    """
+    """The runs of a protocol's benchmarks, in paper order."""
     in_subsets = runs.filter(pl.col("subset").is_in(list(protocol.subsets)))
     names = in_subsets["benchmark"].unique(maintain_order=True).to_list()
     unknown = [name for name in names if name not in benchmarks]
@@ -324,6 +244,18 @@ def _select(
         .drop("_order")
     )
     return selected, present, unknown
+
+
+def _alignment_section(
+    table: pl.DataFrame, benchmarks: Mapping[str, Benchmark], subsets: Sequence[str] = ("",)
+) -> tuple[str, str]:
+    """The section of our image and text alignment with zero-shot CLIP, per subset."""
+    metrics = [
+        (f"{tower}_alignment_{s}".rstrip("_"), f"cos({v}0, {v}K) {s}".rstrip())
+        for tower, v in (("image", "v"), ("text", "t"))
+        for s in subsets
+    ]
+    return "Alignment with zero-shot CLIP at step K (ours)", _benchmark_table(table, metrics, 4, benchmarks)
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
@@ -341,7 +273,7 @@ def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[
 
 
 def _document(
-    protocol: _Protocol,
+    protocol: Protocol,
     label: str,
     runs: pl.DataFrame,
     table: pl.DataFrame,
@@ -375,7 +307,7 @@ def _document(
         )
         lines.append(
             "- Averages (ours and reported alike) are over the benchmarks present; reported "
-            f"numbers are the PERL paper's ({protocol.paper_table})."
+            f"numbers are the PERL paper's ({_paper_table(protocol)})."
         )
     else:
         lines.append("- No benchmark of this protocol was evaluated.")
@@ -395,10 +327,10 @@ def _document(
 # --------------------------------------------------------------------------- notes from the paper
 
 
-def _published_averages(protocol: _Protocol, metric_filter: Sequence[str]) -> pl.DataFrame:
+def _published_averages(protocol: Protocol, metric_filter: Sequence[str]) -> pl.DataFrame:
     """The paper's own average rows for PERL and CLIP in a setting, one row per (table, method)."""
     reported = load_reported().filter(
-        (pl.col("setting") == protocol.setting)
+        (pl.col("setting") == protocol.name)
         & pl.col("dataset").is_in(["average", "target_average"])
         & pl.col("method").is_in([row.reported_method for row in _REPORTED_ROWS])
         & pl.col("metric").is_in(list(metric_filter))
@@ -409,7 +341,9 @@ def _published_averages(protocol: _Protocol, metric_filter: Sequence[str]) -> pl
 def _base_to_novel_published() -> str:
     """The paper's base-to-novel averages for PERL and CLIP, with the convention of each table."""
     table_order = {_UNIFIED: 0, _DEFAULT: 1}
-    averages = _published_averages(_BASE_TO_NOVEL, ["base", "novel", "hm", "hm_mean_of_datasets"]).sort(
+    averages = _published_averages(
+        PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"]
+    ).sort(
         pl.col("protocol").replace_strict(table_order, return_dtype=pl.Int64),
         "method",
         descending=[False, True],
@@ -418,7 +352,7 @@ def _base_to_novel_published() -> str:
     for row in averages.iter_rows(named=True):
         hm_metric = "hm_mean_of_datasets" if row.get("hm_mean_of_datasets") is not None else "hm"
         values = (row["method"], row["base"], row["novel"], row[hm_metric])
-        table = _PAPER_TABLE[(row["protocol"], _BASE_TO_NOVEL.setting)]
+        table = _PAPER_TABLE[(row["protocol"], "base_to_novel")]
         if values in first_seen:
             repeats.append(f"{row['method']}'s row in {table} repeats {first_seen[values]}.")
             continue
@@ -465,23 +399,8 @@ def _hm_consistency_notes(table: pl.DataFrame, benchmarks: Mapping[str, Benchmar
 def base_to_novel_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Base-to-novel results beside the paper's (its Tables 1 and 5).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``base``/``novel`` rows of the
-            11 base-to-novel benchmarks are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs);
-            runs of benchmarks missing from it are left out.
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_base_to_novel` of the runs with columns
-        ``perl_reported_{base,novel,hm}`` and ``clip_reported_{base,novel,hm}`` added, and the
-        Markdown report.
-    """
-    protocol = _BASE_TO_NOVEL
+    """Base-to-novel results beside the paper's (its Tables 1 and 5)."""
+    protocol = PROTOCOLS["base_to_novel"]
     selected, present, unknown = _select(runs, protocol, benchmarks)
     yours = dataclasses.replace(protocol, benchmarks=_own_benchmarks(benchmarks))
     own_runs, own, _ = _select(runs, yours, benchmarks)
@@ -505,12 +424,6 @@ def base_to_novel_report(
             _Column(f"{_row_title(b, benchmarks)} (yours, not averaged)", b, ("hm",)) for b in own
         ]
         table5 = [_Column(f"{_row_title(b, benchmarks)} (B / N / HM)", b, metrics) for b in present + own]
-        alignment = [
-            ("image_alignment_base", "cos(v0, vK) base"),
-            ("image_alignment_novel", "cos(v0, vK) novel"),
-            ("text_alignment_base", "cos(t0, tK) base"),
-            ("text_alignment_novel", "cos(t0, tK) novel"),
-        ]
         sections += [
             (
                 "HM per dataset and averages (layout of the paper's Table 1)",
@@ -518,14 +431,8 @@ def base_to_novel_report(
                 + '\n\n"mean of HMs" averages the per-dataset HMs (the PERL paper\'s convention); '
                 '"HM of means" is the HM of Avg Base and Avg Novel (the CoOp lineage\'s).',
             ),
-            (
-                "Base / Novel / HM per dataset (layout of the paper's Table 5)",
-                _method_table(table, table5),
-            ),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            ("Base / Novel / HM per dataset (layout of the paper's Table 5)", _method_table(table, table5)),
+            _alignment_section(table, benchmarks, ("base", "novel")),
         ]
         notes = _hm_consistency_notes(table, benchmarks)
         if notes:
@@ -545,42 +452,24 @@ def all_classes_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """All-class few-shot results on your own benchmarks (K shots of every class, each scored on
-    its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0).
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs (every benchmark a target,
-        then their average), with empty reported columns (the paper has no such protocol).
-    """
-    protocol = _Protocol(
-        "All-class few-shot (K shots of every class, its own test split)",
-        "all_classes",
-        _UNIFIED,
-        tuple(benchmarks),
-        ("all",),
-    )
+    its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0)."""
+    title = "All-class few-shot (K shots of every class, its own test split)"
+    protocol = Protocol("all_classes", title, tuple(benchmarks), tuple(benchmarks), "all")
     selected, present, unknown = _select(runs, protocol, benchmarks)
     table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
     sections = []
     if present:
         columns = [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
         columns.append(_Column(f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
-        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
         sections += [
             ("Top-1 accuracy over all classes", _method_table(table, columns)),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            _alignment_section(table, benchmarks),
         ]
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
 def _transfer_report(
-    runs: pl.DataFrame,
-    protocol: _Protocol,
-    label: str,
-    benchmarks: Mapping[str, Benchmark],
-    setup: str = "",
+    runs: pl.DataFrame, protocol: Protocol, label: str, benchmarks: Mapping[str, Benchmark], setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
@@ -595,28 +484,24 @@ def _transfer_report(
         columns += [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
             columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
-        alignment = [("image_alignment", "cos(v0, vK)"), ("text_alignment", "cos(t0, tK)")]
         sections += [
             (
-                f"Top-1 accuracy (layout of the paper's {protocol.paper_table})",
+                f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
                 _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
             ),
-            (
-                "Alignment with zero-shot CLIP at step K (ours)",
-                _benchmark_table(table, alignment, 4, benchmarks),
-            ),
+            _alignment_section(table, benchmarks),
         ]
     published = _published_averages(protocol, ["accuracy"])
     n_targets = len(protocol.benchmarks) - 1
     parts = [
         f"{row['method']} {_fmt(row['accuracy'])}"
         for row in published.iter_rows(named=True)
-        if row["protocol"] == protocol.reported_protocol
+        if row["protocol"] == _reported_protocol(protocol)
     ]
     sections.append(
         (
             "The paper's own target average",
-            f"Over all {n_targets} targets ({protocol.paper_table}): {'; '.join(parts) or 'not reported'}.",
+            f"Over all {n_targets} targets ({_paper_table(protocol)}): {'; '.join(parts) or 'not reported'}.",
         )
     )
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
@@ -625,39 +510,12 @@ def _transfer_report(
 def cross_dataset_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
-            source) and of the 10 other base-to-novel datasets (targets) are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
-        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added (the paper's Table 2 has
-        no CLIP row, so the latter is empty), and the Markdown report.
-    """
-    return _transfer_report(runs, _CROSS_DATASET, label, benchmarks, setup)
+    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
+    return _transfer_report(runs, PROTOCOLS["cross_dataset"], label, benchmarks, setup)
 
 
 def domain_generalization_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
-    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R).
-
-    Args:
-        runs: the per-run evaluation table (see `metrics`); the ``all`` rows of ImageNet (the
-            source) and of the four ImageNet variants (targets) are used.
-        benchmarks: how the paper names each benchmark (:func:`paper_names` of the specs).
-        label: a note printed under the heading (e.g. that the run is a demo).
-        setup: a line naming the run's settings that a reader must know (the few-shot draw, the
-            projector initialisation), listed with the seeds.
-
-    Returns:
-        ``(table, markdown)``: `metrics.summarize_transfer` of the runs with columns
-        ``perl_reported_accuracy`` and ``clip_reported_accuracy`` added, and the Markdown report.
-    """
-    return _transfer_report(runs, _DOMAIN_GENERALIZATION, label, benchmarks, setup)
+    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
+    return _transfer_report(runs, PROTOCOLS["domain_generalization"], label, benchmarks, setup)

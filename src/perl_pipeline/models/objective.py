@@ -32,15 +32,7 @@ def perl_loss(
     logit_scale: torch.Tensor,
     anchor_weight: float = 1.0,
 ) -> PerlLoss:
-    """CE(τ · norm(v(K)) · norm(T(K))ᵀ, y) + λ · (1 − mean_i cos(v_i(0), v_i(K))).
-
-    Args:
-        image_steps: [K + 1, B, D] image embeddings for every step (row 0 = zero-shot).
-        text_steps: [K + 1, C, D] class text embeddings for every step.
-        labels: [B] class indices into the C classes.
-        logit_scale: CLIP's frozen τ.
-        anchor_weight: λ; only the image embedding is anchored.
-    """
+    """CE(τ · norm(v(K)) · norm(T(K))ᵀ, y) + λ · (1 − mean_i cos(v_i(0), v_i(K)))."""
     logits = clip_logits(image_steps[-1], text_steps[-1], logit_scale)  # [B, C]
     ce = F.cross_entropy(logits.float(), labels)
     anchor = 1.0 - F.cosine_similarity(image_steps[0], image_steps[-1], dim=-1).float().mean()

@@ -278,11 +278,8 @@ class PerlSeeds(nn.Module):
 
     The seeds' inputs are stacked along the batch, so the frozen blocks run once on all of them,
     and every sample's thoughts come from its own seed's projector. Per seed the result equals
-    that model's `refine_image` / `refine_text` alone, up to float rounding.
-
-    Args:
-        models: one PERL per seed, all wrapping the same CLIP with the same settings.
-    """
+    that model's `refine_image` / `refine_text` alone (one PERL per seed, all wrapping the same CLIP
+    with the same settings), up to float rounding."""
 
     def __init__(self, models: Sequence[PERL]):
         super().__init__()
@@ -363,17 +360,7 @@ def readout_block(block: nn.Module, x: torch.Tensor, readout: torch.Tensor, caus
 
     Equals ``block(x, attn_mask)[rows, readout]`` up to float rounding: the query is the read-out
     token's, keys and values come from every token (under a causal mask only from those up to the
-    read-out position), and the MLP runs on that row alone.
-
-    Args:
-        block: an open_clip ResidualAttentionBlock (see `readout_block_supported`).
-        x: [B, n, d] the block's input (batch first).
-        readout: [B] the position read in each sample.
-        causal: the text tower's causal mask.
-
-    Returns:
-        [B, d] the block's output at the read-out positions.
-    """
+    read-out position), and the MLP runs on that row alone: x [B, n, d], readout [B] -> [B, d]."""
     attn = block.attn
     batch, n, width = x.shape
     heads = attn.num_heads

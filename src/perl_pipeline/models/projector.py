@@ -25,22 +25,10 @@ INITS = PROJECTOR_INITS  # one home: the configuration
 
 
 class ThoughtProjector(nn.Module):
-    """Maps a pooled hidden state h (CLS or EOS) to one thought token z of the same width.
-
-    Args:
-        width: hidden width d of the encoder the thought is injected into.
-        rank: bottleneck width r.
-        generator: seeded generator for the initialisation (PyTorch's default init schemes,
-            drawn from this generator so that a seed fixes the projector).
-        init: ``default`` or ``zero_out`` (the output layer W2, b2 at zero), see :data:`INITS`.
-    """
+    """Maps a pooled hidden state h (CLS or EOS) to one thought token z of the same width."""
 
     def __init__(
-        self,
-        width: int,
-        rank: int = 1,
-        generator: torch.Generator | None = None,
-        init: str = "default",
+        self, width: int, rank: int = 1, generator: torch.Generator | None = None, init: str = "default"
     ):
         super().__init__()
         check_init(init)
@@ -120,11 +108,7 @@ def count_projector_parameters(
     share_layers: bool = True,
 ) -> int:
     """PERL's trainable parameters for these settings, without building a model (docs/method.md
-    §2.6, §2.7): (3d + 2dr + r) per φ, times K untied steps, times m untied depths.
-
-    Args:
-        widths: modality -> token width d (768 / 512 for ViT-B/16).
-    """
+    §2.6, §2.7): (3d + 2dr + r) per φ, times K untied steps, times m untied depths."""
     if steps == 0:
         return 0
     depths = 1 if share_layers else len(split_depths(split_layer))

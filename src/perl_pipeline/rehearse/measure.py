@@ -17,18 +17,7 @@ _PROC = Path("/proc")
 
 @dataclass
 class StageRecord:
-    """What one rehearsal stage did and cost.
-
-    Attributes:
-        stage: The stage's name (a Kedro stage, ``replica``, or a stage run again on unchanged
-            inputs: ``data_preparation (unchanged inputs)``).
-        seconds: Wall time.
-        peak_rss_mb: Peak resident memory of this process plus its child processes (data-loader
-            workers), sampled every 0.2 s.
-        items: What the stage processed (files, images, classes; see ``unit``).
-        unit: What ``items`` counts.
-        peak_gpu_mb: Peak CUDA memory allocated, when a GPU was used.
-    """
+    """What one rehearsal stage did and cost."""
 
     stage: str
     seconds: float = 0.0

@@ -1,23 +1,17 @@
 """The full protocol's time on one GPU, projected from counted FLOPs and operator calls and measured
 CPU rates.
 
-The real protocol's work is fixed by its counts (:func:`protocol_work`): which files data
-preparation header-reads and decodes, how many shots are drawn, how many prompts are encoded, how
-many images each training run sees and each evaluation scores. Each stage's time is then
+The protocol's work is fixed by its counts (:func:`protocol_work`); each stage then takes
 
     GPU seconds = max(FLOPs / effective FLOP/s,  steps x operator calls per step x seconds per launch)
     seconds     = max(GPU seconds,  decodes / (decodes/s per core x host cores)
                                     + header reads / (header reads/s per core x host cores))
 
-the larger of the accelerator's work and the host CPU's JPEG work (data-loader workers overlap the
-two). The accelerator's work is the larger of its compute and its launch floor: PERL trains at
-batch 4, and each step is a few thousand small operator calls whose dispatch and launch, not their
-arithmetic, bound a GPU; the count of calls does not grow with the batch, so a latency-bound stage
-takes steps x calls x latency however fast the GPU multiplies. The FLOPs per item
-(``torch.utils.flop_counter``, :func:`count_flops`) and the operator calls per training step and per
-evaluation batch (:func:`count_ops`) are counted on the real ViT-B/16 architecture; the per-core
-rates are measured by the rehearsal on real-size JPEGs; the GPU's effective throughput and its
-seconds per operator call are assumptions, stated with the projection.
+as data-loader workers overlap the host's JPEG work with the accelerator's. PERL trains at batch 4:
+each step is a few thousand small operator calls whose launch, not their arithmetic, bounds a GPU,
+and their count does not grow with the batch. FLOPs (:func:`count_flops`) and operator calls
+(:func:`count_ops`) are counted on the real ViT-B/16 architecture, the per-core rates measured on
+real-size JPEGs; the GPU's effective throughput and launch latency are stated assumptions.
 """
 
 from __future__ import annotations
@@ -28,44 +22,26 @@ from dataclasses import dataclass
 
 from perl_pipeline.benchmarks.few_shot import subset_labels
 from perl_pipeline.benchmarks.spec import BenchmarkSpec
-from perl_pipeline.protocols import (
-    BASE_TO_NOVEL,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
-    SEEDS,
-    SOURCE,
-)
+from perl_pipeline.protocols import BASE_TO_NOVEL, PROTOCOLS, SEEDS
 
 SHOTS, VAL_SHOTS = 16, 4  # CoOp's draw: 16 training shots and min(16, 4) validation shots per class
-PROTOCOL_BENCHMARKS = {
-    "base_to_novel": BASE_TO_NOVEL,
-    "cross_dataset": (SOURCE, *CROSS_DATASET_TARGETS),
-    "domain_generalization": (SOURCE, *DOMAIN_GENERALIZATION_TARGETS),
-}
-"""The benchmarks each protocol evaluates (pipeline_registry composes the same grid)."""
-TRAINED = {"base": BASE_TO_NOVEL, "all": (SOURCE,)}
+PROTOCOL_BENCHMARKS = {name: p.benchmarks for name, p in PROTOCOLS.items()}
+"""The benchmarks each protocol evaluates."""
+EVALUATED = [b for p in PROTOCOLS.values() for b in p.benchmarks]
+"""Every evaluation of the protocols (a benchmark once per protocol that scores it)."""
+TRAINED = {p.subset: p.trained for p in PROTOCOLS.values()}
 """Class subset -> the benchmarks whose projectors are trained on it (per seed)."""
 
 
 @dataclass(frozen=True)
 class GpuTarget:
-    """The machine projected to: one accelerator and the CPU cores that decode its images.
-
-    Attributes:
-        name: What it is.
-        peak_tflops: The accelerator's dense bf16 peak (spec sheet).
-        utilisation: The share of the peak a run is assumed to reach (an assumption).
-        host_cores: CPU cores decoding JPEGs for it.
-        launch_us: Microseconds per operator call when calls are too small to fill the GPU: eager
-            PyTorch's Python and dispatcher overhead plus the kernel launch (an assumption; CUDA
-            graphs or a compiled step would lower it).
-    """
+    """The machine projected to: one accelerator and the CPU cores that decode its images."""
 
     name: str = "one NVIDIA H100 or H200 (SXM, bf16)"
     peak_tflops: float = 989.0  # H100 SXM and H200: 989 TFLOP/s dense bf16 (NVIDIA's data sheets)
     utilisation: float = 0.35
     host_cores: int = 16
-    launch_us: float = 10.0
+    launch_us: float = 10.0  # per operator call too small to fill the GPU (eager overhead; an assumption)
 
     @property
     def flops_per_s(self) -> float:
@@ -75,16 +51,7 @@ class GpuTarget:
 
 @dataclass(frozen=True)
 class ModelFlops:
-    """FLOPs of one item through each part of PERL (a multiply-add counts 2).
-
-    Attributes:
-        image_prefix: One image through the embeddings and blocks[0:J].
-        image_refine: One prefix through blocks[J:L] for steps 0..K (inference).
-        image_train: One prefix refined with gradients (forward and backward).
-        text_full: One prompt through the whole text tower (zero-shot features).
-        text_refine: One prompt prefix refined, steps 0..K.
-        text_train: One prompt prefix refined with gradients.
-    """
+    """FLOPs of one item through each part of PERL (a multiply-add counts 2)."""
 
     image_prefix: float
     image_refine: float
@@ -96,16 +63,7 @@ class ModelFlops:
 
 @dataclass(frozen=True)
 class ModelOps:
-    """Operator calls (about one GPU kernel launch each) of PERL's repeated units.
-
-    Attributes:
-        train_step: One optimiser step: frozen prefix, image and text refinement, loss, backward,
-            AdamW.
-        train_seeds_step: One optimiser step of every seed trained together
-            (`training_step_together`: shared frozen blocks, a projector, a loss and an AdamW step
-            per seed).
-        eval_batch: One evaluation batch: the shared prefix, every seed's refinement and scoring.
-    """
+    """Operator calls (about one GPU kernel launch each) of PERL's repeated units."""
 
     train_step: int
     train_seeds_step: int
@@ -150,9 +108,7 @@ def protocol_counts(specs: Mapping[str, BenchmarkSpec], *, seeds: int = len(SEED
         ),
         "text_features": sum(s.num_classes for s in specs.values()),
         "training": sum(seeds * classes * SHOTS for classes in _runs(specs)),
-        "evaluation": sum(
-            specs[b].split_sizes["test"] for names in PROTOCOL_BENCHMARKS.values() for b in names
-        ),
+        "evaluation": sum(specs[b].split_sizes["test"] for b in EVALUATED),
         "reporting": len(PROTOCOL_BENCHMARKS),
     }
 
@@ -175,11 +131,7 @@ def optimiser_steps(
 
 def evaluation_batches(specs: Mapping[str, BenchmarkSpec], *, batch_size: int = 256) -> int:
     """Evaluation batches over every protocol's test sets (each shared by all seeds)."""
-    return sum(
-        math.ceil(specs[b].split_sizes["test"] / batch_size)
-        for names in PROTOCOL_BENCHMARKS.values()
-        for b in names
-    )
+    return sum(math.ceil(specs[b].split_sizes["test"] / batch_size) for b in EVALUATED)
 
 
 def protocol_work(
@@ -195,12 +147,8 @@ def protocol_work(
     """The full protocol's work per stage, from the benchmarks' true counts: one epoch of 16 shots
     per class and seed, every test image scored once for all seeds (shared prefix). Seeds trained
     together share each step's operator calls (:func:`optimiser_steps`), not its FLOPs; without
-    ``ops`` there is no launch floor.
-
-    Training is two stages, ``training_base`` (the 11 base-to-novel benchmarks' base classes) and
-    ``training_all`` (ImageNet's 1000 classes): their steps differ in cost (up to 1000 prompts
-    re-refined per step), so one may be compute-bound while the other is launch-bound.
-    """
+    ``ops`` there is no launch floor. Training's two stages (base classes; ImageNet's 1000 classes)
+    differ in cost, so one may be compute-bound while the other is launch-bound."""
     ops = ops or ModelOps(train_step=0, train_seeds_step=0, eval_batch=0)
     step_ops = ops.train_seeds_step if seeds_together and seeds > 1 else ops.train_step
     counts = protocol_counts(specs, seeds=seeds)
@@ -225,9 +173,8 @@ def protocol_work(
             decodes=seeds * SHOTS * sum(runs),
         )
 
-    evaluated = [b for names in PROTOCOL_BENCHMARKS.values() for b in names]
     evaluation = counts["evaluation"] * (flops.image_prefix + seeds * flops.image_refine) + sum(
-        seeds * specs[b].num_classes * flops.text_refine for b in evaluated
+        seeds * specs[b].num_classes * flops.text_refine for b in EVALUATED
     )
     return [
         StageWork("data_preparation", decodes=counts["data_preparation"] - train, headers=train),
@@ -333,15 +280,8 @@ def count_ops(
 ) -> ModelOps:
     """Count :class:`ModelOps` on ``clip_model``'s architecture (random weights, CPU).
 
-    The real code paths run under an aten-level counter: :func:`~perl_pipeline.training.loop.
-    training_step` (frozen prefix, refinement of ``batch_size`` images and of ``classes`` prompts,
-    the loss, backward and a foreach AdamW step, as on a GPU) and
-    :func:`~perl_pipeline.evaluation.evaluate.evaluate_seeds` over one batch and over two, for
-    ``seeds`` seeds and the base / novel / all class sets of base-to-novel (the difference is one
-    batch's ops; the once-per-benchmark text refinement cancels). bf16 autocast is on, so the casts
-    a GPU run makes are counted. Operator calls do not grow with the batch or the number of classes
-    (tensors do), so small ones give the full protocol's counts.
-    """
+    The real training step and evaluation run under an aten-level counter with bf16 autocast.
+    Operator calls do not grow with the batch or the classes, so small ones give the full counts."""
     import torch
 
     from perl_pipeline.bench.harness import OperatorCalls

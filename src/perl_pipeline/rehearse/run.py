@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from perl_pipeline.benchmarks.spec import BenchmarkSpec
 from perl_pipeline.pipeline_registry import STAGES
-from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS
+from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS, project_root
 from perl_pipeline.rehearse.measure import StageRecord, measure
 from perl_pipeline.rehearse.projection import (
+    EVALUATED,
     PROTOCOL_BENCHMARKS,
     TRAINED,
     CheckRates,
@@ -75,12 +76,6 @@ class Backbone:
             return cls("ViT-B/16 (random weights)", clip, 7)
         clip = {"model_name": "PERL-Toy-ViT", "pretrained": "toy_world", "cache_dir": None, "init_seed": 0}
         return cls("PERL-Toy-ViT (4 + 4 blocks, 64 px)", clip, 2)
-
-
-def project_root() -> Path:
-    """The Kedro project this package belongs to (the repository of an editable install)."""
-    here = Path(__file__).resolve().parents[3]
-    return here if (here / "pyproject.toml").is_file() and (here / "conf").is_dir() else Path.cwd()
 
 
 def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
@@ -167,7 +162,7 @@ def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> i
         ]
         return sum(r["images"] * r["config"]["training"]["epochs"] for r in records)
     if stage == "evaluation":
-        return sum(replicas[b].split_sizes["test"] for names in PROTOCOL_BENCHMARKS.values() for b in names)
+        return sum(replicas[b].split_sizes["test"] for b in EVALUATED)
     if stage == "reporting":
         return len(PROTOCOL_BENCHMARKS)
     raise ValueError(f"unknown stage {stage!r}")
@@ -183,21 +178,7 @@ def rehearse(
     params: dict | None = None,
     project: Path | None = None,
 ) -> list[StageRecord]:
-    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it.
-
-    Args:
-        out: The rehearsal's folder: ``replica/``, ``conf/``, ``data/`` (the stages' outputs,
-            rebuilt by every rehearsal) and the records.
-        fraction: Every split's share of its true size (every class kept).
-        stages: ``data`` (data preparation and few-shot draws) or ``all`` (every stage).
-        image_size: ``tiny`` or ``real`` JPEGs.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        params: Parameters set over the rehearsal's (nested, e.g. ``{"perl": {"modalities":
-            ["image"]}}``).
-
-    Returns:
-        One record per stage, in order; the data stages twice (the second on unchanged inputs).
-    """
+    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it."""
     from kedro.framework.startup import bootstrap_project
 
     from perl_pipeline.device import resolve_device
@@ -323,11 +304,7 @@ def rehearse_and_report(
     params: dict | None = None,
     project: Path | None = None,
 ) -> tuple[Path, Path]:
-    """:func:`rehearse`, the per-core check rates, the projection and both reports.
-
-    ``projection_model``: the architecture whose FLOPs and operator calls are counted for the GPU
-    projection (None: no projection).
-    """
+    """:func:`rehearse`, the per-core check rates, the projection and both reports."""
     from perl_pipeline.device import resolve_device
 
     out = Path(out).resolve()
