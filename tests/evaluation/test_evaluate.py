@@ -196,11 +196,30 @@ def _quartiles(values: list[float]) -> list[float]:
     return [values[0]] * 3 if len(values) == 1 else statistics.quantiles(values, n=4, method="inclusive")
 
 
-def test_dynamics_equal_a_computation_by_hand(tiny_clip, tokenize):
+class CountingImages(TensorDataset):
+    """Counts the images read."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        CountingImages.reads += 1
+        return super().__getitem__(i)
+
+
+@pytest.fixture(scope="module")
+def dynamics(tiny_clip, tokenize):
+    """Two seeds' models, the dynamics evaluation of _images() (counted) and the images it read."""
+    models = _models(tiny_clip, [1, 2])
+    images = CountingImages(*_images().tensors)
+    CountingImages.reads = 0
+    runs, trajectories = _evaluate_dynamics(models, tokenize, images=images)
+    return models, runs, trajectories, CountingImages.reads
+
+
+def test_dynamics_equal_a_computation_by_hand(dynamics, tokenize):
     """Confidence, Brier, KL quartiles by group, Jacobian norm and trajectories, recomputed here
     image by image and step by step."""
-    models = _models(tiny_clip, [1, 2])
-    runs, trajectories = _evaluate_dynamics(models, tokenize)
+    models, runs, trajectories, _ = dynamics
     data = _images()
     chosen = set(jacobian_subsample(len(data), 5).tolist())
     assert len(chosen) == 5
@@ -274,21 +293,9 @@ def test_dynamics_equal_a_computation_by_hand(tiny_clip, tokenize):
     assert set(trajectories["role"]) == {"target", "step0_winner"} and trajectories["path"].is_null().all()
 
 
-class CountingImages(TensorDataset):
-    """Counts the images read."""
-
-    reads = 0
-
-    def __getitem__(self, i):
-        CountingImages.reads += 1
-        return super().__getitem__(i)
-
-
-def test_every_metric_comes_from_one_pass_over_the_images(tiny_clip, tokenize):
-    images = CountingImages(*_images().tensors)
-    CountingImages.reads = 0
-    runs, _ = _evaluate_dynamics(_models(tiny_clip, [1, 2]), tokenize, images=images)
-    assert CountingImages.reads == len(images)
+def test_every_metric_comes_from_one_pass_over_the_images(dynamics):
+    _, runs, _, reads = dynamics
+    assert reads == len(_images())
     assert runs["jacobian_norm"].is_not_null().all() and runs["confidence"].is_not_null().all()
 
 
