@@ -302,10 +302,12 @@ def test_every_metric_comes_from_one_pass_over_the_images(dynamics):
 def test_the_jacobian_subsample_is_fixed_and_zero_turns_it_off(tiny_clip, tokenize):
     assert torch.equal(jacobian_subsample(1000, 32), jacobian_subsample(1000, 32))
     assert jacobian_subsample(10, 32).tolist() == list(range(10)) and len(jacobian_subsample(10, 0)) == 0
-    # the same projectors under two seeds, and a second run: the same images, the same norms
+    # the same projectors under two seeds, and a second run: the same images, the same norms (2
+    # images: _images()' 4 and 5, one of each subset)
     model = _models(tiny_clip, [1])[1]
     twice = {1: model, 2: model}
-    runs = [_evaluate_dynamics(twice, tokenize)[0] for _ in range(2)]
+    two = dataclasses.replace(CONFIG, jacobian_images=2)
+    runs = [_evaluate_dynamics(twice, tokenize, config=two)[0] for _ in range(2)]
     assert runs[0].equals(runs[1])
     by_seed = [runs[0].filter(pl.col("seed") == s).sort("subset", "step")["jacobian_norm"] for s in (1, 2)]
     assert by_seed[0].equals(by_seed[1]) and by_seed[0].is_not_null().all()
