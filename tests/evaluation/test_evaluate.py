@@ -196,11 +196,30 @@ def _quartiles(values: list[float]) -> list[float]:
     return [values[0]] * 3 if len(values) == 1 else statistics.quantiles(values, n=4, method="inclusive")
 
 
-def test_dynamics_equal_a_computation_by_hand(tiny_clip, tokenize):
+class CountingImages(TensorDataset):
+    """Counts the images read."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        CountingImages.reads += 1
+        return super().__getitem__(i)
+
+
+@pytest.fixture(scope="module")
+def dynamics(tiny_clip, tokenize):
+    """Two seeds' models, the dynamics evaluation of _images() (counted) and the images it read."""
+    models = _models(tiny_clip, [1, 2])
+    images = CountingImages(*_images().tensors)
+    CountingImages.reads = 0
+    runs, trajectories = _evaluate_dynamics(models, tokenize, images=images)
+    return models, runs, trajectories, CountingImages.reads
+
+
+def test_dynamics_equal_a_computation_by_hand(dynamics, tokenize):
     """Confidence, Brier, KL quartiles by group, Jacobian norm and trajectories, recomputed here
     image by image and step by step."""
-    models = _models(tiny_clip, [1, 2])
-    runs, trajectories = _evaluate_dynamics(models, tokenize)
+    models, runs, trajectories, _ = dynamics
     data = _images()
     chosen = set(jacobian_subsample(len(data), 5).tolist())
     assert len(chosen) == 5
@@ -274,31 +293,21 @@ def test_dynamics_equal_a_computation_by_hand(tiny_clip, tokenize):
     assert set(trajectories["role"]) == {"target", "step0_winner"} and trajectories["path"].is_null().all()
 
 
-class CountingImages(TensorDataset):
-    """Counts the images read."""
-
-    reads = 0
-
-    def __getitem__(self, i):
-        CountingImages.reads += 1
-        return super().__getitem__(i)
-
-
-def test_every_metric_comes_from_one_pass_over_the_images(tiny_clip, tokenize):
-    images = CountingImages(*_images().tensors)
-    CountingImages.reads = 0
-    runs, _ = _evaluate_dynamics(_models(tiny_clip, [1, 2]), tokenize, images=images)
-    assert CountingImages.reads == len(images)
+def test_every_metric_comes_from_one_pass_over_the_images(dynamics):
+    _, runs, _, reads = dynamics
+    assert reads == len(_images())
     assert runs["jacobian_norm"].is_not_null().all() and runs["confidence"].is_not_null().all()
 
 
 def test_the_jacobian_subsample_is_fixed_and_zero_turns_it_off(tiny_clip, tokenize):
     assert torch.equal(jacobian_subsample(1000, 32), jacobian_subsample(1000, 32))
     assert jacobian_subsample(10, 32).tolist() == list(range(10)) and len(jacobian_subsample(10, 0)) == 0
-    # the same projectors under two seeds, and a second run: the same images, the same norms
+    # the same projectors under two seeds, and a second run: the same images, the same norms (2
+    # images: _images()' 4 and 5, one of each subset)
     model = _models(tiny_clip, [1])[1]
     twice = {1: model, 2: model}
-    runs = [_evaluate_dynamics(twice, tokenize)[0] for _ in range(2)]
+    two = dataclasses.replace(CONFIG, jacobian_images=2)
+    runs = [_evaluate_dynamics(twice, tokenize, config=two)[0] for _ in range(2)]
     assert runs[0].equals(runs[1])
     by_seed = [runs[0].filter(pl.col("seed") == s).sort("subset", "step")["jacobian_norm"] for s in (1, 2)]
     assert by_seed[0].equals(by_seed[1]) and by_seed[0].is_not_null().all()

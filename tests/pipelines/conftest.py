@@ -32,6 +32,7 @@ def demo_session(tmp: Path, **runtime_params):
 @dataclass(frozen=True)
 class DemoRun:
     root: Path  # holds conf/ (the project's, demo data moved here) and data/
+    torch_threads: int  # torch's thread count in the run (its float reductions depend on it)
 
     @property
     def conf(self) -> Path:
@@ -44,11 +45,14 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """The demo's base_to_novel, run once through a real KedroSession for the whole test session."""
-    tmp = tmp_path_factory.mktemp("demo")
+    """The demo's base_to_novel, run once through a real KedroSession (Kedro's SequentialRunner, in
+    this process, torch on its default thread count) for the whole test session."""
+    import torch
+
+    tmp, threads = tmp_path_factory.mktemp("demo"), torch.get_num_threads()
     with demo_session(tmp) as session:
         session.run(pipeline_names=["base_to_novel"])
-    return DemoRun(tmp)
+    return DemoRun(tmp, threads)
 
 
 # ---- one reproduced DVC repository of the demo, shared by the DVC and sweep tests ---------------
@@ -56,6 +60,19 @@ def demo_run(tmp_path_factory) -> DemoRun:
 DVC_PAPER = ("dtd",)  # one of the paper's benchmarks (params.yaml base_to_novel) ...
 DVC_OWN = ("my_images",)  # ... and the demo's folder of images (params.yaml own)
 DVC_BENCHMARKS = DVC_PAPER + DVC_OWN
+# DVC's work is under test there, not learning: one epoch on 4 shots, 8 / 2 / 6 images per class
+# (the folder benchmark: 16 per class, split 50/20/30). A Kedro run that resumes from the
+# repository's data sets these as its runtime parameters.
+DVC_DEMO_PARAMS = {
+    "training": {"epochs": 1},
+    "few_shot": {"shots": 4},
+    "data_source": {"miniature": {"per_class": {"train": 8, "val": 2, "test": 6}}},
+}
+_DVC_DEMO_LINES = {  # DVC_DEMO_PARAMS as edits of conf/demo/parameters.yml (its comments kept)
+    "  epochs: 3\n": "  epochs: 1\n",
+    "  shots: 16\n": "  shots: 4\n",
+    "    per_class: {train: 20, val: 2, test: 20}": "    per_class: {train: 8, val: 2, test: 6}",
+}
 
 
 def run_command(args: list[str], cwd: Path) -> str:
@@ -122,10 +139,12 @@ def small_demo_project(
     repo: Path, paper: tuple[str, ...] = DVC_PAPER, own: tuple[str, ...] = DVC_OWN
 ) -> Path:
     """The project switched to the demo, cut to `paper` benchmarks, the folder benchmarks `own` and
-    one training epoch, committed.
+    DVC_DEMO_PARAMS (one epoch, few shots and images), committed.
 
     The report stage runs over those benchmarks (Kedro's filter needs a node of a namespace; their
     evaluations are current, so --only-missing-outputs skips them and the report is written)."""
+    import yaml
+
     copy_project(
         repo,
         kedro_env="demo",
@@ -140,9 +159,24 @@ def small_demo_project(
     report = f"--namespaces {names} --tags evaluation,reporting --only-missing-outputs\n"
     stages.write_text(stages.read_text().replace("--tags reporting\n", report, 1))
     demo = repo / "conf" / "demo" / "parameters.yml"
-    demo.write_text(demo.read_text().replace("  epochs: 3\n", "  epochs: 1\n", 1))
+    text = demo.read_text()
+    for line, small in _DVC_DEMO_LINES.items():
+        assert text.count(line) == 1, f"conf/demo/parameters.yml: {line!r} not found once"
+        text = text.replace(line, small)
+    demo.write_text(text)
+    settings = yaml.safe_load(text)
+    for section, values in DVC_DEMO_PARAMS.items():
+        assert _within(values, settings[section]), (section, settings[section])
     commit(repo, "demo")
     return repo
+
+
+def _within(small: dict, settings: dict) -> bool:
+    """Whether every value of the nested dict `small` is set so in `settings`."""
+    return all(
+        _within(value, settings.get(key, {})) if isinstance(value, dict) else settings.get(key) == value
+        for key, value in small.items()
+    )
 
 
 @dataclass(frozen=True)
