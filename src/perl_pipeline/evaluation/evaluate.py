@@ -22,11 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from perl_pipeline.benchmarks.decode import EncodedImages, collate_encoded, decode_on_device
-from perl_pipeline.benchmarks.images import ImageFolderTable, image_size
-from perl_pipeline.config import EvalConfig
-from perl_pipeline.device import autocast
+from perl_pipeline.benchmarks.few_shot import subset_labels
+from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
+from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
+from perl_pipeline.device import autocast, resolve_device
 from perl_pipeline.evaluation.metrics import GROUPS, RUN_COLUMNS, TRAJECTORY_COLUMNS
-from perl_pipeline.models import PERL, TextPrefix
+from perl_pipeline.models import PERL, TextFeatures, TextPrefix, build_perl, load_backbone
+from perl_pipeline.provenance import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -378,3 +380,45 @@ def _trajectories(
                 for step in range(tally.steps)
             ]
     return rows
+
+
+def evaluate_projectors(
+    projectors: Mapping[int, dict],
+    index: pl.DataFrame,
+    features: TextFeatures,
+    data_root: str,
+    clip: ClipConfig,
+    perl: PerlConfig,
+    config: EvalConfig,
+    *,
+    device: str,
+    benchmark: str,
+    subsets: Sequence[str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score each seed's projectors (seed -> state dict with its recipe) on the test split of `index`,
+    with one classifier per subset ("base", "novel", "all"): the tables of
+    `evaluate_with_trajectories`, the runs naming the projectors and text features they scored."""
+    backbone = load_backbone(clip)
+    models = {}
+    for seed, state in projectors.items():
+        models[seed] = build_perl(backbone, perl, seed=seed)
+        models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
+    test = index.filter(pl.col("split") == "test").sort("path")
+    transform = test_transform(image_size(backbone))
+    images = ImageFolderTable(data_root, test["path"], test["label"], transform, benchmark=benchmark)
+    class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
+    runs, trajectories = evaluate_with_trajectories(
+        models,
+        images,
+        features.text_prefix(),
+        class_sets,
+        config,
+        device=resolve_device(device),
+        benchmark=benchmark,
+    )
+    identities = {seed: fingerprint(state.get("recipe")) for seed, state in projectors.items()}
+    runs = runs.with_columns(
+        projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
+        text_features=pl.lit(features.fingerprint),
+    )
+    return runs, trajectories
