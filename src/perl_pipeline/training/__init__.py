@@ -8,11 +8,10 @@ from perl_pipeline.training.loop import (
     training_step,
     training_step_together,
 )
-from perl_pipeline.training.trained import TrainedSeed, train_subset
+from perl_pipeline.training.trained import train_subset
 
 __all__ = [
     "TrainResult",
-    "TrainedSeed",
     "projector_recipe",
     "train_projectors",
     "train_seeds",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import polars as pl
 import torch
@@ -12,63 +11,9 @@ from perl_pipeline.benchmarks.few_shot import few_shot_identity, few_shot_recipe
 from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
 from perl_pipeline.device import resolve_device
-from perl_pipeline.models import PERL, TextFeatures, build_perl, load_backbone
+from perl_pipeline.models import TextFeatures, build_perl, load_backbone
 from perl_pipeline.provenance import fingerprint
-from perl_pipeline.training.loop import TrainResult, projector_recipe
-
-
-@dataclass
-class TrainedSeed:
-    """One seed's trained PERL, what it was trained on and how the training went."""
-
-    benchmark: str
-    subset: str
-    seed: int
-    model: PERL
-    images: int
-    classes: int
-    result: TrainResult
-    device: str
-    clip: ClipConfig
-    perl: PerlConfig
-    training: TrainConfig
-    few_shot: pl.DataFrame
-    shortcuts: dict
-    recipe: dict
-
-    def projector(self) -> dict:
-        """The projector weights (a few KB) with their recipe."""
-        return self.model.projector_state_dict() | {"recipe": self.recipe}
-
-    def record(self) -> dict:
-        """The training record: steps, losses, time, device, draw, init, shortcuts and recipe."""
-        clip, perl, training, result = self.clip, self.perl, self.training, self.result
-        return {
-            "benchmark": self.benchmark,
-            "subset": self.subset,
-            "seed": self.seed,
-            "images": self.images,
-            "classes": self.classes,
-            "steps": result.steps,
-            "final_loss": result.loss[-1] if result.loss else None,
-            "loss": result.loss,
-            "ce": result.ce,
-            "anchor": result.anchor,
-            "seconds": round(result.seconds, 3),
-            "device": self.device,
-            "trainable_parameters": sum(p.numel() for p in self.model.trainable_parameters()),
-            "config": {
-                "clip": vars(clip),
-                "perl": {**vars(perl), "modalities": list(perl.modalities)},
-                "training": {**vars(training), "crop_scale": list(training.crop_scale)},
-            },
-            "few_shot_source_hash": self.few_shot["source_hash"][0],
-            "few_shot_draw": few_shot_recipe_of(self.few_shot, self.seed)["draw"],
-            "projector_init": perl.projector_init,
-            "shortcuts": self.shortcuts,
-            "recipe": self.recipe,
-            "projector": fingerprint(self.recipe),
-        }
+from perl_pipeline.training.loop import projector_recipe
 
 
 def train_subset(
@@ -84,9 +29,15 @@ def train_subset(
     benchmark: str,
     subset: str,
     seeds: Sequence[int],
-) -> list[TrainedSeed]:
+) -> list[tuple[dict, dict]]:
     """Train PERL for every seed of (benchmark, subset) on its own few-shot draw (`train_seeds`:
-    together with ``training.seeds_together``); one `TrainedSeed` per seed, in the order of `seeds`."""
+    together with ``training.seeds_together``).
+
+    Returns:
+        Per seed, in the order of `seeds`: its projector weights (a few KB) with their recipe, and
+        its training record (steps, losses, time, device, the draw's rule, the projector init, the
+        shortcuts used, the recipe and its fingerprint).
+    """
     from perl_pipeline.training import train_seeds  # looked up when called: tests replace it
 
     classes = subset_labels(subset, len(features.classnames))
@@ -109,31 +60,43 @@ def train_subset(
         "last_block_readout_only": all(m.last_block_readout_only for m in models.values()),
         "seeds_together": list(seeds) if training.seeds_together and len(seeds) > 1 else False,
     }
-    name = str(target) if target.type != "cuda" else torch.cuda.get_device_name(target)
-    return [
-        TrainedSeed(
-            benchmark=benchmark,
+    outputs = []
+    for seed in seeds:
+        model, result = models[seed], results[seed]
+        recipe = projector_recipe(
+            backbone_id,
+            perl,
+            training,
             subset=subset,
             seed=seed,
-            model=models[seed],
-            images=len(images[seed]),
-            classes=len(classes),
-            result=results[seed],
-            device=name,
-            clip=clip,
-            perl=perl,
-            training=training,
-            few_shot=few_shot,
-            shortcuts=shortcuts,
-            recipe=projector_recipe(
-                backbone_id,
-                perl,
-                training,
-                subset=subset,
-                seed=seed,
-                few_shot=few_shot_identity(few_shot, seed),
-                text_features=features.fingerprint,
-            ),
+            few_shot=few_shot_identity(few_shot, seed),
+            text_features=features.fingerprint,
         )
-        for seed in seeds
-    ]
+        record = {
+            "benchmark": benchmark,
+            "subset": subset,
+            "seed": seed,
+            "images": len(images[seed]),
+            "classes": len(classes),
+            "steps": result.steps,
+            "final_loss": result.loss[-1] if result.loss else None,
+            "loss": result.loss,
+            "ce": result.ce,
+            "anchor": result.anchor,
+            "seconds": round(result.seconds, 3),
+            "device": str(target) if target.type != "cuda" else torch.cuda.get_device_name(target),
+            "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
+            "config": {
+                "clip": vars(clip),
+                "perl": {**vars(perl), "modalities": list(perl.modalities)},
+                "training": {**vars(training), "crop_scale": list(training.crop_scale)},
+            },
+            "few_shot_source_hash": few_shot["source_hash"][0],
+            "few_shot_draw": few_shot_recipe_of(few_shot, seed)["draw"],
+            "projector_init": perl.projector_init,
+            "shortcuts": shortcuts,
+            "recipe": recipe,
+            "projector": fingerprint(recipe),
+        }
+        outputs.append((model.projector_state_dict() | {"recipe": recipe}, record))
+    return outputs

@@ -45,4 +45,4 @@ def train_seeds(
         subset=subset,
         seeds=seeds,
     )
-    return [output for seed in trained for output in (seed.projector(), seed.record())]
+    return [output for pair in trained for output in pair]
