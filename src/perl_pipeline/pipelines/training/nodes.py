@@ -1,4 +1,4 @@
-"""Few-shot split + cached text prefix -> one seed's trained projectors and its training record."""
+"""Few-shot split + cached text prefix -> every seed's trained projectors and training record."""
 
 from __future__ import annotations
 
