@@ -23,7 +23,7 @@ def reported(monkeypatch) -> list[tuple]:
     """The calls of write_report (a stub returning one value per output)."""
     calls: list[tuple] = []
 
-    def write_report(label, record, *inputs, protocol, benchmarks):
+    def write_report(label, record, *, protocol, benchmarks, **inputs):
         calls.append((label, record, inputs, protocol, benchmarks))
         return tuple(f"{name} over {list(benchmarks)}" for name in OUTPUTS)
 
@@ -57,7 +57,7 @@ def test_artefacts_rebuilt_by_a_resumed_run_are_reported(tmp_path, reported):
                 catalog.save(name, {"trainable_parameters": 802, "seed": seed})
     partial.write_partial_report(catalog, PROTOCOL, BENCHMARKS, NAMES, ["dtd"])
     ((label, record, inputs, _, benchmarks),) = reported
-    assert benchmarks == ("dtd",) and inputs[0] == "dtd's runs at J = 3"
+    assert benchmarks == ("dtd",) and inputs["runs_dtd"] == "dtd's runs at J = 3"
     assert label == "DEMO PARTIAL: 1 of 2 benchmarks; missing or evaluated with other settings: eurosat"
     assert (tmp_path / "results.md").read_text() == "results_markdown over ['dtd']"
 

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from perl_pipeline.pipelines.reporting.nodes import setup_line, write_report
+from perl_pipeline.evaluation.report import protocol_report, setup_line
+from perl_pipeline.pipelines.reporting.nodes import write_report
 from perl_pipeline.pipelines.reporting.pipeline import create_pipeline
 from tests.evaluation.test_metrics import make_runs
 
@@ -28,10 +29,12 @@ def test_titles_come_from_the_benchmark_blocks(benchmark_params: dict) -> None:
     table, markdown, metrics, _, figures = write_report(
         "DEMO",
         {"trainable_parameters": 802},
-        *runs,
-        *blocks,
         protocol="base_to_novel",
         benchmarks=("dtd", "eurosat"),
+        runs_dtd=runs[0],
+        runs_eurosat=runs[1],
+        benchmark_dtd=blocks[0],
+        benchmark_eurosat=blocks[1],
     )
     assert "Benchmarks present (2/11): Textures (DTD), EuroSAT." in markdown
     assert "| Method | Textures (DTD) (B / N / HM) | EuroSAT (B / N / HM) |" in markdown
@@ -47,14 +50,11 @@ def test_titles_come_from_the_benchmark_blocks(benchmark_params: dict) -> None:
 
 def test_a_missing_block_is_an_error_naming_the_benchmarks(benchmark_params: dict) -> None:
     with pytest.raises(ValueError, match=r"base_to_novel.*\['dtd', 'eurosat'\]"):
-        write_report(
-            "",
+        protocol_report(
+            "base_to_novel",
+            {b: make_runs(benchmarks=(b,)) for b in ("dtd", "eurosat")},
+            {"dtd": benchmark_params["dtd"]["benchmark"]},
             {"trainable_parameters": 802},
-            make_runs(benchmarks=("dtd",)),
-            make_runs(benchmarks=("eurosat",)),
-            benchmark_params["dtd"]["benchmark"],
-            protocol="base_to_novel",
-            benchmarks=("dtd", "eurosat"),
         )
 
 
@@ -63,10 +63,10 @@ def test_the_report_names_the_draw_and_the_init_of_its_training_record(benchmark
     _, markdown, *_ = write_report(
         "",
         record,
-        make_runs(benchmarks=("dtd",), steps=2),
-        benchmark_params["dtd"]["benchmark"],
         protocol="base_to_novel",
         benchmarks=("dtd",),
+        runs_dtd=make_runs(benchmarks=("dtd",), steps=2),
+        benchmark_dtd=benchmark_params["dtd"]["benchmark"],
     )
     assert "- Few-shot draw: coop (the CoOp lineage's images); projector init: zero_out." in markdown
     assert setup_line({"few_shot_draw": "sorted", "projector_init": "default"}) == (

@@ -1,11 +1,6 @@
-"""Accuracy, alignment and dynamics at every refinement step, for several seeds in one pass over the images.
-
-The frozen image prefix S_v = B_v(x) does not depend on the projectors, so it is computed once per
-batch and shared by every seed's model; class text features are refined once per (seed, class set).
-Images are decoded by data-loader workers (`evaluation.num_workers`, by default one per core) or,
-on CUDA with `evaluation.gpu_decode`, in batches on the GPU (`EvalBatches`). The dynamics metrics
-(confidence, Brier score, KL drift by transition group, input-Jacobian norm, confidence trajectories;
-docs/method.md §6.10) come from the same pass.
+"""Accuracy, alignment and dynamics (docs/method.md §6.10) at every refinement step, for several
+seeds in one pass over the images: the frozen image prefix S_v = B_v(x) does not depend on the
+projectors, so it is computed once per batch and shared by every seed's model.
 """
 
 from __future__ import annotations
@@ -22,11 +17,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from perl_pipeline.benchmarks.decode import EncodedImages, collate_encoded, decode_on_device
-from perl_pipeline.benchmarks.images import ImageFolderTable
-from perl_pipeline.config import EvalConfig
-from perl_pipeline.device import autocast
+from perl_pipeline.benchmarks.few_shot import subset_labels
+from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
+from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
+from perl_pipeline.device import autocast, resolve_device
 from perl_pipeline.evaluation.metrics import GROUPS, RUN_COLUMNS, TRAJECTORY_COLUMNS
-from perl_pipeline.models import PERL, TextPrefix, image_size
+from perl_pipeline.models import PERL, TextFeatures, TextPrefix, build_perl, image_size, load_backbone
+from perl_pipeline.provenance import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +46,9 @@ TRAJECTORIES = 3
 class EvalBatches:
     """(images [B, 3, H, W] on `device`, labels [B] on the CPU) for every batch of `images`, in order.
 
-    On CUDA with ``config.gpu_decode`` (or with ``decode_on_device=True``, e.g. to test the path on
-    the CPU) and an `ImageFolderTable`, the workers only read the files and the JPEGs are decoded,
-    resized and cropped on `device` (`decode_on_device`: within 2 of 255 intensity levels of the CPU
-    path, see its tests); otherwise the workers decode and transform on the CPU. Either way pinned
-    memory and non-blocking copies keep the device fed.
+    On CUDA with ``config.gpu_decode`` (or ``decode_on_device=True``) and an `ImageFolderTable`, the
+    workers only read the files and the JPEGs are decoded on `device` (within 2 of 255 intensity
+    levels of the CPU path); otherwise the workers decode and transform on the CPU.
     """
 
     def __init__(
@@ -146,10 +141,7 @@ def evaluate_seeds(
     device: torch.device,
     benchmark: str,
 ) -> pl.DataFrame:
-    """Top-1 accuracy, alignment and dynamics per (seed, class set, step), in one pass over `images`.
-
-    The runs table of `evaluate_with_trajectories` (see there for the arguments).
-    """
+    """The runs table of `evaluate_with_trajectories` (see there)."""
     return evaluate_with_trajectories(
         models, images, text_prefix, class_sets, config, device=device, benchmark=benchmark
     )[0]
@@ -169,23 +161,17 @@ def evaluate_with_trajectories(
     """Accuracy, alignment and dynamics per (seed, class set, step) and confidence trajectories,
     in one pass over `images` (docs/method.md §6.7, §6.10).
 
-    Args:
-        models: one PERL per seed, all wrapping the same frozen CLIP.
-        images: test pairs whose labels are the benchmark's original labels.
-        text_prefix: frozen text states of all the benchmark's classes, in label order.
-        class_sets: subset name -> the original labels forming its classifier, in order (e.g.
-            base = first half, novel = second half, all). An image is scored in every set that
-            contains its label, against that set's classes only.
-        config: batch size, workers, precision, GPU decoding, Jacobian subsample size.
-        device: where to evaluate.
-        benchmark: name written in the output rows.
+    `models` holds one PERL per seed, all wrapping the same frozen CLIP; `text_prefix` the frozen
+    text states of all the benchmark's classes, in label order; `class_sets` maps each subset to
+    the original labels forming its classifier (e.g. base, novel, all): an image is scored in every
+    set that contains its label, against that set's classes only.
 
     Returns:
-        The runs table, with the columns of metrics.RUN_COLUMNS (accuracy and confidence in
-        percent; step 0 = zero-shot), and the trajectories table (metrics.TRAJECTORY_COLUMNS): per
-        (seed, subset) the `TRAJECTORIES` images whose target-class confidence gains most from
-        step 0 to step K and the `TRAJECTORIES` that lose most, with the probability of their
-        target class and of their step-0 winner at every step.
+        The runs table (metrics.RUN_COLUMNS; accuracy and confidence in percent, step 0 = zero-shot)
+        and the trajectories table (metrics.TRAJECTORY_COLUMNS): per (seed, subset) the
+        `TRAJECTORIES` images whose target-class confidence gains most from step 0 to step K and
+        the `TRAJECTORIES` that lose most, with the probability of their target class and of
+        their step-0 winner at every step.
     """
     if not models:
         raise ValueError("evaluate_seeds needs at least one seed's model")
@@ -378,3 +364,45 @@ def _trajectories(
                 for step in range(tally.steps)
             ]
     return rows
+
+
+def evaluate_projectors(
+    projectors: Mapping[int, dict],
+    index: pl.DataFrame,
+    features: TextFeatures,
+    data_root: str,
+    clip: ClipConfig,
+    perl: PerlConfig,
+    config: EvalConfig,
+    *,
+    device: str,
+    benchmark: str,
+    subsets: Sequence[str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score each seed's projectors (seed -> state dict with its recipe) on the test split of `index`,
+    with one classifier per subset ("base", "novel", "all"): the tables of
+    `evaluate_with_trajectories`, the runs naming the projectors and text features they scored."""
+    backbone = load_backbone(clip)
+    models = {}
+    for seed, state in projectors.items():
+        models[seed] = build_perl(backbone, perl, seed=seed)
+        models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
+    test = index.filter(pl.col("split") == "test").sort("path")
+    transform = test_transform(image_size(backbone))
+    images = ImageFolderTable(data_root, test["path"], test["label"], transform, benchmark=benchmark)
+    class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
+    runs, trajectories = evaluate_with_trajectories(
+        models,
+        images,
+        features.text_prefix(),
+        class_sets,
+        config,
+        device=resolve_device(device),
+        benchmark=benchmark,
+    )
+    identities = {seed: fingerprint(state.get("recipe")) for seed, state in projectors.items()}
+    runs = runs.with_columns(
+        projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
+        text_features=pl.lit(features.fingerprint),
+    )
+    return runs, trajectories

@@ -519,3 +519,80 @@ def domain_generalization_report(
 ) -> tuple[pl.DataFrame, str]:
     """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
     return _transfer_report(runs, PROTOCOLS["domain_generalization"], label, benchmarks, setup)
+
+
+PROTOCOL_REPORTS = {
+    "base_to_novel": base_to_novel_report,
+    "cross_dataset": cross_dataset_report,
+    "domain_generalization": domain_generalization_report,
+    "all_classes": all_classes_report,
+}
+
+
+def protocol_report(
+    protocol: str,
+    runs: Mapping[str, pl.DataFrame],
+    blocks: Mapping[str, dict],
+    training_record: dict,
+    label: str = "",
+) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
+    """Every report of `protocol` over its benchmarks' per-run tables (`runs`, in their order), titled
+    by their ``params:<b>.benchmark`` `blocks`; `training_record` gives the setup line and the
+    trainable-parameter count.
+
+    Returns:
+        results table (CSV), results Markdown, DVC metrics (JSON), per-step table (CSV, DVC
+        plots), and the figures {file name: Figure}.
+    """
+    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+    from perl_pipeline.evaluation import plots
+    from perl_pipeline.evaluation.metrics import per_step_table
+
+    if set(blocks) != set(runs):
+        raise ValueError(
+            f"the {protocol} report needs a runs table and a benchmark block for each of {list(runs)}, "
+            f"got blocks for {list(blocks)}"
+        )
+    names = paper_names({name: BenchmarkSpec.from_params(blocks[name]) for name in runs})
+    titles = {name: paper.title for name, paper in names.items()}
+    combined = pl.concat(list(runs.values()), how="vertical")
+    table, markdown = PROTOCOL_REPORTS[protocol](
+        combined, benchmarks=names, label=label, setup=setup_line(training_record)
+    )
+    figures = {
+        "accuracy_per_step.png": plots.accuracy_per_step_figure(combined, titles=titles),
+        "alignment_per_step.png": plots.alignment_per_step_figure(combined, titles=titles),
+        "dynamics_per_step.png": plots.dynamics_per_step_figure(combined),
+    }
+    parameters = training_record["trainable_parameters"]
+    average = table.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS)["hm"]
+    if protocol == "base_to_novel" and len(average):  # no paper benchmark run: no average to place
+        figures["params_vs_hm.png"] = plots.params_vs_hm_figure(average.item(), parameters)
+    metrics = {**dvc_metrics(table), "trainable_parameters": parameters}
+    return table, markdown, metrics, per_step_table(combined), figures
+
+
+def setup_line(training_record: dict) -> str:
+    """ "Few-shot draw: ...; projector init: ..." from a training record ("" if it names neither)."""
+    parts = []
+    draw = training_record.get("few_shot_draw")
+    if draw:
+        why = {"coop": "the CoOp lineage's images", "sorted": "paths sorted per class"}.get(draw, "")
+        parts.append(f"Few-shot draw: {draw}" + (f" ({why})" if why else ""))
+    init = training_record.get("projector_init")
+    if init:
+        parts.append(f"projector init: {init}")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def dvc_metrics(table: pl.DataFrame) -> dict:
+    """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show` (and the
+    ablation table of ``perl_pipeline.sweep``)."""
+    columns = ("base", "novel", "hm", "accuracy", "zeroshot_base", "zeroshot_novel", "zeroshot_hm")
+    columns += tuple(f"{c}_std" for c in ("base", "novel", "hm", "accuracy"))  # over seeds
+    alignments = ("zeroshot_accuracy", "image_alignment_base", "text_alignment_base")
+    keep = [c for c in (*columns, *alignments) if c in table.columns]
+    return {
+        row["benchmark"]: {c: round(row[c], 4) for c in keep if row[c] is not None}
+        for row in table.select("benchmark", *keep).iter_rows(named=True)
+    }

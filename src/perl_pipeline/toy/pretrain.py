@@ -28,6 +28,23 @@ class PretrainResult:
     logit_scale: float = 0.0
     seconds: float = 0.0
 
+    def record(self, model_name: str, pairs: int, every: int, device: str, settings: dict) -> dict:
+        """The pretraining record: the loss averaged over every `every` steps, the first and last
+        losses, the final temperature, seconds, device and the pretraining `settings`."""
+        chunks = [self.loss[i : i + every] for i in range(0, len(self.loss), every)]
+        return {
+            "model_name": model_name,
+            "pairs": pairs,
+            "loss_every": every,
+            "loss": [sum(chunk) / len(chunk) for chunk in chunks],
+            "first_loss": self.loss[0],
+            "last_loss": self.loss[-1],
+            "logit_scale": self.logit_scale,
+            "seconds": round(self.seconds, 1),
+            "device": device,
+            "pretraining": settings,
+        }
+
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over [B, D] unnormalised embeddings; `logit_scale`: log of 1/temperature."""

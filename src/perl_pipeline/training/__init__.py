@@ -8,12 +8,14 @@ from perl_pipeline.training.loop import (
     training_step,
     training_step_together,
 )
+from perl_pipeline.training.trained import train_subset
 
 __all__ = [
     "TrainResult",
     "projector_recipe",
     "train_projectors",
     "train_seeds",
+    "train_subset",
     "training_step",
     "training_step_together",
 ]

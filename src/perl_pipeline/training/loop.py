@@ -95,22 +95,12 @@ def training_step(
     optimiser: torch.optim.Optimizer,
     config: TrainConfig,
 ) -> PerlLoss:
-    """One optimiser step on a batch: the loss of docs/method.md §3, backward, AdamW step.
+    """One optimiser step on images [B, 3, H, W] with labels [B] into the classes of `text`: the loss
+    of docs/method.md §3 (returned, still attached to the graph), backward, AdamW step.
 
-    The frozen image prefix S_v runs without a graph; the refinement runs with one, so only
-    the projectors get gradients.
-
-    Args:
-        model: PERL in train mode, on the device of `batch`.
-        batch: images [B, 3, H, W].
-        labels: [B] indices into the classes of `text`.
-        text: the class text prefix (refined in this step, so φ_t trains), or fixed text
-            embeddings [K + 1, C, D] when the text tower has no projector.
-        optimiser: over `model.trainable_parameters()`.
-        config: precision (autocast) and the anchor weight λ.
-
-    Returns:
-        The step's loss and its parts (still attached to the graph).
+    `text` is the class text prefix (refined in this step, so φ_t trains), or fixed text embeddings
+    [K + 1, C, D] when the text tower has no projector. The frozen image prefix S_v runs without a
+    graph, so only the projectors get gradients.
     """
     with autocast(batch.device, config.precision):
         with torch.no_grad():
@@ -132,23 +122,13 @@ def training_step_together(
     optimisers: Sequence[torch.optim.Optimizer],
     config: TrainConfig,
 ) -> list[PerlLoss]:
-    """One optimiser step of several seeds at once, each equal to its own `training_step`.
+    """One optimiser step of several seeds (one PERL, batch, labels and optimiser each, same frozen
+    CLIP), each equal to its own `training_step`; each seed's loss, in the order of `models`.
 
     Every seed's images go through the frozen prefix and the refinement blocks as one batch, its
     class prompts too, each sample thinking with its own seed's projector; the sum of the seeds'
     losses is back-propagated (the seeds share no parameter, so each projector gets exactly its
     own loss's gradient) and each seed's optimiser steps.
-
-    Args:
-        models: one PERL per seed (train mode, same frozen CLIP), on the device of `batches`.
-        batches / labels: one image batch [B_s, 3, H, W] and its labels [B_s] per seed.
-        text: the class text prefix every seed refines, or fixed text embeddings [K + 1, C, D]
-            when the text tower has no projector.
-        optimisers: one per seed, over that model's `trainable_parameters()`.
-        config: precision (autocast) and the anchor weight λ.
-
-    Returns:
-        Each seed's loss and its parts, in the order of `models`.
     """
     seeds = PerlSeeds(models)
     sizes = [len(batch) for batch in batches]
@@ -181,16 +161,9 @@ def train_seeds(
     *,
     device: torch.device,
 ) -> dict[int, TrainResult]:
-    """Train every seed's projectors in place: together (``config.seeds_together``, more than one
-    seed with projectors) or one seed after another.
-
-    Args:
-        models: seed -> PERL with freshly initialised projectors, all on the same frozen CLIP.
-        images: seed -> that seed's training pairs (labels index the rows of `text_prefix`).
-        text_prefix: frozen text states of the label space's class prompts.
-        config: optimisation settings.
-        device: where to train.
-    """
+    """Train every seed's projectors (fresh, all on the same frozen CLIP) in place on its own pairs
+    (labels index the rows of `text_prefix`): together (``config.seeds_together``, more than one
+    seed with projectors) or one seed after another."""
     trainable = next(next(iter(models.values())).trainable_parameters(), None) is not None
     if config.seeds_together and len(models) > 1 and trainable:
         return _train_together(models, images, text_prefix, config, device=device)
@@ -209,16 +182,8 @@ def train_projectors(
     seed: int,
     device: torch.device,
 ) -> TrainResult:
-    """Train the projectors of `model` in place on (image, label) pairs.
-
-    Args:
-        model: PERL with freshly initialised projectors (its seed fixes the init).
-        images: training pairs; labels index the rows of `text_prefix`.
-        text_prefix: frozen text states of the label space's class prompts, re-refined every step.
-        config: optimisation settings.
-        seed: fixes the data order and the augmentations.
-        device: where to train.
-    """
+    """Train the fresh projectors of `model` in place on (image, label) pairs whose labels index the
+    rows of `text_prefix` (re-refined every step); `seed` fixes the data order and augmentations."""
     result = TrainResult()
     parameters = list(model.trainable_parameters())
     if not parameters:

@@ -15,16 +15,8 @@ logger = logging.getLogger(__name__)
 def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceConfig) -> pl.DataFrame:
     """Fetch (or generate, for the demo) a benchmark under data_root, index it and validate it.
 
-    Args:
-        benchmark: the benchmark's description from conf (parameters_benchmarks.yml).
-        data_root: the folder holding the raw datasets in their CoOp folder names.
-        data_source: where the data comes from and how strict validation is.
-
-    Returns:
-        The index: split, path (relative to data_root), label, classname.
-
-    Raises:
-        DataRootError: data_root is not a folder (raised before any work).
+    `benchmark` is its block of parameters_benchmarks.yml. Returns the index: split, path (relative
+    to data_root), label, classname. Raises DataRootError, before any work, if data_root is no folder.
     """
     from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
     from perl_pipeline.benchmarks.spec import BenchmarkSpec

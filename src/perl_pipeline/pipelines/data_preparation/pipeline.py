@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 
+from perl_pipeline.pipelines._binding import per_benchmark
 from perl_pipeline.pipelines.data_preparation.nodes import prepare_benchmark
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
@@ -13,18 +14,11 @@ SHARED_PARAMS = {"params:data_root", "params:data_source"}
 
 
 def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
-    template = Pipeline(
-        [
-            Node(
-                prepare_benchmark,
-                ["params:benchmark", "params:data_root", "params:data_source"],
-                "index",
-                name="prepare_benchmark",
-                tags=["data_preparation"],
-            )
-        ]
+    node = Node(
+        prepare_benchmark,
+        ["params:benchmark", "params:data_root", "params:data_source"],
+        "index",
+        name="prepare_benchmark",
+        tags=["data_preparation"],
     )
-    return sum(
-        (Pipeline(template, namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
-        Pipeline([]),
-    )
+    return per_benchmark(lambda name: node, benchmarks, SHARED_PARAMS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig, TrainConfig
+from perl_pipeline.pipelines.training.pipeline import projector
 
 
 def evaluate_benchmark(
@@ -17,46 +18,29 @@ def evaluate_benchmark(
     training: TrainConfig,
     evaluation: EvalConfig,
     device: str,
-    *projectors: dict,
+    *,
     benchmark: str,
     trained_on: str,
     subsets: tuple[str, ...],
     seeds: tuple[int, ...],
+    **projectors: dict,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Evaluate all seeds on the benchmark's test split.
-
-    Every input is checked first: the text features against this backbone, J and class list,
-    each projector against this run's model and training configuration, the few-shot draw of
-    `trained_on` and (for its own benchmark) these text features.
-
-    Args:
-        few_shot: the few-shot table of `trained_on`, the benchmark the projectors were trained on.
-        projectors: one state dict (with its recipe) per seed, in the order of `seeds`.
-        trained_on: the benchmark whose projectors are scored (itself, or the transfer source).
-        subsets: ("base", "novel") for base-to-novel (each with its own classifier), ("all",)
-            for cross-dataset and domain generalisation.
+    """Score every seed's ``projector_<subset>_seed_<seed>`` (trained on `trained_on`, with the
+    draw `few_shot`) on the test split, per subset: ("base", "novel") or ("all",).
 
     Returns:
-        The long per-run table (benchmark, seed, subset, step, accuracy, ...) with the
-        identities of the projectors and text features it scored, and the confidence
-        trajectories (`evaluate_with_trajectories`).
+        The per-run table (benchmark, seed, subset, step, accuracy, ...) and the trajectories.
     """
-    from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
-    from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
-    from perl_pipeline.device import resolve_device
-    from perl_pipeline.evaluation.evaluate import evaluate_with_trajectories
-    from perl_pipeline.models import build_perl, image_size, load_backbone
+    from perl_pipeline.benchmarks.few_shot import few_shot_identity
+    from perl_pipeline.evaluation.evaluate import evaluate_projectors
     from perl_pipeline.pipelines._inputs import checked_text_features
-    from perl_pipeline.provenance import check_recipe, fingerprint
+    from perl_pipeline.provenance import check_recipe
     from perl_pipeline.training import projector_recipe
 
-    if len(projectors) != len(seeds):
-        raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
     features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
     trained_subset = "base" if "base" in subsets else "all"  # base-to-novel trains on base classes
-    backbone = load_backbone(clip)
-    models, identities = {}, {}
-    for seed, state in zip(seeds, projectors, strict=True):
+    states = {seed: projectors[projector(trained_subset, seed)] for seed in seeds}
+    for seed, state in states.items():
         stored = state.get("recipe")
         expected = projector_recipe(
             backbone_id,
@@ -75,28 +59,18 @@ def evaluate_benchmark(
             expected,
             fix=f"kedro run --pipelines training --namespaces {trained_on}",
         )
-        models[seed] = build_perl(backbone, perl, seed=seed)
-        models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
-        identities[seed] = fingerprint(stored)
-    test = index.filter(pl.col("split") == "test").sort("path")
-    images = ImageFolderTable(
-        data_root, test["path"], test["label"], test_transform(image_size(backbone)), benchmark=benchmark
-    )
-    class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
-    runs, trajectories = evaluate_with_trajectories(
-        models,
-        images,
-        features.text_prefix(),
-        class_sets,
+    return evaluate_projectors(
+        states,
+        index,
+        features,
+        data_root,
+        clip,
+        perl,
         evaluation,
-        device=resolve_device(device),
+        device=device,
         benchmark=benchmark,
+        subsets=subsets,
     )
-    runs = runs.with_columns(
-        projector=pl.col("seed").replace_strict(identities, return_dtype=pl.String),
-        text_features=pl.lit(features.fingerprint),
-    )
-    return runs, trajectories
 
 
 def package_adapters(
@@ -104,45 +78,38 @@ def package_adapters(
     runs: pl.DataFrame,
     clip: ClipConfig,
     perl: PerlConfig,
-    *projectors: dict,
+    *,
     benchmark: str,
     subset: str,
     seeds: tuple[int, ...],
+    **projectors: dict,
 ) -> list[dict]:
-    """One self-describing adapter per seed (`models.Adapter`): its projectors, the backbone's
-    identity, the PERL settings, the prompt template, the trained class names, the training
-    recipe and the seed's headline metrics from `runs`.
-
-    Returns:
-        `Adapter.to_dict()` per seed, in the order of `seeds`.
-    """
+    """One `models.Adapter.to_dict()` per seed, in the order of `seeds`: its projectors, the
+    backbone, PERL settings, template, trained class names, recipe and headline metrics."""
     from pathlib import Path
 
     from perl_pipeline.benchmarks.few_shot import subset_labels
     from perl_pipeline.evaluation.headline import headline_metrics
     from perl_pipeline.models import TextFeatures, backbone_identity, make_adapter
 
-    if len(projectors) != len(seeds):
-        raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
     features = TextFeatures.from_dict(text_features)
-    classnames = [features.classnames[label] for label in subset_labels(subset, len(features.classnames))]
+    labels = subset_labels(subset, len(features.classnames))
     pretrained = clip.pretrained
     if pretrained is not None and Path(pretrained).expanduser().is_file():
         pretrained = str(Path(pretrained).expanduser().resolve())  # a file: where it is, from anywhere
     backbone = backbone_identity(clip) | {"pretrained": pretrained}
-    adapters = []
-    for seed, state in zip(seeds, projectors, strict=True):
-        adapter = make_adapter(
-            state,
+    return [
+        make_adapter(
+            projectors[projector(subset, seed)],
             backbone=backbone,
             perl=vars(perl),
             template=features.recipe["template"],
-            classnames=classnames,
+            classnames=[features.classnames[label] for label in labels],
             metrics=headline_metrics(runs, seed),
             benchmark=benchmark,
             subset=subset,
             seed=seed,
             benchmark_classnames=list(features.classnames),
-        )
-        adapters.append(adapter.to_dict())
-    return adapters
+        ).to_dict()
+        for seed in seeds
+    ]

@@ -9,26 +9,11 @@ from perl_pipeline.pipelines.evaluation.nodes import evaluate_benchmark, package
 from perl_pipeline.pipelines.training.pipeline import projector
 from perl_pipeline.protocols import SEEDS, SOURCE
 
-SHARED_PARAMS = {
-    "params:data_root",
-    "params:clip",
-    "params:perl",
-    "params:training",
-    "params:evaluation",
-    "params:device",
-}
 OWN_PROTOCOLS = ("base_to_novel", "all_classes")  # each benchmark scores its own projectors
-INPUTS = [
-    "index",
-    "text_features",
-    "few_shot",
-    "params:data_root",
-    "params:clip",
-    "params:perl",
-    "params:training",
-    "params:evaluation",
-    "params:device",
-]
+PARAMS = {
+    name: f"params:{name}" for name in ("data_root", "clip", "perl", "training", "evaluation", "device")
+}
+INPUTS = {"index": "index", "text_features": "text_features", "few_shot": "few_shot"} | PARAMS
 
 
 def runs(benchmark: str, protocol: str) -> str:
@@ -56,7 +41,7 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
     own = protocol in OWN_PROTOCOLS
     subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
     trained_subset = "base" if protocol == "base_to_novel" else "all"
-    trained = [projector(trained_subset, s) for s in seeds]
+    trained = {name: name for name in (projector(trained_subset, s) for s in seeds)}
     trained_on = benchmark if own else SOURCE
     node = Node(
         bind(
@@ -66,7 +51,7 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
             subsets=subsets,
             seeds=tuple(seeds),
         ),
-        INPUTS + trained,
+        INPUTS | trained,
         [f"runs_{protocol}", f"trajectories_{protocol}"],
         name=f"evaluate_{protocol}",
         tags=["evaluation"],
@@ -76,7 +61,13 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         nodes.append(
             Node(
                 bind(package_adapters, benchmark=benchmark, subset=trained_subset, seeds=tuple(seeds)),
-                ["text_features", f"runs_{protocol}", "params:clip", "params:perl", *trained],
+                {
+                    "text_features": "text_features",
+                    "runs": f"runs_{protocol}",
+                    "clip": "params:clip",
+                    "perl": "params:perl",
+                }
+                | trained,
                 [adapter(trained_subset, s) for s in seeds],
                 name=f"package_adapters_{trained_subset}",
                 tags=["evaluation", "adapters"],
@@ -84,4 +75,4 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         )
     # transfer: the projectors (and the draw they were trained on) are the source's
     source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in [*trained, "few_shot"]}
-    return Pipeline(nodes, namespace=benchmark, parameters=SHARED_PARAMS, inputs=source)
+    return Pipeline(nodes, namespace=benchmark, parameters=set(PARAMS.values()), inputs=source)

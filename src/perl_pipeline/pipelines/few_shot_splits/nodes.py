@@ -22,16 +22,9 @@ def draw_few_shot_splits(
     benchmark: str,
 ) -> pl.DataFrame:
     """K shots per class for every seed (one all-class draw per seed, then base / novel / all),
-    by the rule ``few_shot.draw`` (``coop``: CoOp's images; ``sorted``).
-
-    The table carries the content hash of the index it was drawn from, so a changed split file
-    can never silently reuse a stale draw. Every drawn image is then decoded completely (data
-    preparation only read the training images' headers), unless data_source.check_decode is false.
-
-    Raises:
-        DatasetValidationError: a drawn image is missing, unreadable or does not decode; the
-            message names the files and the fix.
-    """
+    by the rule ``few_shot.draw`` (``coop``: CoOp's images; ``sorted``), with the content hash of
+    the index. Every drawn image is then decoded completely, unless data_source.check_decode is
+    false (`DatasetValidationError` names any that is missing, unreadable or does not decode)."""
     from perl_pipeline.benchmarks.few_shot import draw_few_shot
     from perl_pipeline.benchmarks.validate import check_drawn_images
 

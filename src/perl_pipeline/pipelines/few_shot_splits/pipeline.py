@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 
-from perl_pipeline.pipelines._binding import bind
+from perl_pipeline.pipelines._binding import bind, per_benchmark
 from perl_pipeline.pipelines.few_shot_splits.nodes import draw_few_shot_splits
 from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
@@ -14,20 +14,13 @@ SHARED_PARAMS = {"params:few_shot", "params:data_root", "params:data_source"}
 
 
 def create_pipeline(benchmarks: Iterable[str] = BASE_TO_NOVEL, **kwargs) -> Pipeline:
-    def template(name: str) -> Pipeline:
-        return Pipeline(
-            [
-                Node(
-                    bind(draw_few_shot_splits, seeds=SEEDS, benchmark=name),
-                    ["index", "params:few_shot", "params:data_root", "params:data_source"],
-                    "few_shot",
-                    name="draw_few_shot_splits",
-                    tags=["few_shot_splits"],
-                )
-            ]
+    def node(name: str) -> Node:
+        return Node(
+            bind(draw_few_shot_splits, seeds=SEEDS, benchmark=name),
+            ["index", "params:few_shot", "params:data_root", "params:data_source"],
+            "few_shot",
+            name="draw_few_shot_splits",
+            tags=["few_shot_splits"],
         )
 
-    return sum(
-        (Pipeline(template(name), namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
-        Pipeline([]),
-    )
+    return per_benchmark(node, benchmarks, SHARED_PARAMS)

@@ -12,13 +12,8 @@ logger = logging.getLogger(__name__)
 def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
     """Classify the files and folders ``options["images"]`` with `adapter` (as the catalog loads an
     adapter file), among its own classes or ``options["classes"]`` (a list or a file: open
-    vocabulary), at ``options["step"]`` (default K), keeping ``options["top_k"]`` classes.
-
-    Returns:
-        One row per image found or skipped: path, step, class_i / prob_i, error.
-
-    Raises:
-        ValueError: no image files, fewer than 2 or colliding class names, a step outside 0..K.
+    vocabulary), at ``options["step"]`` (default K), keeping ``options["top_k"]`` classes: one row
+    per image found or skipped (path, step, class_i / prob_i, error).
     """
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models import adapter_from_dict, classifier_for

@@ -18,7 +18,7 @@ from kedro.pipeline import Pipeline
 
 from perl_pipeline.pipelines.evaluation.pipeline import runs, trajectories
 from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance, unwrap, user_command, user_params
-from perl_pipeline.pipelines.reporting.nodes import REPORTS, collect_trajectories, write_report
+from perl_pipeline.pipelines.reporting.nodes import collect_trajectories, write_report
 from perl_pipeline.pipelines.reporting.pipeline import OUTPUTS
 from perl_pipeline.pipelines.training.pipeline import training_record
 from perl_pipeline.protocols import SEEDS
@@ -38,17 +38,16 @@ class PartialReport:
         from kedro.framework.project import pipelines
 
         for protocol in run_params.get("pipeline_names") or []:
-            if protocol not in REPORTS or protocol not in pipelines:
-                continue
-            node = next(n for n in pipelines[protocol].nodes if n.name == f"{protocol}.write_report")
-            if node.name not in {n.name for n in pipeline.nodes}:
-                current = _current_runs(catalog, run_params, protocol, node.func.keywords["benchmarks"])
+            name = f"{protocol}.write_report"
+            node = next((n for n in pipelines.get(protocol, Pipeline([])).nodes if n.name == name), None)
+            if node is not None and name not in {n.name for n in pipeline.nodes}:
+                benchmarks = node.func.keywords["benchmarks"]
                 write_partial_report(
                     catalog,
                     protocol,
-                    node.func.keywords["benchmarks"],
+                    benchmarks,
                     node.outputs,
-                    current,
+                    _current_runs(catalog, run_params, protocol, benchmarks),
                     rerun=f"{user_command(run_params)} --pipelines {protocol} --only-missing-outputs"
                     + user_params(run_params),
                 )
@@ -129,16 +128,16 @@ def write_partial_report(
     report = write_report(
         label,
         catalog.load(records[0]),
-        *[catalog.load(runs(b, protocol)) for b in present],
-        *[catalog.load(f"params:{b}.benchmark") for b in present],
         protocol=protocol,
         benchmarks=tuple(present),
+        **{f"runs_{b}": catalog.load(runs(b, protocol)) for b in present},
+        **{f"benchmark_{b}": catalog.load(f"params:{b}.benchmark") for b in present},
     )
     for name, value in zip(outputs, report, strict=True):
         catalog.save(name, value)
     tables = [trajectories(b, protocol) for b in present if _exists(catalog, trajectories(b, protocol))]
     if tables and f"{protocol}.trajectories" in catalog:  # made by the same node as the runs
-        catalog.save(f"{protocol}.trajectories", collect_trajectories(*map(catalog.load, tables)))
+        catalog.save(f"{protocol}.trajectories", collect_trajectories(**{t: catalog.load(t) for t in tables}))
     logger.warning(
         "%s report written over %d of %d benchmarks%s",
         protocol,

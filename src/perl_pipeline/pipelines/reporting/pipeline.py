@@ -20,21 +20,25 @@ def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: s
     the paper's results). A second node gathers the benchmarks' confidence trajectories.
     """
     inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
-    blocks = [f"params:{b}.benchmark" for b in benchmarks]
+    blocks = {f"benchmark_{b}": f"params:{b}.benchmark" for b in benchmarks}
     node = Node(
         bind(write_report, protocol=protocol, benchmarks=tuple(benchmarks)),
-        ["params:report_label", *inputs, *blocks],
+        {"label": "params:report_label"} | {name: name for name in inputs} | blocks,
         OUTPUTS,
         name="write_report",
         tags=["reporting"],
     )
     paths = {f"trajectories_{b}": trajectories(b, protocol) for b in benchmarks}
     gather = Node(
-        collect_trajectories, list(paths), "trajectories", name="collect_trajectories", tags=["reporting"]
+        collect_trajectories,
+        {name: name for name in paths},
+        "trajectories",
+        name="collect_trajectories",
+        tags=["reporting"],
     )
     return Pipeline(
         [node, gather],
         namespace=protocol,
         inputs=inputs | paths,
-        parameters={"params:report_label", *blocks},
+        parameters={"params:report_label", *blocks.values()},
     )

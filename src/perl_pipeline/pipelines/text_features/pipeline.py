@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 
+from perl_pipeline.pipelines._binding import per_benchmark
 from perl_pipeline.pipelines.text_features.nodes import encode_class_prompts
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
@@ -13,24 +14,11 @@ SHARED_PARAMS = {"params:clip", "params:perl.split_layer", "params:device"}
 
 
 def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
-    template = Pipeline(
-        [
-            Node(
-                encode_class_prompts,
-                [
-                    "index",
-                    "params:benchmark.template",
-                    "params:clip",
-                    "params:perl.split_layer",
-                    "params:device",
-                ],
-                "text_features",
-                name="encode_class_prompts",
-                tags=["text_features"],
-            )
-        ]
+    node = Node(
+        encode_class_prompts,
+        ["index", "params:benchmark.template", "params:clip", "params:perl.split_layer", "params:device"],
+        "text_features",
+        name="encode_class_prompts",
+        tags=["text_features"],
     )
-    return sum(
-        (Pipeline(template, namespace=name, parameters=SHARED_PARAMS) for name in benchmarks),
-        Pipeline([]),
-    )
+    return per_benchmark(lambda name: node, benchmarks, SHARED_PARAMS)

@@ -31,12 +31,8 @@ def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
 def pretrain_toy_clip(
     pairs: pl.DataFrame, toy_clip: ToyClipConfig, pretraining: PretrainConfig, device: str
 ) -> tuple[dict, dict]:
-    """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively.
-
-    Returns:
-        The weights (fp16, a few MB) and a record: loss every `log_every` steps, first and last
-        losses, final temperature, seconds, device, settings.
-    """
+    """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively: its weights
+    (fp16, a few MB) and its record (`PretrainResult.record`)."""
     import dataclasses
 
     import open_clip
@@ -52,22 +48,9 @@ def pretrain_toy_clip(
     dataset = toy_world.RenderedScenes(pairs, tokens, image_size(model), toy_world.Shift())
     target = resolve_device(device)
     result = pretrain_clip(model, dataset, pretraining, target)
-    every = pretraining.log_every
-    record = {
-        "model_name": toy_clip.model_name,
-        "pairs": pairs.height,
-        "loss_every": every,
-        "loss": [
-            sum(result.loss[i : i + every]) / len(result.loss[i : i + every])
-            for i in range(0, len(result.loss), every)
-        ],
-        "first_loss": result.loss[0],
-        "last_loss": result.loss[-1],
-        "logit_scale": result.logit_scale,
-        "seconds": round(result.seconds, 1),
-        "device": str(target),
-        "pretraining": dataclasses.asdict(pretraining),
-    }
+    record = result.record(
+        toy_clip.model_name, pairs.height, pretraining.log_every, str(target), dataclasses.asdict(pretraining)
+    )
     logger.info(
         "pretrained %s in %.0f s: loss %.3f -> %.3f",
         toy_clip.model_name,

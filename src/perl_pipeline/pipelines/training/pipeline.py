@@ -9,13 +9,7 @@ from perl_pipeline.pipelines._binding import bind
 from perl_pipeline.pipelines.training.nodes import train_seeds
 from perl_pipeline.protocols import SEEDS
 
-SHARED_PARAMS = {
-    "params:data_root",
-    "params:clip",
-    "params:perl",
-    "params:training",
-    "params:device",
-}
+PARAMS = {name: f"params:{name}" for name in ("data_root", "clip", "perl", "training", "device")}
 
 
 def projector(subset: str, seed: int) -> str:
@@ -30,21 +24,11 @@ def training_record(subset: str, seed: int) -> str:
 
 def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipeline:
     """Train on `subset` ("base" for base-to-novel, "all" for the transfer protocols)."""
-    outputs = [name for seed in seeds for name in (projector(subset, seed), training_record(subset, seed))]
     node = Node(
         bind(train_seeds, benchmark=benchmark, subset=subset, seeds=tuple(seeds)),
-        [
-            "index",
-            "few_shot",
-            "text_features",
-            "params:data_root",
-            "params:clip",
-            "params:perl",
-            "params:training",
-            "params:device",
-        ],
-        outputs,
+        {"index": "index", "few_shot": "few_shot", "text_features": "text_features"} | PARAMS,
+        [name for seed in seeds for name in (projector(subset, seed), training_record(subset, seed))],
         name=f"train_{subset}",
         tags=["training"],
     )
-    return Pipeline([node], namespace=benchmark, parameters=SHARED_PARAMS)
+    return Pipeline([node], namespace=benchmark, parameters=set(PARAMS.values()))
