@@ -73,3 +73,17 @@ def test_the_report_names_the_draw_and_the_init_of_its_training_record(benchmark
         "Few-shot draw: sorted (paths sorted per class); projector init: default."
     )
     assert setup_line({"trainable_parameters": 802}) == ""  # a record naming neither adds no line
+
+
+def test_a_report_over_your_own_benchmark_alone_has_no_average_to_place(benchmark_params: dict) -> None:
+    block = {**copy.deepcopy(benchmark_params["dtd"]["benchmark"]), "name": "my_images", "title": "Mine"}
+    table, _, metrics, _, figures = write_report(
+        "",
+        {"trainable_parameters": 802},
+        protocol="base_to_novel",
+        benchmarks=("my_images",),
+        runs_my_images=make_runs(benchmarks=("my_images",), steps=2),
+        benchmark_my_images=block,
+    )
+    assert "my_images" in metrics and "params_vs_hm.png" not in figures  # no paper average: no HM to place
+    assert "accuracy_per_step.png" in figures
