@@ -11,8 +11,6 @@ parameter and the fix; `check_weights` finds them cheaply, before any data work.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import logging
 import math
 import os
@@ -28,6 +26,8 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from perl_pipeline.provenance import file_digests
 
 logger = logging.getLogger(__name__)
 
@@ -220,22 +220,11 @@ def weights_identity(
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser().resolve()
         _require_readable(path)
-        stat = path.stat()
         try:
-            return "sha256:" + _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+            return "sha256:" + file_digests(path)["sha256"]
         except PermissionError as error:
             raise _permission_error(path) from error
     return f"tag:{pretrained}"
-
-
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in a process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def packaged_weights_path(model_name: str, tag: str) -> Path:
