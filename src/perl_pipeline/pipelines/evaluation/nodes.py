@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import polars as pl
 
-from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig, TrainConfig
+from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
 
 
 def evaluate_benchmark(
     index: pl.DataFrame,
     text_features: dict,
-    few_shot: pl.DataFrame,
     data_root: str,
     clip: ClipConfig,
     perl: PerlConfig,
-    training: TrainConfig,
     evaluation: EvalConfig,
     device: str,
     *projectors: dict,
     benchmark: str,
-    trained_on: str,
     subsets: tuple[str, ...],
     seeds: tuple[int, ...],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Evaluate all seeds on the benchmark's test split.
 
-    Every input is checked first: the text features against this backbone, J and class list,
-    each projector against this run's model and training configuration, the few-shot draw of
-    `trained_on` and (for its own benchmark) these text features.
-
     Args:
-        few_shot: the few-shot table of `trained_on`, the benchmark the projectors were trained on.
         projectors: one state dict (with its recipe) per seed, in the order of `seeds`.
-        trained_on: the benchmark whose projectors are scored (itself, or the transfer source).
         subsets: ("base", "novel") for base-to-novel (each with its own classifier), ("all",)
             for cross-dataset and domain generalisation.
 
@@ -41,43 +32,22 @@ def evaluate_benchmark(
         identities of the projectors and text features it scored, and the confidence
         trajectories (`evaluate_with_trajectories`).
     """
-    from perl_pipeline.benchmarks.few_shot import few_shot_identity, subset_labels
+    from perl_pipeline.benchmarks.few_shot import subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, test_transform
     from perl_pipeline.device import resolve_device
     from perl_pipeline.evaluation.evaluate import evaluate_with_trajectories
-    from perl_pipeline.models import build_perl, load_backbone
-    from perl_pipeline.pipelines._inputs import checked_text_features
-    from perl_pipeline.provenance import check_recipe, fingerprint
-    from perl_pipeline.training import projector_recipe
+    from perl_pipeline.models import TextFeatures, build_perl, load_backbone
+    from perl_pipeline.provenance import fingerprint
 
     if len(projectors) != len(seeds):
         raise ValueError(f"{len(projectors)} projector sets for seeds {seeds}")
-    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
-    trained_subset = "base" if "base" in subsets else "all"  # base-to-novel trains on base classes
+    features = TextFeatures.from_dict(text_features)
     backbone = load_backbone(clip)
     models, identities = {}, {}
     for seed, state in zip(seeds, projectors, strict=True):
-        stored = state.get("recipe")
-        expected = projector_recipe(
-            backbone_id,
-            perl,
-            training,
-            subset=trained_subset,
-            seed=seed,
-            few_shot=few_shot_identity(few_shot, seed),
-            text_features=features.fingerprint
-            if trained_on == benchmark
-            else (stored or {}).get("text_features"),
-        )
-        check_recipe(
-            f"{trained_on}.projector_{expected['subset']}_seed_{seed}",
-            stored,
-            expected,
-            fix=f"kedro run --pipelines training --namespaces {trained_on}",
-        )
         models[seed] = build_perl(backbone, perl, seed=seed)
         models[seed].load_projector_state_dict({k: v for k, v in state.items() if k != "recipe"})
-        identities[seed] = fingerprint(stored)
+        identities[seed] = fingerprint(state.get("recipe"))
     test = index.filter(pl.col("split") == "test").sort("path")
     images = ImageFolderTable(
         data_root, test["path"], test["label"], test_transform(image_size(backbone)), benchmark=benchmark

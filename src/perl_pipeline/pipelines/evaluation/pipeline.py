@@ -13,7 +13,6 @@ SHARED_PARAMS = {
     "params:data_root",
     "params:clip",
     "params:perl",
-    "params:training",
     "params:evaluation",
     "params:device",
 }
@@ -21,11 +20,9 @@ OWN_PROTOCOLS = ("base_to_novel", "all_classes")  # each benchmark scores its ow
 INPUTS = [
     "index",
     "text_features",
-    "few_shot",
     "params:data_root",
     "params:clip",
     "params:perl",
-    "params:training",
     "params:evaluation",
     "params:device",
 ]
@@ -62,7 +59,6 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         bind(
             evaluate_benchmark,
             benchmark=benchmark,
-            trained_on=trained_on,
             subsets=subsets,
             seeds=tuple(seeds),
         ),
@@ -82,6 +78,6 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
                 tags=["evaluation", "adapters"],
             )
         )
-    # transfer: the projectors (and the draw they were trained on) are the source's
-    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in [*trained, "few_shot"]}
+    # transfer: the projectors are the source's
+    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in trained}
     return Pipeline(nodes, namespace=benchmark, parameters=SHARED_PARAMS, inputs=source)

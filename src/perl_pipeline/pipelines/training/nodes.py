@@ -12,7 +12,6 @@ logger = logging.getLogger(__name__)
 
 
 def train_seeds(
-    index: pl.DataFrame,
     few_shot: pl.DataFrame,
     text_features: dict,
     data_root: str,
@@ -28,9 +27,7 @@ def train_seeds(
     """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw.
 
     With ``training.seeds_together`` the seeds train in one batched pass (each equal to training
-    it alone up to float rounding), otherwise one after another. The draw must come from this
-    index and the text features from this backbone, J and class list; anything else is refused
-    before training (`StaleArtefactError` names what differs).
+    it alone up to float rounding), otherwise one after another.
 
     Returns:
         Per seed, in the order of `seeds`: the projector weights (a few KB) with their recipe, then
@@ -39,21 +36,14 @@ def train_seeds(
     """
     import torch
 
-    from perl_pipeline.benchmarks.few_shot import (
-        check_fresh,
-        few_shot_identity,
-        few_shot_recipe_of,
-        subset_labels,
-    )
+    from perl_pipeline.benchmarks.few_shot import few_shot_identity, few_shot_recipe_of, subset_labels
     from perl_pipeline.benchmarks.images import ImageFolderTable, image_size, train_transform
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import build_perl, load_backbone
-    from perl_pipeline.pipelines._inputs import checked_text_features
+    from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, load_backbone
     from perl_pipeline.provenance import fingerprint
     from perl_pipeline.training import projector_recipe, train_seeds
 
-    check_fresh(few_shot, index)
-    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
+    features, backbone_id = TextFeatures.from_dict(text_features), backbone_identity(clip)
     classes = subset_labels(subset, len(features.classnames))
     backbone = load_backbone(clip)
     transform = train_transform(image_size(backbone), training.crop_scale)

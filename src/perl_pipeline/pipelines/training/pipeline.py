@@ -34,7 +34,6 @@ def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipel
     node = Node(
         bind(train_seeds, benchmark=benchmark, subset=subset, seeds=tuple(seeds)),
         [
-            "index",
             "few_shot",
             "text_features",
             "params:data_root",
