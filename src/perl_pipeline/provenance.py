@@ -102,43 +102,39 @@ def recipe_params(params: Mapping[str, Any], device_type: str | None = None) -> 
 
     :data:`IGNORED` settings are left out, the backbone is its weights' identity, and the
     ``training`` / ``evaluation`` precision and image decoding are the ones `device_type` (default:
-    the node's ``device`` resolved on this machine) computes with: ``bf16`` or ``fp32``, ``gpu`` or
-    ``pil``, so an artefact made on a GPU is stale on a CPU and the other way round.
+    the ``device`` parameter resolved on this machine) computes with: ``bf16`` or ``fp32``, ``gpu``
+    or ``pil``, so an artefact made on a GPU is stale on a CPU and the other way round.
     """
     out = {}
     for key, value in params.items():
-        value = _param(key, value)
-        if value is None:
+        if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
+            value = dataclasses.asdict(value)
+        elif hasattr(value, "model_dump"):
+            value = value.model_dump()
+        root, _, sub = key.partition(".")
+        ignored = IGNORED.get(root, set())
+        if ignored is None or sub in ignored or value is None:
             continue
-        root = key.split(".")[0]
-        if root in ("training", "evaluation") and isinstance(value, dict):
-            if device_type is None:
-                from perl_pipeline.device import resolve_device  # imports torch: only when needed
+        if isinstance(value, dict) and not sub:
+            value = {k: v for k, v in value.items() if k not in ignored}
+        if root == "clip" and not sub:
+            from perl_pipeline.models.loading import weights_identity
 
-                device_type = resolve_device(params.get("device", "auto")).type
-            value = _resolved(value, device_type)
+            name, seed = value["model_name"], value.get("init_seed", 0)
+            value = {
+                "model_name": name,
+                "weights": weights_identity(name, value.get("pretrained"), init_seed=seed),
+            }
+        elif root in ("training", "evaluation") and not sub:
+            value = _resolved(value, device_type or _device_type(params.get("device", "auto")))
         out[key] = value
     return out
 
 
-def _param(key: str, value: Any) -> Any:
-    """One parameter: result-free settings left out, the backbone by its weights' identity."""
-    if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
-        value = dataclasses.asdict(value)
-    root, _, sub = key.partition(".")
-    ignored = IGNORED.get(root, set())
-    if ignored is None or sub in ignored:
-        return None
-    if isinstance(value, dict) and ignored and not sub:
-        value = {k: v for k, v in value.items() if k not in ignored}
-    if root == "clip" and not sub:
-        from perl_pipeline.models.loading import weights_identity
+def _device_type(device: str) -> str:
+    from perl_pipeline.device import resolve_device  # imports torch: only when needed
 
-        weights = weights_identity(
-            value["model_name"], value.get("pretrained"), init_seed=value.get("init_seed", 0)
-        )
-        return {"model_name": value["model_name"], "weights": weights}
-    return value
+    return resolve_device(device).type
 
 
 def _resolved(settings: dict, device_type: str) -> dict:
@@ -169,15 +165,8 @@ def file_digests(
     """
     path = Path(path)
     stat = path.stat()
-    key = (
-        str(path.resolve()),
-        stat.st_size,
-        stat.st_mtime_ns,
-        stat.st_ctime_ns,
-        stat.st_ino,
-        tuple(algorithms),
-        ends,
-    )
+    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    key = (str(path.resolve()), version, tuple(algorithms), ends)
     if path.is_file() and key in _DIGESTS:
         return _DIGESTS[key]
     hashers = [hashlib.new(name) for name in algorithms]
@@ -246,28 +235,23 @@ def read_record(name: str, path: Path | None) -> dict | None:
     sidecar = sidecar_path(path)
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
+        missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+        problem = f"lacks {missing}" if missing else ""
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"is damaged ({error})"
+    if problem:
         raise DamagedRecord(
-            f"{name} ({path}): its provenance record {sidecar} is damaged ({error}), so what the "
-            "artefact was made from is unknown and it cannot be used"
-        ) from error
-    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
-    if missing:
-        raise DamagedRecord(
-            f"{name} ({path}): its provenance record {sidecar} lacks {missing}, so what the artefact "
-            "was made from is unknown and it cannot be used"
+            f"{name} ({path}): its provenance record {sidecar} {problem}, so what the artefact was "
+            "made from is unknown and it cannot be used"
         )
     return record
 
 
 def verify_everything() -> bool:
-    """Whether ``PERL_VERIFY_ARTEFACTS=all`` asks for every artefact to be hashed in full.
-
-    Raises:
-        ValueError: another value than ``all`` or ``default``, naming the variable.
-    """
+    """Whether ``PERL_VERIFY_ARTEFACTS=all`` asks for every artefact to be hashed in full (ValueError
+    for another value than ``all`` or ``default``)."""
     value = os.environ.get(VERIFY_VARIABLE, "").strip().lower()
     if value not in ("", "all", "default"):
         raise ValueError(

@@ -134,10 +134,10 @@ class Provenance:
         """The sha256 recorded for an artefact, after checking the file still has it."""
         path = self._path(name)
         record = read_record(name, path)
-        if record is None:
-            return None
-        verify(name, path, record, self._fix(None), self._verify_all)
-        return record["sha256"]
+        if record is not None:
+            verify(name, path, record, self._fix(None), self._verify_all)
+            return record["sha256"]
+        return None
 
     def check_artefact(self, name: str, producer: Node | None) -> None:
         """Refuse a missing, modified or stale artefact (one this run reads but does not make).
@@ -146,53 +146,50 @@ class Provenance:
             ArtefactProblem: missing, unreadable, or changed since it was written.
             StaleArtefactError: made from other settings or inputs than `producer` would use now.
         """
-        path = self._path(name)
-        if path is None:
-            return
+        problem = self._problem(name, producer, strict=False) if self._path(name) else None
+        if isinstance(problem, _Unrecorded):
+            logger.warning("%s; until then it is used unchecked", problem)
+        elif problem is not None:
+            raise problem
+
+    def _problem(self, name: str, producer: Node | None, strict: bool) -> Exception | None:
+        """Why artefact `name` is not what `producer` would make now (None: it is). Not `strict`:
+        an artefact whose producer reads an unrecorded artefact is taken as current."""
+        path, fix = self._path(name), self._fix(producer)
         if not path.exists():
-            raise ArtefactProblem(f"{name} ({path}) is missing; build it first: {self._fix(producer)}")
+            return ArtefactProblem(f"{name} ({path}) is missing; build it first: {fix}")
         try:
             record = read_record(name, path)
-        except DamagedRecord as problem:
-            raise DamagedRecord(f"{problem}; rebuild it: {self._fix(producer)}") from problem
-        if record is None:
-            logger.warning(
-                "%s (%s) has no provenance record (it predates them): it is used unchecked; "
-                "rebuild it to check it: %s",
-                name,
-                path,
-                self._fix(producer),
+            if record is None:
+                return _Unrecorded(
+                    f"{name} ({path}) has no provenance record (it predates them); rebuild it: {fix}"
+                )
+            verify(name, path, record, fix, self._verify_all)
+            recipe = self.recipe(producer) if producer is not None else None
+        except ArtefactProblem as problem:
+            return (
+                DamagedRecord(f"{problem}; rebuild it: {fix}") if type(problem) is DamagedRecord else problem
             )
-            return
-        verify(name, path, record, self._fix(producer), self._verify_all)
-        if producer is not None and None not in (self.identity(n) for n in self._artefacts(producer.inputs)):
-            changes = differences(record["recipe"], self.recipe(producer))
-            if changes:
-                raise StaleArtefactError(f"{name} ({path})", changes, self._fix(producer))
+        if recipe is None or (not strict and None in recipe["inputs"].values()):
+            return None
+        changes = differences(record["recipe"], recipe)
+        return StaleArtefactError(f"{name} ({path})", changes, fix) if changes else None
 
     def _rebuild_reason(self, node: Node, rebuilt: set[str]) -> str | None:
         """Why `node` must run again in an --only-missing-outputs run, or None if it need not."""
         used = sorted(set(node.inputs) & rebuilt)
         if used:
             return f"it reads {', '.join(used)}, which this run rebuilds"
-        for name in node.outputs:
-            path = self._path(name)
-            if path is None:
-                continue
-            if not path.exists():
+        for name in self._artefacts(node.outputs):
+            if not self._path(name).exists():
                 return "missing"
-            try:
-                record = read_record(name, path)
-                if record is None:
-                    return f"{name} has no provenance record"
-                verify(name, path, record, self._fix(node), self._verify_all)
-            except ArtefactProblem as problem:
-                return str(problem)
-            changes = differences(record["recipe"], self.recipe(node))
-            if changes:
-                key, old, new = changes[0]
-                more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+            problem = self._problem(name, node, strict=True)
+            if isinstance(problem, StaleArtefactError):
+                key, old, new = problem.changes[0]
+                more = f" (and {len(problem.changes) - 1} more)" if len(problem.changes) > 1 else ""
                 return f"{name} was made with {key}={old!r}, this run has {new!r}{more}"
+            if problem is not None:
+                return str(problem)
         return None
 
     def _mark_missing(self, node: Node, reason: str) -> None:
@@ -243,6 +240,10 @@ class Provenance:
 
         names = run_params.get("pipeline_names") or ["__default__"]
         return sum((pipelines[name] for name in names if name in pipelines), Pipeline([]))
+
+
+class _Unrecorded(ArtefactProblem):
+    """An artefact without a provenance record (it predates them)."""
 
 
 class _Stale(AbstractDataset):
