@@ -210,3 +210,16 @@ def test_a_draw_from_another_index_is_refused_or_redrawn(chain):
     assert "--pipelines few_shot_splits" in str(stale.value)
     hook.before_pipeline_run({**RUN, "only_missing_outputs": True}, Pipeline([DRAW, TRAIN]), catalog)
     assert not catalog.exists("few_shot") and not catalog.exists("projector")  # both made again
+
+
+def test_what_is_made_from_a_stale_artefact_is_stale(chain):
+    """make's rule across stages: the projector's own recipe still matches (its draw's file is the
+    same), but the index under the draw was made with other settings, so the projector is not
+    current either (a partial report leaves such runs out)."""
+    catalog, hook = chain
+    hook.bind(catalog, RUN)
+    hook.check_artefact("projector", TRAIN)
+    catalog["params:rows"] = MemoryDataset("a b c d")
+    hook.bind(catalog, RUN)
+    with pytest.raises(StaleArtefactError, match=r"index .* is stale(.|\n)*params\.rows"):
+        hook.check_artefact("projector", TRAIN)

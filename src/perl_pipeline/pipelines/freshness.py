@@ -91,13 +91,16 @@ class Provenance:
         self._catalog = None
         self._run_params: dict = {}
         self._verify_all = False
+        self._producers: dict[str, Node] = {}
+        self._judged: dict[tuple[str, bool], Exception | None] = {}
 
     def bind(self, catalog, run_params: dict) -> dict[str, Node]:
         """Check against `catalog` for a run with `run_params`; returns {artefact: producing node}."""
-        self._catalog, self._run_params = catalog, run_params
+        self._catalog, self._run_params, self._judged = catalog, run_params, {}
         self._verify_all = verify_everything()
         clear_digests()  # every run reads what is on disk now
-        return {out: node for node in self._registered(run_params).nodes for out in node.outputs}
+        self._producers = {out: node for node in self._registered(run_params).nodes for out in node.outputs}
+        return self._producers
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog) -> None:
@@ -153,8 +156,9 @@ class Provenance:
             raise problem
 
     def _problem(self, name: str, producer: Node | None, strict: bool) -> Exception | None:
-        """Why artefact `name` is not what `producer` would make now (None: it is). Not `strict`:
-        an artefact whose producer reads an unrecorded artefact is taken as current."""
+        """Why artefact `name` is not what `producer` would make now, or made from an artefact that
+        is not (None: it is current). Not `strict`: an artefact whose producer reads an unrecorded
+        artefact is taken as current."""
         path, fix = self._path(name), self._fix(producer)
         if not path.exists():
             return ArtefactProblem(f"{name} ({path}) is missing; build it first: {fix}")
@@ -173,7 +177,22 @@ class Provenance:
         if recipe is None or (not strict and None in recipe["inputs"].values()):
             return None
         changes = differences(record["recipe"], recipe)
-        return StaleArtefactError(f"{name} ({path})", changes, fix) if changes else None
+        return (
+            StaleArtefactError(f"{name} ({path})", changes, fix)
+            if changes
+            else self._upstream(producer, strict)
+        )
+
+    def _upstream(self, node: Node, strict: bool) -> Exception | None:
+        """The first problem of an artefact `node` reads (make's rule: what is made from a stale
+        artefact is stale), each judged once per run."""
+        for name in self._artefacts(node.inputs):
+            if (name, strict) not in self._judged:
+                self._judged[name, strict] = self._problem(name, self._producers.get(name), strict)
+            problem = self._judged[name, strict]
+            if problem is not None and not isinstance(problem, _Unrecorded):
+                return problem
+        return None
 
     def _rebuild_reason(self, node: Node, rebuilt: set[str]) -> str | None:
         """Why `node` must run again in an --only-missing-outputs run, or None if it need not."""
