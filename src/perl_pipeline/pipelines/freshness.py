@@ -94,6 +94,10 @@ class Provenance:
         self._producers: dict[str, Node] = {}
         self._judged: dict[tuple[str, bool], Exception | None] = {}
 
+    def __getstate__(self) -> dict:
+        # a Dask worker only writes sidecars: the run's judgements stay with the driver
+        return {**self.__dict__, "_producers": {}, "_judged": {}}
+
     def bind(self, catalog, run_params: dict) -> dict[str, Node]:
         """Check against `catalog` for a run with `run_params`; returns {artefact: producing node}."""
         self._catalog, self._run_params, self._judged = catalog, run_params, {}
