@@ -421,7 +421,7 @@ class EvalConfig:
     batch_size: int = setting(256, low=1)
     num_workers: int | Literal["auto"] = setting("auto", low=0)
     precision: Precision = "auto"
-    gpu_decode: bool = True
+    gpu_decode: bool = False
     jacobian_images: int = setting(0, low=0)  # input-Jacobian subsample per benchmark; 0 = off
 
     def resolved_workers(self) -> int:

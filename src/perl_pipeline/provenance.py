@@ -1,48 +1,59 @@
-"""What an artefact was made from, and the comparison that refuses a stale one (no Kedro).
+"""The one decider of staleness (no Kedro): recipes, the sidecar format, the settings that change no
+result, the rule, and the one file hasher.
 
-A *recipe* is a JSON-able mapping of everything that determines an artefact: settings and the
-identities of the artefacts it was computed from. Its *fingerprint* is a short sha256 of the
-recipe's canonical JSON, so two artefacts made the same way carry the same fingerprint and any
-change of a setting or an input changes it.
+An artefact's *recipe* is what determines it: the parameters its producer read (:data:`IGNORED`
+left out, the backbone as its weights' identity, the precision and image decoding as resolved on
+this machine) and the sha256 of every artefact it read. Its sidecar ``<file>.provenance.json``
+records the recipe and the artefact's own sha256. An artefact is current when its content still
+matches its record (:func:`verify`) and its recipe equals the one its producer would use now
+(:func:`differences`). The Kedro hook (`pipelines.freshness`) applies this before any node runs;
+:func:`check` applies the content half to one file, for notebooks and code outside a Kedro run.
+
+What "matches its record" means (docs/method.md §6.9): a file up to ``FULL_CHECK_BYTES`` and every
+folder are hashed in full; a larger file must have its recorded size and mtime and the recorded
+sha256 of its first and last ``SAMPLE_BYTES`` (``sample_sha256``), and is hashed in full when its
+size or mtime differ. ``PERL_VERIFY_ARTEFACTS=all`` hashes every file in full.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 FINGERPRINT_CHARS = 16
+SIDECAR = ".provenance.json"
+RECORD_KEYS = ("recipe", "sha256", "size", "mtime_ns")
+FULL_CHECK_BYTES = 64 * 2**20  # files up to this size are hashed in full before every use
+SAMPLE_BYTES = 2**20  # a larger file's first and last MiB are hashed (sample_sha256)
+VERIFY_VARIABLE = "PERL_VERIFY_ARTEFACTS"  # "all": hash every artefact in full before use
+# parameters (top-level key -> sub-keys, or None for all of it) that change no result. data_root is a
+# location (the index records paths relative to it); device is replaced by what it resolves to: the
+# precision and the image decoding (see `recipe_params`); seeds_together gives the same weights up
+# to float rounding
+IGNORED: dict[str, set[str] | None] = {
+    "device": None,
+    "data_root": None,
+    "training": {"log_every", "seeds_together"},
+    "evaluation": {"batch_size", "num_workers"},
+    "data_source": {"download", "max_extracted_gb", "max_compression_ratio"},
+}
+
+_DIGESTS: dict[tuple, dict[str, str]] = {}  # the one cache: file version -> its digests
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no whitespace (tuples as lists), the form that is hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+class ArtefactProblem(RuntimeError):
+    """An artefact a run reads is missing, modified since it was written, or unreadable."""
 
 
-def fingerprint(recipe: Any) -> str:
-    """The first 16 hex digits of the sha256 of the recipe's canonical JSON."""
-    return hashlib.sha256(canonical_json(recipe).encode("utf-8")).hexdigest()[:FINGERPRINT_CHARS]
-
-
-def differences(stored: Any, expected: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted key, stored value, expected value) for every leaf where the two recipes differ.
-
-    A key present on one side only is reported with ``None`` on the other.
-    """
-    stored, expected = _plain_tree(stored), _plain_tree(expected)
-    if isinstance(stored, Mapping) and isinstance(expected, Mapping):
-        found = []
-        for key in sorted(set(stored) | set(expected), key=str):
-            where = f"{prefix}.{key}" if prefix else str(key)
-            found += differences(stored.get(key), expected.get(key), where)
-        return found
-    return [] if stored == expected else [(prefix or "(value)", stored, expected)]
+class DamagedRecord(ArtefactProblem):
+    """An artefact's provenance record (sidecar) cannot be read as one (truncated, not JSON)."""
 
 
 class StaleArtefactError(ValueError):
@@ -60,18 +71,246 @@ class StaleArtefactError(ValueError):
         )
 
 
-def check_recipe(artefact: str, stored: Mapping | None, expected: Mapping, fix: str) -> None:
-    """Raise :class:`StaleArtefactError` unless ``stored`` equals ``expected``."""
-    changes = differences(stored or {}, expected)
+# -- recipes ---------------------------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace (tuples as lists), the form that is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def fingerprint(recipe: Any) -> str:
+    """The first 16 hex digits of the sha256 of the recipe's canonical JSON."""
+    return hashlib.sha256(canonical_json(recipe).encode("utf-8")).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def differences(stored: Any, expected: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored value, expected value) for every leaf where two recipes differ (a key on
+    one side only has ``None`` on the other)."""
+    stored, expected = _plain_tree(stored), _plain_tree(expected)
+    if isinstance(stored, Mapping) and isinstance(expected, Mapping):
+        found = []
+        for key in sorted(set(stored) | set(expected), key=str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            found += differences(stored.get(key), expected.get(key), where)
+        return found
+    return [] if stored == expected else [(prefix or "(value)", stored, expected)]
+
+
+def recipe_params(params: Mapping[str, Any], device_type: str | None = None) -> dict[str, Any]:
+    """The parameters a node read (``params:<key>`` -> value) as its recipe records them.
+
+    :data:`IGNORED` settings are left out, the backbone is its weights' identity, and the
+    ``training`` / ``evaluation`` precision and image decoding are the ones `device_type` (default:
+    the ``device`` parameter resolved on this machine) computes with: ``bf16`` or ``fp32``, ``gpu``
+    or ``pil``, so an artefact made on a GPU is stale on a CPU and the other way round.
+    """
+    out = {}
+    for key, value in params.items():
+        if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
+            value = dataclasses.asdict(value)
+        elif hasattr(value, "model_dump"):
+            value = value.model_dump()
+        root, _, sub = key.partition(".")
+        ignored = IGNORED.get(root, set())
+        if ignored is None or sub in ignored or value is None:
+            continue
+        if isinstance(value, dict) and not sub:
+            value = {k: v for k, v in value.items() if k not in ignored}
+        if root == "clip" and not sub:
+            from perl_pipeline.models.loading import weights_identity
+
+            name, seed = value["model_name"], value.get("init_seed", 0)
+            value = {
+                "model_name": name,
+                "weights": weights_identity(name, value.get("pretrained"), init_seed=seed),
+            }
+        elif root in ("training", "evaluation") and not sub:
+            value = _resolved(value, device_type or _device_type(params.get("device", "auto")))
+        out[key] = value
+    return out
+
+
+def _device_type(device: str) -> str:
+    from perl_pipeline.device import resolve_device  # imports torch: only when needed
+
+    return resolve_device(device).type
+
+
+def _resolved(settings: dict, device_type: str) -> dict:
+    """`settings` with ``precision`` resolved on `device_type` and ``gpu_decode`` as ``decode``."""
+    import torch
+
+    from perl_pipeline.device import autocast_dtype
+
+    out = dict(settings)
+    if "precision" in out:
+        bf16 = autocast_dtype(torch.device(device_type), out["precision"]) is torch.bfloat16
+        out["precision"] = "bf16" if bf16 else "fp32"
+    if "gpu_decode" in out:
+        out["decode"] = "gpu" if out.pop("gpu_decode") and device_type == "cuda" else "pil"
+    return out
+
+
+# -- the one file hasher ---------------------------------------------------------------------------
+
+
+def file_digests(
+    path: Path | str, algorithms: Sequence[str] = ("sha256",), *, ends: int = 0
+) -> dict[str, str]:
+    """Hex digests of a file (or of a folder's relative file names and contents), read once.
+
+    With `ends`, only the file's first and last `ends` bytes are hashed. A file is hashed once per
+    version in a process (the cache key has its size, mtime, ctime and inode); a folder every time.
+    """
+    path = Path(path)
+    stat = path.stat()
+    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    key = (str(path.resolve()), version, tuple(algorithms), ends)
+    if path.is_file() and key in _DIGESTS:
+        return _DIGESTS[key]
+    hashers = [hashlib.new(name) for name in algorithms]
+
+    def update(block: bytes) -> None:
+        for hasher in hashers:
+            hasher.update(block)
+
+    for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        if file != path:
+            update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            if not ends:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    update(block)
+                continue
+            update(handle.read(ends))
+            if stat.st_size > ends:
+                handle.seek(max(ends, stat.st_size - ends))
+                update(handle.read(ends))
+    digests = {name: hasher.hexdigest() for name, hasher in zip(algorithms, hashers, strict=True)}
+    if path.is_file():
+        _DIGESTS[key] = digests
+    return digests
+
+
+def clear_digests() -> None:
+    """Empty the hasher's cache, so every file is read again (each run checks what is on disk)."""
+    _DIGESTS.clear()
+
+
+# -- sidecars and the rule -------------------------------------------------------------------------
+
+
+def sidecar_path(path: Path | str) -> Path:
+    """Where the provenance of the artefact at `path` is kept."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR)
+
+
+def write_record(path: Path, recipe: dict, dataset: str) -> None:
+    """Write the sidecar of the artefact at `path`, made by `recipe` (atomically)."""
+    stat = path.stat()
+    record = {
+        "dataset": dataset,
+        "recipe": recipe,
+        "sha256": file_digests(path)["sha256"],
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    if path.is_file() and stat.st_size > FULL_CHECK_BYTES:
+        record["sample_sha256"] = file_digests(path, ends=SAMPLE_BYTES)["sha256"]
+    write_text_atomic(
+        sidecar_path(path), json.dumps(record, indent=1, sort_keys=True), f"provenance record of {dataset}"
+    )
+
+
+def read_record(name: str, path: Path | None) -> dict | None:
+    """The provenance record of `path` (None when it has none).
+
+    Raises:
+        DamagedRecord: the sidecar exists but is not a whole record (truncated, not JSON).
+    """
+    if path is None:
+        return None
+    sidecar = sidecar_path(path)
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+        problem = f"lacks {missing}" if missing else ""
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"is damaged ({error})"
+    if problem:
+        raise DamagedRecord(
+            f"{name} ({path}): its provenance record {sidecar} {problem}, so what the artefact was "
+            "made from is unknown and it cannot be used"
+        )
+    return record
+
+
+def verify_everything() -> bool:
+    """Whether ``PERL_VERIFY_ARTEFACTS=all`` asks for every artefact to be hashed in full (ValueError
+    for another value than ``all`` or ``default``)."""
+    value = os.environ.get(VERIFY_VARIABLE, "").strip().lower()
+    if value not in ("", "all", "default"):
+        raise ValueError(
+            f"{VERIFY_VARIABLE}={value!r}: expected 'all' (hash every artefact in full before use) or "
+            f"'default' (the cheap rule for files over {FULL_CHECK_BYTES >> 20} MiB); unset it or fix it"
+        )
+    return value == "all"
+
+
+def matches(path: Path, record: dict, verify_all: bool = False) -> bool:
+    """Whether `path` still holds what `record` names (the cheap rule of the module's docstring)."""
+    stat = path.stat()
+    large = path.is_file() and stat.st_size > FULL_CHECK_BYTES and not verify_all
+    if large and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
+        sample = record.get("sample_sha256")
+        return sample is None or file_digests(path, ends=SAMPLE_BYTES)["sha256"] == sample
+    return file_digests(path)["sha256"] == record["sha256"]
+
+
+def verify(name: str, path: Path, record: dict, fix: str, verify_all: bool = False) -> None:
+    """Raise :class:`ArtefactProblem` (ending with `fix`) unless `path` matches `record`."""
+    try:
+        if matches(path, record, verify_all):
+            return
+    except PermissionError as error:
+        raise ArtefactProblem(
+            f"{name} ({path}) cannot be read: permission denied ({error}); give this user read "
+            f"access (e.g. chmod -R a+rX {path.parent}) and run again"
+        ) from error
+    raise ArtefactProblem(
+        f"{name} ({path}) was modified or damaged after it was written (its content no longer "
+        f"matches its provenance record); rebuild it: {fix}"
+    )
+
+
+def check(path: Path | str, recipe: Mapping | None = None) -> dict:
+    """Check one artefact outside a Kedro run: its content against its record and, given the recipe
+    it should have (e.g. another artefact's record's), that recipe. Returns the record.
+
+    Raises:
+        ArtefactProblem: missing, without a record, damaged, or modified since it was written.
+        StaleArtefactError: made from another recipe than `recipe`.
+    """
+    path = Path(path)
+    fix = "kedro run --only-missing-outputs"
+    if not path.exists():
+        raise ArtefactProblem(f"{path} is missing; build it: {fix}")
+    record = read_record(path.name, path)
+    if record is None:
+        raise ArtefactProblem(f"{path} has no provenance record {sidecar_path(path)}; rebuild it: {fix}")
+    verify(path.name, path, record, fix, verify_everything())
+    changes = differences(record["recipe"], recipe) if recipe is not None else []
     if changes:
-        raise StaleArtefactError(artefact, changes, fix)
+        raise StaleArtefactError(str(path), changes, fix)
+    return record
 
 
 def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
-    """Write `text` to `path` all at once: a temporary file in the same folder, then ``os.replace``.
-
-    A crash or a full disk leaves the previous file (or none), never a truncated one, and no
-    temporary file behind.
+    """Write `text` to `path` all at once (a temporary file in the same folder, then ``os.replace``).
 
     Raises:
         OSError: naming `what` and `path`, with the reason (e.g. no space left on the device).

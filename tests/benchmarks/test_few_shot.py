@@ -18,8 +18,6 @@ from perl_pipeline.benchmarks.few_shot import (
     DEFAULT_DRAW,
     DRAWS,
     FEW_SHOT_SCHEMA,
-    StaleSplitError,
-    check_fresh,
     draw_few_shot,
     few_shot_recipe,
     few_shot_recipe_of,
@@ -214,36 +212,6 @@ def test_content_hash_is_order_independent_and_content_sensitive() -> None:
     assert index_content_hash(renamed) != h
     relabelled = index.with_columns(pl.col("split").replace({"val": "test"}))
     assert index_content_hash(relabelled) != h
-
-
-def test_stale_draw_is_detected() -> None:
-    index = make_index(6)
-    table = draw_few_shot(index, shots=2, seeds=[1, 2], draw="sorted")
-    assert table["source_hash"].unique().to_list() == [index_content_hash(index)]
-    check_fresh(table, index)
-    check_fresh(table, shuffled(index, 5))
-    changed = index.filter(pl.col("path") != "ds/train/class_000/img_0000.jpg")
-    with pytest.raises(StaleSplitError) as err:
-        check_fresh(table, changed)
-    assert "drawn from another index" in str(err.value)
-    assert "draw it again" in str(err.value)
-    mixed = pl.concat([table, draw_few_shot(changed, shots=2, seeds=[3], draw="sorted")])
-    with pytest.raises(StaleSplitError):
-        check_fresh(mixed, index)
-
-
-def test_reordered_split_file_makes_a_coop_draw_stale() -> None:
-    """The coop draw follows the split file's order, so a reordered index is a different input."""
-    index = make_index(6)
-    table = draw_few_shot(index, shots=2, seeds=[1, 2])
-    check_fresh(table, index)
-    check_fresh(
-        table, index.filter(pl.col("split") != "test").vstack(index.filter(pl.col("split") == "test"))
-    )
-    with pytest.raises(StaleSplitError) as err:
-        check_fresh(table, shuffled(index, 5))
-    assert "another order" in str(err.value)
-    assert "kedro run --pipelines few_shot_splits" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ DATA = bytes(range(256)) * 64
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Record every file that is actually hashed."""
     seen: list[Path] = []
-    real = verify._hash
+    real = verify.file_digests
 
     def spy(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
         seen.append(path)
         return real(path, algorithms)
 
-    monkeypatch.setattr(verify, "_hash", spy)
+    monkeypatch.setattr(verify, "file_digests", spy)
     return seen
 
 

@@ -13,7 +13,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro_datasets.text import TextDataset
 
-from perl_pipeline.pipelines import freshness
+from perl_pipeline import provenance
 from perl_pipeline.pipelines.freshness import ArtefactProblem, Provenance, sidecar_path
 from perl_pipeline.provenance import StaleArtefactError
 
@@ -78,8 +78,8 @@ def test_a_changed_byte_with_the_same_size_and_time_is_refused(built):
 
 def test_large_files_follow_the_cheap_rule_unless_everything_is_verified(built, monkeypatch):
     catalog, made, hook = built
-    monkeypatch.setattr(freshness, "FULL_CHECK_BYTES", 64, raising=False)
-    monkeypatch.setattr(freshness, "SAMPLE_BYTES", 16, raising=False)
+    monkeypatch.setattr(provenance, "FULL_CHECK_BYTES", 64)
+    monkeypatch.setattr(provenance, "SAMPLE_BYTES", 16)
     hook.after_dataset_saved("made", None, PRODUCER)  # recorded as a large file: with its sample digest
     assert "sample_sha256" in json.loads(sidecar_path(made).read_text())
     size = made.stat().st_size
@@ -158,3 +158,68 @@ def test_a_new_reasoning_loop_makes_the_projectors_stale(built, perl, setting):
     catalog["params:perl"] = MemoryDataset(perl)
     with pytest.raises(StaleArtefactError, match=f"perl.{setting}"):
         _before_evaluation(hook, catalog)
+
+
+def _index(rows: str) -> str:
+    return rows
+
+
+def _draw(index: str) -> str:
+    return f"drawn from {index}"
+
+
+def _train(few_shot: str) -> str:
+    return few_shot.upper()
+
+
+PREPARE = Node(_index, ["params:rows"], "index", name="prepare", tags=["data_preparation"])
+DRAW = Node(_draw, ["index"], "few_shot", name="draw", tags=["few_shot_splits"])
+TRAIN = Node(_train, ["few_shot"], "projector", name="train", tags=["training"])
+
+
+@pytest.fixture
+def chain(tmp_path, monkeypatch) -> tuple[DataCatalog, Provenance]:
+    """index -> few-shot draw -> projector, each written with its record."""
+    monkeypatch.setattr(
+        Provenance, "_registered", staticmethod(lambda run_params: Pipeline([PREPARE, DRAW, TRAIN]))
+    )
+    names = ("index", "few_shot", "projector")
+    catalog = DataCatalog(
+        {"params:rows": MemoryDataset("a b c")}
+        | {name: TextDataset(filepath=str(tmp_path / f"{name}.txt")) for name in names}
+    )
+    hook = Provenance()
+    hook.bind(catalog, RUN)
+    for node in (PREPARE, DRAW, TRAIN):
+        value = node.func(*(catalog.load(name) for name in node.inputs))
+        catalog.save(node.outputs[0], value)
+        hook.after_dataset_saved(node.outputs[0], None, node)
+    return catalog, hook
+
+
+def test_a_draw_from_another_index_is_refused_or_redrawn(chain):
+    """What `check_fresh` guaranteed inside training: the hook's recipe of the draw has the index's
+    sha256, so a rebuilt index (other images, or the same listed in another order) makes it stale."""
+    catalog, hook = chain
+    hook.before_pipeline_run(RUN, Pipeline([TRAIN]), catalog)  # current: used
+    catalog["params:rows"] = MemoryDataset("c b a")  # the split file reordered
+    catalog.save("index", _index("c b a"))
+    hook.after_dataset_saved("index", None, PREPARE)
+    with pytest.raises(StaleArtefactError, match=r"few_shot .* is stale(.|\n)*inputs\.index") as stale:
+        hook.before_pipeline_run(RUN, Pipeline([TRAIN]), catalog)
+    assert "--pipelines few_shot_splits" in str(stale.value)
+    hook.before_pipeline_run({**RUN, "only_missing_outputs": True}, Pipeline([DRAW, TRAIN]), catalog)
+    assert not catalog.exists("few_shot") and not catalog.exists("projector")  # both made again
+
+
+def test_what_is_made_from_a_stale_artefact_is_stale(chain):
+    """make's rule across stages: the projector's own recipe still matches (its draw's file is the
+    same), but the index under the draw was made with other settings, so the projector is not
+    current either (a partial report leaves such runs out)."""
+    catalog, hook = chain
+    hook.bind(catalog, RUN)
+    hook.check_artefact("projector", TRAIN)
+    catalog["params:rows"] = MemoryDataset("a b c d")
+    hook.bind(catalog, RUN)
+    with pytest.raises(StaleArtefactError, match=r"index .* is stale(.|\n)*params\.rows"):
+        hook.check_artefact("projector", TRAIN)

@@ -170,11 +170,7 @@ def trained(params: dict, index: pl.DataFrame, few_shot: pl.DataFrame, features:
         training.create_pipeline(BENCHMARK, "base", seeds=(SEED,)),
         params,
         ["data_root", "clip", "perl", "training", "device"],
-        {
-            f"{BENCHMARK}.index": index,
-            f"{BENCHMARK}.few_shot": few_shot,
-            f"{BENCHMARK}.text_features": features,
-        },
+        {f"{BENCHMARK}.few_shot": few_shot, f"{BENCHMARK}.text_features": features},
     )
 
 
@@ -190,13 +186,8 @@ def evaluated(
     scored = run_stage(
         stage - adapters,
         params,
-        ["data_root", "clip", "perl", "training", "evaluation", "device"],
-        {
-            f"{BENCHMARK}.index": index,
-            f"{BENCHMARK}.text_features": features,
-            f"{BENCHMARK}.few_shot": few_shot,
-            name: trained[name],
-        },
+        ["data_root", "clip", "perl", "evaluation", "device"],
+        {f"{BENCHMARK}.index": index, f"{BENCHMARK}.text_features": features, name: trained[name]},
     )
     runs = scored[runs_name(BENCHMARK, "base_to_novel")]
     inputs = {f"{BENCHMARK}.text_features": features, runs_name(BENCHMARK, "base_to_novel"): runs}
@@ -215,20 +206,15 @@ def transfer_runs(params: dict, index: pl.DataFrame, few_shot: pl.DataFrame, fea
         training.create_pipeline(BENCHMARK, "all", seeds=(SEED,)),
         params,
         ["data_root", "clip", "perl", "training", "device"],
-        {
-            f"{BENCHMARK}.index": index,
-            f"{BENCHMARK}.few_shot": few_shot,
-            f"{BENCHMARK}.text_features": features,
-        },
+        {f"{BENCHMARK}.few_shot": few_shot, f"{BENCHMARK}.text_features": features},
     )
     outputs = run_stage(
         evaluation.create_pipeline(BENCHMARK, "cross_dataset", seeds=(SEED,)),
         params,
-        ["data_root", "clip", "perl", "training", "evaluation", "device"],
+        ["data_root", "clip", "perl", "evaluation", "device"],
         {
             f"{BENCHMARK}.index": index,
             f"{BENCHMARK}.text_features": features,
-            f"{SOURCE}.few_shot": few_shot,  # the source's draw and projectors, by their names
             f"{SOURCE}.{projector('all', SEED)}": trained_all[f"{BENCHMARK}.{projector('all', SEED)}"],
         },
     )

@@ -8,8 +8,7 @@ class ``sample(items, shots)`` (fewer images: all kept), then val with ``min(sho
 
 Base and novel rows are the first ``ceil(n/2)`` labels / the rest of that one draw, relabelled
 from 0. Unlike CoOp's pickles, the table stores paths relative to ``data_root``, a content hash
-of the index it was drawn from and, for ``coop``, a hash of the index's order, so a stale draw is
-detected (:func:`check_fresh`).
+of the index it was drawn from and, for ``coop``, a hash of the index's order (its recipe).
 """
 
 from __future__ import annotations
@@ -49,10 +48,6 @@ DEFAULT_DRAW = "coop"
 _HASH_VERSION = b"perl-index-v1\n"
 _ORDER_VERSION = b"perl-index-order-v1\n"
 _HASH_CHUNK = 100_000
-
-
-class StaleSplitError(BenchmarkError):
-    """A few-shot table was drawn from a different index than the current one."""
 
 
 def index_content_hash(index: pl.DataFrame) -> str:
@@ -120,7 +115,7 @@ def few_shot_recipe_of(few_shot: pl.DataFrame, seed: int) -> dict:
     rows = few_shot.filter(pl.col("seed") == seed) if "recipe" in few_shot.columns else few_shot.clear()
     recipes = rows["recipe"].unique().to_list() if "recipe" in rows.columns else []
     if len(recipes) != 1:
-        raise StaleSplitError(
+        raise BenchmarkError(
             f"the few-shot table has no single recipe for seed {seed} (it lacks that seed, or was "
             "written by an older version of the pipeline): draw it again: "
             "kedro run --pipelines few_shot_splits"
@@ -243,40 +238,9 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
     return out.with_columns(subset=pl.lit(subset)) if "subset" in df.columns else out
 
 
-def check_fresh(few_shot: pl.DataFrame, index: pl.DataFrame) -> None:
-    """Raise :class:`StaleSplitError` unless ``few_shot`` was drawn from exactly ``index``.
-
-    For ``coop`` draws the index must also list its train and val images in the same order.
-    """
-    hashes = few_shot["source_hash"].unique().to_list()
-    current = index_content_hash(index)
-    fix = (
-        "Fix: draw it again: kedro run --pipelines few_shot_splits (add --namespaces <benchmark> "
-        "for one); draws are deterministic, so unchanged classes give the same images."
-    )
-    if hashes != [current]:
-        raise StaleSplitError(
-            f"the few-shot table was drawn from another index (source_hash {_short(hashes)}, "
-            f"current index {current[:12]}): the split file or the image listing changed since "
-            f"the draw. {fix}"
-        )
-    recipes = few_shot["recipe"].unique().to_list() if "recipe" in few_shot.columns else []
-    orders = {json.loads(r).get("order") for r in recipes} - {None}
-    if orders and orders != {index_order_hash(index)}:
-        raise StaleSplitError(
-            "the few-shot table was drawn with few_shot.draw=coop from an index that listed the "
-            "same images in another order (the coop draw follows the split file's order): the "
-            f"split file was reordered since the draw. {fix}"
-        )
-
-
 def subset_labels(subset: str, num_classes: int) -> range:
     """The original labels of a class subset: base = first ceil(n/2), novel = the rest, or all."""
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     m = math.ceil(num_classes / 2)
     return {"all": range(num_classes), "base": range(m), "novel": range(m, num_classes)}[subset]
-
-
-def _short(hashes: Sequence[str]) -> str:
-    return ", ".join(h[:12] for h in hashes) or "none"

@@ -9,7 +9,6 @@ complete and verified.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,6 +20,8 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from perl_pipeline.provenance import file_digests
+
 logger = logging.getLogger(__name__)
 
 ResponseCheck = Callable[[requests.Response], None]
@@ -29,7 +30,6 @@ ResponseCheck = Callable[[requests.Response], None]
 _RETRYABLE_STATUS = frozenset({408, 429})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)")
-_HASH_BLOCK = 1 << 20
 
 
 class DownloadError(RuntimeError):
@@ -86,7 +86,7 @@ def part_path(dest: Path) -> Path:
 
 def file_md5(path: Path) -> str:
     """Return the md5 hex digest of a file, read in 1 MiB blocks."""
-    return _hash_file(Path(path), ("md5",))["md5"]
+    return file_digests(path, ("md5",))["md5"]
 
 
 def download_file(
@@ -132,15 +132,6 @@ def download_file(
     return digest
 
 
-def _hash_file(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    with path.open("rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            for hasher in hashers.values():
-                hasher.update(block)
-    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
-
-
 def _checksum_problem(digests: Mapping[str, str], sha256: str | None, md5: str | None) -> str | None:
     """Return 'expected X, got Y' for the first mismatching checksum, else None."""
     for name, expected in (("sha256", sha256), ("md5", md5)):
@@ -150,7 +141,7 @@ def _checksum_problem(digests: Mapping[str, str], sha256: str | None, md5: str |
 
 
 def _digests(path: Path, md5: str | None) -> dict[str, str]:
-    return _hash_file(path, ("sha256", "md5") if md5 is not None else ("sha256",))
+    return file_digests(path, ("sha256", "md5") if md5 is not None else ("sha256",))
 
 
 def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:

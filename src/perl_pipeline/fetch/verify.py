@@ -6,7 +6,6 @@ unchanged file (a 150 GB ImageNet tar) is not hashed again; any change makes the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -15,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from perl_pipeline.provenance import file_digests
+
 logger = logging.getLogger(__name__)
 
 RECORD_SUFFIX = ".verified"
 ALGORITHMS = ("md5", "sha256")
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | 
     if all(name in known for name in expected):
         return ChecksumCheck(path, expected, {n: known[n] for n in expected}, cached=True)
     start = time.perf_counter()
-    digests = _hash(path, tuple(expected))
+    digests = file_digests(path, tuple(expected))
     seconds = time.perf_counter() - start
     size = path.stat().st_size
     rate = size / 1e6 / max(seconds, 1e-9)
@@ -119,12 +119,3 @@ def _read_record(path: Path) -> dict[str, str]:
         logger.info("%s changed since its checksums were recorded; hashing it again", path)
         return {}
     return {name: str(record[name]) for name in ALGORITHMS if isinstance(record.get(name), str)}
-
-
-def _hash(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            for hasher in hashers.values():
-                hasher.update(block)
-    return {name: hasher.hexdigest() for name, hasher in hashers.items()}

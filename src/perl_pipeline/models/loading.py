@@ -9,8 +9,6 @@ state dicts or safetensors, bare or as ``{"state_dict": ...}``, with or without 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import logging
 import math
 import os
@@ -26,6 +24,8 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from perl_pipeline.provenance import file_digests
 
 logger = logging.getLogger(__name__)
 
@@ -173,22 +173,11 @@ def weights_identity(model_name: str, pretrained: str | os.PathLike | None, *, i
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser().resolve()
         _require_readable(path)
-        stat = path.stat()
         try:
-            return "sha256:" + _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+            return "sha256:" + file_digests(path)["sha256"]
         except PermissionError as error:
             raise _permission_error(path) from error
     return f"tag:{pretrained}"
-
-
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in a process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def packaged_weights_path(model_name: str, tag: str) -> Path:

@@ -2,10 +2,8 @@
 
 The frozen text prefix S_t = blocks[0:J](prompts) does not depend on the projectors, so it is
 computed once per class set and reused by every training step and every seed. With several
-injection depths J_1 < ... < J_m the prefix ends at J_1 (docs/method.md §2.7), and J_1 is what
-its recipe records. It is only valid
-for the backbone, the weights, the split layer J, the template and the class list it was
-computed with; :class:`TextFeatures` carries all five and refuses to be used with others.
+injection depths J_1 < ... < J_m the prefix ends at J_1 (docs/method.md §2.7). Whether features
+are current for a run is decided by `perl_pipeline.provenance` (their recipe in the sidecar).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from torch import nn
 
 from perl_pipeline.config import split_depths
 from perl_pipeline.models.perl import PERL, TextPrefix
-from perl_pipeline.provenance import check_recipe, fingerprint
+from perl_pipeline.provenance import fingerprint
 
 TENSORS = ("tokens", "eos_index", "prefix", "zero_shot")
 
@@ -76,23 +74,6 @@ class TextFeatures:
         """The cached prefix of all classes, or of `rows` (labels, in order) alone."""
         prefix = TextPrefix(self.prefix, self.eos_index)
         return prefix if rows is None else prefix.select(rows)
-
-    def check(
-        self,
-        backbone: dict,
-        split_layer: int | Sequence[int],
-        classnames: Sequence[str],
-        *,
-        name: str,
-        fix: str,
-    ) -> None:
-        """Raise `StaleArtefactError` unless these features were computed with this backbone
-        (`models.backbone_identity`), this J and these classes (the template is not checked)."""
-        expected = text_features_recipe(
-            **backbone, split_layer=split_layer, template="", classnames=classnames
-        )
-        stored = {**self.recipe, "template": ""}
-        check_recipe(name, stored, expected, fix)
 
     def to_dict(self) -> dict:
         """Tensors plus the class names and recipe (what the safetensors catalog dataset stores)."""

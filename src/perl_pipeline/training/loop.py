@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from perl_pipeline.config import PerlConfig, TrainConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL, PerlLoss, PerlSeeds, TextPrefix, perl_loss
+from perl_pipeline.provenance import IGNORED
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,8 @@ def projector_recipe(
         backbone: `models.backbone_identity` of the frozen CLIP.
         few_shot / text_features: the identities of the draw and of the text features trained on.
     """
-    settings = dataclasses.asdict(training)
-    settings.pop("log_every")  # how often to log changes no weight
-    settings.pop("seeds_together")  # the same weights up to float rounding
+    ignored = IGNORED["training"]  # settings that change no weight, decided once
+    settings = {k: v for k, v in dataclasses.asdict(training).items() if k not in ignored}
     return {
         "backbone": backbone,
         "perl": dataclasses.asdict(perl),

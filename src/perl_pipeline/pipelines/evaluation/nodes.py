@@ -4,65 +4,39 @@ from __future__ import annotations
 
 import polars as pl
 
-from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig, TrainConfig
+from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
 from perl_pipeline.pipelines.training.pipeline import projector
 
 
 def evaluate_benchmark(
     index: pl.DataFrame,
     text_features: dict,
-    few_shot: pl.DataFrame,
     data_root: str,
     clip: ClipConfig,
     perl: PerlConfig,
-    training: TrainConfig,
     evaluation: EvalConfig,
     device: str,
     *,
     benchmark: str,
-    trained_on: str,
     subsets: tuple[str, ...],
     seeds: tuple[int, ...],
     **projectors: dict,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score every seed's ``projector_<subset>_seed_<seed>`` (trained on `trained_on`, with the
-    draw `few_shot`) on the test split, per subset: ("base", "novel") or ("all",).
+    """Score every seed's ``projector_<subset>_seed_<seed>`` on the test split, per subset:
+    ("base", "novel") or ("all",).
 
     Returns:
         The per-run table (benchmark, seed, subset, step, accuracy, ...) and the trajectories.
     """
-    from perl_pipeline.benchmarks.few_shot import few_shot_identity
     from perl_pipeline.evaluation.evaluate import evaluate_projectors
-    from perl_pipeline.pipelines._inputs import checked_text_features
-    from perl_pipeline.provenance import check_recipe
-    from perl_pipeline.training import projector_recipe
+    from perl_pipeline.models import TextFeatures
 
-    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
     trained_subset = "base" if "base" in subsets else "all"  # base-to-novel trains on base classes
     states = {seed: projectors[projector(trained_subset, seed)] for seed in seeds}
-    for seed, state in states.items():
-        stored = state.get("recipe")
-        expected = projector_recipe(
-            backbone_id,
-            perl,
-            training,
-            subset=trained_subset,
-            seed=seed,
-            few_shot=few_shot_identity(few_shot, seed),
-            text_features=features.fingerprint
-            if trained_on == benchmark
-            else (stored or {}).get("text_features"),
-        )
-        check_recipe(
-            f"{trained_on}.projector_{expected['subset']}_seed_{seed}",
-            stored,
-            expected,
-            fix=f"kedro run --pipelines training --namespaces {trained_on}",
-        )
     return evaluate_projectors(
         states,
         index,
-        features,
+        TextFeatures.from_dict(text_features),
         data_root,
         clip,
         perl,

@@ -10,10 +10,8 @@ from perl_pipeline.pipelines.training.pipeline import projector
 from perl_pipeline.protocols import SEEDS, SOURCE
 
 OWN_PROTOCOLS = ("base_to_novel", "all_classes")  # each benchmark scores its own projectors
-PARAMS = {
-    name: f"params:{name}" for name in ("data_root", "clip", "perl", "training", "evaluation", "device")
-}
-INPUTS = {"index": "index", "text_features": "text_features", "few_shot": "few_shot"} | PARAMS
+PARAMS = {name: f"params:{name}" for name in ("data_root", "clip", "perl", "evaluation", "device")}
+INPUTS = {"index": "index", "text_features": "text_features"} | PARAMS
 
 
 def runs(benchmark: str, protocol: str) -> str:
@@ -47,7 +45,6 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         bind(
             evaluate_benchmark,
             benchmark=benchmark,
-            trained_on=trained_on,
             subsets=subsets,
             seeds=tuple(seeds),
         ),
@@ -73,6 +70,6 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
                 tags=["evaluation", "adapters"],
             )
         )
-    # transfer: the projectors (and the draw they were trained on) are the source's
-    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in [*trained, "few_shot"]}
+    # transfer: the projectors are the source's
+    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in trained}
     return Pipeline(nodes, namespace=benchmark, parameters=set(PARAMS.values()), inputs=source)

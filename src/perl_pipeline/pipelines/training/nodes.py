@@ -8,7 +8,6 @@ from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
 
 
 def train_seeds(
-    index: pl.DataFrame,
     few_shot: pl.DataFrame,
     text_features: dict,
     data_root: str,
@@ -26,12 +25,10 @@ def train_seeds(
     Returns:
         Per seed, in the order of `seeds`: its projectors (with their recipe), then its training record.
     """
-    from perl_pipeline.benchmarks.few_shot import check_fresh
-    from perl_pipeline.pipelines._inputs import checked_text_features
+    from perl_pipeline.models import TextFeatures, backbone_identity
     from perl_pipeline.training import train_subset
 
-    check_fresh(few_shot, index)
-    features, backbone_id = checked_text_features(text_features, index, clip, perl.split_layer, benchmark)
+    features, backbone_id = TextFeatures.from_dict(text_features), backbone_identity(clip)
     trained = train_subset(
         few_shot,
         features,

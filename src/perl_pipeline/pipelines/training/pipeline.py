@@ -26,7 +26,7 @@ def create_pipeline(benchmark: str, subset: str, seeds=SEEDS, **kwargs) -> Pipel
     """Train on `subset` ("base" for base-to-novel, "all" for the transfer protocols)."""
     node = Node(
         bind(train_seeds, benchmark=benchmark, subset=subset, seeds=tuple(seeds)),
-        {"index": "index", "few_shot": "few_shot", "text_features": "text_features"} | PARAMS,
+        {"few_shot": "few_shot", "text_features": "text_features"} | PARAMS,
         [name for seed in seeds for name in (projector(subset, seed), training_record(subset, seed))],
         name=f"train_{subset}",
         tags=["training"],
