@@ -22,7 +22,6 @@ Sidecars are written atomically; a damaged sidecar refuses its artefact (or rebu
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -228,8 +227,8 @@ class Provenance:
     def _param(key: str, value: Any) -> Any:
         """A parameter as a recipe records it: the backbone by its weights' identity, result-free
         settings left out."""
-        if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
-            value = dataclasses.asdict(value)
+        if hasattr(value, "model_dump"):  # Kedro may hold the typed configuration already
+            value = value.model_dump()
         root = key.split(".")[0]
         if root in IGNORED:
             ignored = IGNORED[root]

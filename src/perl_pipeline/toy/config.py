@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from typing import ClassVar
 
-from perl_pipeline.config import ConfigError, setting, typed_config
+from pydantic import Field, model_validator
+
+from perl_pipeline.config import ConfigError, Section
 from perl_pipeline.toy.world import CaptionStyle, Shift, split_concept
 
 
-@typed_config("toy_clip")
-class ToyClipConfig:
+class ToyClipConfig(Section):
     """The toy world's CLIP, pretrained offline so the demo's zero-shot transfer is real.
 
     Attributes:
@@ -24,17 +25,20 @@ class ToyClipConfig:
         shifted: the shifted world the demo benchmarks are drawn from (a Shift's fields).
     """
 
+    SECTION: ClassVar[str] = "toy_clip"
+
     model_name: str = "PERL-Toy-ViT"
     init_seed: int = 0
-    pairs: int = setting(100_000, low=1)
+    pairs: int = Field(100_000, ge=1)
     seed: int = 0
     held_out: tuple[str, ...] = ()
     templates: tuple[str, ...] = ("a photo of a {concept}.",)
-    probe_images: int = setting(1000, low=1)
+    probe_images: int = Field(1000, ge=1)
     probe_template: str = "a photo of a {}."
-    shifted: dict = field(default_factory=dict)
+    shifted: dict = {}
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ToyClipConfig:
         checks = (
             ("held_out", lambda: [split_concept(concept) for concept in self.held_out]),
             ("templates", lambda: CaptionStyle(self.templates)),
@@ -49,10 +53,10 @@ class ToyClipConfig:
             raise ConfigError(
                 f"toy_clip.probe_template={self.probe_template!r}: needs a {{}} for the concept"
             )
+        return self
 
 
-@typed_config("toy_clip_pretraining")
-class PretrainConfig:
+class PretrainConfig(Section):
     """Optimisation of the contrastive pretraining.
 
     Attributes:
@@ -68,11 +72,13 @@ class PretrainConfig:
             process).
     """
 
-    steps: int = setting(2500, low=1)
-    batch_size: int = setting(128, low=1)
-    lr: float = setting(3e-3, above=0)
-    warmup: int = setting(200, low=0)
-    weight_decay: float = setting(0.1, low=0)
+    SECTION: ClassVar[str] = "toy_clip_pretraining"
+
+    steps: int = Field(2500, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    warmup: int = Field(200, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
     seed: int = 0
-    log_every: int = setting(50, low=1)
-    num_workers: int = setting(1, low=0)
+    log_every: int = Field(50, ge=1)
+    num_workers: int = Field(1, ge=0)

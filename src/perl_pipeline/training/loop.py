@@ -9,7 +9,6 @@ optimiser state, so a seed's projectors equal training it alone up to float roun
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,12 +72,12 @@ def projector_recipe(
         backbone: `models.backbone_identity` of the frozen CLIP.
         few_shot / text_features: the identities of the draw and of the text features trained on.
     """
-    settings = dataclasses.asdict(training)
+    settings = training.model_dump()
     settings.pop("log_every")  # how often to log changes no weight
     settings.pop("seeds_together")  # the same weights up to float rounding
     return {
         "backbone": backbone,
-        "perl": dataclasses.asdict(perl),
+        "perl": perl.model_dump(),
         "training": settings,
         "subset": subset,
         "seed": int(seed),

@@ -37,8 +37,6 @@ def pretrain_toy_clip(
         The weights (fp16, a few MB) and a record: loss every `log_every` steps, first and last
         losses, final temperature, seconds, device, settings.
     """
-    import dataclasses
-
     import open_clip
     import torch
 
@@ -67,7 +65,7 @@ def pretrain_toy_clip(
         "logit_scale": result.logit_scale,
         "seconds": round(result.seconds, 1),
         "device": str(target),
-        "pretraining": dataclasses.asdict(pretraining),
+        "pretraining": pretraining.model_dump(),
     }
     logger.info(
         "pretrained %s in %.0f s: loss %.3f -> %.3f",
