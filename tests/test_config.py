@@ -141,6 +141,7 @@ def test_the_checker_normalises_what_yaml_gives():
     assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # int for a float
     assert EvalConfig(batch_size=8).batch_size == 8
     assert EvalConfig(num_workers=3).resolved_workers() == 3
+    assert EvalConfig(num_workers="auto") == EvalConfig()  # what conf/base gives
     assert EvalConfig().resolved_workers() == len(os.sched_getaffinity(0))  # auto: this machine's cores
     assert ClipConfig(pretrained=None, cache_dir=None).pretrained is None
     assert DataSourceConfig(kind="miniature", miniature={"classes": 3}).miniature == {"classes": 3}

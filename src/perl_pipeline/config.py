@@ -118,7 +118,8 @@ def _explain(
     if first["type"] == "finite_number":  # YAML's .inf / .nan: no setting of this project is infinite
         return f"{label}={value!r}: expected a finite number"
     if first["type"] in ("greater_than", "greater_than_equal", "less_than_equal"):
-        return f"{label}={value!r} must be {_bounds(metadata)}"
+        members = [m for a in get_args(hint) if get_origin(a) is Annotated for m in get_args(a)[1:]]
+        return f"{label}={value!r} must be {_bounds(metadata or members)}"
     return f"{label}={value!r}: expected {_describe(hint, metadata)}"
 
 
@@ -374,7 +375,7 @@ class EvalConfig(Section):
     SECTION: ClassVar[str] = "evaluation"
 
     batch_size: int = Field(256, ge=1)
-    num_workers: int | Literal["auto"] = Field("auto", ge=0)  # auto: see resolved_workers
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # auto: see resolved_workers
     precision: Precision = "auto"
     gpu_decode: bool = True
     jacobian_images: int = Field(0, ge=0)  # input-Jacobian subsample per benchmark; 0 = off
