@@ -40,10 +40,6 @@ class ConfigError(ValueError):
     """A configuration value of the wrong type, out of range, unknown or missing."""
 
 
-# --------------------------------------------------------------------------------------------
-# Pydantic's errors in the user's words
-# --------------------------------------------------------------------------------------------
-
 _WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a non-empty string"}
 _WORDS |= {dict: "a mapping", list: "a list", tuple: "a list"}
 _SIGNS = (("gt", ">"), ("ge", ">="), ("le", "<="))
@@ -84,10 +80,9 @@ def _plural(hint: Any) -> str:
     return _describe(hint).removeprefix("an ").removeprefix("a ") + "s"
 
 
-def _explain(
-    error: ValidationError, model: type[BaseModel], values: Mapping, where: str, name: Callable
-) -> str:
+def _explain(error: ValidationError, model: type, values: Mapping, where: str, name: Callable | None) -> str:
     """The first problem of a failed validation, naming the key as the user writes it."""
+    name = name or (lambda key: f"{where}.{key}")
     errors = error.errors()
     unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
@@ -151,7 +146,7 @@ class Section(Checked):
         try:
             super().__init__(**values)
         except ValidationError as error:
-            raise ConfigError(type(self).explain(error, values)) from None
+            raise ConfigError(_explain(error, type(self), values, self.SECTION, None)) from None
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
@@ -162,22 +157,18 @@ class Section(Checked):
             raise ConfigError(f"{cls.SECTION}: must be a mapping of settings, got {obj!r}")
         return cls(**obj)
 
-    @classmethod
-    def explain(cls, error: ValidationError, values: Mapping) -> str:
-        """The message of a failed validation of this section."""
-        return _explain(error, cls, values, cls.SECTION, lambda key: f"{cls.SECTION}.{key}")
-
 
 @functools.cache
 def _model_of(cls: type, skip: frozenset[str]) -> type[Checked]:
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = get_type_hints(cls)
-    required = {
-        n
-        for n, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    hints, no = get_type_hints(cls), dataclasses.MISSING
+    spec = {  # only the given values are kept: a default's value does not matter here
+        f.name: (
+            Any if f.name in skip else hints[f.name],
+            ... if f.default is f.default_factory is no else None,
+        )
+        for f in dataclasses.fields(cls)
+        if f.init
     }
-    spec = {n: (Any if n in skip else hints[n], ... if n in required else None) for n in fields}
     return create_model(cls.__name__, __base__=Checked, **spec)  # type: ignore[call-overload]
 
 
@@ -189,21 +180,15 @@ def check_fields(
     label: Callable[[str], str] | None = None,
     skip: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Check a mapping against a dataclass's fields (unknown, missing, types) with Pydantic; return
-    the given values normalised. `label` names one key in messages, `skip` keys are left unchecked.
-
-    Raises:
-        ConfigError: naming the key, what was expected and the value given.
-    """
+    """The given values checked against a dataclass's fields with Pydantic, and normalised (or
+    ConfigError); `label` names one key in messages, `skip` keys are left unchecked."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{section}: must be a mapping of settings, got {values!r}")
     model = _model_of(cls, frozenset(skip))
     try:
         checked = model.model_validate(dict(values))
     except ValidationError as error:
-        raise ConfigError(
-            _explain(error, model, values, section, label or (lambda k: f"{section}.{k}"))
-        ) from None
+        raise ConfigError(_explain(error, model, values, section, label)) from None
     return {key: getattr(checked, key) for key in values}
 
 
@@ -239,15 +224,10 @@ def check_perl_settings(
 ) -> None:
     """The one rule for PERL's J, K, r and towers (PerlConfig, PERL, the pre-run check).
 
-    Args:
-        split_layer: J, or the strictly increasing injection depths J_1 < ... < J_m.
-        depths: modality -> blocks L of that tower, when the backbone is known; then every J must
-            lie in 0..L-1 for every refined tower, otherwise J >= 0.
-        prefix: prepended to the names in messages (``perl.`` for the configuration).
-        where: appended to the tower in messages (`` of ViT-B-16``).
-
-    Raises:
-        ConfigError: a wrong type, an unknown or repeated modality, or a value out of range.
+    ``split_layer`` is J or the strictly increasing depths J_1 < ... < J_m; with ``depths``
+    (modality -> blocks L, when the backbone is known) every J must lie in 0..L-1 for every refined
+    tower, otherwise J >= 0. ``prefix`` / ``where`` go before the names / after the tower in the
+    ConfigError's message (``perl.``, `` of ViT-B-16``).
     """
     if isinstance(split_layer, str):
         if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
@@ -287,11 +267,6 @@ def check_perl_settings(
         raise ConfigError(f"{prefix}steps={steps} must be >= 0 (0 is zero-shot CLIP)")
     if rank < 1:
         raise ConfigError(f"{prefix}rank={rank} must be >= 1")
-
-
-# --------------------------------------------------------------------------------------------
-# The sections of conf/base/parameters.yml
-# --------------------------------------------------------------------------------------------
 
 
 class ClipConfig(Section):
