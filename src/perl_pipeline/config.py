@@ -273,6 +273,7 @@ class ClipConfig(Section):
     """The frozen backbone: an open_clip config name and where its weights come from."""
 
     SECTION: ClassVar[str] = "clip"
+
     model_name: str = "ViT-B-16-quickgelu"
     pretrained: str | None = "openai"  # a tag, a local file, or null for random weights
     cache_dir: str | None = "data/01_raw/clip"  # downloaded weights are kept (and looked for) here
