@@ -61,3 +61,22 @@ def test_an_environment_is_merged_into_base_key_by_key():
             assert merged[leaf] == value, leaf
     assert merged[("data_root",)] == "data/demo/01_raw" and merged[("training", "weight_decay")] == 0.01
     assert merged[("perl", "steps")] == 4 and merged[("perl", "split_layer")] == 2
+
+
+def test_kedro_builds_the_typed_parameters_and_reports_ours_for_a_wrong_value():
+    import pytest
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from kedro.validation.exceptions import ParameterValidationError
+
+    from perl_pipeline.config import TrainConfig
+
+    bootstrap_project(ROOT)
+    overrides = {"training": {"batch_size": 2.5}, "perl": {"stepz": 2}}
+    with KedroSession.create(project_path=ROOT, env="demo", runtime_params=overrides) as session:
+        with pytest.raises(ParameterValidationError) as error:  # Kedro's, around our messages
+            _ = session.load_context().params
+    assert "training.batch_size=2.5: expected an integer >= 1" in str(error.value)
+    assert "perl: unknown key 'stepz' -- did you mean 'steps'?" in str(error.value)
+    with KedroSession.create(project_path=ROOT, env="demo") as session:
+        assert isinstance(session.load_context().params["training"], TrainConfig)
