@@ -295,16 +295,11 @@ class PerlConfig(Section):
 
     @field_validator("split_layer", mode="before")
     @classmethod
-    def _depths_from_text(cls, value: Any) -> Any:
+    def _depths(cls, value: Any) -> Any:
         if isinstance(value, str):  # kedro run --params: "7 9 11"
             check_perl_settings(value, 0, 1, ())
-            return split_depths(value)
-        return value
-
-    @field_validator("split_layer")
-    @classmethod
-    def _one_depth_is_that_depth(cls, value: int | tuple[int, ...]) -> int | tuple[int, ...]:
-        return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+            value = split_depths(value)
+        return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value  # [J] is J
 
     @model_validator(mode="after")
     def _check(self) -> PerlConfig:
