@@ -125,7 +125,11 @@ def test_model_settings_are_checked_from_the_config_alone():
         (lambda: ToyClipConfig(held_out=[3]), "toy_clip.held_out\\[0\\]=3: expected a non-empty string"),
         (lambda: PretrainConfig(weight_decay=-0.1), "toy_clip_pretraining.weight_decay=-0.1 must be >= 0"),
         # unknown keys name the allowed ones
-        (lambda: PerlConfig(stepz=2), "perl: unknown key\\(s\\) \\['stepz'\\] \\(allowed: \\['modalities'"),
+        (
+            lambda: PerlConfig(stepz=2),
+            "perl: unknown key 'stepz' -- did you mean 'steps'\\? \\(allowed: modalities, projector_init",
+        ),
+        (lambda: TrainConfig(lrr=1, bs=2), "training: unknown keys 'bs', 'lrr' -- did you mean 'lr'\\?"),
     ],
 )
 def test_wrong_types_name_the_key_the_expectation_and_the_value(build, message):
@@ -137,6 +141,7 @@ def test_the_checker_normalises_what_yaml_gives():
     assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # int for a float
     assert EvalConfig(batch_size=8).batch_size == 8
     assert EvalConfig(num_workers=3).resolved_workers() == 3
+    assert EvalConfig(num_workers="auto") == EvalConfig()  # what conf/base gives
     assert EvalConfig().resolved_workers() == len(os.sched_getaffinity(0))  # auto: this machine's cores
     assert ClipConfig(pretrained=None, cache_dir=None).pretrained is None
     assert DataSourceConfig(kind="miniature", miniature={"classes": 3}).miniature == {"classes": 3}

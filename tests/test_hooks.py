@@ -224,7 +224,7 @@ def test_a_misspelt_section_in_params_stops_the_run():
 
 
 def test_a_wrong_key_in_a_section_this_run_does_not_read_stops_it_too():
-    with pytest.raises(ConfigError, match="training: unknown key\\(s\\) \\['lrr'\\]"):
+    with pytest.raises(ConfigError, match="training: unknown key 'lrr' -- did you mean 'lr'\\?"):
         _run_with({"training": {"lrr": 0.5}}, reads=["perl"])  # e.g. --tags evaluation
 
 

@@ -45,7 +45,7 @@ def test_every_environments_paper_rows_are_valid_settings_for_its_backbone(env):
     against its backbone's architecture (every Table 4 variant at the depths it has)."""
     from kedro.config import OmegaConfigLoader
 
-    from perl_pipeline.config import ClipConfig, PerlConfig, check_fields
+    from perl_pipeline.config import ClipConfig, PerlConfig
     from perl_pipeline.models.factory import check_model_settings
     from perl_pipeline.settings import CONFIG_LOADER_ARGS
     from perl_pipeline.sweep import fixed_params, merged
@@ -57,6 +57,5 @@ def test_every_environments_paper_rows_are_valid_settings_for_its_backbone(env):
     assert len(runs) == {"base": 20, "demo": 17}[env]
     for *_, values in runs:
         row = merged(params, fixed_params(values))
-        clip = ClipConfig(**check_fields(ClipConfig, row["clip"], "clip"))
-        perl = PerlConfig(**check_fields(PerlConfig, row["perl"], "perl"))
+        clip, perl = ClipConfig.model_validate(row["clip"]), PerlConfig.model_validate(row["perl"])
         check_model_settings(clip, perl)  # raises for a depth the backbone does not have

@@ -70,7 +70,7 @@ def demo_conf(tmp_path):
         ),
         ([("training.lr", [1e-3, "fast"])], "training.lr='fast': expected a number > 0"),
         ([("perl.share_projector", [True, "maybe"])], "perl.share_projector='maybe': expected true/false"),
-        ([("perl.stepz", [1])], "perl: unknown key\\(s\\) \\['stepz'\\]"),
+        ([("perl.stepz", [1])], "perl: unknown key 'stepz' -- did you mean 'steps'"),
         ([("perls.steps", [1])], "sweep argument perls.steps: no parameter 'perls'"),
         ([("perl.steps", [1, 2])], "--env demo: DVC's stages run the Kedro environment 'local'"),
     ],

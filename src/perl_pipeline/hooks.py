@@ -175,7 +175,7 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     typed: dict[str, Any] = {}
     for name, value in params.items():
         if name in sections:
-            typed[name] = _typed(sections[name], value)
+            typed[name] = sections[name].model_validate(value)  # Kedro may have built it already
         elif name.rpartition(".")[2] == "benchmark":
             typed[name] = value if isinstance(value, BenchmarkSpec) else BenchmarkSpec.from_params(value)
     if "clip" in typed and "perl" in typed:
@@ -192,10 +192,3 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
 
         resolve_device(params["device"])
     return typed
-
-
-def _typed(cls, value):
-    """Kedro hands nodes typed parameters; the catalog may still hold the raw dict."""
-    from perl_pipeline.config import check_fields
-
-    return value if isinstance(value, cls) else cls(**check_fields(cls, value, cls.SECTION))

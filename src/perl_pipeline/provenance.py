@@ -18,7 +18,6 @@ size or mtime differ. ``PERL_VERIFY_ARTEFACTS=all`` hashes every file in full.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -107,9 +106,7 @@ def recipe_params(params: Mapping[str, Any], device_type: str | None = None) -> 
     """
     out = {}
     for key, value in params.items():
-        if dataclasses.is_dataclass(value):  # Kedro may hold the typed configuration already
-            value = dataclasses.asdict(value)
-        elif hasattr(value, "model_dump"):
+        if hasattr(value, "model_dump"):  # Kedro may hold the typed configuration already
             value = value.model_dump()
         root, _, sub = key.partition(".")
         ignored = IGNORED.get(root, set())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 
@@ -164,7 +163,7 @@ def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
     for precision in ("fp32", "bf16"):
         models = _models(tiny_clip, [1, 2])
         prefix = models[1].text_prefix(tokenize(PROMPTS))
-        config = dataclasses.replace(CONFIG, precision=precision)
+        config = CONFIG.model_copy(update={"precision": precision})
         runs[precision] = evaluate_seeds(
             models, _images(), prefix, CLASS_SETS, config, device=torch.device("cpu"), benchmark="toy"
         ).sort("seed", "subset", "step")
@@ -181,7 +180,7 @@ def test_bf16_evaluation_agrees_with_fp32(tiny_clip, tokenize):
 
 # ---- the dynamics (docs/method.md §6.10) --------------------------------------------------------
 
-DYNAMICS = dataclasses.replace(CONFIG, jacobian_images=5)
+DYNAMICS = CONFIG.model_copy(update={"jacobian_images": 5})
 
 
 def _evaluate_dynamics(models, tokenize, config=DYNAMICS, images=None):

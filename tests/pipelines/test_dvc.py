@@ -49,7 +49,7 @@ def test_repro_builds_then_is_a_no_op_then_reruns_only_what_a_parameter_reaches(
     repo = shutil.copytree(dvc_demo.repo, tmp_path / "project", symlinks=True)  # the shared one stays
     params_file = repo / "conf" / "demo" / "parameters.yml"
     # 3: a value the sweep test's experiments did not run (DVC's run cache would restore those)
-    params_file.write_text(params_file.read_text().replace("  steps: 4\n", "  steps: 3\n", 1))
+    params_file.write_text(params_file.read_text().replace("perl:\n", "perl:\n  steps: 3\n", 1))
     rerun = stages_run(dvc(repo, "repro", "base_to_novel"))
     models = {f"base_to_novel_model@{b}" for b in DVC_PAPER} | {
         f"own_base_to_novel_model@{b}" for b in DVC_OWN

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -151,7 +150,7 @@ def _seed_data(seed: int, n: int) -> _Augmented:
 def _train_seeds(clip, tokenize, together: bool, seeds=(1, 2, 3), **perl):
     from perl_pipeline.training import train_seeds
 
-    config = dataclasses.replace(CONFIG, seeds_together=together, epochs=2)
+    config = CONFIG.model_copy(update={"seeds_together": together, "epochs": 2})
     models = {seed: PERL(clip, split_layer=2, steps=2, seed=seed, **perl) for seed in seeds}
     images = {seed: _seed_data(seed, 12 if seed != 3 else 8) for seed in seeds}  # seed 3 ends early
     results = train_seeds(
@@ -198,7 +197,7 @@ def test_seeds_together_with_fixed_text_and_alone_when_single(tiny_clip, tokeniz
         assert results[seed].loss == pytest.approx(expected[seed].loss, rel=1e-4, abs=1e-5)
     single, result = _train_seeds(tiny_clip, tokenize, together=True, seeds=(2,))
     reference = PERL(tiny_clip, split_layer=2, steps=2, seed=2)
-    config = dataclasses.replace(CONFIG, epochs=2)
+    config = CONFIG.model_copy(update={"epochs": 2})
     expected = train_projectors(
         reference, _seed_data(2, 12), _prefix(reference, tokenize), config, seed=2, device=torch.device("cpu")
     )
@@ -213,7 +212,7 @@ def test_a_bf16_training_step_agrees_with_fp32(tiny_clip, tokenize):
         before = model.projector_state_dict()
         images, labels = _data(tiny_clip)[:4]
         optimiser = torch.optim.SGD(model.trainable_parameters(), lr=1.0)  # the update is the gradient
-        config = dataclasses.replace(CONFIG, precision=precision)
+        config = CONFIG.model_copy(update={"precision": precision})
         loss = training_step(model, images, labels, _prefix(model, tokenize), optimiser, config)
         update = {k: v - before[k] for k, v in model.projector_state_dict().items()}
         steps[precision] = loss, update

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -448,7 +448,8 @@ def bench_evaluation(
             )
 
         workloads = {"decode_only": decode_only, "evaluate": evaluate}
-        workloads["evaluate_jacobian"] = partial(evaluate, config=replace(config, jacobian_images=len(names)))
+        jacobian = config.model_copy(update={"jacobian_images": len(names)})
+        workloads["evaluate_jacobian"] = partial(evaluate, config=jacobian)
         workloads["zero_shot_evaluate"] = partial(evaluate, models=zero_shot)
         if decode == "cpu":
             workloads["predict"] = predict

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from perl_pipeline.config import ConfigError, check_fields, check_value
+from perl_pipeline.config import ConfigError, check_fields
 
 SPLITS = ("train", "val", "test")
 WNID_PATTERN = re.compile(r"n\d{8}")
@@ -264,11 +264,14 @@ class BenchmarkSpec:
 def _checked_fields(
     cls: type, d: Any, where: str, nested: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, Any]:
+    """Check a mapping against a dataclass's fields (config.check_fields, Pydantic underneath)."""
     return check_fields(cls, d, where, label=lambda key: f"{where}: key '{key}'", skip=nested)
 
 
 def _as_list(value: Any, where: str) -> list[Any]:
-    return check_value(value, list, where)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}={value!r}: expected a list")
+    return list(value)
 
 
 def _arrange_step(d: Any, where: str) -> ArrangeStep:

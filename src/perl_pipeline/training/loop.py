@@ -9,7 +9,6 @@ optimiser state, so a seed's projectors equal training it alone up to float roun
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,10 +74,10 @@ def projector_recipe(
         few_shot / text_features: the identities of the draw and of the text features trained on.
     """
     ignored = IGNORED["training"]  # settings that change no weight, decided once
-    settings = {k: v for k, v in dataclasses.asdict(training).items() if k not in ignored}
+    settings = {k: v for k, v in training.model_dump().items() if k not in ignored}
     return {
         "backbone": backbone,
-        "perl": dataclasses.asdict(perl),
+        "perl": perl.model_dump(),
         "training": settings,
         "subset": subset,
         "seed": int(seed),

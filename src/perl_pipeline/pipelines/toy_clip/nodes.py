@@ -33,8 +33,6 @@ def pretrain_toy_clip(
 ) -> tuple[dict, dict]:
     """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively: its weights
     (fp16, a few MB) and its record (`PretrainResult.record`)."""
-    import dataclasses
-
     import open_clip
     import torch
 
@@ -49,7 +47,7 @@ def pretrain_toy_clip(
     target = resolve_device(device)
     result = pretrain_clip(model, dataset, pretraining, target)
     record = result.record(
-        toy_clip.model_name, pairs.height, pretraining.log_every, str(target), dataclasses.asdict(pretraining)
+        toy_clip.model_name, pairs.height, pretraining.log_every, str(target), pretraining.model_dump()
     )
     logger.info(
         "pretrained %s in %.0f s: loss %.3f -> %.3f",
