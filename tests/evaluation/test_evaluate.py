@@ -305,7 +305,7 @@ def test_the_jacobian_subsample_is_fixed_and_zero_turns_it_off(tiny_clip, tokeni
     # images: _images()' 4 and 5, one of each subset)
     model = _models(tiny_clip, [1])[1]
     twice = {1: model, 2: model}
-    two = dataclasses.replace(CONFIG, jacobian_images=2)
+    two = CONFIG.model_copy(update={"jacobian_images": 2})
     runs = [_evaluate_dynamics(twice, tokenize, config=two)[0] for _ in range(2)]
     assert runs[0].equals(runs[1])
     by_seed = [runs[0].filter(pl.col("seed") == s).sort("subset", "step")["jacobian_norm"] for s in (1, 2)]
