@@ -231,7 +231,7 @@ def _paper_grid_only():
     """Each test starts with a registry that sees no run's parameters: a KedroSession of an
     earlier test (the demo's, with its benchmark of your own) must not change the pipelines a
     later test builds with register_pipelines()."""
-    from perl_pipeline.pipeline_registry import use_parameters
+    from perl_pipeline.pipelines.registry import use_parameters
 
     use_parameters(None)
     yield

@@ -1,7 +1,7 @@
 """Kedro project settings (https://docs.kedro.org/en/stable/kedro_project_setup/settings.html)."""
 
-from perl_pipeline.hooks import CheckModelSettings, OwnBenchmarks
 from perl_pipeline.pipelines.freshness import Provenance
+from perl_pipeline.pipelines.hooks import CheckModelSettings, OwnBenchmarks
 from perl_pipeline.pipelines.reporting.partial import PartialReport
 
 # pluggy calls the hooks registered last first: the settings are checked before the artefacts

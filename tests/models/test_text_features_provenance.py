@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from perl_pipeline.datasets import TensorDictDataset
 from perl_pipeline.models import TextFeatures, class_text_features, text_features_recipe
+from perl_pipeline.pipelines.datasets import TensorDictDataset
 
 CLASSES = ["cat", "golden retriever", "banded"]
 BACKBONE = {"model_name": "PERL-Tiny-ViT", "weights": "random:0"}

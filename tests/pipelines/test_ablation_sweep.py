@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perl_pipeline.sweep import run_sweep, summarize, to_markdown
+from perl_pipeline.tools.sweep import run_sweep, summarize, to_markdown
 from tests.pipelines.conftest import DVC_BENCHMARKS, DVC_DEMO_PARAMS, demo_session, dvc
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ SMALL_FIG3 = """
 def test_the_paper_command_reuses_what_dvc_recorded_and_writes_each_artefact(dvc_demo, steps_sweep, tmp_path):
     """A small Fig. 3b (K = 1, 2 and the default 4) and the dynamics on the small demo: K = 1 and
     2 are the sweep's experiments and the default is the commit's own results, so nothing runs."""
-    from perl_pipeline.paper import run_paper
+    from perl_pipeline.tools.paper import run_paper
 
     repo = tmp_path / "project"
     shutil.copytree(dvc_demo.repo, repo, symlinks=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perl_pipeline.runners import DaskRunner
+from perl_pipeline.pipelines.runners import DaskRunner
 from tests.pipelines.conftest import demo_session
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perl_pipeline.pipeline_registry import STAGES, register_pipelines
+from perl_pipeline.pipelines.registry import STAGES, register_pipelines
 from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
 
@@ -86,7 +86,7 @@ OWN = {
 
 
 def test_benchmarks_of_your_own_join_base_to_novel_and_make_all_classes():
-    from perl_pipeline.pipeline_registry import own_benchmarks, use_parameters
+    from perl_pipeline.pipelines.registry import own_benchmarks, use_parameters
 
     parameters = {"mine": OWN, "dtd": {"benchmark": {}}, "perl": {"steps": 4}, "notes": "x"}
     assert own_benchmarks(parameters) == ("mine",)  # the paper's benchmarks and sections are not

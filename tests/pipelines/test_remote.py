@@ -333,7 +333,7 @@ def test_a_full_remote_stops_the_push_halfway_and_the_next_push_completes_it(lab
 
 
 def test_experiments_travel_through_a_git_remote_and_the_dvc_remote(lab, tmp_path):
-    from perl_pipeline.sweep import rebuild_table, run_sweep
+    from perl_pipeline.tools.sweep import rebuild_table, run_sweep
 
     pusher = shutil.copytree(lab.pusher, tmp_path / "pusher", symlinks=True)
     shown = json.loads(dvc(pusher, "exp", "show", "--json"))
@@ -363,7 +363,7 @@ def test_experiments_travel_through_a_git_remote_and_the_dvc_remote(lab, tmp_pat
     saved = colleague / "data" / "demo" / "08_reporting" / "ablations" / "ablations.csv"
     assert pl.read_csv(saved, schema_overrides={"value": pl.String}).equals(table)
     # each experiment's outputs (its report, adapters, runs) came through the DVC remote
-    from perl_pipeline.sweep import _experiments
+    from perl_pipeline.tools.sweep import _experiments
 
     for name in names:
         rev = _experiments(shown)[name]["rev"]
@@ -378,6 +378,6 @@ def test_experiments_travel_through_a_git_remote_and_the_dvc_remote(lab, tmp_pat
 
 def rebuild_sweep_names(shown: list[dict]) -> list[str]:
     """The sweep experiments DVC lists (``dvc exp show --json``)."""
-    from perl_pipeline.sweep import sweep_experiments
+    from perl_pipeline.tools.sweep import sweep_experiments
 
     return [name for *_, name in sweep_experiments(shown, "conf/demo/parameters.yml")]

@@ -41,7 +41,7 @@ def test_titles_come_from_the_benchmark_blocks(benchmark_params: dict) -> None:
     legend = [t.get_text() for t in figures["accuracy_per_step.png"].legends[0].get_texts()]
     assert legend[:2] == ["Textures (DTD)", "EuroSAT"]
     assert set(metrics) >= {"dtd", "eurosat"}
-    # what an ablation row reads from DVC's records of an experiment (perl_pipeline.sweep)
+    # what an ablation row reads from DVC's records of an experiment (perl_pipeline.tools.sweep)
     assert metrics["trainable_parameters"] == 802
     average = metrics["average (mean of HMs)"]
     assert {"base", "novel", "hm", "zeroshot_base", "zeroshot_novel", "image_alignment_base"} <= set(average)

@@ -305,8 +305,8 @@ def test_evaluation_scores_each_seed_subset_and_step(runs: pl.DataFrame, feature
 def test_evaluation_writes_an_adapter_that_predict_scores_as_evaluation_did(
     params: dict, index: pl.DataFrame, evaluated: dict, runs: pl.DataFrame, tmp_path: Path
 ) -> None:
-    from perl_pipeline.datasets import TensorDictDataset
     from perl_pipeline.models import load_adapter
+    from perl_pipeline.pipelines.datasets import TensorDictDataset
     from perl_pipeline.pipelines.evaluation.pipeline import adapter
     from perl_pipeline.predict import predict_files
 

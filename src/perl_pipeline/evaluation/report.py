@@ -587,7 +587,7 @@ def setup_line(training_record: dict) -> str:
 
 def dvc_metrics(table: pl.DataFrame) -> dict:
     """{benchmark or average row: {metric: value}} for `dvc metrics show` / `dvc exp show` (and the
-    ablation table of ``perl_pipeline.sweep``)."""
+    ablation table of ``perl_pipeline.tools.sweep``)."""
     columns = ("base", "novel", "hm", "accuracy", "zeroshot_base", "zeroshot_novel", "zeroshot_hm")
     columns += tuple(f"{c}_std" for c in ("base", "novel", "hm", "accuracy"))  # over seeds
     alignments = ("zeroshot_accuracy", "image_alignment_base", "text_alignment_base")

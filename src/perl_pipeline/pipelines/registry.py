@@ -1,0 +1,113 @@
+"""Project pipelines: the six stages, and the three protocols composed from them.
+
+The registry is explicit (no find_pipelines) so that `kedro run --pipelines base_to_novel` works
+with Kedro's selective pipeline loading.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kedro.pipeline import Pipeline
+
+from perl_pipeline.pipelines import (
+    data_preparation,
+    evaluation,
+    few_shot_splits,
+    paper,
+    predict,
+    reporting,
+    text_features,
+    toy_clip,
+    training,
+)
+from perl_pipeline.pipelines.training.pipeline import training_record
+from perl_pipeline.protocols import (
+    ALL_BENCHMARKS,
+    BASE_TO_NOVEL,
+    CROSS_DATASET_TARGETS,
+    DOMAIN_GENERALIZATION_TARGETS,
+    SEEDS,
+    SOURCE,
+)
+
+# Evaluation reads the source benchmark's projectors and reporting reads every benchmark's runs:
+# those cross-namespace names are deliberate, so Kedro's generic warning about dots is silenced.
+warnings.filterwarnings("ignore", message="One or more dataset names contain '.'", category=UserWarning)
+
+STAGES = (
+    "data_preparation",
+    "few_shot_splits",
+    "text_features",
+    "training",
+    "evaluation",
+    "reporting",
+)
+
+
+def _protocol(name: str, benchmarks: tuple[str, ...], trained: tuple[str, ...], subset: str) -> Pipeline:
+    """Every stage a protocol needs, from raw data to its reports."""
+    record = f"{trained[0]}.{training_record(subset, SEEDS[0])}"
+    return (
+        data_preparation.create_pipeline(benchmarks)
+        + few_shot_splits.create_pipeline(trained)
+        + text_features.create_pipeline(benchmarks)
+        + sum((training.create_pipeline(b, subset) for b in trained), Pipeline([]))
+        + sum((evaluation.create_pipeline(b, name) for b in benchmarks), Pipeline([]))
+        + reporting.create_pipeline(name, benchmarks, record)
+    )
+
+
+_PARAMETERS: list[Callable[[], Mapping[str, Any]]] = []  # the running context's, when there is one
+
+
+def use_parameters(load: Callable[[], Mapping[str, Any]] | None) -> None:
+    """Where `register_pipelines` finds your own benchmarks: a function returning the run's
+    parameters (the hook `OwnBenchmarks` passes the context's), or None for the paper's grid only."""
+    _PARAMETERS[:] = [load] if load is not None else []
+
+
+def own_benchmarks(parameters: Mapping[str, Any]) -> tuple[str, ...]:
+    """The benchmarks the parameters describe beyond the paper's grid (a ``<name>: {benchmark:
+    ...}`` block, e.g. an ``image_folder`` one in conf/local/), sorted by name."""
+    return tuple(
+        sorted(
+            name
+            for name, value in parameters.items()
+            if name not in ALL_BENCHMARKS
+            and isinstance(value, Mapping)
+            and isinstance(value.get("benchmark"), Mapping)
+        )
+    )
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Stages (data_preparation ... reporting), protocols (base_to_novel, cross_dataset,
+    domain_generalization), all_classes when the configuration holds benchmarks of your own,
+    and toy_clip (pretrains the demo's CLIP); `__default__` runs the protocols.
+
+    Your own benchmarks join base_to_novel (base and novel halves of their classes) and make up
+    all_classes (K shots of every class, scored on its test split)."""
+    own = own_benchmarks(_PARAMETERS[0]()) if _PARAMETERS else ()
+    transfer = (SOURCE,)
+    protocols = {
+        "base_to_novel": _protocol("base_to_novel", BASE_TO_NOVEL + own, BASE_TO_NOVEL + own, "base"),
+        "cross_dataset": _protocol("cross_dataset", (SOURCE, *CROSS_DATASET_TARGETS), transfer, "all"),
+        "domain_generalization": _protocol(
+            "domain_generalization", (SOURCE, *DOMAIN_GENERALIZATION_TARGETS), transfer, "all"
+        ),
+    }
+    if own:
+        protocols["all_classes"] = _protocol("all_classes", own, own, "all")
+    everything = sum(protocols.values(), Pipeline([]))
+    stages = {stage: everything.only_nodes_with_tags(stage) for stage in STAGES}
+    return {
+        **stages,
+        **protocols,
+        "toy_clip": toy_clip.create_pipeline(),
+        "predict": predict.create_pipeline(),
+        "paper": paper.create_pipeline(),
+        "__default__": everything,
+    }

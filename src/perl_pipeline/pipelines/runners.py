@@ -1,0 +1,233 @@
+"""One protocol run spread over a Dask cluster: ``kedro run --runner perl_pipeline.runners.DaskRunner``.
+
+Kedro's documented Dask pattern: every node is submitted at once as a task depending on the tasks
+making its inputs, so a node starts as soon as its inputs are ready. The driver runs the
+pipeline-level hooks (parameter and provenance checks, partial reports); a worker loads a node's
+inputs through the catalog, runs it with the node- and dataset-level hooks the driver bound, and
+saves its outputs, so with workers on other machines the data folder must be on a shared file
+system. In-memory outputs travel between workers as the tasks' results.
+
+The cluster: ``--runner-params address=tcp://host:8786``, else ``PERL_DASK_SCHEDULER``, else a
+``LocalCluster`` for the run (``n_workers``, ``threads_per_worker``, one thread each by default).
+Each node runs torch with ``torch_threads`` threads: the thread count splits torch's float
+reductions, so a run equals a sequential run with the same ``torch.set_num_threads``, bit for bit.
+Training and evaluation nodes ask for one ``GPU`` resource when any worker declares one, so each
+gets a GPU of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import uuid
+from typing import Any
+
+from kedro.io import MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro.runner import AbstractRunner
+from kedro.runner.task import Task
+
+ADDRESS_VARIABLE = "PERL_DASK_SCHEDULER"
+GPU_STAGES = frozenset({"training", "evaluation"})  # node tags whose nodes ask for a GPU
+# hooks called around one node; they run on the worker that runs it
+NODE_HOOKS = (
+    "before_node_run",
+    "after_node_run",
+    "on_node_error",
+    "before_dataset_loaded",
+    "after_dataset_loaded",
+    "before_dataset_saved",
+    "after_dataset_saved",
+)
+FORWARDED_LOGGERS = ("perl_pipeline", "kedro")  # worker log records shown by the driver
+
+CONNECT_TIMEOUT_S = 20  # seconds to wait for the scheduler named by address / PERL_DASK_SCHEDULER
+
+logger = logging.getLogger(__name__)
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler the run was given does not answer (nothing of the run has started)."""
+
+    def __init__(self, address: str, error: BaseException) -> None:
+        super().__init__(
+            f"no Dask scheduler answered at {address} (from --runner-params address=... or "
+            f"${ADDRESS_VARIABLE}) within {CONNECT_TIMEOUT_S} s: {type(error).__name__}: {error}. "
+            f"Start it and its workers (`dask scheduler --port 8786`, then `dask worker {address}`), "
+            f"correct the address, or leave both unset to run on a LocalCluster started for the run; "
+            "no node has run"
+        )
+        self.address = address
+
+
+class DaskRunner(AbstractRunner):
+    """Runs a pipeline's nodes as tasks of a Dask cluster, each as soon as its inputs are ready."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        n_workers: int | str | None = None,
+        threads_per_worker: int | str = 1,
+        torch_threads: int | str | None = None,
+        is_async: bool = False,
+    ) -> None:
+        """
+        Args:
+            address: the scheduler's address (``tcp://host:8786``); default: ``$PERL_DASK_SCHEDULER``,
+                else a ``LocalCluster`` started for the run.
+            n_workers: worker processes of that local cluster (Dask's default: about one per core).
+            threads_per_worker: threads per local worker (1: each node has its worker to itself).
+            torch_threads: ``torch.set_num_threads`` for every node (default: threads_per_worker on
+                a local cluster; unchanged on a cluster given by address).
+            is_async: load and save a node's datasets in threads (Kedro's ``is_async``).
+        """
+        super().__init__(is_async=is_async)
+        self._address = address or os.environ.get(ADDRESS_VARIABLE) or None
+        self._n_workers = None if n_workers in (None, "") else _positive(n_workers, "n_workers")
+        self._threads = _positive(threads_per_worker, "threads_per_worker")
+        self._torch_threads = (
+            _positive(torch_threads, "torch_threads") if torch_threads not in (None, "") else None
+        ) or (None if self._address else self._threads)
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None  # the cluster schedules; AbstractRunner's executor loop is not used
+
+    def _run(
+        self, pipeline: Pipeline, catalog: Any, hook_manager: Any = None, run_id: str | None = None
+    ) -> None:
+        from distributed import as_completed
+
+        hooks = _node_hooks(hook_manager)
+        with self._client() as client:
+            client.wait_for_workers(1)
+            gpus = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
+            if self._address:  # a local cluster's workers write to this console already
+                for name in FORWARDED_LOGGERS:
+                    client.forward_logging(name, level=logging.INFO)
+            dependencies = pipeline.node_dependencies
+            futures: dict[Node, Any] = {}
+            for node in pipeline.nodes:  # topological order: a node's producers are submitted first
+                futures[node] = client.submit(
+                    _run_node,
+                    node,
+                    catalog,
+                    hooks,
+                    self._is_async,
+                    run_id,
+                    self._torch_threads,
+                    *[futures[producer] for producer in dependencies[node]],
+                    key=f"{node.name}-{uuid.uuid4().hex[:8]}",
+                    pure=False,
+                    resources={"GPU": 1} if gpus and GPU_STAGES & node.tags else None,
+                )
+            nodes = {future.key: node for node, future in futures.items()}
+            done: list[Node] = []
+            outputs = pipeline.outputs()
+            try:
+                for future, produced in as_completed(futures.values(), with_results=True):
+                    node = nodes[future.key]
+                    done.append(node)
+                    for name, data in produced.items():
+                        if name in outputs:  # a free in-memory output: the run's result
+                            catalog.save(name, data)
+                    self._logger.info("Completed node: %s", node.name)
+                    self._logger.info("Completed %d out of %d tasks", len(done), len(futures))
+            except BaseException:
+                client.cancel(list(futures.values()))
+                self._suggest_resume_scenario(pipeline, done, catalog)
+                raise  # the failing node's own exception, as the worker raised it
+
+    def _client(self):
+        """A client of the given scheduler, or of a local cluster that closes with it."""
+        from distributed import Client, LocalCluster
+
+        if self._address:
+            self._logger.info("Dask scheduler: %s", self._address)
+            try:
+                return Client(self._address, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as error:
+                raise SchedulerUnreachable(self._address, error) from error
+        cluster = LocalCluster(
+            n_workers=self._n_workers,
+            threads_per_worker=self._threads,
+            processes=True,
+            dashboard_address=None,
+        )
+        self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads)
+        return _ClosingClient(Client(cluster), cluster)
+
+
+class _ClosingClient:
+    """A client whose local cluster closes with it."""
+
+    def __init__(self, client, cluster) -> None:
+        self.client, self.cluster = client, cluster
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc_info) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+def _run_node(  # noqa: PLR0913
+    node: Node,
+    catalog: Any,
+    hooks: list,
+    is_async: bool,
+    run_id: str | None,
+    torch_threads: int | None,
+    *upstream: dict,
+) -> dict:
+    """On a worker: run `node` through the catalog with the driver's node hooks."""
+    import torch
+    from kedro.framework.hooks.manager import _create_hook_manager
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    for produced in upstream:
+        for name, data in produced.items():
+            if name in node.inputs:
+                catalog.save(name, data)
+    manager = _create_hook_manager()
+    for hook in hooks:
+        manager.register(hook)
+    Task(node=node, catalog=catalog, hook_manager=manager, is_async=is_async, run_id=run_id).execute()
+    return {name: catalog.load(name) for name in node.outputs if _in_memory(catalog, name)}
+
+
+def _in_memory(catalog: Any, name: str) -> bool:
+    return isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+
+
+def _node_hooks(hook_manager: Any) -> list:
+    """The driver's hooks that act around a node, as bound now, for the workers.
+
+    A hook that cannot be pickled stays in the driver, with a warning."""
+    from pluggy import PluginManager
+
+    hooks = []
+    for plugin in hook_manager.get_plugins() if isinstance(hook_manager, PluginManager) else ():
+        if not any(callable(getattr(plugin, name, None)) for name in NODE_HOOKS):
+            continue
+        try:
+            import cloudpickle
+
+            cloudpickle.dumps(plugin)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            logger.warning("hook %r stays in the driver (cannot be sent to workers: %s)", plugin, exc)
+            continue
+        hooks.append(plugin)
+    return hooks
+
+
+def _positive(value: int | str, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or str(number) != str(value).strip():
+        raise ValueError(f"DaskRunner {name}={value!r}: expected an integer >= 1")
+    return number

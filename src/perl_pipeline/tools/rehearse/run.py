@@ -1,0 +1,347 @@
+"""Write (or reuse) the replica, run the real Kedro stages on it one by one, measure each.
+
+The rehearsal's Kedro configuration is the project's own (``conf/``) copied to ``<out>/conf``
+with one more environment, ``rehearsal``: data layers under ``<out>/data``, ``data_root`` at the
+replica, nothing downloaded, the replica's split sizes in place of the protocol's, a small backbone
+(or ViT-B/16's architecture with random weights) and one training epoch. Each stage is one
+``KedroSession`` run of that stage's pipeline over all three protocols with
+``only_missing_outputs``; the data stages are then run a second time on unchanged inputs, which
+must do no work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import yaml
+from tqdm.auto import tqdm
+
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.pipelines.registry import STAGES
+from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS, project_root
+from perl_pipeline.tools.rehearse.measure import StageRecord, measure
+from perl_pipeline.tools.rehearse.projection import (
+    EVALUATED,
+    PROTOCOL_BENCHMARKS,
+    TRAINED,
+    CheckRates,
+    GpuTarget,
+    count_flops,
+    count_ops,
+    protocol_counts,
+    protocol_work,
+)
+from perl_pipeline.tools.rehearse.projection import project as project_seconds
+from perl_pipeline.tools.rehearse.report import write_reports
+from perl_pipeline.tools.sweep import merged
+from perl_pipeline.toy.miniature import write_replica
+
+logger = logging.getLogger(__name__)
+
+DATA_STAGES = {"data_preparation": "03_primary", "few_shot_splits": "05_model_input"}
+"""The data stages and the data layer each writes (conf/base/catalog.yml)."""
+ENV = "rehearsal"
+AGAIN = " (unchanged inputs)"
+UNITS = {
+    "replica": "files written",
+    "data_preparation": "files indexed and checked",
+    "few_shot_splits": "drawn images decoded",
+    "text_features": "class prompts encoded",
+    "training": "training images seen",
+    "evaluation": "test images scored",
+    "reporting": "reports written",
+}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """The model a rehearsal runs (its ``clip`` and ``perl`` settings)."""
+
+    name: str
+    clip: dict
+    split_layer: int
+
+    @classmethod
+    def for_device(cls, device: str) -> Backbone:
+        """ViT-B/16's real architecture with random weights on a GPU; PERL-Toy-ViT (shipped, 4 + 4
+        blocks, 64 px) on a CPU."""
+        if device == "cuda":
+            clip = {"model_name": "ViT-B-16-quickgelu", "pretrained": None, "cache_dir": None, "init_seed": 0}
+            return cls("ViT-B/16 (random weights)", clip, 7)
+        clip = {"model_name": "PERL-Toy-ViT", "pretrained": "toy_world", "cache_dir": None, "init_seed": 0}
+        return cls("PERL-Toy-ViT (4 + 4 blocks, 64 px)", clip, 2)
+
+
+def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
+    """The 15 benchmarks of the project's configuration, by name."""
+    params = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
+    return {name: BenchmarkSpec.from_params(params[name]["benchmark"]) for name in ALL_BENCHMARKS}
+
+
+def write_replicas(
+    specs: dict[str, BenchmarkSpec], root: Path, fraction: float, image_size: str
+) -> tuple[dict[str, BenchmarkSpec], StageRecord]:
+    """Every benchmark's replica under ``root`` (reused when unchanged), measured as one stage."""
+    replicas = {}
+    with measure("replica", unit=UNITS["replica"]) as record:
+        for name in tqdm(specs, desc="replica", unit="benchmark"):
+            replicas[name] = write_replica(specs[name], root, fraction=fraction, image_size=image_size)
+        record.items = sum(n for spec in replicas.values() for n in spec.split_sizes.values())
+    return replicas, record
+
+
+def rehearsal_conf(
+    project: Path,
+    out: Path,
+    replicas: dict[str, BenchmarkSpec],
+    backbone: Backbone,
+    device: str,
+    fraction: float,
+    params: dict | None = None,
+) -> Path:
+    """``<out>/conf``: the project's configuration plus the ``rehearsal`` environment (``params``
+    merged over its parameters, key by key)."""
+    conf = out / "conf"
+    if conf.exists():
+        shutil.rmtree(conf)
+    shutil.copytree(project / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    env = conf / ENV
+    env.mkdir()
+    (env / "globals.yml").write_text(yaml.safe_dump({"data": str(out / "data")}))
+    settings = {
+        "report_label": (
+            f"REHEARSAL: a replica at fraction {fraction} of the protocol's files (generated images) "
+            f"and {backbone.name}; the accuracies mean nothing, the times and memory do."
+        ),
+        "device": device,
+        "data_root": str(out / "replica"),
+        "data_source": {"kind": "download", "download": False, "tolerance": 0, "check_decode": True},
+        "clip": backbone.clip,
+        "perl": {"split_layer": backbone.split_layer},
+        "training": {"epochs": 1, "precision": "bf16" if device == "cuda" else "fp32"},
+        "evaluation": {"precision": "bf16" if device == "cuda" else "fp32"},
+        **{name: {"benchmark": {"split_sizes": spec.split_sizes}} for name, spec in replicas.items()},
+    }
+    (env / "parameters.yml").write_text(yaml.safe_dump(merged(settings, params or {}), sort_keys=False))
+    return conf
+
+
+def run_stage(project: Path, conf: Path, stage: str) -> None:
+    """One stage over the three protocols, in its own Kedro session (resuming: finished work is kept)."""
+    from kedro.framework.session import KedroSession
+
+    with KedroSession.create(project_path=project, env=ENV, conf_source=str(conf)) as session:
+        session.run(pipeline_names=[stage], only_missing_outputs=True)
+
+
+def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> int:
+    """What a finished stage processed, read back from its outputs and the replica's sizes."""
+    if stage == "data_preparation":
+        return sum(n for spec in replicas.values() for n in spec.split_sizes.values())
+    if stage == "few_shot_splits":
+        trained = sorted({b for names in TRAINED.values() for b in names})
+        return sum(
+            pl.read_parquet(data / "05_model_input" / b / "few_shot.parquet")["path"].n_unique()
+            for b in trained
+        )
+    if stage == "text_features":
+        return sum(spec.num_classes for spec in replicas.values())
+    if stage == "training":
+        records = [
+            json.loads((data / "06_models" / b / subset / f"seed_{seed}.json").read_text())
+            for subset, names in TRAINED.items()
+            for b in names
+            for seed in SEEDS
+        ]
+        return sum(r["images"] * r["config"]["training"]["epochs"] for r in records)
+    if stage == "evaluation":
+        return sum(replicas[b].split_sizes["test"] for b in EVALUATED)
+    if stage == "reporting":
+        return len(PROTOCOL_BENCHMARKS)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def rehearse(
+    out: Path | str,
+    *,
+    fraction: float = 1.0,
+    stages: str = "all",
+    image_size: str = "tiny",
+    device: str = "auto",
+    params: dict | None = None,
+    project: Path | None = None,
+) -> list[StageRecord]:
+    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it."""
+    from kedro.framework.startup import bootstrap_project
+
+    from perl_pipeline.device import resolve_device
+
+    if stages not in ("data", "all"):
+        raise ValueError(f"stages must be 'data' or 'all', got {stages!r}")
+    out = Path(out).resolve()
+    project = (project or project_root()).resolve()
+    bootstrap_project(project)
+    target = resolve_device(device).type
+    if target not in ("cpu", "cuda"):
+        target = "cpu"
+    backbone = Backbone.for_device(target)
+    replicas, replica_record = write_replicas(load_specs(project), out / "replica", fraction, image_size)
+    records = [replica_record]
+    conf = rehearsal_conf(project, out, replicas, backbone, target, fraction, params)
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    chosen = DATA_STAGES if stages == "data" else STAGES
+    for stage in chosen:
+        logger.info("rehearsal: %s", stage)
+        with measure(stage, unit=UNITS[stage], gpu=target == "cuda" and stage not in DATA_STAGES) as record:
+            run_stage(project, conf, stage)
+        record.items = stage_items(stage, data, replicas)
+        records.append(record)
+    for stage in DATA_STAGES:
+        before = _stamps(data / DATA_STAGES[stage])
+        with measure(stage + AGAIN, unit="outputs rewritten") as record:
+            run_stage(project, conf, stage)
+        after = _stamps(data / DATA_STAGES[stage])
+        record.items = sum(after.get(path) != stamp for path, stamp in before.items())
+        records.append(record)
+    return records
+
+
+def _stamps(folder: Path) -> dict[Path, int]:
+    """Modification time (ns) of every file under ``folder``."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_rates(data: Path, data_root: Path, *, sample: int = 2000) -> CheckRates:
+    """Files per second on one thread for each check, on the first ``sample`` ImageNet train files
+    (header reads) and test files (full decodes) of the rehearsal's index."""
+    from perl_pipeline.benchmarks.validate import check_image_files
+
+    index = pl.read_parquet(data / "03_primary" / "imagenet" / "index.parquet")
+    rates = {}
+    for mode, split in (("header", "train"), ("decode", "test")):
+        paths = index.filter(pl.col("split") == split)["path"].head(sample).to_list()
+        check = check_image_files(paths, data_root, mode=mode, workers=1, desc=f"{mode} on one core")
+        rates[mode] = len(paths) / max(check.seconds, 1e-9)
+    return CheckRates(**rates)
+
+
+def project_protocol(
+    specs: dict[str, BenchmarkSpec], rates: CheckRates, target: GpuTarget, clip_model: str, project: Path
+) -> dict:
+    """The full protocol's projection with ``clip_model`` under the project's own parameters
+    (``conf/base``: J, K, the batch sizes and ``training.seeds_together``, default true), for seeds
+    trained together and apart: ``work`` and ``seconds`` for the configured setting, the seconds
+    and training steps of both."""
+    params = yaml.safe_load((project / "conf" / "base" / "parameters.yml").read_text())
+    perl, training = params["perl"], params["training"]
+    shape = {
+        key: perl[key] for key in ("split_layer", "steps", "share_projector", "share_layers") if key in perl
+    }
+    flops = count_flops(clip_model, **shape)
+    ops = count_ops(clip_model, **shape)  # the count does not grow with the batch
+    configured = bool(training.get("seeds_together", True))
+    projection = {"model_ops": vars(ops), "seeds_together": configured, "training_steps": {}}
+    for together, key in ((True, "seeds_together"), (False, "seeds_apart")):
+        work = protocol_work(
+            specs,
+            flops,
+            ops,
+            batch_size=training["batch_size"],
+            eval_batch_size=params["evaluation"]["batch_size"],
+            seeds_together=together,
+        )
+        seconds = project_seconds(work, rates, target)
+        projection[f"seconds_{key}"] = seconds
+        projection["training_steps"][key] = sum(w.steps for w in work if w.stage.startswith("training"))
+        if together == configured:
+            projection |= {"work": [vars(w) for w in work], "seconds": seconds}
+    return projection
+
+
+def machine() -> dict:
+    """The machine the rehearsal ran on (the CPU, its cores and memory, a GPU if any)."""
+    import torch
+
+    from perl_pipeline.tools.bench.host import device_description, load_average
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": device_description(torch.device("cpu")),
+        "cores": cores(),
+        "memory_gib": round(memory, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "load_average_1min_before": load_average(),
+    }
+
+
+def rehearse_and_report(
+    out: Path | str,
+    *,
+    fraction: float = 1.0,
+    stages: str = "all",
+    image_size: str = "tiny",
+    device: str = "auto",
+    projection_model: str | None = "ViT-B-16-quickgelu",
+    target: GpuTarget | None = None,
+    params: dict | None = None,
+    project: Path | None = None,
+) -> tuple[Path, Path]:
+    """:func:`rehearse`, the per-core check rates, the projection and both reports."""
+    from perl_pipeline.device import resolve_device
+
+    out = Path(out).resolve()
+    project = (project or project_root()).resolve()
+    target = target or GpuTarget()
+    records = rehearse(
+        out,
+        fraction=fraction,
+        stages=stages,
+        image_size=image_size,
+        device=device,
+        params=params,
+        project=project,
+    )
+    specs = load_specs(project)
+    rates = check_rates(out / "data", out / "replica")
+    projection = None
+    if projection_model is not None:
+        projection = project_protocol(specs, rates, target, projection_model, project)
+    used = resolve_device(device).type
+    settings = {
+        "fraction": fraction,
+        "image_size": image_size,
+        "stages": stages,
+        "device": used,
+        "backbone": Backbone.for_device("cuda" if used == "cuda" else "cpu").name,
+        "params": params or {},
+        "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} --stages {stages} "
+        f"--image-size {image_size}",
+    }
+    return write_reports(
+        out,
+        records,
+        settings=settings,
+        machine=machine(),
+        full_items=protocol_counts(specs),
+        rates=rates,
+        projection=projection,
+        target=target,
+    )
