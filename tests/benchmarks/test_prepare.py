@@ -426,13 +426,13 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     from perl_pipeline.fetch import verify
 
     seen: list[Path] = []
-    real = verify._hash
+    real = verify.file_digests
 
-    def spy(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+    def spy(path: Path, algorithms: tuple[str, ...] = ("sha256",), **kwargs) -> dict[str, str]:
         seen.append(path)
-        return real(path, algorithms)
+        return real(path, algorithms, **kwargs)
 
-    monkeypatch.setattr(verify, "_hash", spy)
+    monkeypatch.setattr(verify, "file_digests", spy)
     return seen
 
 

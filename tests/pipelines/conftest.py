@@ -70,7 +70,7 @@ DVC_DEMO_PARAMS = {
 }
 _DVC_DEMO_LINES = {  # DVC_DEMO_PARAMS as edits of conf/demo/parameters.yml (its comments kept)
     "  epochs: 3\n": "  epochs: 1\n",
-    "  shots: 16\n": "  shots: 4\n",
+    "few_shot:\n": "few_shot:\n  shots: 4\n",  # conf/base's 16, overridden here
     "    per_class: {train: 20, val: 2, test: 20}": "    per_class: {train: 8, val: 2, test: 6}",
 }
 

@@ -565,9 +565,9 @@ def protocol_report(
         "dynamics_per_step.png": plots.dynamics_per_step_figure(combined),
     }
     parameters = training_record["trainable_parameters"]
-    average = table.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS)["hm"]
-    if protocol == "base_to_novel" and len(average):  # no paper benchmark run: no average to place
-        figures["params_vs_hm.png"] = plots.params_vs_hm_figure(average.item(), parameters)
+    average = table.filter(pl.col("benchmark") == AVERAGE_MEAN_OF_HMS)
+    if protocol == "base_to_novel" and average.height:  # no paper benchmark run: no average to place
+        figures["params_vs_hm.png"] = plots.params_vs_hm_figure(average["hm"].item(), parameters)
     metrics = {**dvc_metrics(table), "trainable_parameters": parameters}
     return table, markdown, metrics, per_step_table(combined), figures
 
