@@ -47,6 +47,15 @@ class Protocol:
         """The class subsets it scores: base and novel after training on base, else all."""
         return ("base", "novel") if self.subset == "base" else ("all",)
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The benchmarks its averages run over: all of them, or a transfer's targets (not its source)."""
+        return (
+            self.benchmarks
+            if self.subset == "base"
+            else tuple(b for b in self.benchmarks if b not in self.trained)
+        )
+
 
 PROTOCOLS = {
     p.name: p

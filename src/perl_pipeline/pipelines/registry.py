@@ -24,14 +24,7 @@ from perl_pipeline.pipelines import (
     training,
 )
 from perl_pipeline.pipelines.training.pipeline import training_record
-from perl_pipeline.protocols import (
-    ALL_BENCHMARKS,
-    BASE_TO_NOVEL,
-    CROSS_DATASET_TARGETS,
-    DOMAIN_GENERALIZATION_TARGETS,
-    SEEDS,
-    SOURCE,
-)
+from perl_pipeline.protocols import ALL_BENCHMARKS, PROTOCOLS, SEEDS, Protocol
 
 # Evaluation reads the source benchmark's projectors and reporting reads every benchmark's runs:
 # those cross-namespace names are deliberate, so Kedro's generic warning about dots is silenced.
@@ -47,8 +40,10 @@ STAGES = (
 )
 
 
-def _protocol(name: str, benchmarks: tuple[str, ...], trained: tuple[str, ...], subset: str) -> Pipeline:
-    """Every stage a protocol needs, from raw data to its reports."""
+def _protocol(protocol: Protocol, own: tuple[str, ...] = ()) -> Pipeline:
+    """Every stage a protocol needs, from raw data to its reports (`own` benchmarks join it)."""
+    name, subset = protocol.name, protocol.subset
+    benchmarks, trained = protocol.benchmarks + own, protocol.trained + own
     record = f"{trained[0]}.{training_record(subset, SEEDS[0])}"
     return (
         data_preparation.create_pipeline(benchmarks)
@@ -91,16 +86,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     Your own benchmarks join base_to_novel (base and novel halves of their classes) and make up
     all_classes (K shots of every class, scored on its test split)."""
     own = own_benchmarks(_PARAMETERS[0]()) if _PARAMETERS else ()
-    transfer = (SOURCE,)
     protocols = {
-        "base_to_novel": _protocol("base_to_novel", BASE_TO_NOVEL + own, BASE_TO_NOVEL + own, "base"),
-        "cross_dataset": _protocol("cross_dataset", (SOURCE, *CROSS_DATASET_TARGETS), transfer, "all"),
-        "domain_generalization": _protocol(
-            "domain_generalization", (SOURCE, *DOMAIN_GENERALIZATION_TARGETS), transfer, "all"
-        ),
+        name: _protocol(protocol, own if name == "base_to_novel" else ())
+        for name, protocol in PROTOCOLS.items()
     }
     if own:
-        protocols["all_classes"] = _protocol("all_classes", own, own, "all")
+        protocols["all_classes"] = _protocol(Protocol("all_classes", "All classes", own, own, "all"))
     everything = sum(protocols.values(), Pipeline([]))
     stages = {stage: everything.only_nodes_with_tags(stage) for stage in STAGES}
     return {

@@ -12,13 +12,7 @@ from kedro.pipeline import Node, Pipeline
 
 from perl_pipeline.evaluation.paper import ABLATIONS, ablation_report, dynamics_report
 from perl_pipeline.pipelines._binding import bind
-from perl_pipeline.protocols import BASE_TO_NOVEL, CROSS_DATASET_TARGETS, DOMAIN_GENERALIZATION_TARGETS
-
-TARGETS = {
-    "base_to_novel": BASE_TO_NOVEL,
-    "cross_dataset": CROSS_DATASET_TARGETS,
-    "domain_generalization": DOMAIN_GENERALIZATION_TARGETS,
-}
+from perl_pipeline.protocols import PROTOCOLS
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -39,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     ]
     dynamics = [
         Node(
-            bind(dynamics_report, protocol=protocol, targets=targets),
+            bind(dynamics_report, protocol=protocol, targets=PROTOCOLS[protocol].targets),
             {
                 "per_step": f"{protocol}.per_step",
                 "trajectories": f"{protocol}.trajectories",
@@ -49,6 +43,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             name=f"paper_dynamics_{protocol}",
             tags=["paper", "dynamics"],
         )
-        for protocol, targets in TARGETS.items()
+        for protocol in PROTOCOLS
     ]
     return Pipeline([*ablations, *dynamics])
