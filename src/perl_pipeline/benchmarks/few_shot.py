@@ -1,14 +1,9 @@
 """Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
-One draw per seed over ALL classes (as Dassl does), with one private ``random.Random(seed)``: per
-class ``sample(items, shots)`` (fewer images: all kept), then val with ``min(shots, 4)``. ``coop``
-(the default) follows the index's row order, classes in order of first appearance: Dassl's
-``generate_fewshot_dataset`` after CoOp's ``set_random_seed(seed)``, the CoOp lineage's very images.
-``sorted`` sorts each class's paths, classes in label order.
-
-Base and novel rows are the first ``ceil(n/2)`` labels / the rest of that one draw, relabelled
-from 0. Unlike CoOp's pickles, the table stores paths relative to ``data_root``, a content hash
-of the index it was drawn from and, for ``coop``, a hash of the index's order (its recipe).
+One draw per seed over ALL classes, as Dassl's ``generate_fewshot_dataset`` after CoOp's
+``set_random_seed(seed)``: the ``coop`` draw picks the CoOp lineage's very images (index row order);
+``sorted`` sorts each class's paths. Base/novel rows are the first ``ceil(n/2)`` labels / the rest of
+that one draw, relabelled from 0.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.benchmarks.index import label_classnames
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError
 from perl_pipeline.config import FEW_SHOT_DRAWS
 from perl_pipeline.provenance import canonical_json, fingerprint
@@ -52,22 +47,7 @@ _HASH_CHUNK = 100_000
 
 def index_content_hash(index: pl.DataFrame) -> str:
     """sha256 of the index rows (split, path, label, classname), independent of row order."""
-    lines = (
-        index.select(
-            pl.concat_str(
-                [
-                    pl.col("split"),
-                    pl.col("path"),
-                    pl.col("label").cast(pl.String),
-                    pl.col("classname"),
-                ],
-                separator="\x1f",
-            )
-        )
-        .to_series()
-        .sort()
-    )
-    return _digest(_HASH_VERSION, lines)
+    return _digest(_HASH_VERSION, _lines(index, ["split", "path", "label", "classname"]).sort())
 
 
 def index_order_hash(index: pl.DataFrame) -> str:
@@ -76,16 +56,14 @@ def index_order_hash(index: pl.DataFrame) -> str:
     The ``coop`` draw depends on this order (the split file's), which :func:`index_content_hash`
     deliberately ignores.
     """
-    lines = (
-        index.filter(pl.col("split").is_in(["train", "val"]))
-        .select(
-            pl.concat_str(
-                [pl.col("split"), pl.col("path"), pl.col("label").cast(pl.String)], separator="\x1f"
-            )
-        )
-        .to_series()
-    )
-    return _digest(_ORDER_VERSION, lines)
+    train_val = index.filter(pl.col("split").is_in(["train", "val"]))
+    return _digest(_ORDER_VERSION, _lines(train_val, ["split", "path", "label"]))
+
+
+def _lines(index: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """One string per row: the columns joined by a unit separator."""
+    joined = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="\x1f")
+    return index.select(joined).to_series()
 
 
 def _digest(version: bytes, lines: pl.Series) -> str:
@@ -201,18 +179,12 @@ def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: 
     ``random.Random(seed)`` is seeded as ``random.seed(seed)`` is, so it samples what Dassl's does.
     """
     rng = random.Random(seed)
-    cols: dict[str, list] = {"split": [], "path": [], "label": [], "classname": []}
+    rows = []
     for split, k in (("train", shots), ("val", min(shots, 4))):
         for label, items in pools[split].items():
             chosen = rng.sample(items, k) if len(items) >= k else items
-            for path, classname in chosen:
-                cols["split"].append(split)
-                cols["path"].append(path)
-                cols["label"].append(label)
-                cols["classname"].append(classname)
-    return pl.DataFrame(
-        cols, schema={"split": pl.String, "path": pl.String, "label": pl.Int64, "classname": pl.String}
-    )
+            rows += [(split, path, label, classname) for path, classname in chosen]
+    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.DataFrame:
@@ -221,8 +193,7 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
     Labels are renumbered from 0; ``original_label`` keeps the full-dataset label. Works on index
     tables and on the ``all`` rows of a few-shot table.
     """
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    labels = subset_labels(subset, num_classes)
     if "subset" in df.columns and set(df["subset"].unique().to_list()) - {"all"}:
         raise ValueError("subsample_classes needs the all-class rows; filter subset == 'all' first")
     source = "original_label" if "original_label" in df.columns else "label"
@@ -230,7 +201,6 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}; got {df[source].min()}..{df[source].max()}"
         )
-    labels = subset_labels(subset, num_classes)
     first, stop = labels.start, labels.stop
     out = df.filter(pl.col(source).is_between(first, stop, closed="left")).with_columns(
         original_label=pl.col(source), label=pl.col(source) - first

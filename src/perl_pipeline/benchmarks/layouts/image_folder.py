@@ -16,16 +16,12 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.layouts.coop_split import read_coop_split
-from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError
-
-if TYPE_CHECKING:
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -203,21 +199,16 @@ def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 
 def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
     """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
-    classes = w.classes(count)
-    w.images(classes, lambda split, pos, key, rel: w.image_dir / rel)
+    classes = w.choose(count)
+    w.images(classes)
     return classes
-
-
-def root_paths(spec: BenchmarkSpec) -> list[str]:
-    """The folder of class folders (the split file is written when missing)."""
-    return [spec.image_dir]
 
 
 LAYOUT = Layout(
     name="image_folder",
     read=read_image_folder,
     write=write_image_folder,
-    root_paths=root_paths,
+    root_paths=lambda spec: [spec.image_dir],  # the split file is written when missing
     sizes_from_split_file=True,
     defaults={
         "image_dir": ".",
