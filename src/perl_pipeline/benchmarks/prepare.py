@@ -242,16 +242,9 @@ def _exists_after_moves(folder: Path, rel: str, moves: Sequence[MoveStep]) -> bo
     """Whether ``rel`` exists now or will once the spec's move steps have run."""
     if (folder / rel).exists():
         return True
-    rel = posixpath.normpath(rel)
     for move in moves:
-        dst = posixpath.normpath(move.dst)
-        if dst == ".":
-            inner = rel
-        elif rel == dst or rel.startswith(dst + "/"):
-            inner = posixpath.relpath(rel, dst)
-        else:
-            continue
-        if (folder / move.src / inner).exists():
+        inner = posixpath.relpath(rel, move.dst)  # where rel lies inside dst ("../..." if outside)
+        if inner.split("/")[0] != ".." and (folder / move.src / inner).exists():
             return True
     return False
 

@@ -73,11 +73,13 @@ class MiniatureWriter:
         """The benchmark's ``image_dir`` under the miniature's folder."""
         return self.folder / self.spec.image_dir
 
-    def images(
-        self, classes: list[Key], place: Callable[[str, int, str, str], Path] | None = None
-    ) -> list[Row]:
-        """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``
-        (default: ``image_dir / rel``); return one :data:`Row` per image."""
+    def in_image_dir(self, split: str, position: int, key: str, rel: str) -> Path:
+        """The place of an image at ``rel`` under ``image_dir`` (the usual ``place`` of :meth:`images`)."""
+        return self.image_dir / rel
+
+    def images(self, classes: list[Key], place: Callable[[str, int, str, str], Path]) -> list[Row]:
+        """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``;
+        return one :data:`Row` per image."""
         rows = []
         made: set[Path] = set()
         for position, (key, name) in enumerate(classes):
@@ -89,7 +91,7 @@ class MiniatureWriter:
                     i += 1
                     self.n += 1
                     rel = template.format(**file_fields(key, name, i, self.n, self.token(), split))
-                    path = place(split, position, key, rel) if place else self.image_dir / rel
+                    path = place(split, position, key, rel)
                     if path.parent not in made:  # one mkdir per folder, not per image
                         path.parent.mkdir(parents=True, exist_ok=True)
                         made.add(path.parent)

@@ -57,7 +57,7 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
     """Images under ``image_dir`` plus the split file in CoOp's format (labels in class order)."""
     classes = w.choose(count)
-    rows = w.images(classes)
+    rows = w.images(classes, w.in_image_dir)
     split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
     for name, label, classname, rel in rows:
         split[name].append([rel, label, classname])

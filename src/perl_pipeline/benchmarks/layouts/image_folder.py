@@ -200,7 +200,7 @@ def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
     """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
     classes = w.choose(count)
-    w.images(classes)
+    w.images(classes, w.in_image_dir)
     return classes
 
 
