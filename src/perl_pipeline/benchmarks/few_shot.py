@@ -90,8 +90,8 @@ def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str, order: s
 
 def few_shot_recipe_of(few_shot: pl.DataFrame, seed: int) -> dict:
     """The recipe of one seed's draw in a few-shot table (its ``draw`` names the rule used)."""
-    rows = few_shot.filter(pl.col("seed") == seed) if "recipe" in few_shot.columns else few_shot.clear()
-    recipes = rows["recipe"].unique().to_list() if "recipe" in rows.columns else []
+    has_recipes = "recipe" in few_shot.columns
+    recipes = few_shot.filter(pl.col("seed") == seed)["recipe"].unique().to_list() if has_recipes else []
     if len(recipes) != 1:
         raise BenchmarkError(
             f"the few-shot table has no single recipe for seed {seed} (it lacks that seed, or was "
@@ -148,11 +148,10 @@ def draw_few_shot(
             recipe=pl.lit(canonical_json(few_shot_recipe(source_hash, shots, seed, draw, order))),
         )
         frames += [subsample_classes(all_rows, s, num_classes) for s in subsets]
-    subset_order = {name: i for i, name in enumerate(SUBSETS)}
     table = pl.concat([f.select(list(FEW_SHOT_SCHEMA)) for f in frames]).cast(FEW_SHOT_SCHEMA)
     return table.sort(
         pl.col("seed"),
-        pl.col("subset").replace_strict(subset_order),
+        pl.col("subset").replace_strict({name: i for i, name in enumerate(SUBSETS)}),
         pl.col("split").replace_strict({"train": 0, "val": 1}),
         pl.col("label"),
         pl.col("path"),

@@ -34,7 +34,12 @@ from perl_pipeline.benchmarks.spec import (
     Source,
     UnpackStep,
 )
-from perl_pipeline.benchmarks.validate import check_data_root, permission_message, preparation_command
+from perl_pipeline.benchmarks.validate import (
+    check_data_root,
+    permission_message,
+    preparation_command,
+    split_sizes,
+)
 from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
 from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
@@ -143,8 +148,7 @@ def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
     from the split file (``image_folder``); otherwise ``spec`` unchanged."""
     if not LAYOUTS[spec.layout].sizes_from_split_file:
         return spec
-    counts = dict(index.group_by("split").len().iter_rows())
-    sizes = {s: int(counts[s]) for s in ("train", "val", "test") if counts.get(s)}
+    sizes = split_sizes(index)
     return dataclasses.replace(spec, num_classes=int(index["label"].n_unique()), split_sizes=sizes)
 
 
@@ -169,8 +173,7 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
             spec.name, f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}"
         )
     label_classnames(index, where=f"[{spec.name}] index")
-    sizes = dict(index.group_by("split").len().iter_rows())
-    logger.info("[%s] indexed %d images (%s)", spec.name, index.height, sizes)
+    logger.info("[%s] indexed %d images (%s)", spec.name, index.height, split_sizes(index))
     return index
 
 
@@ -303,9 +306,8 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
     archive, target = folder / src.filename, folder / src.extract_to
     marker = target / f"{MARKER_PREFIX}{archive.name}"
     if marker.is_file():  # we only extract when the result is gone: the marker is stale
-        logger.info(
-            "[%s] %s was extracted before but its files are gone; extracting again", spec.name, archive.name
-        )
+        msg = "[%s] %s was extracted before but its files are gone; extracting again"
+        logger.info(msg, spec.name, archive.name)
         marker.unlink()
     try:
         extract_archive(archive, target, members_prefix=src.members_prefix)

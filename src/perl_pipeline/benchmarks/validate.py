@@ -165,7 +165,7 @@ def validate_index(
         benchmark=spec.name,
         index=index,
         num_files=len(paths),
-        split_sizes=_split_sizes(index),
+        split_sizes=split_sizes(index),
         num_classes=index["label"].n_unique(),
         decode_checked=check_decode,
     )
@@ -281,7 +281,7 @@ def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
             f"columns must be {dict((c, str(t)) for c, t in INDEX_SCHEMA.items())}; got {wrong} for those"
         ]
     problems = []
-    sizes = _split_sizes(index)
+    sizes = split_sizes(index)
     for split in sorted(set(sizes) | set(spec.split_sizes), key=_split_order):
         found, expected = sizes.get(split, 0), spec.split_sizes.get(split)
         if expected is None:
@@ -346,7 +346,8 @@ def _split_order(split: str) -> tuple[int, str]:
     return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
-def _split_sizes(index: pl.DataFrame) -> dict[str, int]:
+def split_sizes(index: pl.DataFrame) -> dict[str, int]:
+    """Images per split, splits in protocol order."""
     counts = dict(index.group_by("split").len().iter_rows())
     return {s: counts[s] for s in sorted(counts, key=_split_order)}
 

@@ -38,13 +38,8 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                 f"(keys: {sorted(data)}); re-download it (see the manual route)."
             )
         for i, entry in enumerate(entries):
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or isinstance(entry[1], bool)
-                or not isinstance(entry[1], int)
-            ):
+            well_formed = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+            if not well_formed or type(entry[1]) is not int:  # a bool is no label
                 raise BenchmarkError(
                     f"[{spec.name}] {split_path}: entry {i} of '{split}' is "
                     f"{entry!r}, expected [relpath, label, classname]"
