@@ -51,11 +51,8 @@ def index_content_hash(index: pl.DataFrame) -> str:
 
 
 def index_order_hash(index: pl.DataFrame) -> str:
-    """sha256 of the train and val rows (split, path, label) in the index's row order.
-
-    The ``coop`` draw depends on this order (the split file's), which :func:`index_content_hash`
-    deliberately ignores.
-    """
+    """sha256 of the train and val rows (split, path, label) in the index's row order, on which the
+    ``coop`` draw depends and which :func:`index_content_hash` deliberately ignores."""
     train_val = index.filter(pl.col("split").is_in(["train", "val"]))
     return _digest(_ORDER_VERSION, _lines(train_val, ["split", "path", "label"]))
 
@@ -76,10 +73,8 @@ def _digest(version: bytes, lines: pl.Series) -> str:
 
 
 def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str, order: str | None = None) -> dict:
-    """What determines one seed's draw: the index it was drawn from, K, the seed and the rule.
-
-    ``order`` (:func:`index_order_hash`) is required by, and only recorded for, the ``coop`` draw.
-    """
+    """What determines one seed's draw: the index, K, the seed, the rule and (``coop`` only, required
+    there) the index's :func:`index_order_hash`."""
     if draw not in DRAWS:
         raise ValueError(f"draw must be one of {DRAWS}, got {draw!r}")
     if (draw == "coop") != (order is not None):
@@ -114,11 +109,9 @@ def draw_few_shot(
     subsets: Sequence[str] = SUBSETS,
     draw: str = DEFAULT_DRAW,
 ) -> pl.DataFrame:
-    """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed.
-
-    Each seed has its own generator (global random state is left alone); base/novel rows come from
-    the ``all`` draw. Returns :data:`FEW_SHOT_SCHEMA` rows sorted by seed, subset, split, label, path.
-    """
+    """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed, with its
+    own generator; base/novel rows come from the ``all`` draw. Rows sorted by seed, subset, split,
+    label, path."""
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
     if not seeds:
@@ -158,12 +151,13 @@ def draw_few_shot(
     )
 
 
-def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str, str]]]]:
-    """split -> label -> [(path, classname)] for train and val, in the order the draw visits them."""
-    pools: dict[str, dict[int, list[tuple[str, str]]]] = {
-        "train": defaultdict(list),
-        "val": defaultdict(list),
-    }
+Pools = dict[str, dict[int, list[tuple[str, str]]]]
+"""split -> label -> [(path, classname)] for train and val."""
+
+
+def _pools(index: pl.DataFrame, draw: str) -> Pools:
+    """The train and val pools, in the order the draw visits them."""
+    pools: Pools = {"train": defaultdict(list), "val": defaultdict(list)}
     rows = index.filter(pl.col("split").is_in(["train", "val"])).select("split", "label", "path", "classname")
     if draw == "sorted":
         rows = rows.sort("split", "label", "path")
@@ -172,11 +166,9 @@ def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str
     return pools
 
 
-def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: int) -> pl.DataFrame:
-    """One seeded draw: train classes in pool order, then val classes, one local generator.
-
-    ``random.Random(seed)`` is seeded as ``random.seed(seed)`` is, so it samples what Dassl's does.
-    """
+def _draw(pools: Pools, shots: int, seed: int) -> pl.DataFrame:
+    """One seeded draw: train classes in pool order, then val classes, with ``random.Random(seed)``
+    (seeded as ``random.seed(seed)`` is, so it samples what Dassl's does)."""
     rng = random.Random(seed)
     rows = []
     for split, k in (("train", shots), ("val", min(shots, 4))):
@@ -187,11 +179,8 @@ def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: 
 
 
 def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.DataFrame:
-    """Keep the ``base`` (first ``ceil(n/2)`` labels), ``novel`` (the rest) or ``all`` classes.
-
-    Labels are renumbered from 0; ``original_label`` keeps the full-dataset label. Works on index
-    tables and on the ``all`` rows of a few-shot table.
-    """
+    """Keep the rows of one class subset (:func:`subset_labels`) of an index or of a few-shot table's
+    ``all`` rows, labels renumbered from 0 (``original_label`` keeps the full-dataset label)."""
     labels = subset_labels(subset, num_classes)
     if "subset" in df.columns and set(df["subset"].unique().to_list()) - {"all"}:
         raise ValueError("subsample_classes needs the all-class rows; filter subset == 'all' first")

@@ -81,12 +81,9 @@ def fetch_benchmark(
     accept_checksum_mismatch: Collection[str] = (),
     limits: ExtractLimits | None = None,
 ) -> None:
-    """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
-
-    Sources in place are skipped, user-supplied archives at ``<folder>/<filename>`` extracted,
-    the rest downloaded when ``download`` and a public route allow. Archives named in
-    ``accept_checksum_mismatch`` are used despite a checksum mismatch, with a warning.
-    """
+    """Make ``data_root / spec.folder`` hold the benchmark: sources in place are skipped, supplied
+    archives at ``<folder>/<filename>`` extracted, the rest downloaded when ``download`` and a public
+    route allow. Archives in ``accept_checksum_mismatch`` are used despite a checksum mismatch."""
     folder = check_data_root(data_root) / spec.folder
     with _permission_guard(spec), extraction_limits(limits or ExtractLimits()):
         _fetch(spec, folder, download, remove_archives, frozenset(accept_checksum_mismatch))
@@ -397,18 +394,15 @@ def _flat_images(directory: Path) -> list[Path]:
 
 
 def _val_missing(step: ImageNetValStep, folder: Path) -> list[str]:
-    val = folder / step.dir
-    if val.is_dir() and not _flat_images(val):
-        return []
-    devkit, extracted = folder / step.devkit, folder / _archive_stem(step.devkit)
-    if devkit.is_file() or extracted.is_dir() or (folder / step.mapping).is_file():
+    """The labels to sort a flat (or still to be extracted) val folder, unless they are there."""
+    val, devkit, extracted = folder / step.dir, folder / step.devkit, folder / _archive_stem(step.devkit)
+    sorted_already = val.is_dir() and not _flat_images(val)
+    if sorted_already or devkit.is_file() or extracted.is_dir() or (folder / step.mapping).is_file():
         return []
     return [
-        f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into "
-        f"wnid folders): put the devkit at {devkit} (or extracted at "
-        f"{extracted}), or a mapping file at "
-        f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's "
-        f"LOC_val_solution.csv also works)"
+        f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into wnid "
+        f"folders): put the devkit at {devkit} (or extracted at {extracted}), or a mapping file at "
+        f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's LOC_val_solution.csv also works)"
     ]
 
 

@@ -44,12 +44,9 @@ FILE_FIELDS = file_fields("n01440764", "tench", 1, 1, "abcdefghijklmnop", "train
 
 
 class MiniatureWriter:
-    """Shared state of one miniature: counters, the random stream and the per-image file names.
-
-    ``counts``: images per class per split, one number or one per class in label order;
-    ``choose(count)``: the first classes as :data:`Key` pairs; ``draw(hue, name, i)``: an image
-    or its encoded bytes.
-    """
+    """Shared state of one miniature. ``counts``: images per class per split, one number or one per
+    class; ``choose(count)``: the first classes as :data:`Key` pairs; ``draw(hue, name, i)``: an image
+    or its encoded bytes."""
 
     def __init__(
         self,
@@ -106,11 +103,8 @@ class MiniatureWriter:
 
 @dataclass(frozen=True)
 class Layout:
-    """One on-disk layout: its reader, its miniature writer and what a spec needs for it.
-
-    ``sizes_from_split_file``: the class count and split sizes come from the split file, not the
-    block (``num_classes: 0``, ``split_sizes: {}`` until the index is read).
-    """
+    """One on-disk layout: its reader, its miniature writer and what a spec needs for it
+    (``sizes_from_split_file``: class count and split sizes come from the index, not the block)."""
 
     name: str
     read: Callable[[BenchmarkSpec, Path], pl.DataFrame]

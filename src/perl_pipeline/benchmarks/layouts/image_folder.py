@@ -61,10 +61,8 @@ def walk_images(
     strict: bool = False,
 ) -> None:
     """Add the image files under ``folder`` (sorted, recursive, hidden entries ignored) to ``files``,
-    and each entry left out (symlink loop, unknown extension, broken link) with why to ``skipped``.
-
-    A folder that cannot be listed is skipped too, or (``strict``) raises its OSError.
-    """
+    and each entry left out (symlink loop, unknown extension, broken link, a folder that cannot be
+    listed unless ``strict``, which raises) with why to ``skipped``."""
     real = folder.resolve()
     if real in seen:
         skipped.append((folder, f"symlink loop (folder {real} already searched)"))
