@@ -76,7 +76,7 @@ def permission_message(who: str, path: Path | str, detail: object = None, rerun:
 class FileCheck:
     """Outcome of :func:`check_image_files`: path -> (kind, reason) per bad file, in input order."""
 
-    problems: dict[str, tuple[str, str]] = field(repr=False)
+    problems: dict[str, tuple[str, str]]
 
     def _of(self, kind: str) -> tuple[str, ...]:
         return tuple(p for p, (k, _) in self.problems.items() if k == kind)
