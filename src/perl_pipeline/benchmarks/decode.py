@@ -17,10 +17,8 @@ from perl_pipeline.benchmarks.images import ImageFolderTable, UnreadableImageErr
 
 
 def tensor_test_transform(image: torch.Tensor, size: int) -> torch.Tensor:
-    """`test_transform` on a decoded uint8 image [3, H, W] on its device; [3, size, size] float32.
-
-    Equal to `test_transform` within 2 of 255 levels per value, 0.01 on average (see test_images.py).
-    """
+    """`test_transform` on a decoded uint8 image [3, H, W] on its device; [3, size, size] float32,
+    within 2 of 255 levels per value of `test_transform`'s, 0.01 on average (see test_images.py)."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
@@ -68,11 +66,8 @@ def decode_on_device(
     size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Decode a batch of JPEGs on `device` (batched nvJPEG on CUDA) and transform them there.
-
-    Already decoded items are moved as they are; a JPEG the device cannot decode (e.g. CMYK) goes
-    through `table[index]`, the PIL path.
-    """
+    """Decode a batch of JPEGs on `device` (batched nvJPEG on CUDA) and transform them there; a JPEG
+    the device cannot decode (e.g. CMYK) goes through `table[index]`, the PIL path."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     out = list(items)  # decoded items stay as they are

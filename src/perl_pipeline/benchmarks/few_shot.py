@@ -1,14 +1,9 @@
 """Few-shot draws and the base/novel class split (docs/method.md §6.2), deterministic everywhere.
 
-One draw per seed over ALL classes (as Dassl does), with one private ``random.Random(seed)``: per
-class ``sample(items, shots)`` (fewer images: all kept), then val with ``min(shots, 4)``. ``coop``
-(the default) follows the index's row order, classes in order of first appearance: Dassl's
-``generate_fewshot_dataset`` after CoOp's ``set_random_seed(seed)``, the CoOp lineage's very images.
-``sorted`` sorts each class's paths, classes in label order.
-
-Base and novel rows are the first ``ceil(n/2)`` labels / the rest of that one draw, relabelled
-from 0. Unlike CoOp's pickles, the table stores paths relative to ``data_root``, a content hash
-of the index it was drawn from and, for ``coop``, a hash of the index's order (its recipe).
+One draw per seed over ALL classes, as Dassl's ``generate_fewshot_dataset`` after CoOp's
+``set_random_seed(seed)``: the ``coop`` draw picks the CoOp lineage's very images (index row order);
+``sorted`` sorts each class's paths. Base/novel rows are the first ``ceil(n/2)`` labels / the rest of
+that one draw, relabelled from 0.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from perl_pipeline.benchmarks.index import label_classnames
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError
 from perl_pipeline.config import FEW_SHOT_DRAWS
 from perl_pipeline.provenance import canonical_json, fingerprint
@@ -52,40 +47,20 @@ _HASH_CHUNK = 100_000
 
 def index_content_hash(index: pl.DataFrame) -> str:
     """sha256 of the index rows (split, path, label, classname), independent of row order."""
-    lines = (
-        index.select(
-            pl.concat_str(
-                [
-                    pl.col("split"),
-                    pl.col("path"),
-                    pl.col("label").cast(pl.String),
-                    pl.col("classname"),
-                ],
-                separator="\x1f",
-            )
-        )
-        .to_series()
-        .sort()
-    )
-    return _digest(_HASH_VERSION, lines)
+    return _digest(_HASH_VERSION, _lines(index, ["split", "path", "label", "classname"]).sort())
 
 
 def index_order_hash(index: pl.DataFrame) -> str:
-    """sha256 of the train and val rows (split, path, label) in the index's row order.
+    """sha256 of the train and val rows (split, path, label) in the index's row order, on which the
+    ``coop`` draw depends and which :func:`index_content_hash` deliberately ignores."""
+    train_val = index.filter(pl.col("split").is_in(["train", "val"]))
+    return _digest(_ORDER_VERSION, _lines(train_val, ["split", "path", "label"]))
 
-    The ``coop`` draw depends on this order (the split file's), which :func:`index_content_hash`
-    deliberately ignores.
-    """
-    lines = (
-        index.filter(pl.col("split").is_in(["train", "val"]))
-        .select(
-            pl.concat_str(
-                [pl.col("split"), pl.col("path"), pl.col("label").cast(pl.String)], separator="\x1f"
-            )
-        )
-        .to_series()
-    )
-    return _digest(_ORDER_VERSION, lines)
+
+def _lines(index: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """One string per row: the columns joined by a unit separator."""
+    joined = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="\x1f")
+    return index.select(joined).to_series()
 
 
 def _digest(version: bytes, lines: pl.Series) -> str:
@@ -98,10 +73,8 @@ def _digest(version: bytes, lines: pl.Series) -> str:
 
 
 def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str, order: str | None = None) -> dict:
-    """What determines one seed's draw: the index it was drawn from, K, the seed and the rule.
-
-    ``order`` (:func:`index_order_hash`) is required by, and only recorded for, the ``coop`` draw.
-    """
+    """What determines one seed's draw: the index, K, the seed, the rule and (``coop`` only, required
+    there) the index's :func:`index_order_hash`."""
     if draw not in DRAWS:
         raise ValueError(f"draw must be one of {DRAWS}, got {draw!r}")
     if (draw == "coop") != (order is not None):
@@ -112,8 +85,8 @@ def few_shot_recipe(source_hash: str, shots: int, seed: int, draw: str, order: s
 
 def few_shot_recipe_of(few_shot: pl.DataFrame, seed: int) -> dict:
     """The recipe of one seed's draw in a few-shot table (its ``draw`` names the rule used)."""
-    rows = few_shot.filter(pl.col("seed") == seed) if "recipe" in few_shot.columns else few_shot.clear()
-    recipes = rows["recipe"].unique().to_list() if "recipe" in rows.columns else []
+    has_recipes = "recipe" in few_shot.columns
+    recipes = few_shot.filter(pl.col("seed") == seed)["recipe"].unique().to_list() if has_recipes else []
     if len(recipes) != 1:
         raise BenchmarkError(
             f"the few-shot table has no single recipe for seed {seed} (it lacks that seed, or was "
@@ -136,11 +109,9 @@ def draw_few_shot(
     subsets: Sequence[str] = SUBSETS,
     draw: str = DEFAULT_DRAW,
 ) -> pl.DataFrame:
-    """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed.
-
-    Each seed has its own generator (global random state is left alone); base/novel rows come from
-    the ``all`` draw. Returns :data:`FEW_SHOT_SCHEMA` rows sorted by seed, subset, split, label, path.
-    """
+    """Draw ``shots`` train images (and ``min(shots, 4)`` val images) per class, per seed, with its
+    own generator; base/novel rows come from the ``all`` draw. Rows sorted by seed, subset, split,
+    label, path."""
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
     if not seeds:
@@ -170,23 +141,23 @@ def draw_few_shot(
             recipe=pl.lit(canonical_json(few_shot_recipe(source_hash, shots, seed, draw, order))),
         )
         frames += [subsample_classes(all_rows, s, num_classes) for s in subsets]
-    subset_order = {name: i for i, name in enumerate(SUBSETS)}
     table = pl.concat([f.select(list(FEW_SHOT_SCHEMA)) for f in frames]).cast(FEW_SHOT_SCHEMA)
     return table.sort(
         pl.col("seed"),
-        pl.col("subset").replace_strict(subset_order),
+        pl.col("subset").replace_strict({name: i for i, name in enumerate(SUBSETS)}),
         pl.col("split").replace_strict({"train": 0, "val": 1}),
         pl.col("label"),
         pl.col("path"),
     )
 
 
-def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str, str]]]]:
-    """split -> label -> [(path, classname)] for train and val, in the order the draw visits them."""
-    pools: dict[str, dict[int, list[tuple[str, str]]]] = {
-        "train": defaultdict(list),
-        "val": defaultdict(list),
-    }
+Pools = dict[str, dict[int, list[tuple[str, str]]]]
+"""split -> label -> [(path, classname)] for train and val."""
+
+
+def _pools(index: pl.DataFrame, draw: str) -> Pools:
+    """The train and val pools, in the order the draw visits them."""
+    pools: Pools = {"train": defaultdict(list), "val": defaultdict(list)}
     rows = index.filter(pl.col("split").is_in(["train", "val"])).select("split", "label", "path", "classname")
     if draw == "sorted":
         rows = rows.sort("split", "label", "path")
@@ -195,34 +166,22 @@ def _pools(index: pl.DataFrame, draw: str) -> dict[str, dict[int, list[tuple[str
     return pools
 
 
-def _draw(pools: dict[str, dict[int, list[tuple[str, str]]]], shots: int, seed: int) -> pl.DataFrame:
-    """One seeded draw: train classes in pool order, then val classes, one local generator.
-
-    ``random.Random(seed)`` is seeded as ``random.seed(seed)`` is, so it samples what Dassl's does.
-    """
+def _draw(pools: Pools, shots: int, seed: int) -> pl.DataFrame:
+    """One seeded draw: train classes in pool order, then val classes, with ``random.Random(seed)``
+    (seeded as ``random.seed(seed)`` is, so it samples what Dassl's does)."""
     rng = random.Random(seed)
-    cols: dict[str, list] = {"split": [], "path": [], "label": [], "classname": []}
+    rows = []
     for split, k in (("train", shots), ("val", min(shots, 4))):
         for label, items in pools[split].items():
             chosen = rng.sample(items, k) if len(items) >= k else items
-            for path, classname in chosen:
-                cols["split"].append(split)
-                cols["path"].append(path)
-                cols["label"].append(label)
-                cols["classname"].append(classname)
-    return pl.DataFrame(
-        cols, schema={"split": pl.String, "path": pl.String, "label": pl.Int64, "classname": pl.String}
-    )
+            rows += [(split, path, label, classname) for path, classname in chosen]
+    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.DataFrame:
-    """Keep the ``base`` (first ``ceil(n/2)`` labels), ``novel`` (the rest) or ``all`` classes.
-
-    Labels are renumbered from 0; ``original_label`` keeps the full-dataset label. Works on index
-    tables and on the ``all`` rows of a few-shot table.
-    """
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    """Keep the rows of one class subset (:func:`subset_labels`) of an index or of a few-shot table's
+    ``all`` rows, labels renumbered from 0 (``original_label`` keeps the full-dataset label)."""
+    labels = subset_labels(subset, num_classes)
     if "subset" in df.columns and set(df["subset"].unique().to_list()) - {"all"}:
         raise ValueError("subsample_classes needs the all-class rows; filter subset == 'all' first")
     source = "original_label" if "original_label" in df.columns else "label"
@@ -230,7 +189,6 @@ def subsample_classes(df: pl.DataFrame, subset: str, num_classes: int) -> pl.Dat
         raise ValueError(
             f"labels must lie in 0..{num_classes - 1}; got {df[source].min()}..{df[source].max()}"
         )
-    labels = subset_labels(subset, num_classes)
     first, stop = labels.start, labels.stop
     out = df.filter(pl.col(source).is_between(first, stop, closed="left")).with_columns(
         original_label=pl.col(source), label=pl.col(source) - first

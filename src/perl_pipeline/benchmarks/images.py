@@ -20,28 +20,22 @@ def train_transform(size: int, scale: tuple[float, float] = (0.08, 1.0)):
     """RandomResizedCrop(size, scale, bicubic) + horizontal flip + CLIP normalisation."""
     from torchvision import transforms as T
 
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
-        ]
-    )
+    crop = T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC)
+    return _normalised(crop, T.RandomHorizontalFlip())
 
 
 def test_transform(size: int):
     """Resize the shorter side to size (bicubic) + center crop + CLIP normalisation."""
     from torchvision import transforms as T
 
-    return T.Compose(
-        [
-            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
-        ]
-    )
+    return _normalised(T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size))
+
+
+def _normalised(*steps):
+    """``steps``, then to a tensor with CLIP's normalisation."""
+    from torchvision import transforms as T
+
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)])
 
 
 class UnreadableImageError(BenchmarkError):

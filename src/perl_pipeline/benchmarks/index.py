@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -62,22 +62,21 @@ def rel_path(*parts: str) -> str:
     return posixpath.normpath(posixpath.join(*parts))
 
 
-def visible(entries: Iterator[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
-    """Directory entries whose names do not start with a dot, sorted by name."""
-    return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+def _visible(path: Path) -> list[os.DirEntry[str]]:
+    """The entries directly under ``path`` whose names do not start with a dot, sorted by name."""
+    with os.scandir(path) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
 def subdirs(path: Path) -> list[str]:
     """Names of the visible folders directly under ``path``, sorted."""
-    with os.scandir(path) as it:
-        return [e.name for e in visible(it) if e.is_dir()]
+    return [e.name for e in _visible(path) if e.is_dir()]
 
 
 def image_files(path: Path) -> list[str]:
     """Names of the visible image files (:data:`IMAGE_SUFFIXES`) directly under ``path``, sorted."""
-    with os.scandir(path) as it:
-        return [
-            e.name
-            for e in visible(it)
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-        ]
+    return [
+        e.name
+        for e in _visible(path)
+        if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+    ]

@@ -1,11 +1,8 @@
 """Fetch a benchmark into its CoOp layout and build its index table (no Kedro).
 
-:func:`fetch_benchmark` first plans, touching nothing: what is in place, what the user supplied,
-what can be downloaded. Anything missing raises :class:`DatasetUnavailableError` (each item, where
-to put it, where to get it), and a supplied archive not matching its checksum raises
-:class:`ChecksumMismatchError`, both before any download or extraction. Then it downloads,
-extracts and runs the spec's idempotent ``arrange`` steps. :func:`build_index` reads a prepared
-copy with the layout's reader.
+:func:`fetch_benchmark` plans first, touching nothing: a missing item or a supplied archive with the
+wrong checksum raises before any download or extraction. Then it downloads, extracts and runs the
+spec's idempotent ``arrange`` steps.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from perl_pipeline.benchmarks.index import IMAGE_SUFFIXES, label_classnames
+from perl_pipeline.benchmarks.index import image_files, label_classnames
 from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.spec import (
     WNID_PATTERN,
@@ -37,7 +34,12 @@ from perl_pipeline.benchmarks.spec import (
     Source,
     UnpackStep,
 )
-from perl_pipeline.benchmarks.validate import check_data_root, preparation_command
+from perl_pipeline.benchmarks.validate import (
+    check_data_root,
+    permission_message,
+    preparation_command,
+    split_sizes,
+)
 from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
 from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
@@ -57,10 +59,8 @@ _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", 
 
 
 class DatasetUnavailableError(BenchmarkError):
-    """A benchmark's files are missing (and cannot be downloaded) or could not be prepared.
-
-    ``missing`` holds one line per missing item.
-    """
+    """A benchmark's files are missing (and cannot be downloaded) or could not be prepared;
+    ``missing`` holds one line per missing item."""
 
     def __init__(self, benchmark: str, message: str, missing: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -81,12 +81,9 @@ def fetch_benchmark(
     accept_checksum_mismatch: Collection[str] = (),
     limits: ExtractLimits | None = None,
 ) -> None:
-    """Make ``data_root / spec.folder`` hold the benchmark in its CoOp layout.
-
-    Sources in place are skipped, user-supplied archives at ``<folder>/<filename>`` extracted,
-    the rest downloaded when ``download`` and a public route allow. Archives named in
-    ``accept_checksum_mismatch`` are used despite a checksum mismatch, with a warning.
-    """
+    """Make ``data_root / spec.folder`` hold the benchmark: sources in place are skipped, supplied
+    archives at ``<folder>/<filename>`` extracted, the rest downloaded when ``download`` and a public
+    route allow. Archives in ``accept_checksum_mismatch`` are used despite a checksum mismatch."""
     folder = check_data_root(data_root) / spec.folder
     with _permission_guard(spec), extraction_limits(limits or ExtractLimits()):
         _fetch(spec, folder, download, remove_archives, frozenset(accept_checksum_mismatch))
@@ -115,8 +112,13 @@ def _fetch(
     for step in spec.arrange:
         missing += _STEPS[type(step)].missing(step, folder)
     if missing:
+        items = "\n".join(f"  - {m}" for m in missing)
         raise DatasetUnavailableError(
-            spec.name, _unavailable_message(spec, folder, missing, download), missing
+            spec.name,
+            f"[{spec.name}] cannot be prepared in {folder}: {len(missing)} required item(s) are not on "
+            f"disk and cannot be downloaded{'' if download else ' (download=False)'}; nothing was "
+            f"downloaded or extracted.\nMissing:\n{items}\nHow to get it: {spec.manual}",
+            missing,
         )
     _verify_supplied(spec, folder, [src for src, needs_download in jobs if not needs_download], accepted)
     for src, needs_download in jobs:
@@ -143,8 +145,7 @@ def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
     from the split file (``image_folder``); otherwise ``spec`` unchanged."""
     if not LAYOUTS[spec.layout].sizes_from_split_file:
         return spec
-    counts = dict(index.group_by("split").len().iter_rows())
-    sizes = {s: int(counts[s]) for s in ("train", "val", "test") if counts.get(s)}
+    sizes = split_sizes(index)
     return dataclasses.replace(spec, num_classes=int(index["label"].n_unique()), split_sizes=sizes)
 
 
@@ -169,8 +170,7 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
             spec.name, f"[{spec.name}] no images found under {folder} (layout {spec.layout}). {spec.manual}"
         )
     label_classnames(index, where=f"[{spec.name}] index")
-    sizes = dict(index.group_by("split").len().iter_rows())
-    logger.info("[%s] indexed %d images (%s)", spec.name, index.height, sizes)
+    logger.info("[%s] indexed %d images (%s)", spec.name, index.height, split_sizes(index))
     return index
 
 
@@ -181,13 +181,8 @@ def _permission_guard(spec: BenchmarkSpec) -> Iterator[None]:
         yield
     except PermissionError as exc:
         path = exc.filename or "a file or folder"
-        raise DatasetUnavailableError(
-            spec.name,
-            f"[{spec.name}] {path} cannot be read: permission denied ({exc.strerror}). The files "
-            f"may well be there; give your user read access, e.g. chmod -R u+rX {path} (or ask "
-            f"its owner), then run {preparation_command(spec.name)}.",
-            [str(path)],
-        ) from exc
+        message = permission_message(f"[{spec.name}]", path, exc.strerror, preparation_command(spec.name))
+        raise DatasetUnavailableError(spec.name, message, [str(path)]) from exc
 
 
 def _verify_supplied(
@@ -247,16 +242,9 @@ def _exists_after_moves(folder: Path, rel: str, moves: Sequence[MoveStep]) -> bo
     """Whether ``rel`` exists now or will once the spec's move steps have run."""
     if (folder / rel).exists():
         return True
-    rel = posixpath.normpath(rel)
     for move in moves:
-        dst = posixpath.normpath(move.dst)
-        if dst == ".":
-            inner = rel
-        elif rel == dst or rel.startswith(dst + "/"):
-            inner = posixpath.relpath(rel, dst)
-        else:
-            continue
-        if (folder / move.src / inner).exists():
+        inner = posixpath.relpath(rel, move.dst)  # where rel lies inside dst ("../..." if outside)
+        if inner.split("/")[0] != ".." and (folder / move.src / inner).exists():
             return True
     return False
 
@@ -273,16 +261,6 @@ def _describe_missing_source(folder: Path, src: Source) -> str:
     if src.downloadable:
         line += "; get it from " + " or ".join(src.routes())
     return line
-
-
-def _unavailable_message(spec: BenchmarkSpec, folder: Path, missing: Sequence[str], download: bool) -> str:
-    items = "\n".join(f"  - {m}" for m in missing)
-    return (
-        f"[{spec.name}] cannot be prepared in {folder}: {len(missing)} required item(s) "
-        f"are not on disk and cannot be downloaded"
-        f"{'' if download else ' (download=False)'}; nothing was downloaded or extracted.\n"
-        f"Missing:\n{items}\nHow to get it: {spec.manual}"
-    )
 
 
 def _download(spec: BenchmarkSpec, folder: Path, src: Source) -> bool:
@@ -325,9 +303,8 @@ def _extract(spec: BenchmarkSpec, folder: Path, src: Source, remove_archive: boo
     archive, target = folder / src.filename, folder / src.extract_to
     marker = target / f"{MARKER_PREFIX}{archive.name}"
     if marker.is_file():  # we only extract when the result is gone: the marker is stale
-        logger.info(
-            "[%s] %s was extracted before but its files are gone; extracting again", spec.name, archive.name
-        )
+        msg = "[%s] %s was extracted before but its files are gone; extracting again"
+        logger.info(msg, spec.name, archive.name)
         marker.unlink()
     try:
         extract_archive(archive, target, members_prefix=src.members_prefix)
@@ -413,35 +390,19 @@ def _unpack_apply(step: UnpackStep, folder: Path, name: str) -> None:
 
 
 def _flat_images(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    with os.scandir(directory) as it:
-        return sorted(
-            Path(e.path)
-            for e in it
-            if e.is_file()
-            and not e.name.startswith(".")
-            and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-        )
-
-
-def _val_pending(step: ImageNetValStep, folder: Path) -> bool:
-    return bool(_flat_images(folder / step.dir))
+    return [directory / name for name in image_files(directory)] if directory.is_dir() else []
 
 
 def _val_missing(step: ImageNetValStep, folder: Path) -> list[str]:
-    val = folder / step.dir
-    if val.is_dir() and not _val_pending(step, folder):
-        return []
-    devkit, extracted = folder / step.devkit, folder / _archive_stem(step.devkit)
-    if devkit.is_file() or extracted.is_dir() or (folder / step.mapping).is_file():
+    """The labels to sort a flat (or still to be extracted) val folder, unless they are there."""
+    val, devkit, extracted = folder / step.dir, folder / step.devkit, folder / _archive_stem(step.devkit)
+    sorted_already = val.is_dir() and not _flat_images(val)
+    if sorted_already or devkit.is_file() or extracted.is_dir() or (folder / step.mapping).is_file():
         return []
     return [
-        f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into "
-        f"wnid folders): put the devkit at {devkit} (or extracted at "
-        f"{extracted}), or a mapping file at "
-        f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's "
-        f"LOC_val_solution.csv also works)"
+        f"ImageNet validation labels ({step.dir} is or will be flat and must be sorted into wnid "
+        f"folders): put the devkit at {devkit} (or extracted at {extracted}), or a mapping file at "
+        f"{folder / step.mapping} with '<image name> <wnid>' lines (Kaggle's LOC_val_solution.csv also works)"
     ]
 
 
@@ -531,5 +492,7 @@ def _read_val_mapping(path: Path, name: str) -> dict[str, str]:
 _STEPS: dict[type, _StepImpl] = {
     MoveStep: _StepImpl(_move_pending, _move_apply),
     UnpackStep: _StepImpl(lambda step, folder: bool(_nested_archives(step, folder)), _unpack_apply),
-    ImageNetValStep: _StepImpl(_val_pending, _val_apply, _val_missing),
+    ImageNetValStep: _StepImpl(
+        lambda step, folder: bool(_flat_images(folder / step.dir)), _val_apply, _val_missing
+    ),
 }

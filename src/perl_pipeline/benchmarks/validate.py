@@ -1,11 +1,8 @@
 """Check an index table against its spec and the files on disk (no Kedro).
 
-Structure (splits, sizes, class count, one name per label) must match the protocol exactly and
-every listed file must be readable. Decode what a run reads: :func:`validate_index` decodes every
-val and test image and reads train headers only (a run reads just its few-shot draw of train);
-:func:`check_drawn_images` decodes every drawn image. ``check_decode=False`` only checks that files
-are readable. Up to ``tolerance`` bad files are dropped with a warning. Files are checked on a
-thread pool (Pillow decodes without holding the GIL).
+Decode what a run reads: every val and test image, train headers only (a run reads just its few-shot
+draw, which :func:`check_drawn_images` decodes). Files are checked on a thread pool (Pillow decodes
+without holding the GIL).
 """
 
 from __future__ import annotations
@@ -25,8 +22,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA
-from perl_pipeline.benchmarks.layouts.fgvc import SPLIT_FILE as FGVC_SPLIT_FILE
-from perl_pipeline.benchmarks.layouts.fgvc import VARIANTS_FILE as FGVC_VARIANTS_FILE
 from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
@@ -56,7 +51,7 @@ def check_data_root(data_root: Path | str) -> Path:
     try:
         exists, is_dir = root.exists(), root.is_dir()
     except PermissionError as exc:
-        raise DataRootError(_permission_message("data_root", root, exc)) from exc
+        raise DataRootError(permission_message("data_root:", root, exc)) from exc
     if exists and not is_dir:
         raise DataRootError(
             f"data_root is {root}, which is not a folder (it is a file or something else). "
@@ -64,51 +59,61 @@ def check_data_root(data_root: Path | str) -> Path:
             f'e.g. kedro run --params "data_root=/datasets/coop", or move {root} out of the way.'
         )
     if is_dir and not os.access(root, os.R_OK | os.X_OK):
-        raise DataRootError(_permission_message("data_root", root))
+        raise DataRootError(permission_message("data_root:", root))
     return root
 
 
-def _permission_message(what: str, path: Path | str, exc: OSError | None = None) -> str:
-    detail = f" ({exc})" if exc is not None else ""
+def permission_message(who: str, path: Path | str, detail: object = None, rerun: str = "again") -> str:
+    """``path`` cannot be read: the fix (read access), then run ``rerun``."""
+    shown = f" ({detail})" if detail is not None else ""
     return (
-        f"{what}: {path} cannot be read: permission denied{detail}. The files may well be there; "
-        f"give your user read access, e.g. chmod -R u+rX {path} (or ask its owner), then run again."
+        f"{who} {path} cannot be read: permission denied{shown}. The files may well be there; "
+        f"give your user read access, e.g. chmod -R u+rX {path} (or ask its owner), then run {rerun}."
     )
 
 
 @dataclass(frozen=True)
 class FileCheck:
-    """Outcome of :func:`check_image_files`: the bad paths by kind, in input order (reasons: corrupt ones)."""
+    """Outcome of :func:`check_image_files`: path -> (kind, reason) per bad file, in input order."""
 
-    missing: tuple[str, ...]
-    unreadable: tuple[str, ...]
-    corrupt: tuple[str, ...]
-    reasons: dict[str, str] = field(repr=False)
+    problems: dict[str, tuple[str, str]]
+
+    def _of(self, kind: str) -> tuple[str, ...]:
+        return tuple(p for p, (k, _) in self.problems.items() if k == kind)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return self._of("missing")
+
+    @property
+    def unreadable(self) -> tuple[str, ...]:
+        return self._of("unreadable")
+
+    @property
+    def corrupt(self) -> tuple[str, ...]:
+        return self._of("corrupt")
 
     @property
     def bad(self) -> tuple[str, ...]:
-        """Every bad path."""
+        """Every bad path, by kind."""
         return self.missing + self.unreadable + self.corrupt
 
 
 @dataclass(frozen=True)
-class ValidationReport:
+class ValidationReport(FileCheck):
     """Outcome of :func:`validate_index`; ``index`` is the input without the tolerated bad files."""
 
     benchmark: str
     index: pl.DataFrame = field(repr=False)
     num_files: int
-    missing: tuple[str, ...]
-    corrupt: tuple[str, ...]
     split_sizes: dict[str, int]
     num_classes: int
     decode_checked: bool
-    unreadable: tuple[str, ...] = ()
 
     @property
     def dropped(self) -> tuple[str, ...]:
         """Every bad file that was removed from the index."""
-        return self.missing + self.unreadable + self.corrupt
+        return self.bad
 
 
 def validate_index(
@@ -120,9 +125,9 @@ def validate_index(
     check_decode: bool = True,
     workers: int | None = None,
 ) -> ValidationReport:
-    """Validate ``index`` (from :func:`~perl_pipeline.benchmarks.prepare.build_index`) for ``spec``.
+    """Validate ``index`` for ``spec``; up to ``tolerance`` bad files are dropped with a warning.
 
-    Raises DatasetValidationError on a structure mismatch or more than ``tolerance`` bad files.
+    Raises DatasetValidationError on a structure mismatch or more bad files.
     """
     root = check_data_root(data_root)
     problems = _structure_problems(index, spec)
@@ -147,12 +152,7 @@ def validate_index(
         for mode, group in groups.items()
         if group
     ]
-    found = FileCheck(
-        missing=tuple(p for c in checks for p in c.missing),
-        unreadable=tuple(p for c in checks for p in c.unreadable),
-        corrupt=tuple(p for c in checks for p in c.corrupt),
-        reasons={p: r for c in checks for p, r in c.reasons.items()},
-    )
+    found = FileCheck({p: problem for c in checks for p, problem in c.problems.items()})
     bad = list(found.bad)
     if len(bad) > tolerance:
         raise DatasetValidationError(_bad_files_message(spec, root, paths, found, tolerance))
@@ -161,13 +161,11 @@ def validate_index(
         logger.warning(msg, spec.name, len(bad), tolerance, _first(bad))
         index = index.filter(~pl.col("path").is_in(bad))
     report = ValidationReport(
+        found.problems,
         benchmark=spec.name,
         index=index,
         num_files=len(paths),
-        missing=found.missing,
-        corrupt=found.corrupt,
-        unreadable=found.unreadable,
-        split_sizes=_split_sizes(index),
+        split_sizes=split_sizes(index),
         num_classes=index["label"].n_unique(),
         decode_checked=check_decode,
     )
@@ -179,11 +177,8 @@ def validate_index(
 def check_drawn_images(
     few_shot: pl.DataFrame, data_root: Path | str, *, benchmark: str, workers: int | None = None
 ) -> FileCheck:
-    """Decode every image a few-shot table draws (all seeds, subsets and splits), completely.
-
-    Data preparation only reads train headers; this proves the shots a run reads decode, before
-    training. Raises DatasetValidationError naming the bad files and the fix.
-    """
+    """Decode every image a few-shot table draws, before training (data preparation only reads
+    train headers); raises DatasetValidationError naming the bad files and the fix."""
     root = check_data_root(data_root)
     paths = few_shot["path"].unique(maintain_order=True).to_list()
     check = check_image_files(paths, root, mode="decode", workers=workers, desc=f"[{benchmark}] decode shots")
@@ -231,7 +226,7 @@ def check_image_files(
     root = Path(data_root)
     workers = workers or default_workers()
     batches = [paths[i : i + _BATCH] for i in range(0, len(paths), _BATCH)]
-    results: dict[str, tuple[str, str]] = {}
+    found: dict[str, tuple[str, str]] = {}
     start = time.perf_counter()
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
@@ -240,22 +235,13 @@ def check_image_files(
         for batch, done in zip(
             batches, pool.map(lambda b: _check_batch(b, root, mode), batches), strict=True
         ):
-            results.update(done)
+            found.update(done)
             bar.update(len(batch))
     seconds = time.perf_counter() - start
     rate = len(paths) / max(seconds, 1e-9)
     msg = "%s: checked %d files (%s) in %.1f s, %.0f files/s on %d threads"
     logger.info(msg, desc, len(paths), mode, seconds, rate, workers)
-    by_kind: dict[str, list[str]] = {"missing": [], "unreadable": [], "corrupt": []}
-    for p in paths:
-        if p in results:
-            by_kind[results[p][0]].append(p)
-    return FileCheck(
-        missing=tuple(by_kind["missing"]),
-        unreadable=tuple(by_kind["unreadable"]),
-        corrupt=tuple(by_kind["corrupt"]),
-        reasons={p: results[p][1] for p in by_kind["corrupt"]},
-    )
+    return FileCheck({p: found[p] for p in paths if p in found})
 
 
 def check_image_file(path: Path | str, mode: str = "decode") -> tuple[str, str] | None:
@@ -282,12 +268,8 @@ def check_image_file(path: Path | str, mode: str = "decode") -> tuple[str, str] 
 
 
 def _check_batch(paths: Iterable[str], data_root: Path, mode: str) -> dict[str, tuple[str, str]]:
-    bad = {}
-    for rel in paths:
-        problem = check_image_file(os.path.join(data_root, rel), mode)
-        if problem is not None:
-            bad[rel] = problem
-    return bad
+    checked = ((rel, check_image_file(os.path.join(data_root, rel), mode)) for rel in paths)
+    return {rel: problem for rel, problem in checked if problem is not None}
 
 
 def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
@@ -299,7 +281,7 @@ def _structure_problems(index: pl.DataFrame, spec: BenchmarkSpec) -> list[str]:
             f"columns must be {dict((c, str(t)) for c, t in INDEX_SCHEMA.items())}; got {wrong} for those"
         ]
     problems = []
-    sizes = _split_sizes(index)
+    sizes = split_sizes(index)
     for split in sorted(set(sizes) | set(spec.split_sizes), key=_split_order):
         found, expected = sizes.get(split, 0), spec.split_sizes.get(split)
         if expected is None:
@@ -342,11 +324,7 @@ def _structure_fix(spec: BenchmarkSpec, data_root: Path) -> str:
     folder = data_root / spec.folder
     rerun = preparation_command(spec.name)
     if spec.layout in ("coop_split", "fgvc"):
-        names = (
-            [spec.split_file or ""]
-            if spec.layout == "coop_split"
-            else [FGVC_VARIANTS_FILE, *(FGVC_SPLIT_FILE.format(split=s) for s in spec.split_sizes)]
-        )
+        names = [p for p in spec.root_paths if p != spec.image_dir]  # the split file(s)
         files = ", ".join(str(folder / n) for n in names)
         routes = [r for s in spec.sources if s.filename in names for r in s.routes()]
         where = f" (from {' or '.join(routes)})" if routes else ""
@@ -368,7 +346,8 @@ def _split_order(split: str) -> tuple[int, str]:
     return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
-def _split_sizes(index: pl.DataFrame) -> dict[str, int]:
+def split_sizes(index: pl.DataFrame) -> dict[str, int]:
+    """Images per split, splits in protocol order."""
     counts = dict(index.group_by("split").len().iter_rows())
     return {s: counts[s] for s in sorted(counts, key=_split_order)}
 
@@ -379,15 +358,16 @@ def _first(items: Sequence[Any], n: int = 5) -> str:
 
 
 def _bad_lines(check: FileCheck) -> list[str]:
-    missing, unreadable, corrupt = check.missing, check.unreadable, check.corrupt
     lines = []
-    if missing:
-        lines.append(f"  missing ({len(missing)}): {_first(missing)}")
-    if unreadable:
-        lines.append(f"  unreadable, permission denied ({len(unreadable)}): {_first(unreadable)}")
-    if corrupt:
-        lines.append(f"  corrupt ({len(corrupt)}): {_first(corrupt)}")
-        lines.append(f"    e.g. {corrupt[0]}: {check.reasons.get(corrupt[0], 'does not decode')}")
+    for what, paths in (
+        ("missing", check.missing),
+        ("unreadable, permission denied", check.unreadable),
+        ("corrupt", check.corrupt),
+    ):
+        if paths:
+            lines.append(f"  {what} ({len(paths)}): {_first(paths)}")
+    if check.corrupt:
+        lines.append(f"    e.g. {check.corrupt[0]}: {check.problems[check.corrupt[0]][1]}")
     return lines
 
 

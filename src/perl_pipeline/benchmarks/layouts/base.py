@@ -9,13 +9,11 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 from PIL import Image, ImageDraw
 
-if TYPE_CHECKING:  # the spec module imports the layouts (lazily) to validate a spec
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec, Miniature
+from perl_pipeline.benchmarks.spec import BenchmarkSpec, Miniature
 
 Key = tuple[str, str]
 """A class as a miniature writes it: (its key on disk, its class name in the index)."""
@@ -23,29 +21,32 @@ Key = tuple[str, str]
 Row = tuple[str, int, str, str]
 """An image a miniature writer wrote: (split, class position, class name, relative path)."""
 
-FILE_FIELDS: dict[str, object] = {
-    "key": "n01440764",
-    "camel": "n01440764",
-    "name": "tench",
-    "i": 1,
-    "n": 1,
-    "uid": 1_000_001,
-    "token": "abcdefghijklmnop",
-    "trainval": "train",
-    "group": 1,
-    "clip": 1,
-}
-"""The fields a miniature's file-name templates may use, with sample values (for validation):
-``camel`` is the key without ``_``, ``i`` the 1-based image number in its class, ``n`` the global one."""
+
+def file_fields(key: str, name: str, i: int, n: int, token: str, split: str) -> dict[str, object]:
+    """The fields a miniature's file-name templates may use: ``camel`` is the key without ``_``,
+    ``i`` the 1-based image number in its class, ``n`` the global one."""
+    return {
+        "key": key,
+        "camel": key.replace("_", ""),
+        "name": name,
+        "i": i,
+        "n": n,
+        "uid": 1_000_000 + n,
+        "token": token,
+        "trainval": "test" if split == "test" else "train",
+        "group": 1 + (i - 1) // 4,
+        "clip": 1 + (i - 1) % 4,
+    }
+
+
+FILE_FIELDS = file_fields("n01440764", "tench", 1, 1, "abcdefghijklmnop", "train")
+"""Sample values of :func:`file_fields` (for validation)."""
 
 
 class MiniatureWriter:
-    """Shared state of one miniature: counters, the random stream and the per-image file names.
-
-    ``counts``: images per class per split, one number or one per class in label order;
-    ``choose(count)``: the first classes as :data:`Key` pairs; ``draw(hue, name, i)``: an image
-    or its encoded bytes.
-    """
+    """Shared state of one miniature. ``counts``: images per class per split, one number or one per
+    class; ``choose(count)``: the first classes as :data:`Key` pairs; ``draw(hue, name, i)``: an image
+    or its encoded bytes."""
 
     def __init__(
         self,
@@ -69,9 +70,9 @@ class MiniatureWriter:
         """The benchmark's ``image_dir`` under the miniature's folder."""
         return self.folder / self.spec.image_dir
 
-    def classes(self, count: int) -> list[Key]:
-        """The first ``count`` classes, in label order."""
-        return self.choose(count)
+    def in_image_dir(self, split: str, position: int, key: str, rel: str) -> Path:
+        """The place of an image at ``rel`` under ``image_dir`` (the usual ``place`` of :meth:`images`)."""
+        return self.image_dir / rel
 
     def images(self, classes: list[Key], place: Callable[[str, int, str, str], Path]) -> list[Row]:
         """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``;
@@ -86,7 +87,7 @@ class MiniatureWriter:
                 for _ in range(k if isinstance(k, int) else k[position]):
                     i += 1
                     self.n += 1
-                    rel = template.format(**self.file_fields(key, name, i, split))
+                    rel = template.format(**file_fields(key, name, i, self.n, self.token(), split))
                     path = place(split, position, key, rel)
                     if path.parent not in made:  # one mkdir per folder, not per image
                         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,21 +96,6 @@ class MiniatureWriter:
                     rows.append((split, position, name, rel))
         return rows
 
-    def file_fields(self, key: str, name: str, i: int, split: str) -> dict[str, object]:
-        """The fields a file-name template may use (see ``Miniature.files``); draws one token."""
-        return {
-            "key": key,
-            "camel": key.replace("_", ""),
-            "name": name,
-            "i": i,
-            "n": self.n,
-            "uid": 1_000_000 + self.n,
-            "token": self.token(),
-            "trainval": "test" if split == "test" else "train",
-            "group": 1 + (i - 1) // 4,
-            "clip": 1 + (i - 1) % 4,
-        }
-
     def token(self) -> str:
         """16 random lowercase letters (SUN397's and ImageNet-V2's file names)."""
         return "".join(self.rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(16))
@@ -117,11 +103,8 @@ class MiniatureWriter:
 
 @dataclass(frozen=True)
 class Layout:
-    """One on-disk layout: its reader, its miniature writer and what a spec needs for it.
-
-    ``sizes_from_split_file``: the class count and split sizes come from the split file, not the
-    block (``num_classes: 0``, ``split_sizes: {}`` until the index is read).
-    """
+    """One on-disk layout: its reader, its miniature writer and what a spec needs for it
+    (``sizes_from_split_file``: class count and split sizes come from the index, not the block)."""
 
     name: str
     read: Callable[[BenchmarkSpec, Path], pl.DataFrame]

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from perl_pipeline.benchmarks.index import index_frame, rel_path
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, rel_path
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, colour_image, save_image
-from perl_pipeline.benchmarks.spec import BenchmarkError
-
-if TYPE_CHECKING:
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
 def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
@@ -33,7 +29,7 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
         raise BenchmarkError(
             f"[{spec.name}] split file {split_path} must hold a JSON object with train/val/test lists"
         )
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
+    rows = []
     for split in spec.split_sizes:
         entries = data.get(split)
         if not isinstance(entries, list):
@@ -42,38 +38,26 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                 f"(keys: {sorted(data)}); re-download it (see the manual route)."
             )
         for i, entry in enumerate(entries):
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or isinstance(entry[1], bool)
-                or not isinstance(entry[1], int)
-            ):
+            well_formed = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+            if not well_formed or type(entry[1]) is not int:  # a bool is no label
                 raise BenchmarkError(
                     f"[{spec.name}] {split_path}: entry {i} of '{split}' is "
                     f"{entry!r}, expected [relpath, label, classname]"
                 )
-            cols["split"].append(split)
-            cols["path"].append(rel_path(spec.folder, spec.image_dir, entry[0]))
-            cols["label"].append(entry[1])
-            cols["classname"].append(spec.classname(str(entry[2])))
-    return index_frame(**cols)
+            path = rel_path(spec.folder, spec.image_dir, entry[0])
+            rows.append((split, path, entry[1], spec.classname(str(entry[2]))))
+    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
     """Images under ``image_dir`` plus the split file in CoOp's format (labels in class order)."""
-    classes = w.classes(count)
-    rows = w.images(classes, lambda split, pos, key, rel: w.image_dir / rel)
+    classes = w.choose(count)
+    rows = w.images(classes, w.in_image_dir)
     split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
     for name, label, classname, rel in rows:
         split[name].append([rel, label, classname])
     (w.folder / (w.spec.split_file or "")).write_text(json.dumps(split, indent=4, separators=(",", ": ")))
     return classes
-
-
-def root_paths(spec: BenchmarkSpec) -> list[str]:
-    """The split file and the image folder."""
-    return [spec.split_file or "", spec.image_dir]
 
 
 def _caltech_dropped_folders(w: MiniatureWriter, classes: list[Key]) -> None:
@@ -96,7 +80,7 @@ LAYOUT = Layout(
     name="coop_split",
     read=read_coop_split,
     write=write_coop_split,
-    root_paths=root_paths,
+    root_paths=lambda spec: [spec.split_file or "", spec.image_dir],
     required=("split_file",),
     extras={
         "caltech_dropped_folders": _caltech_dropped_folders,

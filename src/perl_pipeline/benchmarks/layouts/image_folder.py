@@ -16,16 +16,12 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.layouts.coop_split import read_coop_split
-from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError
-
-if TYPE_CHECKING:
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +61,8 @@ def walk_images(
     strict: bool = False,
 ) -> None:
     """Add the image files under ``folder`` (sorted, recursive, hidden entries ignored) to ``files``,
-    and each entry left out (symlink loop, unknown extension, broken link) with why to ``skipped``.
-
-    A folder that cannot be listed is skipped too, or (``strict``) raises its OSError.
-    """
+    and each entry left out (symlink loop, unknown extension, broken link, a folder that cannot be
+    listed unless ``strict``, which raises) with why to ``skipped``."""
     real = folder.resolve()
     if real in seen:
         skipped.append((folder, f"symlink loop (folder {real} already searched)"))
@@ -92,14 +86,6 @@ def walk_images(
             skipped.append((entry, f"not an image file (extension {entry.suffix or 'none'!r})"))
         elif entry.is_symlink():
             skipped.append((entry, "broken symlink"))
-
-
-def class_files(folder: Path, extensions: frozenset[str] | None = None) -> tuple[list[str], list[str]]:
-    """(image files as sorted POSIX paths relative to ``folder``, "<entry>: <reason>" per entry left out)."""
-    files: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    walk_images(folder, image_extensions() if extensions is None else extensions, files, skipped, set(), True)
-    return [f.relative_to(folder).as_posix() for f in files], [f"{path}: {why}" for path, why in skipped]
 
 
 def _class_folders(folder: Path, name: str) -> list[str]:
@@ -135,10 +121,17 @@ def _check_classes(spec: BenchmarkSpec, where: Path, folders: list[str]) -> None
 def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str, list[list]]:
     """The CoOp-format split of a folder tree under ``image_dir`` (see the module docstring)."""
     extensions = image_extensions()
+    skipped: list[tuple[Path, str]] = []
+
+    def files_of(folder: Path) -> list[str]:
+        """The image files under a class folder, as sorted POSIX paths relative to it."""
+        files: list[Path] = []
+        walk_images(folder, extensions, files, skipped, set(), strict=True)
+        return [f.relative_to(folder).as_posix() for f in files]
+
     top = _class_folders(image_dir, spec.name)
     presplit = bool(top) and set(top) <= set(SPLITS) and "test" in top
     split: dict[str, list[list]] = {}
-    skipped: list[str] = []
     if presplit:
         splits = [s for s in SPLITS if s in top]
         per_split = {s: _class_folders(image_dir / s, spec.name) for s in splits}
@@ -147,8 +140,7 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
         for s in splits:
             split[s] = []
             for folder in per_split[s]:
-                files, bad = class_files(image_dir / s / folder, extensions)
-                skipped += bad
+                files = files_of(image_dir / s / folder)
                 split[s] += [[f"{s}/{folder}/{f}", classes.index(folder), folder] for f in files]
         for s in ("train", "test"):
             present = {entry[2] for entry in split.get(s, [])}
@@ -160,8 +152,7 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
         rng = random.Random(seed)
         split = {s: [] for s in SPLITS}
         for label, folder in enumerate(top):
-            files, bad = class_files(image_dir / folder, extensions)
-            skipped += bad
+            files = files_of(image_dir / folder)
             n_train, n_val, n_test = dassl_counts(len(files))
             if min(n_train, n_val, n_test) < 1:
                 raise ImageFolderError(
@@ -170,12 +161,11 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
                     "empty; it needs at least 4 images (or give train/ val/ test/ folders yourself)"
                 )
             rng.shuffle(files)
-            parts = {"train": files[:n_train], "val": files[n_train : n_train + n_val]}
-            parts["test"] = files[n_train + n_val :]
-            for s, chosen in parts.items():
+            parts = files[:n_train], files[n_train : n_train + n_val], files[n_train + n_val :]
+            for s, chosen in zip(("train", "val", "test"), parts, strict=True):
                 split[s] += [[f"{folder}/{f}", label, folder] for f in chosen]
-    for line in skipped:
-        logger.warning("[%s] left out %s", spec.name, line)
+    for path, why in skipped:
+        logger.warning("[%s] left out %s: %s", spec.name, path, why)
     return split
 
 
@@ -203,21 +193,16 @@ def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 
 def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
     """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
-    classes = w.classes(count)
-    w.images(classes, lambda split, pos, key, rel: w.image_dir / rel)
+    classes = w.choose(count)
+    w.images(classes, w.in_image_dir)
     return classes
-
-
-def root_paths(spec: BenchmarkSpec) -> list[str]:
-    """The folder of class folders (the split file is written when missing)."""
-    return [spec.image_dir]
 
 
 LAYOUT = Layout(
     name="image_folder",
     read=read_image_folder,
     write=write_image_folder,
-    root_paths=root_paths,
+    root_paths=lambda spec: [spec.image_dir],  # the split file is written when missing
     sizes_from_split_file=True,
     defaults={
         "image_dir": ".",

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from perl_pipeline.benchmarks.index import image_files, index_frame, read_classnames, rel_path, subdirs
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, image_files, read_classnames, rel_path, subdirs
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, write_classnames
-from perl_pipeline.benchmarks.spec import BenchmarkError
-
-if TYPE_CHECKING:
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
 def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
@@ -23,7 +19,7 @@ def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
     folder = Path(data_root) / spec.folder
     names = list(read_classnames(folder / (spec.classnames_file or "")).values())
     image_dir = folder / spec.image_dir
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
+    rows = []
     subs = subdirs(image_dir)
     bad = [s for s in subs if not s.isdigit() or int(s) >= len(names)]
     if bad:
@@ -32,26 +28,18 @@ def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
             f"0..{len(names) - 1} ({spec.classnames_file} has {len(names)} lines)"
         )
     for sub in sorted(subs, key=int):
-        files = image_files(image_dir / sub)
-        label = int(sub)
-        cols["split"] += ["test"] * len(files)
-        cols["path"] += [rel_path(spec.folder, spec.image_dir, sub, f) for f in files]
-        cols["label"] += [label] * len(files)
-        cols["classname"] += [spec.classname(names[label])] * len(files)
-    return index_frame(**cols)
+        name = spec.classname(names[int(sub)])
+        for f in image_files(image_dir / sub):
+            rows.append(("test", rel_path(spec.folder, spec.image_dir, sub, f), int(sub), name))
+    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def write_numbered_folders(w: MiniatureWriter, count: int) -> list[Key]:
     """``<image_dir>/<i>/`` folders; ``classnames.txt`` line i names folder i."""
-    classes = w.classes(count)
+    classes = w.choose(count)
     write_classnames(w, classes)
     w.images(classes, lambda split, pos, key, rel: w.image_dir / str(pos) / rel)
     return classes
-
-
-def root_paths(spec: BenchmarkSpec) -> list[str]:
-    """``classnames.txt`` and the image folder."""
-    return [spec.classnames_file or "", posixpath.normpath(spec.image_dir)]
 
 
 def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
@@ -65,7 +53,7 @@ LAYOUT = Layout(
     name="numbered_folders",
     read=read_numbered_folders,
     write=write_numbered_folders,
-    root_paths=root_paths,
+    root_paths=lambda spec: [spec.classnames_file or "", posixpath.normpath(spec.image_dir)],
     required=("classnames_file",),
     problems=problems,
 )

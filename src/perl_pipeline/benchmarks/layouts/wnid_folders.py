@@ -6,18 +6,13 @@ ImageNet-A/-R get labels 0..199 over their 200 folders of ImageNet's 1000 names.
 
 from __future__ import annotations
 
-import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from perl_pipeline.benchmarks.index import image_files, index_frame, read_classnames, rel_path, subdirs
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, image_files, read_classnames, rel_path, subdirs
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, write_classnames
-from perl_pipeline.benchmarks.spec import BenchmarkError
-
-if TYPE_CHECKING:
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
 def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
@@ -34,7 +29,7 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
             f"{spec.classnames_file}."
         )
     label_of = {w: i for i, w in enumerate(wnids)}
-    cols: dict[str, list[Any]] = {"split": [], "path": [], "label": [], "classname": []}
+    rows = []
     for split, sub in splits:
         split_dir = folder / spec.image_dir / sub
         for wnid in subdirs(split_dir):
@@ -43,31 +38,23 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                     f"[{spec.name}] {split_dir / wnid} is not one of the "
                     f"{len(label_of)} class folders of split '{splits[0][0]}'"
                 )
-            files = image_files(split_dir / wnid)
-            cols["split"] += [split] * len(files)
-            cols["path"] += [rel_path(spec.folder, spec.image_dir, sub, wnid, f) for f in files]
-            cols["label"] += [label_of[wnid]] * len(files)
-            cols["classname"] += [spec.classname(names[wnid])] * len(files)
-    return index_frame(**cols)
+            name = spec.classname(names[wnid])
+            for f in image_files(split_dir / wnid):
+                rows.append(
+                    (split, rel_path(spec.folder, spec.image_dir, sub, wnid, f), label_of[wnid], name)
+                )
+    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def write_wnid_folders(w: MiniatureWriter, count: int) -> list[Key]:
     """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt`` (with ``subset_stride`` s > 1,
     every s-th wnid of an s-times-longer one)."""
     stride = w.miniature.subset_stride
-    family = w.classes(count * stride)
+    family = w.choose(count * stride)
     chosen = family[stride - 1 :: stride]
     write_classnames(w, family)
     w.images(chosen, lambda split, pos, key, rel: w.image_dir / w.spec.split_dirs[split] / key / rel)
     return chosen
-
-
-def root_paths(spec: BenchmarkSpec) -> list[str]:
-    """``classnames.txt`` and each split's folder."""
-    return [
-        spec.classnames_file or "",
-        *(posixpath.normpath(posixpath.join(spec.image_dir, d)) for d in spec.split_dirs.values()),
-    ]
 
 
 def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
@@ -87,7 +74,10 @@ LAYOUT = Layout(
     name="wnid_folders",
     read=read_wnid_folders,
     write=write_wnid_folders,
-    root_paths=root_paths,
+    root_paths=lambda spec: [
+        spec.classnames_file or "",
+        *(rel_path(spec.image_dir, d) for d in spec.split_dirs.values()),
+    ],
     required=("classnames_file",),
     problems=problems,
     extras={"readme": _readme},
