@@ -360,13 +360,11 @@ def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] |
         return None
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))
-        files = [str(name) for name in record["files"]]
-        same_prefix = record.get("members_prefix") == prefix
-        size = int(record["archive_size"])
+        files, size = [str(name) for name in record["files"]], int(record["archive_size"])
     except (OSError, ValueError, KeyError, TypeError):
         logger.warning("Ignoring unreadable marker %s; extracting again", marker)
         return None
-    if not same_prefix:
+    if record.get("members_prefix") != prefix:
         return None
     if archive.is_file() and archive.stat().st_size != size:
         logger.info("%s changed since it was extracted; extracting again", archive)
