@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -118,8 +118,8 @@ def extract_archive(
         _check_members(members, archive)
         selected = _select(members, members_prefix, archive)
         _check_sizes(selected, archive, limits or _LIMITS.get() or ExtractLimits())
-        write = _write_zip if is_zip else _write_tar
-        _extract_staged(lambda staging: write(handle, selected, staging, archive), target, archive)
+        with _staging(target, archive) as staging:
+            (_write_zip if is_zip else _write_tar)(handle, selected, staging, archive)
     files = [m.name for m in selected if m.kind != "dir"]
     _write_marker(marker, archive, members_prefix, files)
     logger.info("Extracted %d files from %s into %s", len(files), archive.name, target)
@@ -322,8 +322,9 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _extract_staged(write: Callable[[Path], None], target: Path, archive: Path) -> None:
-    """Call ``write(staging)`` on a hidden folder in target, then move the entries into place."""
+@contextmanager
+def _staging(target: Path, archive: Path) -> Iterator[Path]:
+    """A hidden folder in target to extract into; its entries move into place if the block succeeds."""
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob(f"{STAGING_PREFIX}{glob.escape(archive.name)}-*"):
@@ -331,7 +332,7 @@ def _extract_staged(write: Callable[[Path], None], target: Path, archive: Path) 
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{archive.name}-", dir=target))
     try:
-        write(staging)
+        yield staging
         _merge_into(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
