@@ -109,7 +109,7 @@ def check_weights(
         return
     local, _ = _locate(model_name, pretrained, cache_dir)
     if local is not None:
-        _check_file(model_name, local)
+        _load_file(model_name, local, device="meta")
 
 
 def _locate(model_name: str, pretrained: str | os.PathLike, cache_dir) -> tuple[Path | None, dict | None]:
@@ -223,27 +223,19 @@ def register_model_configs() -> None:
     open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
 
 
-def _load_file(model_name: str, path: Path) -> nn.Module:
-    """The model with the weights of `path`, after checking they fit it key by key and shape by shape."""
+def _load_file(model_name: str, path: Path, device: str = "cpu") -> nn.Module:
+    """The model with the weights of `path`, after checking they fit it key by key and shape by shape.
+
+    On the meta device only names and shapes are read and checked: `check_weights`, in seconds.
+    """
     import open_clip
 
-    state = read_state_dict(path)
-    logger.info("Loading %s weights from %s", model_name, path)
-    with torch.random.fork_rng(devices=[]), _no_random_init_warning():
-        model = open_clip.create_model(model_name, pretrained=None)
+    state = read_state_dict(path, device=device)
+    with torch.random.fork_rng(devices=[]), torch.device(device), _no_random_init_warning():
+        model = open_clip.create_model(model_name, pretrained=None, device=device)
     model.load_state_dict(_fit(model, state, model_name, path), strict=True)
-    return model.eval()
-
-
-def _check_file(model_name: str, path: Path) -> None:
-    """`_load_file`'s checks on names and shapes only: the model is built on the meta device."""
-    import open_clip
-
-    state = read_state_dict(path, device="meta")
-    with torch.device("meta"), _no_random_init_warning():
-        model = open_clip.create_model(model_name, pretrained=None, device="meta")
-    _fit(model, state, model_name, path)
     logger.info("Weights file %s fits %s", path, model_name)
+    return model.eval()
 
 
 def _sniff(path: Path) -> str:
