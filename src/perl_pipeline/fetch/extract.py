@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class _Member:
     size: int  # as declared by the header; zipfile and tarfile never write more
     source: Any = field(compare=False, repr=False)
 
-    @property
+    @cached_property  # read for every member several times: computed once
     def name(self) -> str:
         return "/".join(part for part in self.raw.split("/") if part not in ("", "."))
 
