@@ -375,8 +375,10 @@ def test_check_weights_accepts_random_weights_and_the_shipped_ones(monkeypatch, 
     from safetensors.torch import load_file, save_file
 
     checked = []
-    real_check = clip_loading._check_file
-    monkeypatch.setattr(clip_loading, "_check_file", lambda *args: (checked.append(args), real_check(*args)))
+    real_load = clip_loading._load_file
+    monkeypatch.setattr(
+        clip_loading, "_load_file", lambda *args, **kwargs: (checked.append(args), real_load(*args, **kwargs))
+    )
     check_weights("ViT-B-16-quickgelu", None)
     assert checked == []  # random weights: no file to read
     check_weights("PERL-Toy-ViT", "toy_world")

@@ -13,19 +13,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from requests.exceptions import ChunkedEncodingError
 from tqdm import tqdm
 
 from perl_pipeline.provenance import file_digests
 
 logger = logging.getLogger(__name__)
-
-ResponseCheck = Callable[[requests.Response], None]
-"""Hook run on each response before its body is written; whatever it raises propagates."""
 
 _RETRYABLE_STATUS = frozenset({408, 429})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -57,11 +55,10 @@ class _Job:
     chunk_size: int
     progress: bool
     session: requests.Session
-    check_response: ResponseCheck | None
 
     @property
     def part(self) -> Path:
-        return part_path(self.dest)
+        return self.dest.with_name(self.dest.name + ".part")
 
     @property
     def display_url(self) -> str:
@@ -77,11 +74,6 @@ class _Job:
         )
         text = [f"{subject}download of {self.display_url} to {self.dest} failed: {problem}.", advice, manual]
         return " ".join(part for part in text if part)
-
-
-def part_path(dest: Path) -> Path:
-    """Return the in-progress path used while downloading ``dest`` (``<dest>.part``)."""
-    return dest.with_name(dest.name + ".part")
 
 
 def file_md5(path: Path) -> str:
@@ -102,46 +94,45 @@ def download_file(
     timeout: float = 60.0,
     chunk_size: int = 1 << 20,
     progress: bool = True,
-    session: requests.Session | None = None,
     params: Mapping[str, str] | None = None,
-    check_response: ResponseCheck | None = None,
 ) -> str:
     """Download url to dest atomically; return the sha256 hex digest of the final file.
 
     A ``dest`` already matching the checksums (any, when none are given) is reused without
     network; one that does not match is downloaded again. ``what`` names the thing and
     ``manual_hint`` the manual route in messages; ``retries`` extra attempts start after
-    ``backoff`` seconds, doubling; ``check_response`` sees each response before its body is
-    written and what it raises propagates, unretried. A failed download keeps its ``.part``.
+    ``backoff`` seconds, doubling. A failed download keeps its ``.part``.
     """
     dest = Path(dest)
     existing = reuse_verified(dest, sha256=sha256, md5=md5)
     if existing is not None:
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
-    http = session or requests.Session()
-    job = _Job(url, params, dest, what, manual_hint, timeout, chunk_size, progress, http, check_response)
-    try:
+    with requests.Session() as session:
+        job = _Job(url, params, dest, what, manual_hint, timeout, chunk_size, progress, session)
         _fetch_with_retries(job, retries=retries, backoff=backoff)
-    finally:
-        if session is None:
-            job.session.close()
-    digest = _verify_part(job, sha256=sha256, md5=md5)
+    digest, problem = _check_digests(job.part, sha256, md5)
+    if problem is not None:
+        job.part.unlink()
+        raise ChecksumError(
+            job.error(
+                f"checksum mismatch: {problem}",
+                f"The downloaded file was removed and nothing was written to {job.dest}. "
+                "Run again to retry; if it fails again the source file changed or is corrupt.",
+            )
+        )
     os.replace(job.part, dest)
     logger.info("Downloaded %s to %s (sha256 %s)", job.display_url, dest, digest)
     return digest
 
 
-def _checksum_problem(digests: Mapping[str, str], sha256: str | None, md5: str | None) -> str | None:
-    """Return 'expected X, got Y' for the first mismatching checksum, else None."""
+def _check_digests(path: Path, sha256: str | None, md5: str | None) -> tuple[str, str | None]:
+    """(path's sha256; 'expected X, got Y' for the first mismatching checksum, None if all match)."""
+    digests = file_digests(path, ("sha256", "md5") if md5 is not None else ("sha256",))
     for name, expected in (("sha256", sha256), ("md5", md5)):
         if expected is not None and digests[name] != expected.strip().lower():
-            return f"expected {name} {expected.strip().lower()}, got {digests[name]}"
-    return None
-
-
-def _digests(path: Path, md5: str | None) -> dict[str, str]:
-    return file_digests(path, ("sha256", "md5") if md5 is not None else ("sha256",))
+            return digests["sha256"], f"expected {name} {expected.strip().lower()}, got {digests[name]}"
+    return digests["sha256"], None
 
 
 def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
@@ -151,11 +142,10 @@ def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = N
     """
     if not dest.is_file():
         return None
-    digests = _digests(dest, md5)
-    problem = _checksum_problem(digests, sha256, md5)
+    digest, problem = _check_digests(dest, sha256, md5)
     if problem is None:
         logger.info("%s already present and verified; not downloading", dest)
-        return digests["sha256"]
+        return digest
     logger.warning("%s exists but does not match (%s); removing it and downloading again", dest, problem)
     dest.unlink()
     return None
@@ -172,12 +162,7 @@ def _fetch_with_retries(job: _Job, *, retries: int, backoff: float) -> None:
             raise DownloadError(
                 job.error(f"TLS/SSL error ({exc})", "The server's certificate is not trusted; use a mirror.")
             ) from exc
-        except (
-            _TransientError,
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as exc:
+        except (_TransientError, requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
             last = exc
         except requests.RequestException as exc:
             raise DownloadError(job.error(f"request failed ({exc})")) from exc
@@ -199,32 +184,20 @@ def _attempt(job: _Job) -> None:
     with job.session.get(
         job.url, params=job.params, headers=headers, stream=True, timeout=job.timeout
     ) as resp:
-        if resp.status_code == 416 and offset:
-            _handle_unsatisfiable_range(job, resp, offset)
-            return
-        _check_status(job, resp)
+        code = resp.status_code
+        if code == 416 and offset:  # our resume request: the .part is either complete or unusable
+            match = _UNSATISFIABLE_RANGE.search(resp.headers.get("Content-Range", ""))
+            if match and int(match.group(1)) == offset:
+                logger.info("%s is already complete (%d bytes)", job.part, offset)
+                return
+            job.part.unlink()
+            raise _TransientError(f"server refused to resume at byte {offset}; restarting from 0")
+        if code >= 500 or code in _RETRYABLE_STATUS:
+            raise _TransientError(f"HTTP {code} {resp.reason}")
+        if code not in (200, 206):
+            raise DownloadError(job.error(f"the server answered HTTP {code} {resp.reason}"))
         start, total = _plan_write(job, resp, offset)
         _stream_body(job, resp, start, total)
-
-
-def _check_status(job: _Job, resp: requests.Response) -> None:
-    code = resp.status_code
-    if code >= 500 or code in _RETRYABLE_STATUS:
-        raise _TransientError(f"HTTP {code} {resp.reason}")
-    if job.check_response is not None:
-        job.check_response(resp)
-    if code not in (200, 206):
-        raise DownloadError(job.error(f"the server answered HTTP {code} {resp.reason}"))
-
-
-def _handle_unsatisfiable_range(job: _Job, resp: requests.Response, offset: int) -> None:
-    """A 416 for our resume request: the .part is either complete or unusable."""
-    match = _UNSATISFIABLE_RANGE.search(resp.headers.get("Content-Range", ""))
-    if match and int(match.group(1)) == offset:
-        logger.info("%s is already complete (%d bytes)", job.part, offset)
-        return
-    job.part.unlink()
-    raise _TransientError(f"server refused to resume at byte {offset}; restarting from 0")
 
 
 def _plan_write(job: _Job, resp: requests.Response, offset: int) -> tuple[int, int | None]:
@@ -267,19 +240,3 @@ def _stream_body(job: _Job, resp: requests.Response, start: int, total: int | No
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
     if total is not None and encoding == "identity" and written != total:
         raise _TransientError(f"transfer cut short: got {written} of {total} bytes")
-
-
-def _verify_part(job: _Job, *, sha256: str | None, md5: str | None) -> str:
-    """Check the .part against the expected checksums; remove it on mismatch."""
-    digests = _digests(job.part, md5)
-    problem = _checksum_problem(digests, sha256, md5)
-    if problem is not None:
-        job.part.unlink()
-        raise ChecksumError(
-            job.error(
-                f"checksum mismatch: {problem}",
-                f"The downloaded file was removed and nothing was written to {job.dest}. "
-                "Run again to retry; if it fails again the source file changed or is corrupt.",
-            )
-        )
-    return digests["sha256"]

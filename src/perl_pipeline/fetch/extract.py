@@ -1,12 +1,10 @@
 """Safe, restartable extraction of zip and tar archives (no Kedro).
 
 Unsafe members (absolute, drive-letter or ``..`` paths, members under a symlink, links leading
-outside the target, devices/FIFOs) are refused before anything is written; tar also runs with
-``filter="data"`` and zip with a ``realpath`` check. Members go to a hidden staging folder, then
-into place; the marker ``.extracted-<archive name>`` (listing the files) is written last, so an
+outside the target, devices/FIFOs) are refused before anything is written. Members go to a hidden
+staging folder, then into place; the marker ``.extracted-<archive name>`` is written last, so an
 interrupted extraction is redone and a finished one is not reopened. Decompression bombs are
-refused by :class:`ExtractLimits` (``max_bytes``; above ``RATIO_FLOOR_BYTES`` also ``max_ratio``
-times the archive size), checked from the headers first and enforced again while writing.
+refused from the headers by :class:`ExtractLimits`.
 """
 
 from __future__ import annotations
@@ -24,10 +22,11 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,14 @@ class _Member:
     """One archive member in a form shared by zip and tar."""
 
     raw: str
-    name: str
     kind: str  # "file", "dir", "symlink", "hardlink" or "special"
-    link: str = ""
-    source: Any = field(default=None, compare=False, repr=False)
+    link: str
+    size: int  # as declared by the header; zipfile and tarfile never write more
+    source: Any = field(compare=False, repr=False)
+
+    @cached_property  # read for every member several times: computed once
+    def name(self) -> str:
+        return "/".join(part for part in self.raw.split("/") if part not in ("", "."))
 
 
 def extract_archive(
@@ -110,136 +113,91 @@ def extract_archive(
         return [target / rel for rel in done]
     if not archive.is_file():
         raise FileNotFoundError(f"Archive {archive} does not exist; download it first.")
-    with _open_archive(archive) as reader:
-        members = reader.members()
+    with _open_archive(archive) as handle:
+        is_zip = isinstance(handle, zipfile.ZipFile)
+        members = _zip_members(handle) if is_zip else _tar_members(handle)
         _check_members(members, archive)
         selected = _select(members, members_prefix, archive)
-        budget = _check_sizes(selected, archive, limits or _LIMITS.get() or ExtractLimits())
-        reader.budget = budget
-        _extract_staged(reader, selected, target, archive)
+        _check_sizes(selected, archive, limits or _LIMITS.get() or ExtractLimits())
+        with _staging(target, archive) as staging:
+            (_write_zip if is_zip else _write_tar)(handle, selected, staging, archive)
     files = [m.name for m in selected if m.kind != "dir"]
     _write_marker(marker, archive, members_prefix, files)
     logger.info("Extracted %d files from %s into %s", len(files), archive.name, target)
     return [target / rel for rel in files]
 
 
-class _Reader:
-    """Common interface of the zip and tar readers; wraps read errors."""
-
-    budget: _Budget
-
-    def __init__(self, archive: Path, handle: Any) -> None:
-        self.archive, self.handle = archive, handle
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.handle.close()
-
-    def members(self) -> list[_Member]:
-        with _corruption_guard(self.archive):
-            return list(self._list())
-
-    def extract(self, selected: list[_Member], dest: Path) -> None:
-        with _corruption_guard(self.archive):
-            self._extract(selected, dest)
-
-    def _copy(self, src: Any, dst: Any, member: _Member, declared: int) -> None:
-        """Copy one member's bytes, stopping at its declared size or the budget, whichever is less."""
-        written = 0
-        for block in iter(lambda: src.read(1 << 20), b""):
-            written += len(block)
-            if written > declared:
-                raise ArchiveTooLargeError(
-                    f"Refusing to extract {self.archive}: member {member.raw!r} holds more than the "
-                    f"{declared} bytes its header declares. Nothing was kept; delete the archive and "
-                    "get a good copy."
-                )
-            self.budget.spend(len(block), member, self.archive)
-            dst.write(block)
+def _zip_members(handle: zipfile.ZipFile) -> list[_Member]:
+    members = []
+    for info in handle.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            link = handle.read(info).decode("utf-8", errors="surrogateescape")
+            members.append(_Member(info.filename, "symlink", link, 0, info))
+            continue
+        special = stat.S_IFMT(mode) not in (0, stat.S_IFREG)
+        kind = "dir" if info.is_dir() else "special" if special else "file"
+        members.append(_Member(info.filename, kind, "", info.file_size, info))
+    return members
 
 
-class _ZipReader(_Reader):
-    def _list(self) -> Iterable[_Member]:
-        for info in self.handle.infolist():
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                link = self.handle.read(info).decode("utf-8", errors="surrogateescape")
-                yield _member(info.filename, "symlink", link, info)
-                continue
-            special = stat.S_IFMT(mode) not in (0, stat.S_IFREG)
-            kind = "dir" if info.is_dir() else "special" if special else "file"
-            yield _member(info.filename, kind, "", info)
-
-    def _extract(self, selected: list[_Member], dest: Path) -> None:
-        for member in selected:
-            out = dest.joinpath(*member.name.split("/"))
-            if member.kind == "dir":
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            _ensure_inside(out.parent, dest, member, self.archive)
-            if out.is_symlink() or out.is_file():
-                out.unlink()
-            if member.kind == "symlink":
-                os.symlink(member.link, out)
-                _ensure_inside(out, dest, member, self.archive)
-            else:
-                with self.handle.open(member.source) as src, out.open("wb") as dst:
-                    self._copy(src, dst, member, member.source.file_size)
+def _tar_members(handle: tarfile.TarFile) -> list[_Member]:
+    members = []
+    for info in handle.getmembers():
+        if info.isreg() or info.isdir():
+            kind = "file" if info.isreg() else "dir"
+        else:
+            kind = "symlink" if info.issym() else "hardlink" if info.islnk() else "special"
+        members.append(_Member(info.name, kind, info.linkname, info.size, info))
+    return members
 
 
-class _TarReader(_Reader):
-    def _list(self) -> Iterable[_Member]:
-        for info in self.handle.getmembers():
-            if info.isreg() or info.isdir():
-                yield _member(info.name, "file" if info.isreg() else "dir", "", info)
-            else:
-                kind = "symlink" if info.issym() else "hardlink" if info.islnk() else "special"
-                yield _member(info.name, kind, info.linkname, info)
-
-    def _extract(self, selected: list[_Member], dest: Path) -> None:
-        for member in selected:  # sizes come from the headers the budget was checked against
-            if member.kind == "file":
-                self.budget.spend(member.source.size, member, self.archive)
-        try:
-            self.handle.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
-        except tarfile.FilterError as exc:  # our own checks should make this unreachable
-            raise UnsafeArchiveError(
-                f"Refusing to extract {self.archive}: {exc}. Delete the archive and download it again."
-            ) from exc
+def _write_zip(handle: zipfile.ZipFile, selected: list[_Member], dest: Path, archive: Path) -> None:
+    for member in selected:
+        out = dest.joinpath(*member.name.split("/"))
+        if member.kind == "dir":
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_inside(out.parent, dest, member, archive)
+        if out.is_symlink() or out.is_file():
+            out.unlink()
+        if member.kind == "symlink":
+            os.symlink(member.link, out)
+            _ensure_inside(out, dest, member, archive)
+        else:
+            with handle.open(member.source) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def _member(raw: str, kind: str, link: str, source: Any) -> _Member:
-    name = "/".join(part for part in raw.split("/") if part not in ("", "."))
-    return _Member(raw=raw, name=name, kind=kind, link=link, source=source)
-
-
-def _open_archive(archive: Path) -> _Reader:
+def _write_tar(handle: tarfile.TarFile, selected: list[_Member], dest: Path, archive: Path) -> None:
     try:
-        if zipfile.is_zipfile(archive):
-            return _ZipReader(archive, zipfile.ZipFile(archive))
-        return _TarReader(archive, tarfile.open(archive, "r:*"))
-    except Exception as exc:
-        if not _is_corruption(exc):
-            raise
-        if archive.name.lower().endswith(_SUPPORTED_SUFFIXES):
-            raise CorruptArchiveError(_corrupt_message(archive, exc)) from exc
-        raise ValueError(
-            f"{archive} is not a zip or tar archive (supported: {', '.join(_SUPPORTED_SUFFIXES)})."
+        handle.extractall(dest, members=[m.source for m in selected], **_DATA_FILTER)
+    except tarfile.FilterError as exc:  # our own checks should make this unreachable
+        raise UnsafeArchiveError(
+            f"Refusing to extract {archive}: {exc}. Delete the archive and download it again."
         ) from exc
 
 
 @contextmanager
-def _corruption_guard(archive: Path) -> Iterator[None]:
-    """Turn read/decompression errors into CorruptArchiveError naming the archive."""
+def _open_archive(archive: Path) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
+    """Open a zip or tar archive; read/decompression errors become CorruptArchiveError naming it."""
+    handle = None
     try:
-        yield
+        handle = zipfile.ZipFile(archive) if zipfile.is_zipfile(archive) else tarfile.open(archive, "r:*")
+        with handle:
+            yield handle
     except Exception as exc:
-        if _is_corruption(exc):
-            raise CorruptArchiveError(_corrupt_message(archive, exc)) from exc
-        raise
+        if not _is_corruption(exc):
+            raise
+        if handle is None and not archive.name.lower().endswith(_SUPPORTED_SUFFIXES):
+            raise ValueError(
+                f"{archive} is not a zip or tar archive (supported: {', '.join(_SUPPORTED_SUFFIXES)})."
+            ) from exc
+        problem = f"{type(exc).__name__}: {exc}"
+        raise CorruptArchiveError(
+            f"Archive {archive} is corrupt or truncated ({problem}). Delete it and download it again."
+        ) from exc
 
 
 def _is_corruption(exc: BaseException) -> bool:
@@ -249,11 +207,6 @@ def _is_corruption(exc: BaseException) -> bool:
         return True
     # bz2/gzip report bad data as OSError without errno; disk errors carry an errno.
     return isinstance(exc, OSError) and exc.errno is None
-
-
-def _corrupt_message(archive: Path, exc: BaseException) -> str:
-    problem = f"{type(exc).__name__}: {exc}"
-    return f"Archive {archive} is corrupt or truncated ({problem}). Delete it and download it again."
 
 
 def _check_members(members: list[_Member], archive: Path) -> None:
@@ -275,7 +228,8 @@ def _unsafe_reason(member: _Member, symlinks: set[str]) -> str | None:
         return reason
     if member.kind == "special":
         return "is a device, FIFO or other special file"
-    for ancestor in _ancestors(member.name):
+    parts = member.name.split("/")
+    for ancestor in ("/".join(parts[:end]) for end in range(1, len(parts))):
         if ancestor in symlinks:
             return f"is stored under the symlink member {ancestor!r}"
     if member.kind == "symlink":
@@ -315,12 +269,6 @@ def _link_problem(link: str, base: str, symlinks: set[str], kind: str) -> str | 
     return None
 
 
-def _ancestors(name: str) -> Iterable[str]:
-    parts = name.split("/")
-    for end in range(1, len(parts)):
-        yield "/".join(parts[:end])
-
-
 def _ensure_inside(path: Path, root: Path, member: _Member, archive: Path) -> None:
     """Second line of defence for zip: the real path must stay under root."""
     real_root = os.path.realpath(root)
@@ -346,24 +294,9 @@ def _select(members: list[_Member], prefix: str | None, archive: Path) -> list[_
     return selected
 
 
-class _Budget:
-    """The bytes an extraction may still write (enforced while writing)."""
-
-    def __init__(self, limit: int, why: str) -> None:
-        self.left, self.why = limit, why
-
-    def spend(self, size: int, member: _Member, archive: Path) -> None:
-        self.left -= size
-        if self.left < 0:
-            raise ArchiveTooLargeError(
-                f"Refusing to extract {archive}: member {member.raw!r} takes it past {self.why}. "
-                "Nothing was kept."
-            )
-
-
-def _check_sizes(selected: list[_Member], archive: Path, limits: ExtractLimits) -> _Budget:
-    """Refuse, from the headers, an extraction beyond `limits`; return the budget to enforce."""
-    total = sum(_declared_size(m) for m in selected if m.kind == "file")
+def _check_sizes(selected: list[_Member], archive: Path, limits: ExtractLimits) -> None:
+    """Refuse, from the headers, an extraction beyond `limits` (the bytes written never exceed them)."""
+    total = sum(m.size for m in selected if m.kind == "file")
     packed = max(archive.stat().st_size, 1)
     fix = (
         "If you trust this archive, raise the limit (--params data_source.max_extracted_gb=N or "
@@ -374,22 +307,13 @@ def _check_sizes(selected: list[_Member], archive: Path, limits: ExtractLimits) 
             f"Refusing to extract {archive}: its members total {_size(total)}, over the limit of "
             f"{_size(limits.max_bytes)} (data_source.max_extracted_gb). Nothing was written. {fix}"
         )
-    ratio_cap = max(RATIO_FLOOR_BYTES, int(packed * limits.max_ratio))
-    if total > ratio_cap:
+    if total > max(RATIO_FLOOR_BYTES, int(packed * limits.max_ratio)):
         raise ArchiveTooLargeError(
             f"Refusing to extract {archive}: {_size(packed)} would extract to {_size(total)}, "
             f"{total / packed:.0f} times its size, over the limit of {limits.max_ratio:g} times "
             f"(data_source.max_compression_ratio; a decompression bomb looks like this). Nothing was "
             f"written. {fix}"
         )
-    limit = min(limits.max_bytes, ratio_cap)
-    why = f"the limit of {_size(limit)} (data_source.max_extracted_gb / max_compression_ratio)"
-    return _Budget(limit, why)
-
-
-def _declared_size(member: _Member) -> int:
-    source = member.source
-    return int(getattr(source, "file_size", None) or getattr(source, "size", 0) or 0)
 
 
 def _size(size: int) -> str:
@@ -399,25 +323,22 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _extract_staged(reader: _Reader, selected: list[_Member], target: Path, archive: Path) -> None:
-    """Extract into a hidden folder in target, then move the entries into place."""
+@contextmanager
+def _staging(target: Path, archive: Path) -> Iterator[Path]:
+    """A hidden folder in target to extract into; its entries move into place if the block succeeds."""
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(target, archive)
+    for stale in target.glob(f"{STAGING_PREFIX}{glob.escape(archive.name)}-*"):
+        logger.warning("Removing %s left by an interrupted extraction", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{archive.name}-", dir=target))
     try:
-        reader.extract(selected, staging)
+        yield staging
         _merge_into(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not any(target.iterdir()):
             target.rmdir()
-
-
-def _remove_stale_staging(target: Path, archive: Path) -> None:
-    for stale in target.glob(f"{STAGING_PREFIX}{glob.escape(archive.name)}-*"):
-        logger.warning("Removing %s left by an interrupted extraction", stale)
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _merge_into(src: Path, dst: Path) -> None:
@@ -441,13 +362,11 @@ def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] |
         return None
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))
-        files = [str(name) for name in record["files"]]
-        same_prefix = record.get("members_prefix") == prefix
-        size = int(record["archive_size"])
+        files, size = [str(name) for name in record["files"]], int(record["archive_size"])
     except (OSError, ValueError, KeyError, TypeError):
         logger.warning("Ignoring unreadable marker %s; extracting again", marker)
         return None
-    if not same_prefix:
+    if record.get("members_prefix") != prefix:
         return None
     if archive.is_file() and archive.stat().st_size != size:
         logger.info("%s changed since it was extracted; extracting again", archive)

@@ -48,6 +48,12 @@ def download_gdrive(
     if existing is not None:
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
+    manual = (
+        f"Manual route: open https://drive.google.com/uc?id={file_id} in a browser (from another "
+        f"network if Google Drive is blocked where you are), download the file and save it as {dest}. "
+        f"{manual_hint}"
+    ).strip()
+    failed = f"{what}: download of Google Drive file {file_id} to {dest} failed"
     hasher = hashlib.sha256()
     try:
         gdown.download(
@@ -60,48 +66,33 @@ def download_gdrive(
             timeout=timeout,
             retries=max(retries, 0),
         )
-    except FileURLRetrievalError as exc:
-        raise DownloadError(_html_message(str(exc), file_id, dest, what, manual_hint)) from exc
+    except FileURLRetrievalError as exc:  # Google Drive sent an HTML page where the file was expected
+        summary = " ".join(str(exc).split())[:400]
+        raise DownloadError(
+            f"{what}: Google Drive answered file {file_id} with an HTML page instead of the file "
+            f"(nothing was written to {dest}): {_html_reason(summary)}. gdown says: {summary!r}. {manual}"
+        ) from exc
     except (GdownDownloadError, requests.RequestException, OSError) as exc:
         raise DownloadError(
-            f"{what}: download of Google Drive file {file_id} to {dest} failed: {exc}. "
-            f"A partial file next to {dest} (ending in .part) is kept; running again resumes "
-            f"from it. {_manual_route(file_id, dest, manual_hint)}"
+            f"{failed}: {exc}. A partial file next to {dest} (ending in .part) is kept; running again "
+            f"resumes from it. {manual}"
         ) from exc
     digest = hasher.hexdigest()
     if expected is not None and digest != expected:
         dest.unlink()
         raise ChecksumError(
-            f"{what}: download of Google Drive file {file_id} to {dest} failed: checksum "
-            f"mismatch: expected sha256 {expected}, got {digest}. The downloaded file was "
-            "removed. Run again to retry; if it fails again the file on Google Drive changed "
-            f"or is corrupt. {_manual_route(file_id, dest, manual_hint)}"
+            f"{failed}: checksum mismatch: expected sha256 {expected}, got {digest}. The downloaded file "
+            "was removed. Run again to retry; if it fails again the file on Google Drive changed or is "
+            f"corrupt. {manual}"
         )
     logger.info("Downloaded Google Drive file %s to %s (sha256 %s)", file_id, dest, digest)
     return digest
 
 
-def _manual_route(file_id: str, dest: Path, extra: str) -> str:
-    route = (
-        f"Manual route: open https://drive.google.com/uc?id={file_id} in a browser "
-        f"(from another network if Google Drive is blocked where you are), download "
-        f"the file and save it as {dest}."
-    )
-    return f"{route} {extra}".strip()
-
-
-def _html_message(page_says: str, file_id: str, dest: Path, what: str, hint: str) -> str:
-    """Explain an HTML page Google Drive sent where the file was expected."""
-    summary = " ".join(page_says.split())[:400]
-    lowered = summary.lower()
+def _html_reason(page_says: str) -> str:
+    lowered = page_says.lower()
     if any(word in lowered for word in _QUOTA_WORDS):
-        reason = "the download quota for this file is exceeded; it resets within about 24 h"
-    elif any(word in lowered for word in _ACCESS_WORDS):
-        reason = "the file is not public, or Google Drive asks to sign in"
-    else:
-        reason = "Google Drive may be blocked or rate-limiting this network, or the file is not public"
-    return (
-        f"{what}: Google Drive answered file {file_id} with an HTML page instead of the file "
-        f"(nothing was written to {dest}): {reason}. gdown says: {summary!r}. "
-        f"{_manual_route(file_id, dest, hint)}"
-    )
+        return "the download quota for this file is exceeded; it resets within about 24 h"
+    if any(word in lowered for word in _ACCESS_WORDS):
+        return "the file is not public, or Google Drive asks to sign in"
+    return "Google Drive may be blocked or rate-limiting this network, or the file is not public"

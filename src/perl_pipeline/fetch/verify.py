@@ -34,7 +34,7 @@ class ChecksumCheck:
     @property
     def ok(self) -> bool:
         """Whether every known checksum matches."""
-        return all(self.actual[name] == digest for name, digest in self.expected.items())
+        return not self.problem()
 
     def problem(self) -> str:
         """'expected md5 X, got Y' for each mismatching checksum ('' when all match)."""
@@ -68,19 +68,14 @@ def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | 
         return ChecksumCheck(path, expected, {n: known[n] for n in expected}, cached=True)
     start = time.perf_counter()
     digests = file_digests(path, tuple(expected))
-    seconds = time.perf_counter() - start
-    size = path.stat().st_size
-    rate = size / 1e6 / max(seconds, 1e-9)
-    logger.info("hashed %s (%.1f MB) in %.1f s (%.0f MB/s)", path, size / 1e6, seconds, rate)
+    seconds, mb = time.perf_counter() - start, path.stat().st_size / 1e6
+    logger.info("hashed %s (%.1f MB) in %.1f s (%.0f MB/s)", path, mb, seconds, mb / max(seconds, 1e-9))
     remember_digests(path, {**known, **digests})
     return ChecksumCheck(path, expected, digests, cached=False)
 
 
 def remember_digests(path: Path | str, digests: Mapping[str, str]) -> None:
-    """Record ``digests`` (of the file's current bytes) of ``path`` in ``<path>.verified``.
-
-    A record that cannot be written is skipped with a warning (the file is hashed again next time).
-    """
+    """Record ``digests`` of ``path``'s current bytes in ``<path>.verified`` (a failure only warns)."""
     path = Path(path)
     stat = path.stat()
     record = {

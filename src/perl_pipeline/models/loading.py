@@ -53,6 +53,11 @@ class WeightsFileError(PretrainedWeightsUnavailable):
         self.path = Path(path)
 
 
+def _bad_file(path: Path, problem: str) -> WeightsFileError:
+    """The error for a bad clip.pretrained file: "weights file <path> (clip.pretrained) <problem>"."""
+    return WeightsFileError(f"weights file {path} (clip.pretrained) {problem}", path)
+
+
 def load_clip(
     model_name: str = DEFAULT_MODEL,
     pretrained: str | os.PathLike | None = DEFAULT_PRETRAINED,
@@ -66,6 +71,7 @@ def load_clip(
     for random weights seeded by ``init_seed``. ``cache_dir`` keeps downloads and is looked in first.
     """
     import open_clip
+    from open_clip.transform import merge_preprocess_dict
 
     if pretrained is None:
         register_model_configs()
@@ -73,21 +79,22 @@ def load_clip(
             torch.manual_seed(init_seed)
             return open_clip.create_model(model_name, pretrained=None).eval()
     local, cfg = _locate(model_name, pretrained, cache_dir)
-    if cfg is None:
-        return _load_file(model_name, local)
-    if local is not None:
-        logger.info("Loading %s/%s from the local copy %s", model_name, pretrained, local)
-        return _with_tag_preprocessing(_load_file(model_name, local), cfg)
-    _require_a_reachable_host(model_name, str(pretrained), cfg, cache_dir)
-    from open_clip.pretrained import download_pretrained
+    if local is None:
+        from open_clip.pretrained import download_pretrained
 
-    try:
-        downloaded = download_pretrained(cfg, cache_dir=str(cache_dir) if cache_dir else None)
-    except (OSError, RuntimeError) as error:  # requests / urllib / huggingface_hub errors are OSErrors
-        raise PretrainedWeightsUnavailable(
-            _offline_message(model_name, pretrained, cfg, cache_dir, error)
-        ) from error
-    return _with_tag_preprocessing(_load_file(model_name, Path(downloaded)), cfg)
+        try:
+            local = Path(download_pretrained(cfg, cache_dir=str(cache_dir) if cache_dir else None))
+        except (OSError, RuntimeError) as error:  # requests / urllib / huggingface_hub errors are OSErrors
+            raise PretrainedWeightsUnavailable(
+                _offline_message(model_name, pretrained, cfg, cache_dir, error)
+            ) from error
+    elif cfg is not None:
+        logger.info("Loading %s/%s from the local copy %s", model_name, pretrained, local)
+    model = _load_file(model_name, local)
+    if cfg is not None:  # the tag's preprocessing settings, as open_clip's create_model gives them
+        preprocess = merge_preprocess_dict(open_clip.get_model_preprocess_cfg(model), cfg)
+        open_clip.set_model_preprocess_cfg(model, preprocess)
+    return model
 
 
 def check_weights(
@@ -100,23 +107,48 @@ def check_weights(
     """
     if pretrained is None:
         return
-    local, cfg = _locate(model_name, pretrained, cache_dir)
+    local, _ = _locate(model_name, pretrained, cache_dir)
     if local is not None:
-        _check_file(model_name, local)
-    else:
-        _require_a_reachable_host(model_name, str(pretrained), cfg, cache_dir)
+        _load_file(model_name, local, device="meta")
 
 
 def _locate(model_name: str, pretrained: str | os.PathLike, cache_dir) -> tuple[Path | None, dict | None]:
-    """(the weights file to read, if any; the tag's config, None for a file)."""
+    """(the weights file to read, None for a tag to download; the tag's config, None for a file).
+
+    A tag to download needs one of its hosts reachable: this fails in seconds, not after minutes of retries.
+    """
+    import open_clip
+
     register_model_configs()
-    _require_model_config(model_name)
+    if open_clip.get_model_config(model_name) is None:
+        raise ValueError(
+            f"clip.model_name={model_name!r} is not an open_clip model config; "
+            "e.g. kedro run --params clip.model_name=ViT-B-16-quickgelu"
+        )
     if (model_name, pretrained) in PACKAGED_WEIGHTS:  # shipped: load it as a local file
-        pretrained = _packaged_file(model_name, str(pretrained))
+        path = packaged_weights_path(model_name, str(pretrained))
+        if not path.is_file():
+            raise WeightsFileError(
+                f"{path} is missing: rebuild the {model_name}/{pretrained} weights with "
+                "`kedro run --pipelines toy_clip` (or `dvc repro toy_clip`), about 12 min on a CPU",
+                path,
+            )
+        return path, None
     if _looks_like_path(pretrained):
         return Path(pretrained).expanduser(), None
-    cfg = _tag_cfg(model_name, str(pretrained))
-    return _cached_copy(cfg, cache_dir), cfg
+    cfg = open_clip.get_pretrained_cfg(model_name, str(pretrained))
+    if not cfg:
+        raise ValueError(
+            f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; "
+            f"known tags: {open_clip.list_pretrained_tags_by_model(model_name)}"
+        )
+    local = _cached_copy(cfg, cache_dir)
+    hosts = [urlparse(cfg["url"]).hostname] if cfg.get("url") else []
+    hosts += ["huggingface.co"] if cfg.get("hf_hub") else []
+    if local is None and not any(_reachable(host) for host in hosts):
+        error = ConnectionError(f"none of {hosts} is reachable")
+        raise PretrainedWeightsUnavailable(_offline_message(model_name, pretrained, cfg, cache_dir, error))
+    return local, cfg
 
 
 def read_state_dict(
@@ -147,19 +179,18 @@ def read_state_dict(
         if isinstance(error, PermissionError):
             raise _permission_error(path) from error
         if "Weights only load failed" in str(error):  # intact, but holds arbitrary Python objects
-            raise WeightsFileError(
-                f"weights file {path} (clip.pretrained) holds Python objects besides tensors, which "
-                "torch.load does not unpickle safely. If you trust the file, save its weights alone: "
-                f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-                f"torch.save(c.get('state_dict', c), '{path}.weights.pt')\" and then "
-                f"kedro run --params clip.pretrained={path}.weights.pt",
+            raise _bad_file(
                 path,
+                "holds Python objects besides tensors, which torch.load does not unpickle safely. If you "
+                'trust the file, save its weights alone: python -c "import torch; c = '
+                f"torch.load('{path}', weights_only=False); torch.save(c.get('state_dict', c), "
+                f"'{path}.weights.pt')\" and then kedro run --params clip.pretrained={path}.weights.pt",
             ) from error
-        raise WeightsFileError(
-            f"weights file {path} (clip.pretrained) is a damaged or truncated {kind} file and cannot be "
-            f"read ({type(error).__name__}: {_first_line(error)}). Download it again, or point "
-            f"clip.pretrained at a good copy: {_fix(path.name)}",
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise _bad_file(
             path,
+            f"is a damaged or truncated {kind} file and cannot be read ({type(error).__name__}: "
+            f"{first_line}). Download it again, or point clip.pretrained at a good copy: {_fix(path.name)}",
         ) from error
     return _unwrap(contents, path)
 
@@ -192,64 +223,63 @@ def register_model_configs() -> None:
     open_clip.add_model_config(resources.files("perl_pipeline.models") / "configs")
 
 
-def _load_file(model_name: str, path: Path) -> nn.Module:
-    """The model with the weights of `path`, after checking they fit it key by key and shape by shape."""
+def _load_file(model_name: str, path: Path, device: str = "cpu") -> nn.Module:
+    """The model with the weights of `path`, after checking they fit it key by key and shape by shape.
+
+    On the meta device only names and shapes are read and checked: `check_weights`, in seconds.
+    """
     import open_clip
 
-    state = read_state_dict(path)
-    logger.info("Loading %s weights from %s", model_name, path)
-    with torch.random.fork_rng(devices=[]), _no_random_init_warning():
-        model = open_clip.create_model(model_name, pretrained=None)
+    state = read_state_dict(path, device=device)
+    with torch.random.fork_rng(devices=[]), torch.device(device), _no_random_init_warning():
+        model = open_clip.create_model(model_name, pretrained=None, device=device)
     model.load_state_dict(_fit(model, state, model_name, path), strict=True)
-    return model.eval()
-
-
-def _check_file(model_name: str, path: Path) -> None:
-    """`_load_file`'s checks on names and shapes only: the model is built on the meta device."""
-    import open_clip
-
-    state = read_state_dict(path, device="meta")
-    with torch.device("meta"), _no_random_init_warning():
-        model = open_clip.create_model(model_name, pretrained=None, device="meta")
-    _fit(model, state, model_name, path)
     logger.info("Weights file %s fits %s", path, model_name)
+    return model.eval()
 
 
 def _sniff(path: Path) -> str:
     """The file's format from its first bytes: "safetensors", "torchscript", "torch zip" or "torch pickle"."""
-    head = _read_head(path)
+    _require_readable(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except PermissionError as error:
+        raise _permission_error(path) from error
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError) as error:
-            raise WeightsFileError(
-                f"weights file {path} (clip.pretrained) is a damaged or truncated zip archive "
-                f"(the torch.save / TorchScript format): {error}. Download it again, or point "
-                f"clip.pretrained at a good copy: {_fix(path.name)}",
+            raise _bad_file(
                 path,
+                f"is a damaged or truncated zip archive (the torch.save / TorchScript format): {error}. "
+                f"Download it again, or point clip.pretrained at a good copy: {_fix(path.name)}",
             ) from error
         return "torchscript" if any(name.endswith("/constants.pkl") for name in names) else "torch zip"
     if len(head) > 8 and head[8:9] == b"{":  # an 8-byte little-endian header length, then JSON
         return "safetensors"
     if head.startswith(b"\x80"):  # a pickle: torch.save's legacy format
         return "torch pickle"
-    raise WeightsFileError(
-        f"weights file {path} (clip.pretrained) is not a checkpoint: it is {_what_bytes(head)}, not a "
-        "TorchScript archive, torch.save state dict or safetensors file (an error page saved in place "
-        f"of the weights looks like this). Download the weights again, or {_fix(path.name)}",
+    try:
+        found = f"a text file beginning {head.decode('utf-8')[:40]!r}" if head else "empty"
+    except UnicodeDecodeError:
+        found = f"of an unknown binary format (first bytes {head[:8].hex(' ')})"
+    raise _bad_file(
         path,
+        f"is not a checkpoint: it is {found}, not a TorchScript archive, torch.save state dict or "
+        "safetensors file (an error page saved in place of the weights looks like this). Download the "
+        f"weights again, or {_fix(path.name)}",
     )
 
 
-def _read_head(path: Path, size: int = 64) -> bytes:
-    """The first bytes of a weights file, after checking it exists and can be read."""
-    _require_readable(path)
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(size)
-    except PermissionError as error:
-        raise _permission_error(path) from error
+# what a path that exists but is not a regular file is (reading it may block for ever)
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _require_readable(path: Path) -> None:
@@ -261,38 +291,28 @@ def _require_readable(path: Path) -> None:
             path,
         )
     if path.is_dir():
-        raise WeightsFileError(
-            f"weights file {path} (clip.pretrained) is a directory: point clip.pretrained at the file in "
-            f"it: kedro run --params clip.pretrained={path / HF_WEIGHTS_FILES[0]}",
+        raise _bad_file(
             path,
+            "is a directory: point clip.pretrained at the file in it: "
+            f"kedro run --params clip.pretrained={path / HF_WEIGHTS_FILES[0]}",
         )
-    if not path.is_file():  # a FIFO, socket or device: opening or reading it may block for ever
-        raise WeightsFileError(
-            f"weights file {path} (clip.pretrained) is not a regular file (it is {_file_kind(path)}; "
-            f"reading it could wait for ever): point clip.pretrained at the weights file itself, "
-            f"{_fix(path.name)}",
+    if not path.is_file():
+        mode = path.stat().st_mode
+        kind = next((text for test, text in _SPECIAL_FILES if test(mode)), "not a regular file")
+        raise _bad_file(
             path,
+            f"is not a regular file (it is {kind}; reading it could wait for ever): point "
+            f"clip.pretrained at the weights file itself, {_fix(path.name)}",
         )
     if not os.access(path, os.R_OK):
         raise _permission_error(path)
 
 
-def _file_kind(path: Path) -> str:
-    mode = path.stat().st_mode
-    kinds = (
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    )
-    return next((text for test, text in kinds if test(mode)), "not a regular file")
-
-
 def _permission_error(path: Path) -> WeightsFileError:
-    return WeightsFileError(
-        f"weights file {path} (clip.pretrained) cannot be read (permissions): make it readable with "
-        f"`chmod a+r {path}`, or {_fix(path.name)} with a copy you can read",
+    return _bad_file(
         path,
+        f"cannot be read (permissions): make it readable with `chmod a+r {path}`, or "
+        f"{_fix(path.name)} with a copy you can read",
     )
 
 
@@ -315,10 +335,8 @@ def _unwrap(contents: object, path: Path) -> dict[str, torch.Tensor]:
         found = (
             f"a dict with keys {sorted(map(str, contents))[:5]}" if is_map else f"a {type(contents).__name__}"
         )
-        raise WeightsFileError(
-            f"weights file {path} (clip.pretrained) holds {found}, not a state dict of tensors: "
-            f"{_fix(path.name)} with a CLIP checkpoint",
-            path,
+        raise _bad_file(
+            path, f"holds {found}, not a state dict of tensors: {_fix(path.name)} with a CLIP checkpoint"
         )
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel / DDP
         tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
@@ -349,25 +367,15 @@ def _fit(
     missing = [k for k in expected if k not in state]  # in the model's order: blocks 0, 1, ..., 10
     unexpected = [k for k in state if k not in expected]
     reshaped = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or reshaped:
-        raise WeightsFileError(
-            _mismatch_message(path, model_name, state, expected, missing, unexpected, reshaped), path
-        )
-    return state
+    if not (missing or unexpected or reshaped):
+        return state
 
-
-def _mismatch_message(path, model_name, state, expected, missing, unexpected, reshaped) -> str:
     def few(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
-    differences = []
-    if missing:
-        differences.append(f"{len(missing)} keys missing ({few(missing)})")
-    if unexpected:
-        differences.append(f"{len(unexpected)} unexpected ({few(unexpected)})")
-    if reshaped:
-        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in reshaped]
-        differences.append(f"{len(reshaped)} of another shape ({few(shapes)})")
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in reshaped]
+    kinds = ((missing, "keys missing"), (unexpected, "unexpected"), (shapes, "of another shape"))
+    differences = [f"{len(keys)} {what} ({few(keys)})" for keys, what in kinds if keys]
     found, wanted = _architecture(state), _architecture(expected)
     looks = "It does not look like an open_clip CLIP"
     fix = f"point clip.pretrained at {model_name} weights: {_fix(path.name)}"
@@ -379,9 +387,10 @@ def _mismatch_message(path, model_name, state, expected, missing, unexpected, re
         if names:
             fix = f"use the matching model config: kedro run --params clip.model_name={names[0]}, or {fix}"
     expects = f" ({_describe(wanted)})" if wanted is not None else ""
-    return (
-        f"weights file {path} (clip.pretrained) does not fit clip.model_name={model_name!r}{expects}: "
-        f"{'; '.join(differences)}. {looks}. Fix: {fix}"
+    raise _bad_file(
+        path,
+        f"does not fit clip.model_name={model_name!r}{expects}: {'; '.join(differences)}. {looks}. "
+        f"Fix: {fix}",
     )
 
 
@@ -412,17 +421,22 @@ def _blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
     return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
 
 
+# `_architecture`'s sizes: how they read in messages (text_layers comes with text_width), and where
+# open_clip model configs keep them, with open_clip's default
+_SIZES = (
+    ("width", "a ViT of width {}", "vision_cfg", "width", 768),
+    ("layers", ", {} layers", "vision_cfg", "layers", 12),
+    ("patch", ", {} px patches", "vision_cfg", "patch_size", 16),
+    ("image_size", ", {} px images", "vision_cfg", "image_size", 224),
+    ("text_width", "; a text tower of width {}", "text_cfg", "width", 512),
+    ("text_layers", ", {} layers", "text_cfg", "layers", 12),
+    ("context_length", ", {} tokens", "text_cfg", "context_length", 77),
+    ("embed_dim", "; {}-d embeddings", None, "embed_dim", None),
+)
+
+
 def _describe(arch: dict[str, int]) -> str:
-    text = f"a ViT of width {arch['width']}, {arch['layers']} layers, {arch['patch']} px patches"
-    if "image_size" in arch:
-        text += f", {arch['image_size']} px images"
-    if "text_width" in arch:
-        text += f"; a text tower of width {arch['text_width']}, {arch['text_layers']} layers"
-    if "context_length" in arch:
-        text += f", {arch['context_length']} tokens"
-    if "embed_dim" in arch:
-        text += f"; {arch['embed_dim']}-d embeddings"
-    return text
+    return "".join(text.format(arch[key]) for key, text, *_ in _SIZES if key in arch)
 
 
 def _configs_like(arch: dict[str, int]) -> list[str]:
@@ -432,18 +446,11 @@ def _configs_like(arch: dict[str, int]) -> list[str]:
     names = []
     for name in open_clip.list_models():
         cfg = open_clip.get_model_config(name) or {}
-        vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
-        if "timm_model_name" in vision or "hf_model_name" in text:
+        if "timm_model_name" in cfg.get("vision_cfg", {}) or "hf_model_name" in cfg.get("text_cfg", {}):
             continue
         sizes = {
-            "width": vision.get("width", 768),
-            "layers": vision.get("layers", 12),
-            "patch": vision.get("patch_size", 16),
-            "image_size": vision.get("image_size", 224),
-            "text_width": text.get("width", 512),
-            "text_layers": text.get("layers", 12),
-            "context_length": text.get("context_length", 77),
-            "embed_dim": cfg.get("embed_dim"),
+            key: (cfg.get(part, {}) if part else cfg).get(field, default)
+            for key, _, part, field, default in _SIZES
         }
         if all(sizes[key] == value for key, value in arch.items()):
             names.append(name)
@@ -465,77 +472,11 @@ def _no_random_init_warning() -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def _what_bytes(head: bytes) -> str:
-    if not head:
-        return "empty"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"of an unknown binary format (first bytes {head[:8].hex(' ')})"
-    return f"a text file beginning {text[:40]!r}"
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:200]
-
-
 def _fix(filename: str = "ViT-B-16.pt") -> str:
     """The command that points clip.pretrained at a file (named like `filename` if that is a weights file)."""
     if not filename.endswith(_WEIGHTS_SUFFIXES):
         filename = "ViT-B-16.pt"
     return f"kedro run --params clip.pretrained=/path/to/{filename}"
-
-
-def _require_model_config(model_name: str) -> None:
-    import open_clip
-
-    if open_clip.get_model_config(model_name) is None:
-        raise ValueError(
-            f"clip.model_name={model_name!r} is not an open_clip model config; "
-            "e.g. kedro run --params clip.model_name=ViT-B-16-quickgelu"
-        )
-
-
-def _packaged_file(model_name: str, tag: str) -> Path:
-    path = packaged_weights_path(model_name, tag)
-    if not path.is_file():
-        raise WeightsFileError(
-            f"{path} is missing: rebuild the {model_name}/{tag} weights with "
-            "`kedro run --pipelines toy_clip` (or `dvc repro toy_clip`), about 12 min on a CPU",
-            path,
-        )
-    return path
-
-
-def _tag_cfg(model_name: str, tag: str) -> dict:
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(model_name, tag)
-    if not cfg:
-        raise ValueError(
-            f"open_clip has no pretrained tag {tag!r} for {model_name!r}; "
-            f"known tags: {open_clip.list_pretrained_tags_by_model(model_name)}"
-        )
-    return cfg
-
-
-def _with_tag_preprocessing(model: nn.Module, cfg: dict) -> nn.Module:
-    """Give the model the tag's preprocessing settings, as open_clip's create_model does."""
-    import open_clip
-    from open_clip.transform import merge_preprocess_dict
-
-    preprocess = merge_preprocess_dict(open_clip.get_model_preprocess_cfg(model), cfg)
-    open_clip.set_model_preprocess_cfg(model, preprocess)
-    return model
-
-
-def _require_a_reachable_host(model_name: str, tag: str, cfg: dict, cache_dir) -> None:
-    """Fail in seconds, not after minutes of retries, when no host of the tag can be reached."""
-    hosts = [urlparse(cfg["url"]).hostname] if cfg.get("url") else []
-    hosts += ["huggingface.co"] if cfg.get("hf_hub") else []
-    if not any(_reachable(host) for host in hosts):
-        error = ConnectionError(f"none of {hosts} is reachable")
-        raise PretrainedWeightsUnavailable(_offline_message(model_name, tag, cfg, cache_dir, error))
 
 
 def _looks_like_path(pretrained: str | os.PathLike) -> bool:
@@ -573,10 +514,8 @@ def _cached_copy(cfg: dict, cache_dir: str | os.PathLike | None) -> Path | None:
             return candidate
     if not cfg.get("hf_hub"):
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # open_clip then downloads by URL only
-        return None
+    from huggingface_hub import try_to_load_from_cache
+
     repo, files = _hf_files(cfg)
     hub_cache = str(Path(cache_dir).expanduser()) if cache_dir else None
     for filename in files:
