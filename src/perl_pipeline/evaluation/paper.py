@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 from perl_pipeline.evaluation.reference import load_reported_ablations
+from perl_pipeline.evaluation.report import markdown_table
 from perl_pipeline.protocols import BASE_TO_NOVEL
 
 ABLATIONS = ("table3", "table4", "fig3_layer", "fig3_steps")
@@ -77,19 +78,8 @@ def ablation_report(
     reported = _reported(artefact)
     rows = rows.with_columns(pl.col("row").cast(pl.String))  # a CSV reads "6" back as a number
     specs = {str(spec["name"]): spec for spec in definition["rows"]}
-    header = [
-        "row",
-        "setting",
-        "trainable",
-        "base",
-        "novel",
-        "HM (mean of HMs)",
-        "HM of means",
-        "paper #params",
-        "paper base",
-        "paper novel",
-        "paper HM",
-    ]
+    header = ["row", "setting", "trainable", "base", "novel", "HM (mean of HMs)", "HM of means"]
+    header += ["paper #params", "paper base", "paper novel", "paper HM"]
     lines = [f"# {definition['title']}", ""]
     if label:
         lines += [f"> {label}", ""]
@@ -97,10 +87,8 @@ def ablation_report(
         "Base-to-novel averages over the benchmarks, mean ± std over seeds; the paper's numbers "
         "beside (≈ read from its plot, * see the notes).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
     ]
-    notes: list[str] = []
+    table, notes = [], []
     for row in rows.iter_rows(named=True):
         paper_row = specs.get(row["row"], {}).get("paper_row", row["row"])
         cells = [row["row"], f"`{row['setting'] or 'defaults'}`", f"{row['trainable_parameters']:,}"]
@@ -111,15 +99,17 @@ def ablation_report(
             cells.append(
                 "–" if value is None else mark + (f"{value:,.0f}" if metric == "params" else f"{value:.2f}")
             )
-        lines.append("| " + " | ".join(cells) + " |")
-        for note in reported.filter((pl.col("row") == paper_row) & pl.col("note").is_not_null())[
-            "note"
-        ].unique(maintain_order=True):
-            if note and "plot" not in note:
-                notes.append(f"* {row['row']}: {note}.")
+        table.append(cells)
+        paper_notes = reported.filter((pl.col("row") == paper_row) & pl.col("note").is_not_null())["note"]
+        notes += [
+            f"* {row['row']}: {note}."
+            for note in paper_notes.unique(maintain_order=True)
+            if "plot" not in note
+        ]
         decision = specs.get(row["row"], {}).get("decision")
         if decision:
             notes.append(f"* {row['row']} is our definition: {decision}")
+    lines.append(markdown_table(header, table, left=2, left_align="---"))
     lines += ["", "Accuracy per step (base, mean over benchmarks, steps 0..K):", ""]
     lines += [f"* {row['row']}: {row['base_steps']}" for row in rows.iter_rows(named=True)]
     if notes:
@@ -226,10 +216,7 @@ def dynamics_report(
         *(_METRIC_TITLES[m] for m in metrics),
         *(f"KL median, {GROUPS[g]}" for g in groups),
     ]
-    lines += [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
-    ]
+    table = []
     for subset in subsets:
         for row in mean.filter(pl.col("subset") == subset).sort("step").iter_rows(named=True):
             cells = [subset, str(row["step"])]
@@ -238,8 +225,8 @@ def dynamics_report(
                 paper, _ = _paper_value(reported, f"{_dynamics_key(protocol, subset)}@{row['step']}", m)
                 text = "–" if value is None else f"{value:.3f}" if m == "brier" else f"{value:.2f}"
                 cells.append(text + (f" (paper ≈{paper:g})" if paper is not None else ""))
-            cells += ["–" if row[c] is None else f"{row[c]:.2e}" for c in kl]
-            lines.append("| " + " | ".join(cells) + " |")
+            table.append(cells + ["–" if row[c] is None else f"{row[c]:.2e}" for c in kl])
+    lines.append(markdown_table(header, table, left=2, left_align="---"))
     if groups:
         last = mean.filter(pl.col("step") == mean["step"].max())
         counts = ", ".join(f"{GROUPS[g]} {int(last[f'n_{g}'].sum())}" for g in groups)
