@@ -38,28 +38,12 @@ DYNAMICS_COLUMNS: tuple[str, ...] = (
 )
 """The dynamics columns of the per-run table (docs/method.md §6.10)."""
 RUN_COLUMNS: tuple[str, ...] = (
-    "benchmark",
-    "seed",
-    "subset",
-    "step",
-    "accuracy",
-    "n_images",
-    "image_alignment",
-    "text_alignment",
+    *("benchmark", "seed", "subset", "step", "accuracy", "n_images", "image_alignment", "text_alignment"),
     *DYNAMICS_COLUMNS,
 )
 """Columns of the per-run evaluation table (the data contract)."""
 TRAJECTORY_COLUMNS: tuple[str, ...] = (
-    "benchmark",
-    "seed",
-    "subset",
-    "image",
-    "path",
-    "change",
-    "role",
-    "class",
-    "step",
-    "probability",
+    *("benchmark", "seed", "subset", "image", "path", "change", "role", "class", "step", "probability"),
 )
 """Columns of the confidence-trajectory table: image = test index, path = its file (null if none),
 change = "gain" | "loss", role = "target" | "step0_winner", class = original label (§6.10)."""
@@ -193,22 +177,29 @@ def _average_row(
     )
 
 
+def _assemble(
+    rows: list[pl.DataFrame], step: int, metrics: Sequence[str], extra: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Stack a protocol's benchmark and average rows into its summary columns."""
+    columns = ["benchmark", "role", "final_step", "n_seeds", *(c for m in metrics for c in (m, f"{m}_std"))]
+    return (
+        pl.concat(rows, how="diagonal_relaxed")
+        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
+        .select(*columns, *extra)
+    )
+
+
 # --------------------------------------------------------------------------- protocol tables
 
 
 _ALIGNMENTS = ("image_alignment_base", "image_alignment_novel", "text_alignment_base", "text_alignment_novel")
 B2N_METRICS: tuple[str, ...] = (
-    "base",
-    "novel",
-    "hm",
-    "zeroshot_base",
-    "zeroshot_novel",
-    "zeroshot_hm",
+    *("base", "novel", "hm", "zeroshot_base", "zeroshot_novel", "zeroshot_hm"),
     *_ALIGNMENTS,
 )
+"""Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 _B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
 _B2N_PLAIN = tuple(m for m in B2N_METRICS if m not in _B2N_HMS)  # averaged as they are
-"""Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 
 
 def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -> pl.DataFrame:
@@ -218,16 +209,8 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
     step = _final_step(runs, final_step)
 
     def subset(name: str) -> pl.DataFrame:
-        final = _at(
-            runs,
-            name,
-            step,
-            {
-                "accuracy": name,
-                "image_alignment": f"image_alignment_{name}",
-                "text_alignment": f"text_alignment_{name}",
-            },
-        )
+        renamed = {"accuracy": name, **{f"{a}_alignment": f"{a}_alignment_{name}" for a in ("image", "text")}}
+        final = _at(runs, name, step, renamed)
         return final.join(_at(runs, name, 0, {"accuracy": f"zeroshot_{name}"}), on=_KEYS)
 
     base, novel = subset("base"), subset("novel")
@@ -249,22 +232,8 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
         .with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()})
     )
 
-    rows = [stats]
-    if stats.height:
-        rows += _base_to_novel_averages(stats, _common_seeds(per_seed))
-    columns = [
-        "benchmark",
-        "role",
-        "final_step",
-        "n_seeds",
-        *(c for m in B2N_METRICS for c in (m, f"{m}_std")),
-        *(f"{hm}_per_seed_mean" for hm in _B2N_HMS),
-    ]
-    return (
-        pl.concat(rows, how="diagonal_relaxed")
-        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
-        .select(columns)
-    )
+    averages = _base_to_novel_averages(stats, _common_seeds(per_seed)) if stats.height else []
+    return _assemble([stats, *averages], step, B2N_METRICS, [f"{hm}_per_seed_mean" for hm in _B2N_HMS])
 
 
 def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list[pl.DataFrame]:
@@ -333,18 +302,7 @@ def summarize_transfer(
                 seed_values={m: pl.col(m) for m in TRANSFER_METRICS},
             )
         )
-    columns = [
-        "benchmark",
-        "role",
-        "final_step",
-        "n_seeds",
-        *(c for m in TRANSFER_METRICS for c in (m, f"{m}_std")),
-    ]
-    return (
-        pl.concat(rows, how="diagonal_relaxed")
-        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
-        .select(columns)
-    )
+    return _assemble(rows, step, TRANSFER_METRICS)
 
 
 def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:

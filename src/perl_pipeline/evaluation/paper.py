@@ -104,7 +104,7 @@ def ablation_report(
         notes += [
             f"* {row['row']}: {note}."
             for note in paper_notes.unique(maintain_order=True)
-            if "plot" not in note
+            if note and "plot" not in note
         ]
         decision = specs.get(row["row"], {}).get("decision")
         if decision:
