@@ -195,23 +195,6 @@ def _method_table(table: pl.DataFrame, columns: Sequence[tuple[str, str, Sequenc
     return markdown_table(["Method", *(title for title, _, _ in columns)], rows)
 
 
-def _benchmark_table(
-    table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int, benchmarks: Mapping[str, Benchmark]
-) -> str:
-    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title)."""
-    shown = pl.concat(
-        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
-    )
-    rows = [
-        [
-            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"], benchmarks)),
-            *(_cell(row, "", m, True, digits) for m, _ in metrics),
-        ]
-        for row in shown.iter_rows(named=True)
-    ]
-    return markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
-
-
 def _select(
     runs: pl.DataFrame, protocol: Protocol, benchmarks: Mapping[str, Benchmark]
 ) -> tuple[pl.DataFrame, list[str], list[str]]:
@@ -223,11 +206,8 @@ def _select(
         logger.warning("benchmarks %s are not known to the report and are left out", unknown)
     present = [name for name in protocol.benchmarks if name in names]
     order = {name: index for index, name in enumerate(protocol.benchmarks)}
-    selected = (
-        in_subsets.filter(pl.col("benchmark").is_in(present))
-        .with_columns(_order=pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64))
-        .sort("_order", maintain_order=True)
-        .drop("_order")
+    selected = in_subsets.filter(pl.col("benchmark").is_in(present)).sort(
+        pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64), maintain_order=True
     )
     return selected, present, unknown
 
@@ -235,13 +215,25 @@ def _select(
 def _alignment_section(
     table: pl.DataFrame, benchmarks: Mapping[str, Benchmark], subsets: Sequence[str] = ("",)
 ) -> tuple[str, str]:
-    """The section of our image and text alignment with zero-shot CLIP, per subset."""
+    """The section of our image and text alignment with zero-shot CLIP, per subset: one row per
+    benchmark and the first average row."""
     metrics = [
         (f"{tower}_alignment_{s}".rstrip("_"), f"cos({v}0, {v}K) {s}".rstrip())
         for tower, v in (("image", "v"), ("text", "t"))
         for s in subsets
     ]
-    return "Alignment with zero-shot CLIP at step K (ours)", _benchmark_table(table, metrics, 4, benchmarks)
+    shown = pl.concat(
+        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
+    )
+    rows = [
+        [
+            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"], benchmarks)),
+            *(_cell(row, "", m, True, digits=4) for m, _ in metrics),
+        ]
+        for row in shown.iter_rows(named=True)
+    ]
+    body = markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
+    return "Alignment with zero-shot CLIP at step K (ours)", body
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
@@ -286,15 +278,13 @@ def _document(
         coverage += f" Missing: {', '.join(map(title, missing))}."
     lines.append(coverage)
     if present:
-        lines.append(_seeds_line(runs, present, benchmarks))
-        lines.append(
+        lines += [
+            _seeds_line(runs, present, benchmarks),
             f'- "PERL (ours)" is step K = {table["final_step"][0]} of the recurrent loop; '
-            '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.'
-        )
-        lines.append(
+            '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.',
             "- Averages (ours and reported alike) are over the benchmarks present; reported "
-            f"numbers are the PERL paper's ({_paper_table(protocol)})."
-        )
+            f"numbers are the PERL paper's ({_paper_table(protocol)}).",
+        ]
     else:
         lines.append("- No benchmark of this protocol was evaluated.")
     if setup:
