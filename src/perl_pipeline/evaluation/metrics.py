@@ -238,32 +238,19 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
 
 def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list[pl.DataFrame]:
     """The "mean of HMs" and "HM of means" rows of `summarize_base_to_novel`."""
-    plain_means = {m: pl.col(m).mean() for m in _B2N_PLAIN}
+    plain = {m: pl.col(m).mean() for m in _B2N_PLAIN}
     plain_seeds = {m: pl.col(m) for m in _B2N_PLAIN}
-    seed_hms = {hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}
-    mean_of_hms = _average_row(
-        stats,
-        per_seed,
-        AVERAGE_MEAN_OF_HMS,
-        means={
-            **plain_means,
-            **{hm: pl.col(hm).mean() for hm in _B2N_HMS},
-            **{f"{hm}_per_seed_mean": pl.col(f"{hm}_per_seed_mean").mean() for hm in _B2N_HMS},
-        },
-        seed_values={**plain_seeds, **{hm: pl.col(hm) for hm in _B2N_HMS}},
-    )
-    hm_of_means = _average_row(
-        stats,
-        per_seed,
-        AVERAGE_HM_OF_MEANS,
-        means={
-            **plain_means,
-            **{hm: _hm_expr(pl.col(b).mean(), pl.col(n).mean()) for hm, (b, n) in _B2N_HMS.items()},
-        },
-        seed_values={**plain_seeds, **seed_hms},
-        seed_means={f"{hm}_per_seed_mean": expr for hm, expr in seed_hms.items()},
-    )
-    return [mean_of_hms, hm_of_means]
+    each_seed_hm = {hm: pl.col(hm) for hm in _B2N_HMS}  # the mean of the per-seed HMs...
+    seed_hms = {hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}  # ... or the HM of their means
+    mean_of_hms = {c: pl.col(c).mean() for c in (*_B2N_HMS, *(f"{hm}_per_seed_mean" for hm in _B2N_HMS))}
+    hm_of_means = {hm: _hm_expr(pl.col(b).mean(), pl.col(n).mean()) for hm, (b, n) in _B2N_HMS.items()}
+    seed_hm_means = {f"{hm}_per_seed_mean": expr for hm, expr in seed_hms.items()}
+    return [
+        _average_row(stats, per_seed, AVERAGE_MEAN_OF_HMS, plain | mean_of_hms, plain_seeds | each_seed_hm),
+        _average_row(
+            stats, per_seed, AVERAGE_HM_OF_MEANS, plain | hm_of_means, plain_seeds | seed_hms, seed_hm_means
+        ),
+    ]
 
 
 TRANSFER_METRICS: tuple[str, ...] = ("accuracy", "zeroshot_accuracy", "image_alignment", "text_alignment")

@@ -30,22 +30,16 @@ def params_vs_hm_figure(
     ours_hm: float, ours_params: int = 6402, *, ours_label: str = "PERL (ours)"
 ) -> Figure:
     """Trainable parameters against base-to-novel average HM: ours beside the paper's methods."""
-    reported = (
-        load_reported()
-        .filter(
-            (pl.col("protocol") == "unified_1epoch_16shot")
-            & (pl.col("setting") == "base_to_novel")
-            & (pl.col("dataset") == "average")
-            & (pl.col("metric") == "hm_mean_of_datasets")
-        )
-        .select("method", pl.col("value").alias("hm"))
+    reported = load_reported().filter(
+        protocol="unified_1epoch_16shot",
+        setting="base_to_novel",
+        dataset="average",
+        metric="hm_mean_of_datasets",
     )
     params = load_reported_params().select(
-        pl.col("method").replace(_PARAMS_ALIASES),
-        pl.col("trainable_params_numeric").alias("params"),
-        pl.col("trainable_params_as_reported").alias("params_text"),
+        pl.col("method").replace(_PARAMS_ALIASES), pl.col("trainable_params_numeric").alias("params")
     )
-    points = reported.join(params, on="method", how="inner").sort("params")
+    points = reported.select("method", hm="value").join(params, on="method", how="inner").sort("params")
     clip = points.filter(pl.col("params") == 0)
     methods = points.filter(pl.col("params") > 0)
 
