@@ -262,20 +262,17 @@ def _document(
     setup: str = "",
 ) -> str:
     """The report: heading, label, seeds/coverage/setup lines, then titled sections."""
-
-    def title(name: str) -> str:
-        return _row_title(name, benchmarks)
-
+    titles = {b: _row_title(b, benchmarks) for b in protocol.benchmarks}
+    missing = [titles[b] for b in protocol.benchmarks if b not in present]
     lines = [f"## {protocol.title}", ""]
     if label:
         lines += [f"> **{label}**", ""]
-    missing = [b for b in protocol.benchmarks if b not in present]
     coverage = (
         f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
-        f"{', '.join(map(title, present)) or 'none'}."
+        f"{', '.join(titles[b] for b in present) or 'none'}."
     )
     if missing:
-        coverage += f" Missing: {', '.join(map(title, missing))}."
+        coverage += f" Missing: {', '.join(missing)}."
     lines.append(coverage)
     if present:
         lines += [
@@ -444,8 +441,7 @@ def _transfer_report(
 ) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
-    summary = summarize_transfer(selected, source=SOURCE)
-    table = _attach_reported(summary, protocol, ("accuracy",), benchmarks)
+    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",), benchmarks)
     sections = []
     targets = [b for b in present if b != SOURCE]
     if present:
