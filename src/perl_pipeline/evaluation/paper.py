@@ -242,11 +242,7 @@ def _largest_gains(trajectories: pl.DataFrame, count: int = 3) -> list[tuple[tup
     spread = (
         gains.filter(pl.col("role") == "target")
         .group_by(keys)
-        .agg(
-            (
-                pl.col("probability").sort_by("step").last() - pl.col("probability").sort_by("step").first()
-            ).alias("d")
-        )
+        .agg(d=pl.col("probability").sort_by("step").last() - pl.col("probability").sort_by("step").first())
         .sort("d", "benchmark", "image", descending=[True, False, False])
         .head(count)
     )

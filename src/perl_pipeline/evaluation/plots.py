@@ -54,15 +54,8 @@ def params_vs_hm_figure(
         ax.axhline(
             hm, color="tab:blue", linestyle="--", linewidth=1, label=f"CLIP zero-shot (0 params), {hm:.2f}"
         )
-    ax.scatter(
-        [ours_params],
-        [ours_hm],
-        marker="*",
-        s=200,
-        color="tab:red",
-        zorder=3,
-        label=f"{ours_label}, {ours_hm:.2f}",
-    )
+    ours = f"{ours_label}, {ours_hm:.2f}"
+    ax.scatter([ours_params], [ours_hm], marker="*", s=200, color="tab:red", zorder=3, label=ours)
     ax.set_xscale("log")
     ax.margins(x=0.12)
     ax.set_xlabel("trainable parameters (log scale)")
@@ -119,25 +112,12 @@ def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | 
         benchmarks = rows["benchmark"].unique(maintain_order=True).to_list()
         for benchmark in benchmarks:
             line = rows.filter(pl.col("benchmark") == benchmark)
-            _line(
-                ax,
-                line,
-                "accuracy",
-                "-",
-                colors[benchmark],
-                (titles or {}).get(benchmark, benchmark),
-                band=True,
-            )
+            label = (titles or {}).get(benchmark, benchmark)
+            _line(ax, line, "accuracy", "-", colors[benchmark], label, band=True)
         if len(benchmarks) > 1:
             mean = rows.group_by("step").agg(pl.col("accuracy").mean()).sort("step")
-            ax.plot(
-                mean["step"],
-                mean["accuracy"],
-                "-",
-                color="black",
-                linewidth=2.5,
-                label="mean over benchmarks",
-            )
+            label = "mean over benchmarks"
+            ax.plot(mean["step"], mean["accuracy"], "-", color="black", linewidth=2.5, label=label)
         ax.set_title(_SUBSET_TITLES.get(subset, subset))
         ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
         ax.set_xticks(rows["step"].unique().sort().to_list())
