@@ -172,14 +172,8 @@ def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
     for ax, (metric, label) in zip(axes, panels, strict=False):
         for subset in subsets:
             rows = average.filter((pl.col("subset") == subset) & pl.col(metric).is_not_null())
-            _line(
-                ax,
-                rows,
-                metric,
-                _SUBSET_STYLES.get(subset, "-."),
-                "black",
-                _SUBSET_TITLES.get(subset, subset),
-            )
+            style = _SUBSET_STYLES.get(subset, "-.")
+            _line(ax, rows, metric, style, "black", _SUBSET_TITLES.get(subset, subset))
         ax.set_ylabel(label)
     for subset in subsets:
         for group, color in zip(GROUPS, colormaps["tab10"].colors, strict=False):
