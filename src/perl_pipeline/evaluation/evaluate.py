@@ -105,8 +105,7 @@ class _Tally:
     n: int = 0
     sums: dict[str, torch.Tensor] = field(default_factory=dict)  # metric -> [K + 1] float64
     images: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per-image values, by batch
-    jacobian: torch.Tensor | None = None  # [K + 1] float64 sum of norms
-    n_jacobian: int = 0
+    n_jacobian: int = 0  # images whose Jacobian norms are in sums["jacobian"]
 
     def add(self, name: str, total: torch.Tensor) -> None:
         """Add a batch's total [K + 1] to the sum of `name`."""
@@ -121,13 +120,6 @@ class _Tally:
 
     def kept(self, name: str) -> torch.Tensor:
         return torch.cat(self.images[name], dim=-1)
-
-    def add_jacobian(self, norms: torch.Tensor) -> None:
-        """Add the Jacobian norms [K + 1, r] of r images."""
-        if self.jacobian is None:
-            self.jacobian = torch.zeros(self.steps, dtype=torch.float64)
-        self.jacobian += norms.double().sum(-1).cpu()
-        self.n_jacobian += norms.shape[-1]
 
 
 @torch.no_grad()
@@ -295,7 +287,8 @@ def _jacobians(
                         for step in logits
                     ]
                 )  # [K + 1, r]
-                tallies[seed, subset].add_jacobian(norms)
+                tallies[seed, subset].add("jacobian", norms.double().sum(-1))
+                tallies[seed, subset].n_jacobian += len(rows)
 
 
 def _step_records(tally: _Tally, keys: dict, text_alignment: torch.Tensor) -> list[dict]:
@@ -318,9 +311,7 @@ def _step_records(tally: _Tally, keys: dict, text_alignment: torch.Tensor) -> li
             "text_alignment": text_alignment[step].item(),
             "confidence": 100.0 * sums["confidence"][step].item() / n,
             "brier": sums["brier"][step].item() / n,
-            "jacobian_norm": None
-            if tally.jacobian is None
-            else tally.jacobian[step].item() / tally.n_jacobian,
+            "jacobian_norm": sums["jacobian"][step].item() / tally.n_jacobian if tally.n_jacobian else None,
         }
         for g, mask in groups.items():
             q = quartiles[g]

@@ -38,28 +38,12 @@ DYNAMICS_COLUMNS: tuple[str, ...] = (
 )
 """The dynamics columns of the per-run table (docs/method.md §6.10)."""
 RUN_COLUMNS: tuple[str, ...] = (
-    "benchmark",
-    "seed",
-    "subset",
-    "step",
-    "accuracy",
-    "n_images",
-    "image_alignment",
-    "text_alignment",
+    *("benchmark", "seed", "subset", "step", "accuracy", "n_images", "image_alignment", "text_alignment"),
     *DYNAMICS_COLUMNS,
 )
 """Columns of the per-run evaluation table (the data contract)."""
 TRAJECTORY_COLUMNS: tuple[str, ...] = (
-    "benchmark",
-    "seed",
-    "subset",
-    "image",
-    "path",
-    "change",
-    "role",
-    "class",
-    "step",
-    "probability",
+    *("benchmark", "seed", "subset", "image", "path", "change", "role", "class", "step", "probability"),
 )
 """Columns of the confidence-trajectory table: image = test index, path = its file (null if none),
 change = "gain" | "loss", role = "target" | "step0_winner", class = original label (§6.10)."""
@@ -193,22 +177,29 @@ def _average_row(
     )
 
 
+def _assemble(
+    rows: list[pl.DataFrame], step: int, metrics: Sequence[str], extra: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Stack a protocol's benchmark and average rows into its summary columns."""
+    columns = ["benchmark", "role", "final_step", "n_seeds", *(c for m in metrics for c in (m, f"{m}_std"))]
+    return (
+        pl.concat(rows, how="diagonal_relaxed")
+        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
+        .select(*columns, *extra)
+    )
+
+
 # --------------------------------------------------------------------------- protocol tables
 
 
 _ALIGNMENTS = ("image_alignment_base", "image_alignment_novel", "text_alignment_base", "text_alignment_novel")
 B2N_METRICS: tuple[str, ...] = (
-    "base",
-    "novel",
-    "hm",
-    "zeroshot_base",
-    "zeroshot_novel",
-    "zeroshot_hm",
+    *("base", "novel", "hm", "zeroshot_base", "zeroshot_novel", "zeroshot_hm"),
     *_ALIGNMENTS,
 )
+"""Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 _B2N_HMS = {"hm": ("base", "novel"), "zeroshot_hm": ("zeroshot_base", "zeroshot_novel")}
 _B2N_PLAIN = tuple(m for m in B2N_METRICS if m not in _B2N_HMS)  # averaged as they are
-"""Metrics of `summarize_base_to_novel`, each followed by ``<metric>_std`` in its output."""
 
 
 def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -> pl.DataFrame:
@@ -218,16 +209,8 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
     step = _final_step(runs, final_step)
 
     def subset(name: str) -> pl.DataFrame:
-        final = _at(
-            runs,
-            name,
-            step,
-            {
-                "accuracy": name,
-                "image_alignment": f"image_alignment_{name}",
-                "text_alignment": f"text_alignment_{name}",
-            },
-        )
+        renamed = {"accuracy": name, **{f"{a}_alignment": f"{a}_alignment_{name}" for a in ("image", "text")}}
+        final = _at(runs, name, step, renamed)
         return final.join(_at(runs, name, 0, {"accuracy": f"zeroshot_{name}"}), on=_KEYS)
 
     base, novel = subset("base"), subset("novel")
@@ -249,52 +232,25 @@ def summarize_base_to_novel(runs: pl.DataFrame, final_step: int | None = None) -
         .with_columns(**{hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()})
     )
 
-    rows = [stats]
-    if stats.height:
-        rows += _base_to_novel_averages(stats, _common_seeds(per_seed))
-    columns = [
-        "benchmark",
-        "role",
-        "final_step",
-        "n_seeds",
-        *(c for m in B2N_METRICS for c in (m, f"{m}_std")),
-        *(f"{hm}_per_seed_mean" for hm in _B2N_HMS),
-    ]
-    return (
-        pl.concat(rows, how="diagonal_relaxed")
-        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
-        .select(columns)
-    )
+    averages = _base_to_novel_averages(stats, _common_seeds(per_seed)) if stats.height else []
+    return _assemble([stats, *averages], step, B2N_METRICS, [f"{hm}_per_seed_mean" for hm in _B2N_HMS])
 
 
 def _base_to_novel_averages(stats: pl.DataFrame, per_seed: pl.DataFrame) -> list[pl.DataFrame]:
     """The "mean of HMs" and "HM of means" rows of `summarize_base_to_novel`."""
-    plain_means = {m: pl.col(m).mean() for m in _B2N_PLAIN}
+    plain = {m: pl.col(m).mean() for m in _B2N_PLAIN}
     plain_seeds = {m: pl.col(m) for m in _B2N_PLAIN}
-    seed_hms = {hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}
-    mean_of_hms = _average_row(
-        stats,
-        per_seed,
-        AVERAGE_MEAN_OF_HMS,
-        means={
-            **plain_means,
-            **{hm: pl.col(hm).mean() for hm in _B2N_HMS},
-            **{f"{hm}_per_seed_mean": pl.col(f"{hm}_per_seed_mean").mean() for hm in _B2N_HMS},
-        },
-        seed_values={**plain_seeds, **{hm: pl.col(hm) for hm in _B2N_HMS}},
-    )
-    hm_of_means = _average_row(
-        stats,
-        per_seed,
-        AVERAGE_HM_OF_MEANS,
-        means={
-            **plain_means,
-            **{hm: _hm_expr(pl.col(b).mean(), pl.col(n).mean()) for hm, (b, n) in _B2N_HMS.items()},
-        },
-        seed_values={**plain_seeds, **seed_hms},
-        seed_means={f"{hm}_per_seed_mean": expr for hm, expr in seed_hms.items()},
-    )
-    return [mean_of_hms, hm_of_means]
+    each_seed_hm = {hm: pl.col(hm) for hm in _B2N_HMS}  # the mean of the per-seed HMs...
+    seed_hms = {hm: _hm_expr(b, n) for hm, (b, n) in _B2N_HMS.items()}  # ... or the HM of their means
+    mean_of_hms = {c: pl.col(c).mean() for c in (*_B2N_HMS, *(f"{hm}_per_seed_mean" for hm in _B2N_HMS))}
+    hm_of_means = {hm: _hm_expr(pl.col(b).mean(), pl.col(n).mean()) for hm, (b, n) in _B2N_HMS.items()}
+    seed_hm_means = {f"{hm}_per_seed_mean": expr for hm, expr in seed_hms.items()}
+    return [
+        _average_row(stats, per_seed, AVERAGE_MEAN_OF_HMS, plain | mean_of_hms, plain_seeds | each_seed_hm),
+        _average_row(
+            stats, per_seed, AVERAGE_HM_OF_MEANS, plain | hm_of_means, plain_seeds | seed_hms, seed_hm_means
+        ),
+    ]
 
 
 TRANSFER_METRICS: tuple[str, ...] = ("accuracy", "zeroshot_accuracy", "image_alignment", "text_alignment")
@@ -333,18 +289,7 @@ def summarize_transfer(
                 seed_values={m: pl.col(m) for m in TRANSFER_METRICS},
             )
         )
-    columns = [
-        "benchmark",
-        "role",
-        "final_step",
-        "n_seeds",
-        *(c for m in TRANSFER_METRICS for c in (m, f"{m}_std")),
-    ]
-    return (
-        pl.concat(rows, how="diagonal_relaxed")
-        .with_columns(final_step=pl.lit(step, dtype=pl.Int64))
-        .select(columns)
-    )
+    return _assemble(rows, step, TRANSFER_METRICS)
 
 
 def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import polars as pl
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
 from perl_pipeline.evaluation.reference import load_reported_ablations
+from perl_pipeline.evaluation.report import markdown_table
 from perl_pipeline.protocols import BASE_TO_NOVEL
 
 ABLATIONS = ("table3", "table4", "fig3_layer", "fig3_steps")
@@ -77,19 +79,9 @@ def ablation_report(
     reported = _reported(artefact)
     rows = rows.with_columns(pl.col("row").cast(pl.String))  # a CSV reads "6" back as a number
     specs = {str(spec["name"]): spec for spec in definition["rows"]}
-    header = [
-        "row",
-        "setting",
-        "trainable",
-        "base",
-        "novel",
-        "HM (mean of HMs)",
-        "HM of means",
-        "paper #params",
-        "paper base",
-        "paper novel",
-        "paper HM",
-    ]
+    paper_rows = {name: specs.get(name, {}).get("paper_row", name) for name in rows["row"]}
+    header = ["row", "setting", "trainable", "base", "novel", "HM (mean of HMs)", "HM of means"]
+    header += ["paper #params", "paper base", "paper novel", "paper HM"]
     lines = [f"# {definition['title']}", ""]
     if label:
         lines += [f"> {label}", ""]
@@ -97,12 +89,10 @@ def ablation_report(
         "Base-to-novel averages over the benchmarks, mean ± std over seeds; the paper's numbers "
         "beside (≈ read from its plot, * see the notes).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
     ]
-    notes: list[str] = []
+    table, notes = [], []
     for row in rows.iter_rows(named=True):
-        paper_row = specs.get(row["row"], {}).get("paper_row", row["row"])
+        paper_row = paper_rows[row["row"]]
         cells = [row["row"], f"`{row['setting'] or 'defaults'}`", f"{row['trainable_parameters']:,}"]
         cells += [_pm(row[m], row[f"{m}_std"]) for m in ("base", "novel", "hm")]
         cells.append(f"{row['hm_of_means']:.2f}")
@@ -111,55 +101,49 @@ def ablation_report(
             cells.append(
                 "–" if value is None else mark + (f"{value:,.0f}" if metric == "params" else f"{value:.2f}")
             )
-        lines.append("| " + " | ".join(cells) + " |")
-        for note in reported.filter((pl.col("row") == paper_row) & pl.col("note").is_not_null())[
-            "note"
-        ].unique(maintain_order=True):
-            if note and "plot" not in note:
-                notes.append(f"* {row['row']}: {note}.")
+        table.append(cells)
+        paper_notes = reported.filter((pl.col("row") == paper_row) & pl.col("note").is_not_null())["note"]
+        notes += [
+            f"* {row['row']}: {note}."
+            for note in paper_notes.unique(maintain_order=True)
+            if note and "plot" not in note
+        ]
         decision = specs.get(row["row"], {}).get("decision")
         if decision:
             notes.append(f"* {row['row']} is our definition: {decision}")
+    lines.append(markdown_table(header, table, left=2, left_align="---"))
     lines += ["", "Accuracy per step (base, mean over benchmarks, steps 0..K):", ""]
     lines += [f"* {row['row']}: {row['base_steps']}" for row in rows.iter_rows(named=True)]
     if notes:
         lines += ["", "Notes:", "", *notes]
     lines += ["", "The paper reports HM as the mean of per-dataset HMs; its HM of means is not given."]
-    return "\n".join(lines) + "\n", _ablation_figure(artefact, rows, definition, reported)
+    return "\n".join(lines) + "\n", _ablation_figure(
+        rows, definition, reported, [paper_rows[n] for n in rows["row"]]
+    )
 
 
 def _ablation_figure(
-    artefact: str, rows: pl.DataFrame, definition: Mapping, reported: pl.DataFrame
+    rows: pl.DataFrame, definition: Mapping, reported: pl.DataFrame, paper_rows: Sequence[str]
 ) -> Figure:
-    """Tables: bars per row (base, novel, HM ± std) with the paper's values as black marks.
-    Fig. 3: our curves against the setting, and the paper's curves in a second panel."""
+    """Tables: bars per row (base, novel, HM ± std) with the paper's values (its `paper_rows`) as black
+    marks. Fig. 3: our curves against the setting, and the paper's curves in a second panel."""
     figure = Figure(figsize=(10, 4), layout="constrained")
     metrics = {"base": "tab:blue", "novel": "tab:orange", "hm": "tab:green"}
     names = rows["row"].to_list()
     if "axis" not in definition:
         ax = figure.add_subplot()
         width = 0.27
-        specs = {str(spec["name"]): spec for spec in definition["rows"]}
         for i, (metric, color) in enumerate(metrics.items()):
             xs = [x + (i - 1) * width for x in range(len(names))]
-            ax.bar(
-                xs,
-                rows[metric].to_list(),
-                width,
-                yerr=rows[f"{metric}_std"].fill_null(0).to_list(),
-                color=color,
-                label=f"{metric} (ours)",
-            )
-            paper = [_paper_value(reported, specs.get(n, {}).get("paper_row", n), metric)[0] for n in names]
-            ax.scatter(
-                [x for x, v in zip(xs, paper, strict=True) if v is not None],
-                [v for v in paper if v is not None],
-                marker="_",
-                s=300,
-                color="black",
-                label="paper" if i == 0 else None,
-                zorder=3,
-            )
+            std = rows[f"{metric}_std"].fill_null(0).to_list()
+            ax.bar(xs, rows[metric].to_list(), width, yerr=std, color=color, label=f"{metric} (ours)")
+            paper = [
+                (x, _paper_value(reported, row, metric)[0]) for x, row in zip(xs, paper_rows, strict=True)
+            ]
+            paper = [(x, v) for x, v in paper if v is not None]
+            label = "paper" if i == 0 else None
+            marks = [x for x, _ in paper], [v for _, v in paper]
+            ax.scatter(*marks, marker="_", s=300, color="black", label=label, zorder=3)
         ax.set_xticks(range(len(names)), names, rotation=15)
         ax.set_ylabel("base-to-novel average accuracy / HM (%)")
         ax.legend(ncol=4, fontsize="small")
@@ -167,26 +151,14 @@ def _ablation_figure(
         ours, paper = figure.subplots(1, 2, sharey=False)
         xs = [float(n) for n in names]
         for metric, color in metrics.items():
-            ours.errorbar(
-                xs,
-                rows[metric].to_list(),
-                yerr=rows[f"{metric}_std"].fill_null(0).to_list(),
-                color=color,
-                marker="o",
-                label=metric,
-            )
+            std = rows[f"{metric}_std"].fill_null(0).to_list()
+            ours.errorbar(xs, rows[metric].to_list(), yerr=std, color=color, marker="o", label=metric)
             points = reported.filter(pl.col("metric") == metric).with_columns(
                 x=pl.col("row").cast(pl.Float64)
             )
             points = points.sort("x")
-            paper.plot(
-                points["x"].to_list(),
-                points["value"].to_list(),
-                color=color,
-                marker="x",
-                linestyle="--",
-                label=metric,
-            )
+            xy = points["x"].to_list(), points["value"].to_list()
+            paper.plot(*xy, color=color, marker="x", linestyle="--", label=metric)
         for ax, who in ((ours, "ours"), (paper, "paper (≈ read from its plot)")):
             ax.set_xlabel(definition["axis"])
             ax.set_ylabel("base-to-novel average (%)")
@@ -220,16 +192,9 @@ def dynamics_report(
     lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmark{plural})", ""]
     if label:
         lines += [f"> {label}", ""]
-    header = [
-        "subset",
-        "step",
-        *(_METRIC_TITLES[m] for m in metrics),
-        *(f"KL median, {GROUPS[g]}" for g in groups),
-    ]
-    lines += [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
-    ]
+    header = ["subset", "step", *(_METRIC_TITLES[m] for m in metrics)]
+    header += [f"KL median, {GROUPS[g]}" for g in groups]
+    table = []
     for subset in subsets:
         for row in mean.filter(pl.col("subset") == subset).sort("step").iter_rows(named=True):
             cells = [subset, str(row["step"])]
@@ -238,8 +203,8 @@ def dynamics_report(
                 paper, _ = _paper_value(reported, f"{_dynamics_key(protocol, subset)}@{row['step']}", m)
                 text = "–" if value is None else f"{value:.3f}" if m == "brier" else f"{value:.2f}"
                 cells.append(text + (f" (paper ≈{paper:g})" if paper is not None else ""))
-            cells += ["–" if row[c] is None else f"{row[c]:.2e}" for c in kl]
-            lines.append("| " + " | ".join(cells) + " |")
+            table.append(cells + ["–" if row[c] is None else f"{row[c]:.2e}" for c in kl])
+    lines.append(markdown_table(header, table, left=2, left_align="---"))
     if groups:
         last = mean.filter(pl.col("step") == mean["step"].max())
         counts = ", ".join(f"{GROUPS[g]} {int(last[f'n_{g}'].sum())}" for g in groups)
@@ -277,26 +242,17 @@ def _largest_gains(trajectories: pl.DataFrame, count: int = 3) -> list[tuple[tup
     spread = (
         gains.filter(pl.col("role") == "target")
         .group_by(keys)
-        .agg(
-            (
-                pl.col("probability").sort_by("step").last() - pl.col("probability").sort_by("step").first()
-            ).alias("d")
-        )
+        .agg(d=pl.col("probability").sort_by("step").last() - pl.col("probability").sort_by("step").first())
         .sort("d", "benchmark", "image", descending=[True, False, False])
         .head(count)
     )
     out = []
     for key in spread.select(keys).iter_rows(named=True):
         rows = gains.filter(*(pl.col(k) == v for k, v in key.items())).sort("step")
-        curves = {
-            role: rows.filter(pl.col("role") == role)["probability"].to_list()
-            for role in ("target", "step0_winner")
-        }
-        classes = {
-            role: rows.filter(pl.col("role") == role)["class"][0] for role in ("target", "step0_winner")
-        }
+        target, winner = (rows.filter(pl.col("role") == role) for role in ("target", "step0_winner"))
         name = rows["path"][0] if rows["path"][0] is not None else f"test image {key['image']}"
-        out.append(((key["benchmark"], name, classes["target"], classes["step0_winner"]), curves))
+        curves = {"target": target["probability"].to_list(), "step0_winner": winner["probability"].to_list()}
+        out.append(((key["benchmark"], name, target["class"][0], winner["class"][0]), curves))
     return out
 
 
@@ -305,59 +261,45 @@ def _dynamics_key(protocol: str, subset: str) -> str:
 
 
 def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains) -> Figure:
+    """One panel per dynamics metric, the KL medians per group and Fig. 6's largest gains, with the
+    paper's points (≈, read from its plots) as black crosses."""
     panels = [*metrics, *(["kl"] if groups else []), *(["fig6"] if gains else [])]
     figure = Figure(figsize=(4 * len(panels), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     styles = {"base": "-", "novel": "--", "all": "-"}
+
+    def paper_points(ax: Axes, prefix: str, metric: str | None, label: str | None) -> None:
+        paper = reported.filter(pl.col("row").str.starts_with(prefix))
+        paper = paper if metric is None else paper.filter(pl.col("metric") == metric)
+        if not paper.is_empty():
+            steps = [int(r.split("@")[1]) for r in paper["row"]]
+            ax.scatter(steps, paper["value"], marker="x", color="black", label=label, zorder=3)
+
     for ax, panel in zip(axes, panels, strict=True):
+        ax.set_xlabel("step k")
         if panel == "fig6":
             for ((benchmark, *_), curves), color in zip(
                 gains, ("tab:blue", "tab:orange", "tab:green"), strict=False
             ):
                 ax.plot(curves["target"], "-", marker="o", color=color, label=f"{benchmark}: target")
                 ax.plot(curves["step0_winner"], "--", color=color, label=f"{benchmark}: step-0 winner")
-            paper = reported.filter(pl.col("row").str.starts_with("trajectory"))
-            ax.scatter(
-                [int(r.split("@")[1]) for r in paper["row"]],
-                paper["value"],
-                marker="x",
-                color="black",
-                label="paper's example (≈)",
-                zorder=3,
-            )
-            ax.set_xlabel("step k")
+            paper_points(ax, "trajectory", None, "paper's example (≈)")
             ax.set_ylabel("class probability")
-            ax.legend(fontsize="x-small")
-            continue
-        for subset in subsets:
+        for subset in subsets if panel != "fig6" else ():
             rows = mean.filter(pl.col("subset") == subset).sort("step")
             if panel == "kl":
                 for g, color in zip(groups, ("tab:green", "tab:red", "tab:purple", "tab:gray"), strict=False):
-                    ax.plot(
-                        rows["step"],
-                        rows[f"kl_median_{g}"],
-                        styles[subset],
-                        color=color,
-                        label=f"{GROUPS[g]} ({subset})",
-                    )
+                    label = f"{GROUPS[g]} ({subset})"
+                    ax.plot(rows["step"], rows[f"kl_median_{g}"], styles[subset], color=color, label=label)
                 continue
             ax.plot(rows["step"], rows[panel], styles[subset], marker="o", label=f"ours ({subset})")
-            key = _dynamics_key(protocol, subset)
-            paper = reported.filter(pl.col("row").str.starts_with(f"{key}@") & (pl.col("metric") == panel))
-            if not paper.is_empty():
-                steps = [int(r.split("@")[1]) for r in paper["row"]]
-                ax.scatter(
-                    steps,
-                    paper["value"],
-                    marker="x",
-                    color="black",
-                    zorder=3,
-                    label="paper (≈)" if subset == subsets[0] else None,
-                )
+            label = "paper (≈)" if subset == subsets[0] else None
+            paper_points(ax, f"{_dynamics_key(protocol, subset)}@", panel, label)
         if panel == "kl":
             ax.set_yscale("log")
-        ax.set_xlabel("step k")
-        ax.set_ylabel("KL(p_k ‖ p_0), median" if panel == "kl" else _METRIC_TITLES[panel])
+            ax.set_ylabel("KL(p_k ‖ p_0), median")
+        elif panel != "fig6":
+            ax.set_ylabel(_METRIC_TITLES[panel])
         ax.legend(fontsize="x-small")
     figure.suptitle(f"Dynamics per step: {protocol}")
     return figure

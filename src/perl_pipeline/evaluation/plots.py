@@ -26,30 +26,20 @@ _SUBSET_STYLES = {"base": "-", "novel": "--", "all": ":"}
 _PARAMS_ALIASES = {"CLIP zero-shot": "CLIP"}  # reported_trainable_params.csv -> results names
 
 
-def _title(benchmark: str, titles: Mapping[str, str]) -> str:
-    return titles.get(benchmark, benchmark)
-
-
 def params_vs_hm_figure(
     ours_hm: float, ours_params: int = 6402, *, ours_label: str = "PERL (ours)"
 ) -> Figure:
     """Trainable parameters against base-to-novel average HM: ours beside the paper's methods."""
-    reported = (
-        load_reported()
-        .filter(
-            (pl.col("protocol") == "unified_1epoch_16shot")
-            & (pl.col("setting") == "base_to_novel")
-            & (pl.col("dataset") == "average")
-            & (pl.col("metric") == "hm_mean_of_datasets")
-        )
-        .select("method", pl.col("value").alias("hm"))
+    reported = load_reported().filter(
+        protocol="unified_1epoch_16shot",
+        setting="base_to_novel",
+        dataset="average",
+        metric="hm_mean_of_datasets",
     )
     params = load_reported_params().select(
-        pl.col("method").replace(_PARAMS_ALIASES),
-        pl.col("trainable_params_numeric").alias("params"),
-        pl.col("trainable_params_as_reported").alias("params_text"),
+        pl.col("method").replace(_PARAMS_ALIASES), pl.col("trainable_params_numeric").alias("params")
     )
-    points = reported.join(params, on="method", how="inner").sort("params")
+    points = reported.select("method", hm="value").join(params, on="method", how="inner").sort("params")
     clip = points.filter(pl.col("params") == 0)
     methods = points.filter(pl.col("params") > 0)
 
@@ -64,15 +54,8 @@ def params_vs_hm_figure(
         ax.axhline(
             hm, color="tab:blue", linestyle="--", linewidth=1, label=f"CLIP zero-shot (0 params), {hm:.2f}"
         )
-    ax.scatter(
-        [ours_params],
-        [ours_hm],
-        marker="*",
-        s=200,
-        color="tab:red",
-        zorder=3,
-        label=f"{ours_label}, {ours_hm:.2f}",
-    )
+    ours = f"{ours_label}, {ours_hm:.2f}"
+    ax.scatter([ours_params], [ours_hm], marker="*", s=200, color="tab:red", zorder=3, label=ours)
     ax.set_xscale("log")
     ax.margins(x=0.12)
     ax.set_xlabel("trainable parameters (log scale)")
@@ -83,13 +66,17 @@ def params_vs_hm_figure(
     return figure
 
 
-def _per_step_panel(ax: Axes, rows: pl.DataFrame, metric: str, label: str, color: object, style: str) -> None:
-    """One mean line over steps with a ±std band (the band only where the std is defined)."""
-    steps = rows["step"].to_numpy()
-    mean = rows[metric].to_numpy()
+def _line(
+    ax: Axes, rows: pl.DataFrame, metric: str, style: str, color: object, label: str, band: bool = False
+) -> None:
+    """One line of `metric` over steps (nothing when `rows` is empty), with a ±std band if `band` (the
+    band only where the std is defined)."""
+    if rows.is_empty():
+        return
+    steps, mean = rows["step"].to_numpy(), rows[metric].to_numpy()
     ax.plot(steps, mean, style, marker="o", markersize=3, color=color, label=label)
-    std = rows[f"{metric}_std"].fill_null(0.0).to_numpy()
-    if std.any():
+    std = rows[f"{metric}_std"].fill_null(0.0).to_numpy() if band else None
+    if std is not None and std.any():
         ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
 
 
@@ -124,24 +111,13 @@ def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | 
         rows = table.filter(pl.col("subset") == subset)
         benchmarks = rows["benchmark"].unique(maintain_order=True).to_list()
         for benchmark in benchmarks:
-            _per_step_panel(
-                ax,
-                rows.filter(pl.col("benchmark") == benchmark),
-                "accuracy",
-                _title(benchmark, titles or {}),
-                colors[benchmark],
-                "-",
-            )
+            line = rows.filter(pl.col("benchmark") == benchmark)
+            label = (titles or {}).get(benchmark, benchmark)
+            _line(ax, line, "accuracy", "-", colors[benchmark], label, band=True)
         if len(benchmarks) > 1:
             mean = rows.group_by("step").agg(pl.col("accuracy").mean()).sort("step")
-            ax.plot(
-                mean["step"],
-                mean["accuracy"],
-                "-",
-                color="black",
-                linewidth=2.5,
-                label="mean over benchmarks",
-            )
+            label = "mean over benchmarks"
+            ax.plot(mean["step"], mean["accuracy"], "-", color="black", linewidth=2.5, label=label)
         ax.set_title(_SUBSET_TITLES.get(subset, subset))
         ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
         ax.set_xticks(rows["step"].unique().sort().to_list())
@@ -163,14 +139,8 @@ def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] |
     )
     for ax, (metric, title) in zip(axes, panels, strict=True):
         for (benchmark, subset), rows in table.group_by("benchmark", "subset", maintain_order=True):
-            _per_step_panel(
-                ax,
-                rows,
-                metric,
-                f"{_title(benchmark, titles or {})} ({subset})",
-                colors[benchmark],
-                _SUBSET_STYLES.get(subset, "-."),
-            )
+            label = f"{(titles or {}).get(benchmark, benchmark)} ({subset})"
+            _line(ax, rows, metric, _SUBSET_STYLES.get(subset, "-."), colors[benchmark], label, band=True)
         ax.set_title(title)
         ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
         ax.grid(True, alpha=0.3)
@@ -202,27 +172,15 @@ def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
     for ax, (metric, label) in zip(axes, panels, strict=False):
         for subset in subsets:
             rows = average.filter((pl.col("subset") == subset) & pl.col(metric).is_not_null())
-            _line(
-                ax,
-                rows,
-                metric,
-                _SUBSET_STYLES.get(subset, "-."),
-                "black",
-                _SUBSET_TITLES.get(subset, subset),
-            )
+            style = _SUBSET_STYLES.get(subset, "-.")
+            _line(ax, rows, metric, style, "black", _SUBSET_TITLES.get(subset, subset))
         ax.set_ylabel(label)
     for subset in subsets:
         for group, color in zip(GROUPS, colormaps["tab10"].colors, strict=False):
             metric = f"kl_median_{group}"
             rows = average.filter((pl.col("subset") == subset) & (pl.col("step") > 0) & (pl.col(metric) > 0))
-            _line(
-                axes[3],
-                rows,
-                metric,
-                _SUBSET_STYLES.get(subset, "-."),
-                color,
-                f"{_GROUP_LABELS[group]} ({subset})",
-            )
+            label = f"{_GROUP_LABELS[group]} ({subset})"
+            _line(axes[3], rows, metric, _SUBSET_STYLES.get(subset, "-."), color, label)
     axes[3].set_yscale("log")
     axes[3].set_ylabel("median KL(p_k ‖ p_0)")
     for ax in axes:
@@ -233,9 +191,3 @@ def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
     if not table.height:
         logger.warning("no evaluations to plot")
     return figure
-
-
-def _line(ax: Axes, rows: pl.DataFrame, metric: str, style: str, color: object, label: str) -> None:
-    """One line of `metric` over steps (nothing when `rows` is empty)."""
-    if rows.height:
-        ax.plot(rows["step"], rows[metric], style, marker="o", markersize=3, color=color, label=label)

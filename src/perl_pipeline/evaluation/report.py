@@ -96,64 +96,51 @@ _METHOD_ROWS = (
 _REPORTED_ROWS = tuple(row for row in _METHOD_ROWS if row.reported_method)
 
 
-class _Column(NamedTuple):
-    """A column of a comparison table: the results-table row it reads and the metrics it shows."""
-
-    title: str
-    benchmark: str
-    metrics: tuple[str, ...]
-
-
 # --------------------------------------------------------------------------- reference data
-
-
-def _reported_wide(
-    reported: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
-) -> pl.DataFrame:
-    """Per-benchmark reference numbers as ``benchmark, perl_reported_<m>, clip_reported_<m>``."""
-    to_benchmark = {info.reported: name for name, info in benchmarks.items()}
-    wide = pl.DataFrame({"benchmark": list(protocol.benchmarks)})
-    for row in _REPORTED_ROWS:
-        values = reported.filter(
-            (pl.col("protocol") == _reported_protocol(protocol))
-            & (pl.col("setting") == protocol.name)
-            & (pl.col("method") == row.reported_method)
-            & pl.col("metric").is_in(list(metrics))
-            & pl.col("dataset").is_in(list(to_benchmark))
-        )
-        for metric in metrics:
-            column = values.filter(pl.col("metric") == metric).select(
-                pl.col("dataset").replace_strict(to_benchmark).alias("benchmark"),
-                pl.col("value").alias(f"{row.prefix}{metric}"),
-            )
-            wide = wide.join(column, on="benchmark", how="left", maintain_order="left")
-    return wide
 
 
 def _attach_reported(
     summary: pl.DataFrame, protocol: Protocol, metrics: Sequence[str], benchmarks: Mapping[str, Benchmark]
 ) -> pl.DataFrame:
     """Add the paper's PERL / CLIP numbers to a summary, re-averaged over the present benchmarks."""
-    wide = _reported_wide(load_reported(), protocol, metrics, benchmarks)
-    table = summary.join(wide, on="benchmark", how="left", maintain_order="left")
+    to_benchmark = {info.reported: name for name, info in benchmarks.items()}
+    prefixes = {row.reported_method: row.prefix for row in _REPORTED_ROWS}
+    columns = [f"{prefix}{metric}" for prefix in prefixes.values() for metric in metrics]
+    wide = (
+        load_reported()
+        .filter(
+            (pl.col("protocol") == _reported_protocol(protocol))
+            & (pl.col("setting") == protocol.name)
+            & pl.col("method").is_in(list(prefixes))
+            & pl.col("metric").is_in(list(metrics))
+            & pl.col("dataset").is_in(list(to_benchmark))
+        )
+        .select(
+            pl.col("dataset").replace_strict(to_benchmark).alias("benchmark"),
+            pl.col("method").replace_strict(prefixes) + pl.col("metric"),
+            "value",
+        )
+        .pivot(on="method", index="benchmark", values="value")
+    )
+    table = (
+        summary.join(wide, on="benchmark", how="left", maintain_order="left")
+        .with_columns(pl.lit(None, pl.Float64).alias(c) for c in columns if c not in wide.columns)
+        .select(*summary.columns, *columns)
+    )
     averaged = table.filter(pl.col("role").is_in(["benchmark", "target"]))
-    reported_columns = [f"{row.prefix}{m}" for row in _REPORTED_ROWS for m in metrics]
-    means = averaged.select(pl.col(c).mean() for c in reported_columns).row(0, named=True)
-    updates = {}
-    for row in _REPORTED_ROWS:
-        for metric in metrics:
-            column = f"{row.prefix}{metric}"
-            value = pl.when(pl.col("role") == "average").then(pl.lit(means[column], pl.Float64))
-            if metric == "hm":
-                base, novel = means[f"{row.prefix}base"], means[f"{row.prefix}novel"]
-                hm_of_means = None if None in (base, novel) else harmonic_mean(base, novel)
-                value = (
-                    pl.when(pl.col("benchmark") == AVERAGE_HM_OF_MEANS)
-                    .then(pl.lit(hm_of_means, pl.Float64))
-                    .when(pl.col("role") == "average")
-                    .then(pl.lit(means[column], pl.Float64))
-                )
-            updates[column] = value.otherwise(pl.col(column))
+    means = averaged.select(pl.col(columns).mean()).row(0, named=True)
+    is_average = pl.col("role") == "average"
+    updates = {
+        c: pl.when(is_average).then(pl.lit(means[c], pl.Float64)).otherwise(pl.col(c)) for c in columns
+    }
+    for prefix in prefixes.values() if "hm" in metrics else ():
+        base, novel = means[f"{prefix}base"], means[f"{prefix}novel"]
+        hm_of_means = None if None in (base, novel) else harmonic_mean(base, novel)
+        updates[f"{prefix}hm"] = (
+            pl.when(pl.col("benchmark") == AVERAGE_HM_OF_MEANS)
+            .then(pl.lit(hm_of_means, pl.Float64))
+            .otherwise(updates[f"{prefix}hm"])
+        )
     return table.with_columns(**updates)
 
 
@@ -170,11 +157,13 @@ def _fmt(value: float | None, std: float | None = None, n_seeds: int = 1, digits
     return text
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, left_align: str = ":---"
+) -> str:
     """A GitHub Markdown table, the first `left` columns left-aligned, the others right-aligned."""
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join([":---"] * left + ["---:"] * (len(header) - left)) + "|",
+        "|" + "|".join([left_align] * left + ["---:"] * (len(header) - left)) + "|",
     ]
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return "\n".join(lines)
@@ -191,39 +180,19 @@ def _cell(row: dict | None, prefix: str, metric: str, with_std: bool, digits: in
     return _fmt(row.get(f"{prefix}{metric}"), std, row.get("n_seeds") or 1, digits)
 
 
-def _method_table(table: pl.DataFrame, columns: Sequence[_Column]) -> str:
-    """Paper layout: one row per method (`_METHOD_ROWS`), one column per `_Column`."""
+def _method_table(table: pl.DataFrame, columns: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+    """Paper layout: one row per method (`_METHOD_ROWS`), one column per (title, table row, metrics)."""
     by_benchmark = {row["benchmark"]: row for row in table.iter_rows(named=True)}
     rows = []
     for method in _METHOD_ROWS:
         cells = [method.label]
-        for column in columns:
-            row = by_benchmark.get(column.benchmark)
+        for _, benchmark, metrics in columns:
+            row = by_benchmark.get(benchmark)
             cells.append(
-                " / ".join(
-                    _cell(row, method.prefix, metric, method.reported_method is None)
-                    for metric in column.metrics
-                )
+                " / ".join(_cell(row, method.prefix, m, not method.reported_method) for m in metrics)
             )
         rows.append(cells)
-    return _markdown_table(["Method", *(c.title for c in columns)], rows)
-
-
-def _benchmark_table(
-    table: pl.DataFrame, metrics: Sequence[tuple[str, str]], digits: int, benchmarks: Mapping[str, Benchmark]
-) -> str:
-    """Ours only: one row per benchmark and one "Average" row, one column per (metric, title)."""
-    shown = pl.concat(
-        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
-    )
-    rows = [
-        [
-            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"], benchmarks)),
-            *(_cell(row, "", m, True, digits) for m, _ in metrics),
-        ]
-        for row in shown.iter_rows(named=True)
-    ]
-    return _markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
+    return markdown_table(["Method", *(title for title, _, _ in columns)], rows)
 
 
 def _select(
@@ -237,11 +206,8 @@ def _select(
         logger.warning("benchmarks %s are not known to the report and are left out", unknown)
     present = [name for name in protocol.benchmarks if name in names]
     order = {name: index for index, name in enumerate(protocol.benchmarks)}
-    selected = (
-        in_subsets.filter(pl.col("benchmark").is_in(present))
-        .with_columns(_order=pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64))
-        .sort("_order", maintain_order=True)
-        .drop("_order")
+    selected = in_subsets.filter(pl.col("benchmark").is_in(present)).sort(
+        pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64), maintain_order=True
     )
     return selected, present, unknown
 
@@ -249,13 +215,25 @@ def _select(
 def _alignment_section(
     table: pl.DataFrame, benchmarks: Mapping[str, Benchmark], subsets: Sequence[str] = ("",)
 ) -> tuple[str, str]:
-    """The section of our image and text alignment with zero-shot CLIP, per subset."""
+    """The section of our image and text alignment with zero-shot CLIP, per subset: one row per
+    benchmark and the first average row."""
     metrics = [
         (f"{tower}_alignment_{s}".rstrip("_"), f"cos({v}0, {v}K) {s}".rstrip())
         for tower, v in (("image", "v"), ("text", "t"))
         for s in subsets
     ]
-    return "Alignment with zero-shot CLIP at step K (ours)", _benchmark_table(table, metrics, 4, benchmarks)
+    shown = pl.concat(
+        [table.filter(pl.col("role") != "average"), table.filter(pl.col("role") == "average").head(1)]
+    )
+    rows = [
+        [
+            _AVERAGE_TITLES.get(row["benchmark"], _row_title(row["benchmark"], benchmarks)),
+            *(_cell(row, "", m, True, digits=4) for m, _ in metrics),
+        ]
+        for row in shown.iter_rows(named=True)
+    ]
+    body = markdown_table(["Benchmark", *(title for _, title in metrics)], rows)
+    return "Alignment with zero-shot CLIP at step K (ours)", body
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
@@ -284,31 +262,26 @@ def _document(
     setup: str = "",
 ) -> str:
     """The report: heading, label, seeds/coverage/setup lines, then titled sections."""
-
-    def title(name: str) -> str:
-        return _row_title(name, benchmarks)
-
+    titles = {b: _row_title(b, benchmarks) for b in protocol.benchmarks}
+    missing = [titles[b] for b in protocol.benchmarks if b not in present]
     lines = [f"## {protocol.title}", ""]
     if label:
         lines += [f"> **{label}**", ""]
-    missing = [b for b in protocol.benchmarks if b not in present]
     coverage = (
         f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
-        f"{', '.join(map(title, present)) or 'none'}."
+        f"{', '.join(titles[b] for b in present) or 'none'}."
     )
     if missing:
-        coverage += f" Missing: {', '.join(map(title, missing))}."
+        coverage += f" Missing: {', '.join(missing)}."
     lines.append(coverage)
     if present:
-        lines.append(_seeds_line(runs, present, benchmarks))
-        lines.append(
+        lines += [
+            _seeds_line(runs, present, benchmarks),
             f'- "PERL (ours)" is step K = {table["final_step"][0]} of the recurrent loop; '
-            '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.'
-        )
-        lines.append(
+            '"CLIP zero-shot (ours, step 0)" is step 0 of the same runs.',
             "- Averages (ours and reported alike) are over the benchmarks present; reported "
-            f"numbers are the PERL paper's ({_paper_table(protocol)})."
-        )
+            f"numbers are the PERL paper's ({_paper_table(protocol)}).",
+        ]
     else:
         lines.append("- No benchmark of this protocol was evaluated.")
     if setup:
@@ -364,7 +337,7 @@ def _base_to_novel_published() -> str:
             "As printed, over all 11 datasets. CLIP's Table 6 row is the average published in the "
             "CoOp-lineage papers, so its novel average differs from the mean of the per-dataset "
             "values of Tables 1 and 5.",
-            _markdown_table(header, rows, left=3),
+            markdown_table(header, rows, left=3),
             *repeats,
         ]
     )
@@ -402,7 +375,9 @@ def base_to_novel_report(
     """Base-to-novel results beside the paper's (its Tables 1 and 5)."""
     protocol = PROTOCOLS["base_to_novel"]
     selected, present, unknown = _select(runs, protocol, benchmarks)
-    yours = dataclasses.replace(protocol, benchmarks=_own_benchmarks(benchmarks))
+    # your own benchmarks (e.g. an ``image_folder`` block) have no reported numbers and stay out of the
+    # averages: a number beside the paper's must mean the same thing
+    yours = dataclasses.replace(protocol, benchmarks=tuple(b for b in benchmarks if b not in ALL_BENCHMARKS))
     own_runs, own, _ = _select(runs, yours, benchmarks)
     metrics = ("base", "novel", "hm")
     table = summarize_base_to_novel(selected)  # the averages are over the paper's benchmarks only
@@ -414,16 +389,16 @@ def base_to_novel_report(
     sections = []
     if present or own:
         averages = [
-            _Column("Avg Base", AVERAGE_MEAN_OF_HMS, ("base",)),
-            _Column("Avg Novel", AVERAGE_MEAN_OF_HMS, ("novel",)),
-            _Column("Avg HM (mean of HMs)", AVERAGE_MEAN_OF_HMS, ("hm",)),
-            _Column("Avg HM (HM of means)", AVERAGE_HM_OF_MEANS, ("hm",)),
+            ("Avg Base", AVERAGE_MEAN_OF_HMS, ("base",)),
+            ("Avg Novel", AVERAGE_MEAN_OF_HMS, ("novel",)),
+            ("Avg HM (mean of HMs)", AVERAGE_MEAN_OF_HMS, ("hm",)),
+            ("Avg HM (HM of means)", AVERAGE_HM_OF_MEANS, ("hm",)),
         ]
-        table1 = [_Column(_row_title(b, benchmarks), b, ("hm",)) for b in present]
+        table1 = [(_row_title(b, benchmarks), b, ("hm",)) for b in present]
         table1 += (averages if present else []) + [
-            _Column(f"{_row_title(b, benchmarks)} (yours, not averaged)", b, ("hm",)) for b in own
+            (f"{_row_title(b, benchmarks)} (yours, not averaged)", b, ("hm",)) for b in own
         ]
-        table5 = [_Column(f"{_row_title(b, benchmarks)} (B / N / HM)", b, metrics) for b in present + own]
+        table5 = [(f"{_row_title(b, benchmarks)} (B / N / HM)", b, metrics) for b in present + own]
         sections += [
             (
                 "HM per dataset and averages (layout of the paper's Table 1)",
@@ -441,13 +416,6 @@ def base_to_novel_report(
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
-def _own_benchmarks(benchmarks: Mapping[str, Benchmark]) -> tuple[str, ...]:
-    """The benchmarks of `benchmarks` outside the paper's grid (your own, e.g. an ``image_folder``
-    block): they have no reported numbers and stay out of the averages, which are the paper's
-    protocol's (a number beside the paper's must mean the same thing)."""
-    return tuple(name for name in benchmarks if name not in ALL_BENCHMARKS)
-
-
 def all_classes_report(
     runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
 ) -> tuple[pl.DataFrame, str]:
@@ -459,8 +427,8 @@ def all_classes_report(
     table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
     sections = []
     if present:
-        columns = [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
-        columns.append(_Column(f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
+        columns = [(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
+        columns.append((f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
         sections += [
             ("Top-1 accuracy over all classes", _method_table(table, columns)),
             _alignment_section(table, benchmarks),
@@ -473,17 +441,16 @@ def _transfer_report(
 ) -> tuple[pl.DataFrame, str]:
     """Shared body of the cross-dataset and domain-generalisation reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
-    summary = summarize_transfer(selected, source=SOURCE)
-    table = _attach_reported(summary, protocol, ("accuracy",), benchmarks)
+    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",), benchmarks)
     sections = []
     targets = [b for b in present if b != SOURCE]
     if present:
         columns = [
-            _Column(f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == SOURCE
+            (f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == SOURCE
         ]
-        columns += [_Column(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
+        columns += [(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
-            columns.append(_Column(f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
+            columns.append((f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
         sections += [
             (
                 f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
