@@ -66,11 +66,7 @@ class TextFeatures:
 
     def to_dict(self) -> dict:
         """Tensors plus the class names and recipe (what the safetensors catalog dataset stores)."""
-        return {
-            **{key: getattr(self, key) for key in TENSORS},
-            "classnames": list(self.classnames),
-            "recipe": self.recipe,
-        }
+        return vars(self) | {"classnames": list(self.classnames)}
 
     @classmethod
     def from_dict(cls, data: dict) -> TextFeatures:

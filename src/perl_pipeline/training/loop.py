@@ -58,8 +58,7 @@ def projector_recipe(
 ) -> dict:
     """Everything that determines one seed's trained projectors (`backbone`: the frozen CLIP's
     `models.backbone_identity`; `few_shot` / `text_features`: the identities trained on)."""
-    ignored = IGNORED["training"]  # settings that change no weight, decided once
-    settings = {k: v for k, v in training.model_dump().items() if k not in ignored}
+    settings = training.model_dump(exclude=set(IGNORED["training"]))  # those that change no weight: left out
     return {
         "backbone": backbone,
         "perl": perl.model_dump(),
