@@ -1,20 +1,13 @@
 """A trained PERL adapter as one self-describing file, and the classifier it loads into.
 
-An adapter file is a safetensors file holding the projector weights (a few KB) and, in its
-metadata header (one sorted JSON object under ``perl_pipeline``, the project's safetensors
-convention), an ``adapter`` record: the format, the backbone (open_clip model name, the weights'
-identity and the ``clip.pretrained`` value it was trained with), the PERL settings (J, K, r, the
-modalities, sharing, the projector initialisation), the prompt template, the class names, the
-training recipe and its headline metrics.
-
-`load_adapter` rebuilds a ready classifier on the frozen CLIP the adapter was trained on, and
-refuses, naming both, a backbone or weights file other than that one.
+An adapter file is a safetensors file: the projector weights (a few KB) and, in its metadata header
+(one sorted JSON object under ``perl_pipeline``, the project's convention), an ``adapter`` record.
+`load_adapter` refuses, naming both, a backbone or weights file other than the one it was trained on.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -26,21 +19,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from perl_pipeline.config import PerlConfig
+from perl_pipeline.models.factory import image_size
+from perl_pipeline.models.loading import PACKAGED_WEIGHTS, load_clip, weights_identity
 from perl_pipeline.models.perl import PERL
-
-logger = logging.getLogger(__name__)
 
 ADAPTER_FORMAT = "perl-adapter/1"
 METADATA_KEY = "perl_pipeline"  # the header key every safetensors artefact of the project uses
-PERL_KEYS = (
-    "split_layer",
-    "steps",
-    "rank",
-    "modalities",
-    "share_projector",
-    "share_layers",
-    "projector_init",
-)
+PERL_KEYS = tuple(PerlConfig.model_fields)  # J, K, r, modalities, sharing, projector_init: PERL's keywords
 PERL_DEFAULTS = {"share_layers": True, "projector_init": "default"}  # adapters written before these keys
 
 
@@ -60,17 +46,9 @@ class BackboneMismatchError(ValueError):
 class Adapter:
     """The contents of an adapter file.
 
-    Attributes:
-        weights: the projector state dict (`PERL.projector_state_dict`).
-        backbone: ``{"model_name", "weights", "pretrained"}``: the open_clip config, the weights'
-            identity (``tag:``, ``sha256:`` or ``random:``) and the ``clip.pretrained`` value used.
-        perl: J (an int, or a list of depths), K, r, modalities, share_projector, share_layers,
-            projector_init.
-        template: the prompt template, e.g. ``"a photo of a {}."``.
-        classnames: the classes the adapter was trained on, in label order.
-        recipe: the training recipe (`training.projector_recipe`).
-        metrics: headline metrics (accuracy at step 0 and step K per class subset, HM).
-        extra: any other recorded values (benchmark, subset, seed, all class names).
+    ``backbone`` is ``{"model_name", "weights", "pretrained"}``: the open_clip config, the weights'
+    identity (``tag:``, ``sha256:`` or ``random:``) and the ``clip.pretrained`` value used; ``perl``
+    holds `PERL_KEYS`; ``extra`` any other recorded value (benchmark, subset, seed, ...).
     """
 
     weights: dict[str, torch.Tensor]
@@ -110,16 +88,9 @@ def make_adapter(
     metrics: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Adapter:
-    """An adapter from a saved projector state dict (tensors plus its ``recipe``).
-
-    Args:
-        projector: what training saves: the projector tensors and their ``recipe``.
-        backbone: ``{"model_name", "weights"}`` (`models.backbone_identity`), optionally with the
-            ``pretrained`` value to load them by.
-        perl: the PERL settings (a `PerlConfig`'s fields).
-        template / classnames: the prompt template and the trained label set.
-        metrics / extra: headline metrics and any other JSON values to record.
-    """
+    """An adapter from what training saves (the projector tensors plus their ``recipe``), the
+    backbone's `models.backbone_identity` (optionally with its ``pretrained`` value) and the PERL
+    settings (a `PerlConfig`'s fields)."""
     if "{}" not in template:
         raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")
     weights = {k: v for k, v in projector.items() if isinstance(v, torch.Tensor)}
@@ -167,12 +138,8 @@ def save_adapter(adapter: Adapter, path: str | os.PathLike, *, overwrite: bool =
 
 
 def read_adapter(path: str | os.PathLike) -> Adapter:
-    """Read an adapter file.
-
-    Raises:
-        AdapterFileError: the file is missing, not a safetensors file, truncated, or a
-            safetensors file without an adapter record (e.g. a bare projector or text features).
-    """
+    """Read an adapter file; AdapterFileError if it is missing, truncated, not safetensors, or
+    without an adapter record (e.g. a bare projector or text features)."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -198,12 +165,8 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
 
 
 def adapter_from_dict(data: Mapping[str, Any], source: str | os.PathLike = "<adapter>") -> Adapter:
-    """An adapter from `Adapter.to_dict()`'s form (tensors plus ``"adapter"``: its record), as the
-    project's safetensors dataset loads it.
-
-    Raises:
-        AdapterFileError: no adapter record of this format, or one that lacks a required key.
-    """
+    """An adapter from `Adapter.to_dict()`'s form, as the project's safetensors dataset loads it;
+    AdapterFileError without an adapter record of this format or with one lacking a required key."""
     record = data.get("adapter")
     if not isinstance(record, dict) or record.get("format") != ADAPTER_FORMAT:
         found = "no adapter record" if not isinstance(record, dict) else f"format {record.get('format')!r}"
@@ -258,8 +221,7 @@ class AdapterClassifier(nn.Module):
     @property
     def image_size(self) -> int:
         """The backbone's input resolution (the test transform's crop)."""
-        size = self.model.clip.visual.image_size
-        return int(size[0] if isinstance(size, Sequence) else size)
+        return image_size(self.model.clip)
 
     @torch.no_grad()
     def set_classes(self, classnames: Sequence[str], batch_size: int = 256) -> None:
@@ -288,53 +250,24 @@ class AdapterClassifier(nn.Module):
 
 
 def load_adapter(
-    path: str | os.PathLike,
+    adapter: Adapter | str | os.PathLike,
     *,
     pretrained: str | os.PathLike | None = None,
     model_name: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
 ) -> AdapterClassifier:
-    """A ready classifier from an adapter file, on the frozen CLIP it was trained on.
+    """A ready classifier from an adapter (or its file), on the frozen CLIP it was trained on.
 
-    Args:
-        path: the adapter file.
-        pretrained: the backbone weights (a tag or file) when the one recorded cannot be found
-            here, e.g. a weights file at another path; its identity must be the recorded one.
-        model_name: the open_clip config expected (refused if the adapter's differs).
-        cache_dir: where downloaded weights are kept.
-        device: where the classifier runs.
-
-    Raises:
-        AdapterFileError: not a readable adapter file.
-        BackboneMismatchError: `model_name` or the weights' identity differ from the adapter's,
-            naming both; or the recorded weights file is not here and no `pretrained` is given.
+    `pretrained` gives the backbone weights (a tag or file) when the recorded ones cannot be found
+    here; their identity must be the recorded one, and `model_name`, if given, the recorded config:
+    otherwise BackboneMismatchError, naming both.
     """
-    return classifier_for(
-        read_adapter(path),
-        pretrained=pretrained,
-        model_name=model_name,
-        cache_dir=cache_dir,
-        device=device,
-        source=path,
-    )
-
-
-def classifier_for(
-    adapter: Adapter,
-    *,
-    pretrained: str | os.PathLike | None = None,
-    model_name: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    source: str | os.PathLike = "<adapter>",
-) -> AdapterClassifier:
-    """The classifier of an adapter already read (see `load_adapter`; `source` names it in errors)."""
     import open_clip
 
-    from perl_pipeline.models.loading import load_clip, weights_identity
-
-    path = source
+    path = "<adapter>" if isinstance(adapter, Adapter) else adapter
+    if not isinstance(adapter, Adapter):
+        adapter = read_adapter(path)
     stored = adapter.backbone
     name = stored["model_name"]
     if model_name is not None and model_name != name:
@@ -351,17 +284,7 @@ def classifier_for(
         )
     clip = load_clip(name, weights, cache_dir=cache_dir, init_seed=init_seed)
     settings = {**PERL_DEFAULTS, **adapter.perl}
-    split = settings["split_layer"]
-    model = PERL(
-        clip,
-        split_layer=split if isinstance(split, int) else tuple(int(j) for j in split),
-        steps=int(settings["steps"]),
-        rank=int(settings["rank"]),
-        modalities=tuple(settings["modalities"]),
-        share_projector=bool(settings["share_projector"]),
-        share_layers=bool(settings["share_layers"]),
-        projector_init=settings["projector_init"],
-    )
+    model = PERL(clip, **{key: settings[key] for key in PERL_KEYS})
     try:
         model.load_projector_state_dict(adapter.weights)
     except (KeyError, RuntimeError) as error:
@@ -383,8 +306,6 @@ def _weights_to_load(
     if identity.startswith("tag:"):
         return identity.split(":", 1)[1], 0
     if recorded is not None:
-        from perl_pipeline.models.loading import PACKAGED_WEIGHTS
-
         packaged = (adapter.backbone["model_name"], recorded) in PACKAGED_WEIGHTS
         if packaged or Path(recorded).expanduser().is_file():
             return recorded, 0

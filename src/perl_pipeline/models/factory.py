@@ -12,12 +12,8 @@ from perl_pipeline.models.perl import PERL
 
 
 def check_model_settings(clip: ClipConfig, perl: PerlConfig) -> None:
-    """Check the PERL settings against the backbone's architecture, from its config alone (no weights).
-
-    Raises:
-        ConfigError: an unknown model name, or a split layer outside 0..L-1 of a refined tower
-            (the rule PERL's constructor runs, here from the config before any weight is loaded).
-    """
+    """Check the PERL settings against the backbone's architecture from its config alone (no weights):
+    ConfigError for an unknown model name or a split layer outside 0..L-1 of a refined tower."""
     import open_clip
 
     register_model_configs()
@@ -53,16 +49,5 @@ def backbone_identity(config: ClipConfig) -> dict:
 
 
 def build_perl(clip: nn.Module, config: PerlConfig, seed: int = 0) -> PERL:
-    """PERL around `clip` with the configured ablation settings and projector initialisation;
-    `seed` fixes the projector init."""
-    return PERL(
-        clip,
-        split_layer=config.split_layer,
-        steps=config.steps,
-        rank=config.rank,
-        modalities=config.modalities,
-        share_projector=config.share_projector,
-        share_layers=config.share_layers,
-        seed=seed,
-        projector_init=config.projector_init,
-    )
+    """PERL around `clip` with the configured settings (its keywords); `seed` fixes the projector init."""
+    return PERL(clip, **config.model_dump(), seed=seed)

@@ -178,11 +178,8 @@ class PERL(nn.Module):
         return self._refine_image(prefix, _thinker(self.image_projector))
 
     def text_prefix(self, tokens: torch.Tensor, cut: bool = True) -> TextPrefix:
-        """S_t = embeddings + blocks[0:J_1] for a batch of prompts.
-
-        With `cut`, the batch is first cut to max(EOS) + 1 tokens: tokens after EOS cannot reach
-        EOS through the causal mask, so the result is identical and much cheaper.
-        """
+        """S_t = embeddings + blocks[0:J_1] for a batch of prompts; `cut` first cuts it to max(EOS) + 1
+        tokens (those after EOS cannot reach EOS through the causal mask: identical, much cheaper)."""
         clip = self.clip
         eos = self.eos_index(tokens)  # [C]
         if cut:
@@ -220,11 +217,8 @@ class PERL(nn.Module):
         return self._refine(clip.transformer, states, eos, head, thinker, causal=True)
 
     def _refine(self, transformer, prefix, readout, head, thinker, causal) -> torch.Tensor:
-        """The recurrence of docs/method.md §2.3 and §2.7, shared by both towers: returns e(0..K)
-        as [K + 1, B, D].
-
-        `thinker(h, k, j)` gives z_j(k) for depth J = j from h(k - 1) (None: no projector).
-        """
+        """The recurrence of docs/method.md §2.3 and §2.7, shared by both towers: e(0..K) [K + 1, B, D];
+        `thinker(h, k, j)` gives z_j(k) for depth J = j from h(k - 1) (None: no projector)."""
         h = self._pool(transformer, prefix, readout, causal)  # h(0): [B, d]
         embeddings = [head(h)]  # e(0): [B, D]
         if thinker is None:  # modality off: zero-shot embedding at every step
@@ -238,20 +232,12 @@ class PERL(nn.Module):
             embeddings.append(head(h))
         return torch.stack(embeddings)  # [K + 1, B, D]
 
-    def _pool(
-        self,
-        transformer,
-        x: torch.Tensor,
-        readout: torch.Tensor,
-        causal: bool,
-        thoughts: Sequence[torch.Tensor] = (),
-    ) -> torch.Tensor:
+    def _pool(self, transformer, x, readout, causal, thoughts: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """Pool(R(x)): blocks[J_1:L] on x [B, n, d], with thoughts[i] [B, k, d] prepended at the
         input of block J_i, and the state at the original position `readout` [B] -> [B, d].
 
-        The readout moves by the number of thoughts in front. The text tower runs under the
-        causal mask of the current length, so every prompt token (EOS included) sees all
-        thoughts in front of it.
+        The readout moves by the number of thoughts in front; under the text tower's causal mask
+        every prompt token (EOS included) sees all thoughts in front of it.
         """
         last = transformer.resblocks[-1]
         shortcut = self.last_block_readout_only and readout_block_supported(last)
@@ -274,12 +260,10 @@ class PERL(nn.Module):
 
 
 class PerlSeeds(nn.Module):
-    """Several seeds' PERL models on one frozen CLIP, refined as one batch (docs/method.md §5).
+    """Several seeds' PERL models (same CLIP, same settings) refined as one batch (docs/method.md §5).
 
-    The seeds' inputs are stacked along the batch, so the frozen blocks run once on all of them,
-    and every sample's thoughts come from its own seed's projector. Per seed the result equals
-    that model's `refine_image` / `refine_text` alone (one PERL per seed, all wrapping the same CLIP
-    with the same settings), up to float rounding."""
+    The frozen blocks run once on the stacked inputs, every sample thinking with its own seed's
+    projector; per seed the result equals its model's `refine_image` / `refine_text` up to rounding."""
 
     def __init__(self, models: Sequence[PERL]):
         super().__init__()
@@ -305,11 +289,8 @@ class PerlSeeds(nn.Module):
         return list(steps.split(sizes, dim=1))
 
     def refine_text(self, prefixes: Sequence[TextPrefix]) -> list[torch.Tensor]:
-        """One S_t [C_s, n_s, d_t] per seed -> one [K + 1, C_s, embed_dim] per seed.
-
-        Shorter prefixes are padded after their tokens: a position after EOS never reaches EOS
-        through the causal mask, so the padding changes nothing.
-        """
+        """One S_t [C_s, n_s, d_t] per seed -> one [K + 1, C_s, embed_dim] per seed; shorter prefixes
+        are padded after their tokens, which never reach EOS through the causal mask."""
         sizes = [prefix.states.shape[0] for prefix in prefixes]
         n = max(prefix.states.shape[1] for prefix in prefixes)
         states = torch.cat([F.pad(p.states, (0, 0, 0, n - p.states.shape[1])) for p in prefixes])
@@ -383,13 +364,7 @@ def readout_block(block: nn.Module, x: torch.Tensor, readout: torch.Tensor, caus
     return h + block.ls_2(block.mlp(block.ln_2(h)))  # [B, d]
 
 
-def _run_blocks(
-    transformer: nn.Module,
-    x: torch.Tensor,
-    start: int = 0,
-    stop: int | None = None,
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
+def _run_blocks(transformer: nn.Module, x: torch.Tensor, start=0, stop=None, mask=None) -> torch.Tensor:
     """Run transformer.resblocks[start:stop] on batch-first x, as open_clip's Transformer does."""
     if not transformer.batch_first:
         x = x.transpose(0, 1)
@@ -401,8 +376,7 @@ def _run_blocks(
 def _check_settings(
     clip: nn.Module, split_layer: int | Sequence[int], steps: int, rank: int, modalities: tuple[str, ...]
 ) -> None:
-    """Raise a clear error for a backbone or a setting PERL cannot use (the settings' rule is
-    config.check_perl_settings, the one the configuration and the pre-run check use)."""
+    """Raise a clear error for a backbone or a setting (config.check_perl_settings) PERL cannot use."""
     from open_clip.transformer import VisionTransformer
 
     visual = getattr(clip, "visual", None)

@@ -1,13 +1,9 @@
 """The thought projector φ_m of PERL (docs/method.md §2.2).
 
-φ(h) = W2 · GELU(W1 · LayerNorm(h) + b1) + b2, with W1 ∈ R^{r×d}, W2 ∈ R^{d×r}.
-With r = 1 this is 5d + 1 parameters: 3,841 for the ViT-B/16 image tower (d = 768) and
-2,561 for its text tower (d = 512).
-
-Initialisation (:data:`INITS`, ``perl.projector_init``): ``default`` is PyTorch's default
-LayerNorm / Linear initialisation drawn from the seeded generator; ``zero_out`` draws exactly
-the same and then sets the output layer (W2, b2) to zero, so every thought starts as the same
-zero token whatever the input, and training moves W2 and b2 first.
+φ(h) = W2 · GELU(W1 · LayerNorm(h) + b1) + b2, with W1 ∈ R^{r×d}, W2 ∈ R^{d×r}: with r = 1, 5d + 1
+parameters (3,841 for ViT-B/16's image tower, d = 768; 2,561 for its text tower, d = 512).
+Initialisation (:data:`INITS`): ``default`` is PyTorch's, drawn from the seeded generator; ``zero_out``
+then zeroes the output layer (W2, b2): every thought starts as the same zero token, W2 and b2 move first.
 """
 
 from __future__ import annotations
@@ -40,9 +36,8 @@ class ThoughtProjector(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None, init: str = "default") -> None:
-        """PyTorch's default LayerNorm / Linear initialisation, drawn from `generator`; with
-        ``init="zero_out"`` the output layer is then zeroed (the draws, and so the generator's
-        state afterwards, are the same for both)."""
+        """PyTorch's default LayerNorm / Linear initialisation drawn from `generator`, then for
+        ``zero_out`` the output layer zeroed (same draws, so the same generator state after)."""
         check_init(init)
         self.norm.reset_parameters()
         for linear in (self.down, self.up):
@@ -107,8 +102,8 @@ def count_projector_parameters(
     share_projector: bool = True,
     share_layers: bool = True,
 ) -> int:
-    """PERL's trainable parameters for these settings, without building a model (docs/method.md
-    §2.6, §2.7): (3d + 2dr + r) per φ, times K untied steps, times m untied depths."""
+    """PERL's trainable parameters without building a model (docs/method.md §2.6, §2.7):
+    (3d + 2dr + r) per φ, times K untied steps, times m untied depths."""
     if steps == 0:
         return 0
     depths = 1 if share_layers else len(split_depths(split_layer))

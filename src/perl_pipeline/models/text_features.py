@@ -1,9 +1,7 @@
 """Class text features: one benchmark's class prompts encoded once, with what they were made from.
 
-The frozen text prefix S_t = blocks[0:J](prompts) does not depend on the projectors, so it is
-computed once per class set and reused by every training step and every seed. With several
-injection depths J_1 < ... < J_m the prefix ends at J_1 (docs/method.md §2.7). Whether features
-are current for a run is decided by `perl_pipeline.provenance` (their recipe in the sidecar).
+The frozen text prefix S_t = blocks[0:J_1](prompts) does not depend on the projectors, so it is
+computed once per class set and reused by every training step and every seed.
 """
 
 from __future__ import annotations
@@ -42,21 +40,12 @@ def text_features_recipe(
 
 @dataclass(frozen=True)
 class TextFeatures:
-    """A class set's prompts through the frozen text tower.
+    """A class set's prompts through the frozen text tower; `recipe`: :func:`text_features_recipe`."""
 
-    Attributes:
-        tokens: [C, n] token ids, cut to max(EOS) + 1.
-        eos_index: [C] position of each prompt's EOS token.
-        prefix: [C, n, d_t] the frozen states after blocks[0:J].
-        zero_shot: [C, D] open_clip's own encode_text (zero-shot CLIP's classifier).
-        classnames: the C class names, in label order.
-        recipe: what determines the features (:func:`text_features_recipe`).
-    """
-
-    tokens: torch.Tensor
-    eos_index: torch.Tensor
-    prefix: torch.Tensor
-    zero_shot: torch.Tensor
+    tokens: torch.Tensor  # [C, n] token ids, cut to max(EOS) + 1
+    eos_index: torch.Tensor  # [C] position of each prompt's EOS token
+    prefix: torch.Tensor  # [C, n, d_t] the frozen states after blocks[0:J]
+    zero_shot: torch.Tensor  # [C, D] open_clip's own encode_text (zero-shot CLIP's classifier)
     classnames: tuple[str, ...]
     recipe: dict
 
@@ -77,11 +66,7 @@ class TextFeatures:
 
     def to_dict(self) -> dict:
         """Tensors plus the class names and recipe (what the safetensors catalog dataset stores)."""
-        return {
-            **{key: getattr(self, key) for key in TENSORS},
-            "classnames": list(self.classnames),
-            "recipe": self.recipe,
-        }
+        return vars(self) | {"classnames": list(self.classnames)}
 
     @classmethod
     def from_dict(cls, data: dict) -> TextFeatures:
@@ -110,13 +95,8 @@ def class_text_features(
     classnames: Sequence[str] = (),
     recipe: dict | None = None,
 ) -> TextFeatures:
-    """Encode a class set's prompts once, `batch_size` prompts at a time (bounded peak memory).
-
-    Args:
-        tokens: [C, context] token ids of the class prompts, in label order.
-        classnames / recipe: carried along (see :func:`text_features_recipe`); the recipe
-            defaults to one that records only the split layer.
-    """
+    """Encode a class set's prompts ([C, context] token ids, in label order) once, `batch_size`
+    prompts at a time (bounded peak memory); the recipe defaults to the split layer alone."""
     model = PERL(clip, split_layer=split_layer, steps=0, modalities=()).to(device)
     n = int(model.eos_index(tokens).max()) + 1  # one cut for the whole class set
     tokens = tokens[:, :n]

@@ -1,11 +1,7 @@
-"""Tiny copies of the benchmarks in their REAL on-disk layouts, for demos and tests.
+"""Tiny copies of the benchmarks in their REAL on-disk layouts (quirks included), for demos and tests.
 
-:func:`write_miniature` writes a few small images per class (class-dependent colours, so a model
-can learn something) with the real folder structure, file naming and split/meta files, quirks
-included (names and files are data in each benchmark's ``miniature`` block; the writers live
-beside their readers in :mod:`perl_pipeline.benchmarks.layouts`). :func:`write_replica` is the
-same writer at the protocol's volume, for the full-scale rehearsal. With ``world`` set, images and
-classes come from the toy world (:mod:`perl_pipeline.toy.world`) in the benchmark's own layout.
+The layout writers live beside their readers in :mod:`perl_pipeline.benchmarks.layouts`; images
+have class-dependent colours (so a model can learn something) or come from the toy world.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from PIL import Image
 
 from perl_pipeline.benchmarks.layouts import LAYOUTS, Key, MiniatureWriter
 from perl_pipeline.benchmarks.layouts.base import colour_image
-from perl_pipeline.benchmarks.spec import BenchmarkSpec, Miniature
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
 from perl_pipeline.toy import world as toy_world
 
 logger = logging.getLogger(__name__)
@@ -33,8 +29,8 @@ logger = logging.getLogger(__name__)
 MARKER = ".perl-miniature.json"
 DEFAULT_PER_CLASS = {"train": 4, "val": 2, "test": 3}
 DEFAULT_MAX_CLASSES = 12
+# a replica's image sizes (width, height): tiny (fast to write) or real (ImageNet's typical size)
 REPLICA_IMAGES: dict[str, tuple[int, int]] = {"tiny": (16, 16), "real": (500, 375)}
-"""A replica's image sizes (width, height): tiny (fast to write) or real (ImageNet's typical size)."""
 _POOL_HUES = 64  # a replica reuses one encoded image per (hue bucket, variant): a million files
 _POOL_VARIANTS = 4  # are written, not a million images encoded
 
@@ -93,7 +89,7 @@ def write_miniature(
     _clear(folder, spec.name)
     layout = LAYOUTS[spec.layout]
     rng = random.Random(seed)
-    writer = _writer(spec, mini, folder, counts, size, rng, world, pooled=split_sizes is not None)
+    writer = _writer(spec, folder, counts, size, rng, world, pooled=split_sizes is not None)
     listed = layout.write(writer, classes)
     if mini.extras:
         layout.extras[mini.extras](writer, listed)
@@ -117,9 +113,8 @@ def write_replica(
     image_size: str = "tiny",
     seed: int = 0,
 ) -> BenchmarkSpec:
-    """The miniature writer at the protocol's volume: every class, every split at its true size times
-    ``fraction``; ``image_size`` is ``tiny`` (16 x 16) or ``real`` (500 x 375, about 100 KB).
-    An existing replica written with the same settings is reused."""
+    """The miniature writer at the protocol's volume (for the full-scale rehearsal): every class, every
+    split at its true size times ``fraction``, images :data:`REPLICA_IMAGES`; reused if present."""
     if image_size not in REPLICA_IMAGES:
         raise ValueError(f"image_size must be one of {sorted(REPLICA_IMAGES)}, got {image_size!r}")
     return write_miniature(
@@ -184,7 +179,6 @@ def _clear(folder: Path, name: str) -> None:
 
 def _writer(
     spec: BenchmarkSpec,
-    mini: Miniature,
     folder: Path,
     counts: dict[str, int] | dict[str, list[int]],
     size: tuple[int, int],
@@ -194,6 +188,7 @@ def _writer(
     pooled: bool = False,
 ) -> MiniatureWriter:
     """The layout writers' state, with the classes and images of the plain or the toy world."""
+    mini = spec.miniature
     draw: Callable[[float, str, int], Image.Image | bytes]
     if world is None:
 
@@ -202,7 +197,13 @@ def _writer(
 
         def draw(hue: float, name: str, i: int) -> Image.Image:
             r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.55 + 0.4 * rng.random())
-            return _plain_image((int(r * 255), int(g * 255), int(b * 255)), i, size, rng)
+            colour = (int(r * 255), int(g * 255), int(b * 255))
+            width, height = size
+            if width == height:
+                return colour_image(colour, i, width)
+            # a colour with noise that encodes like a photo (500 x 375: ~100 KB)
+            noise = np.random.default_rng(rng.randrange(2**32)).normal(0, 24, (height, width, 3))
+            return Image.fromarray(np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8))
 
         if pooled:
             draw = _pooled(draw)
@@ -220,17 +221,6 @@ def _writer(
             return Image.fromarray(toy_world.render(scenes.row(0, named=True), size[0], shift))
 
     return MiniatureWriter(spec, folder, counts, rng, choose=choose, draw=draw)
-
-
-def _plain_image(
-    colour: tuple[int, int, int], i: int, size: tuple[int, int], rng: random.Random
-) -> Image.Image:
-    """A square miniature image, or a colour with noise that encodes like a photo (500 x 375: ~100 KB)."""
-    width, height = size
-    if width == height:
-        return colour_image(colour, i, width)
-    noise = np.random.default_rng(rng.randrange(2**32)).normal(0, 24, (height, width, 3))
-    return Image.fromarray(np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8))
 
 
 def _pooled(draw: Callable[[float, str, int], Image.Image]) -> Callable[[float, str, int], bytes]:

@@ -1,9 +1,8 @@
 """A procedurally generated image-caption world, where a small CLIP can learn zero-shot transfer.
 
 Every image is one coloured shape (8 colours x 8 shapes, two sizes) on a textured background, its
-caption naming what is visible. A :class:`Shift` changes how images look, not what they show; the
-demo's benchmarks come from a shifted world. Everything is a pure function of its arguments and a
-seed: a scene table plus :func:`render` gives the same pixels on every machine.
+caption naming what is visible; a :class:`Shift` (the demo's benchmarks) changes how images look,
+not what they show. A scene table plus :func:`render` gives the same pixels on every machine.
 """
 
 from __future__ import annotations
@@ -137,21 +136,18 @@ def sample_scenes(concept_list: Sequence[str], n: int, shift: Shift, seed: int) 
     )
 
 
-def caption(scene: Mapping, style: CaptionStyle, rng: np.random.Generator) -> str:
-    """A caption of `scene` from one of the style's templates (chosen with `rng`)."""
-    template = style.templates[int(rng.integers(len(style.templates)))]
-    return template.format(
-        concept=f"{scene['colour']} {scene['shape']}",
-        size=scene["size"],
-        background=scene["background"],
-        position=_position(scene["x"], scene["y"]),
-    )
-
-
 def captions(scenes: pl.DataFrame, style: CaptionStyle, seed: int) -> list[str]:
-    """One caption per scene row, reproducible from `seed`."""
+    """One caption per scene row from one of the style's templates, reproducible from `seed`."""
     rng = np.random.default_rng(seed)
-    return [caption(row, style, rng) for row in scenes.iter_rows(named=True)]
+    texts = []
+    for scene in scenes.iter_rows(named=True):
+        template = style.templates[int(rng.integers(len(style.templates)))]
+        fields = {
+            "concept": f"{scene['colour']} {scene['shape']}",
+            "position": _position(scene["x"], scene["y"]),
+        }
+        texts.append(template.format(size=scene["size"], background=scene["background"], **fields))
+    return texts
 
 
 def _position(x: float, y: float) -> str:

@@ -1,10 +1,9 @@
 """Training runs of PERL's projectors (docs/method.md §3), seeded end to end.
 
-`train_seeds` trains every seed of a benchmark: with ``training.seeds_together`` in one batched
-pass (each optimiser step carries every seed's batch and class prompts through the frozen blocks
-at once, each sample refined by its own seed's projector), otherwise one seed after another with
-`train_projectors`. Each seed keeps its own data order, augmentation stream, initialisation and
-optimiser state, so a seed's projectors equal training it alone up to float rounding.
+`train_seeds` trains every seed of a benchmark, with ``training.seeds_together`` in one batched
+pass (`training_step_together`), otherwise one seed after another. Each seed keeps its own data
+order, augmentation stream, initialisation and optimiser state, so a seed's projectors equal
+training it alone up to float rounding.
 """
 
 from __future__ import annotations
@@ -43,18 +42,8 @@ class TrainResult:
         self.ce.append(loss.ce.item())
         self.anchor.append(loss.anchor.item())
         if self.steps % log_every == 0:
-            logger.info(
-                "seed %d step %d: loss %.4f (ce %.4f, anchor %.4f)",
-                seed,
-                self.steps,
-                self.loss[-1],
-                self.ce[-1],
-                self.anchor[-1],
-            )
-
-    def log_end(self, seed: int) -> None:
-        final = self.loss[-1] if self.loss else float("nan")
-        logger.info("seed %d: %d steps in %.1f s, final loss %.4f", seed, self.steps, self.seconds, final)
+            losses = (self.loss[-1], self.ce[-1], self.anchor[-1])
+            logger.info("seed %d step %d: loss %.4f (ce %.4f, anchor %.4f)", seed, self.steps, *losses)
 
 
 def projector_recipe(
@@ -67,14 +56,9 @@ def projector_recipe(
     few_shot: str,
     text_features: str,
 ) -> dict:
-    """Everything that determines one seed's trained projectors.
-
-    Args:
-        backbone: `models.backbone_identity` of the frozen CLIP.
-        few_shot / text_features: the identities of the draw and of the text features trained on.
-    """
-    ignored = IGNORED["training"]  # settings that change no weight, decided once
-    settings = {k: v for k, v in training.model_dump().items() if k not in ignored}
+    """Everything that determines one seed's trained projectors (`backbone`: the frozen CLIP's
+    `models.backbone_identity`; `few_shot` / `text_features`: the identities trained on)."""
+    settings = training.model_dump(exclude=set(IGNORED["training"]))  # those that change no weight: left out
     return {
         "backbone": backbone,
         "perl": perl.model_dump(),
@@ -98,19 +82,9 @@ def training_step(
     of docs/method.md §3 (returned, still attached to the graph), backward, AdamW step.
 
     `text` is the class text prefix (refined in this step, so φ_t trains), or fixed text embeddings
-    [K + 1, C, D] when the text tower has no projector. The frozen image prefix S_v runs without a
-    graph, so only the projectors get gradients.
+    [K + 1, C, D] when the text tower has no projector.
     """
-    with autocast(batch.device, config.precision):
-        with torch.no_grad():
-            image_prefix = model.image_prefix(batch)  # S_v, frozen: no graph
-        image_steps = model.refine_image(image_prefix)  # [K + 1, B, D]
-        text_steps = model.refine_text(text) if isinstance(text, TextPrefix) else text
-        loss = perl_loss(image_steps, text_steps, labels, model.logit_scale, config.anchor_weight)
-    optimiser.zero_grad(set_to_none=True)
-    loss.total.backward()
-    optimiser.step()
-    return loss
+    return training_step_together([model], [batch], [labels], text, [optimiser], config)[0]
 
 
 def training_step_together(
@@ -122,17 +96,16 @@ def training_step_together(
     config: TrainConfig,
 ) -> list[PerlLoss]:
     """One optimiser step of several seeds (one PERL, batch, labels and optimiser each, same frozen
-    CLIP), each equal to its own `training_step`; each seed's loss, in the order of `models`.
+    CLIP); each seed's loss, in the order of `models`.
 
-    Every seed's images go through the frozen prefix and the refinement blocks as one batch, its
-    class prompts too, each sample thinking with its own seed's projector; the sum of the seeds'
-    losses is back-propagated (the seeds share no parameter, so each projector gets exactly its
-    own loss's gradient) and each seed's optimiser steps.
+    Every seed's images go through the frozen prefix (without a graph) and the refinement blocks as
+    one batch, its class prompts too, each sample thinking with its own seed's projector; the sum of
+    the seeds' losses is back-propagated (the seeds share no parameter, so each projector gets
+    exactly its own loss's gradient). One seed is exactly its own step, bit for bit.
     """
     seeds = PerlSeeds(models)
     sizes = [len(batch) for batch in batches]
-    device = batches[0].device
-    with autocast(device, config.precision):
+    with autocast(batches[0].device, config.precision):
         with torch.no_grad():
             image_prefix = models[0].image_prefix(torch.cat(list(batches)))  # S_v of all, frozen
         image_steps = seeds.refine_image(image_prefix.split(sizes))  # [K + 1, B_s, D] per seed
@@ -165,7 +138,7 @@ def train_seeds(
     seed with projectors) or one seed after another."""
     trainable = next(next(iter(models.values())).trainable_parameters(), None) is not None
     if config.seeds_together and len(models) > 1 and trainable:
-        return _train_together(models, images, text_prefix, config, device=device)
+        return _train(models, images, text_prefix, config, device)
     return {
         seed: train_projectors(model, images[seed], text_prefix, config, seed=seed, device=device)
         for seed, model in models.items()
@@ -183,46 +156,20 @@ def train_projectors(
 ) -> TrainResult:
     """Train the fresh projectors of `model` in place on (image, label) pairs whose labels index the
     rows of `text_prefix` (re-refined every step); `seed` fixes the data order and augmentations."""
-    result = TrainResult()
-    parameters = list(model.trainable_parameters())
-    if not parameters:
+    if next(model.trainable_parameters(), None) is None:
         logger.info("No projector to train (modalities off or steps = 0): zero-shot CLIP is kept")
-        return result
-    model.to(device).train()
-    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    text = _class_text(model, text_prefix, config, device)
-    loader = _loader(images, config, seed, device)
-
-    start = time.perf_counter()
-    # Augmentations drawn in this process use the global RNG: fork it so the seed fixes them
-    # without touching the caller's random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for epoch in range(config.epochs):
-            batches = _epoch(loader)
-            bar = tqdm(
-                batches, f"train seed {seed} epoch {epoch + 1}", len(loader), leave=False, disable=None
-            )
-            for batch, labels in bar:
-                batch, labels = batch.to(device, non_blocking=True), labels.to(device)
-                loss = training_step(model, batch, labels, text, optimiser, config)
-                result.add(loss, seed, config.log_every)
-                bar.set_postfix(loss=f"{result.loss[-1]:.4f}")
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    result.log_end(seed)
-    return result
+        return TrainResult()
+    return _train({seed: model}, {seed: images}, text_prefix, config, device)[seed]
 
 
-def _train_together(
+def _train(
     models: Mapping[int, PERL],
     images: Mapping[int, Dataset],
     text_prefix: TextPrefix,
     config: TrainConfig,
-    *,
     device: torch.device,
 ) -> dict[int, TrainResult]:
-    """All seeds in one pass: each step takes the next batch of every seed that has one left."""
+    """Seeds in one pass: each step takes the next batch of every seed that has one left."""
     seeds = list(models)
     for model in models.values():
         model.to(device).train()
@@ -230,16 +177,19 @@ def _train_together(
         seed: torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
         for seed, model in models.items()
     }
-    text = _class_text(models[seeds[0]], text_prefix, config, device)  # no text φ: the same for all
-    streams = {
-        seed: _SeedBatches(_loader(images[seed], config, seed, device), config.epochs, seed) for seed in seeds
-    }
+    text = TextPrefix(text_prefix.states.to(device), text_prefix.eos_index.to(device))  # refined each step
+    if models[seeds[0]].text_projector is None:  # no text φ: fixed embeddings [K + 1, C, D], the same for all
+        with torch.no_grad(), autocast(device, config.precision):
+            text = models[seeds[0]].refine_text(text)
+    streams = {seed: _SeedBatches(images[seed], config, seed, device) for seed in seeds}
     results = {seed: TrainResult() for seed in seeds}
     total = max(len(stream) for stream in streams.values())
-    logger.info("training seeds %s together: %d steps of %d seeds' batches", seeds, total, len(seeds))
+    if len(seeds) > 1:
+        logger.info("training seeds %s together: %d steps of %d seeds' batches", seeds, total, len(seeds))
 
     start = time.perf_counter()
-    for _ in tqdm(range(total), desc=f"train seeds {seeds} together", leave=False, disable=None):
+    bar = tqdm(range(total), desc=f"train seeds {seeds}", leave=False, disable=None)
+    for _ in bar:
         batches = {seed: stream.next() for seed, stream in streams.items()}
         active = [seed for seed in seeds if batches[seed] is not None]  # a shorter seed drops out
         losses = training_step_together(
@@ -252,25 +202,36 @@ def _train_together(
         )
         for seed, loss in zip(active, losses, strict=True):
             results[seed].add(loss, seed, config.log_every)
+        bar.set_postfix(loss=f"{losses[-1].total.item():.4f}")
     seconds = time.perf_counter() - start
     for seed, model in models.items():
         model.eval()
         results[seed].seconds = seconds  # the pass they shared
-        results[seed].log_end(seed)
+        final = results[seed].loss[-1] if results[seed].loss else float("nan")
+        logger.info("seed %d: %d steps in %.1f s, final loss %.4f", seed, results[seed].steps, seconds, final)
     return results
 
 
 class _SeedBatches:
-    """One seed's batches, epoch after epoch, its augmentations drawn from its own RNG stream.
+    """One seed's shuffled batches (their order fixed by `seed`), epoch after epoch, its
+    augmentations drawn from its own RNG stream.
 
-    Augmentations drawn in this process use the global RNG; each seed's stream starts at
+    Augmentations drawn in this process use the global RNG: each seed's stream starts at
     `manual_seed(seed)` and is swapped in around its own draws only, so seeds taking batches in
-    turn draw exactly what each would alone (and the caller's random state is untouched).
-    """
+    turn draw exactly what each would alone, and the caller's random state is untouched."""
 
-    def __init__(self, loader: DataLoader, epochs: int, seed: int):
-        self._length = epochs * len(loader)
-        self._batches: Iterator = (batch for _ in range(epochs) for batch in _epoch(loader))
+    def __init__(self, images: Dataset, config: TrainConfig, seed: int, device: torch.device):
+        loader = DataLoader(
+            images,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=len(images) >= config.batch_size,
+            num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        self._length = config.epochs * len(loader)
+        self._batches = self._epochs(loader, config.epochs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self._rng = torch.get_rng_state()
@@ -286,38 +247,11 @@ class _SeedBatches:
             self._rng = torch.get_rng_state()
         return batch
 
-
-def _epoch(loader: DataLoader) -> Iterator:
-    """One epoch of `loader`'s batches.
-
-    An iterator is made and dropped first: the progress bar of the first releases did that
-    (tqdm.auto builds one up front), which advances the loader's generator, and every recorded
-    run's data order includes that draw. Keeping it keeps their projectors reproducible.
-    """
-    iter(loader)
-    yield from loader
-
-
-def _loader(images: Dataset, config: TrainConfig, seed: int, device: torch.device) -> DataLoader:
-    """Shuffled batches in the order `seed` fixes (its own generator)."""
-    return DataLoader(
-        images,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=len(images) >= config.batch_size,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-
-
-def _class_text(
-    model: PERL, text_prefix: TextPrefix, config: TrainConfig, device: torch.device
-) -> torch.Tensor | TextPrefix:
-    """The class prompts a step refines, or, when the text tower has no projector, their fixed
-    embeddings [K + 1, C, D] (no parameter: computed once)."""
-    prefix = TextPrefix(text_prefix.states.to(device), text_prefix.eos_index.to(device))
-    if model.text_projector is not None:
-        return prefix
-    with torch.no_grad(), autocast(device, config.precision):
-        return model.refine_text(prefix)
+    @staticmethod
+    def _epochs(loader: DataLoader, epochs: int) -> Iterator:
+        for _ in range(epochs):
+            # An iterator made and dropped first: the progress bar of the first releases did that
+            # (tqdm.auto builds one up front), advancing the loader's generator, and every recorded
+            # run's data order includes that draw. Keeping it keeps their projectors reproducible.
+            iter(loader)
+            yield from loader

@@ -30,14 +30,8 @@ def train_subset(
     subset: str,
     seeds: Sequence[int],
 ) -> list[tuple[dict, dict]]:
-    """Train PERL for every seed of (benchmark, subset) on its own few-shot draw (`train_seeds`:
-    together with ``training.seeds_together``).
-
-    Returns:
-        Per seed, in the order of `seeds`: its projector weights (a few KB) with their recipe, and
-        its training record (steps, losses, time, device, the draw's rule, the projector init, the
-        shortcuts used, the recipe and its fingerprint).
-    """
+    """Train PERL for every seed of (benchmark, subset) on its own few-shot draw (`train_seeds`);
+    per seed, in order: its projector weights (a few KB) with their recipe, and its training record."""
     from perl_pipeline.training import train_seeds  # looked up when called: tests replace it
 
     classes = subset_labels(subset, len(features.classnames))

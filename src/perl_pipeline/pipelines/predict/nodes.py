@@ -16,13 +16,11 @@ def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
     per image found or skipped (path, step, class_i / prob_i, error).
     """
     from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import adapter_from_dict, classifier_for
+    from perl_pipeline.models import adapter_from_dict, load_adapter
     from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes
 
     target = resolve_device(device)
-    classifier = classifier_for(
-        adapter_from_dict(adapter), pretrained=options.get("pretrained"), device=target
-    )
+    classifier = load_adapter(adapter_from_dict(adapter), pretrained=options.get("pretrained"), device=target)
     classes = options.get("classes")
     if classes:
         classifier.set_classes(
