@@ -234,7 +234,7 @@ def _load_file(model_name: str, path: Path, device: str = "cpu") -> nn.Module:
     with torch.random.fork_rng(devices=[]), torch.device(device), _no_random_init_warning():
         model = open_clip.create_model(model_name, pretrained=None, device=device)
     model.load_state_dict(_fit(model, state, model_name, path), strict=True)
-    logger.info("Weights file %s fits %s", path, model_name)
+    logger.info("%s weights from %s: every key and shape fits", model_name, path)
     return model.eval()
 
 
