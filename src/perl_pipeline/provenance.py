@@ -298,7 +298,7 @@ def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         Path(tmp).write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as error:
         if tmp is not None:
@@ -312,10 +312,11 @@ def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
         ) from error
 
 
-def _umask() -> int:
+def file_mode() -> int:
+    """The permissions of a new file under this process's umask (mkstemp's temporary file has 0600)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def _show(value: Any) -> str:

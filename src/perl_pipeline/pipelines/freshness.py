@@ -18,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Node, Pipeline
 
+from perl_pipeline.pipelines import registry
 from perl_pipeline.provenance import (
     ArtefactProblem,
     DamagedRecord,
@@ -36,9 +37,7 @@ __all__ = ["ArtefactProblem", "Provenance", "sidecar_path", "unwrap", "user_comm
 
 logger = logging.getLogger(__name__)
 
-STAGES = frozenset(
-    {"data_preparation", "few_shot_splits", "text_features", "training", "evaluation", "reporting"}
-)
+STAGES = frozenset(registry.STAGES)
 
 
 def user_command(run_params: Mapping[str, Any]) -> str:

@@ -42,12 +42,7 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
     trained = {name: name for name in (projector(trained_subset, s) for s in seeds)}
     trained_on = benchmark if own else SOURCE
     node = Node(
-        bind(
-            evaluate_benchmark,
-            benchmark=benchmark,
-            subsets=subsets,
-            seeds=tuple(seeds),
-        ),
+        bind(evaluate_benchmark, benchmark=benchmark, subsets=subsets, seeds=tuple(seeds)),
         INPUTS | trained,
         [f"runs_{protocol}", f"trajectories_{protocol}"],
         name=f"evaluate_{protocol}",
@@ -58,12 +53,8 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         nodes.append(
             Node(
                 bind(package_adapters, benchmark=benchmark, subset=trained_subset, seeds=tuple(seeds)),
-                {
-                    "text_features": "text_features",
-                    "runs": f"runs_{protocol}",
-                    "clip": "params:clip",
-                    "perl": "params:perl",
-                }
+                {"text_features": "text_features", "runs": f"runs_{protocol}"}
+                | {"clip": "params:clip", "perl": "params:perl"}
                 | trained,
                 [adapter(trained_subset, s) for s in seeds],
                 name=f"package_adapters_{trained_subset}",
