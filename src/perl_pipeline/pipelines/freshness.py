@@ -42,14 +42,9 @@ STAGES = frozenset(registry.STAGES)
 
 def user_command(run_params: Mapping[str, Any]) -> str:
     """``kedro run`` with the user's environment, configuration folder and ``--params`` repeated."""
-    parts = ["kedro run"]
-    env = run_params.get("env")
-    if env and env != "local":
-        parts.append(f"--env {shlex.quote(str(env))}")
-    conf_source = run_params.get("conf_source")
-    if conf_source:
-        parts.append(f"--conf-source {shlex.quote(str(conf_source))}")
-    return " ".join(parts)
+    env, conf_source = run_params.get("env"), run_params.get("conf_source")
+    command = "kedro run" + (f" --env {shlex.quote(str(env))}" if env and env != "local" else "")
+    return command + (f" --conf-source {shlex.quote(str(conf_source))}" if conf_source else "")
 
 
 def user_params(run_params: Mapping[str, Any], drop: Iterable[str] = ()) -> str:

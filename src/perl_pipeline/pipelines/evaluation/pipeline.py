@@ -30,12 +30,9 @@ def adapter(subset: str, seed: int) -> str:
 
 
 def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pipeline:
-    """base_to_novel: the benchmark's own base-trained projectors, base and novel classifiers.
-    all_classes: its own all-class projectors, all classes.
-    cross_dataset / domain_generalization: the ImageNet all-class projectors, all classes.
-
-    Where the projectors are the benchmark's own (and for the source under cross_dataset), a
-    second node writes one adapter file per seed, with the seed's headline metrics."""
+    """Score the benchmark's own projectors (base_to_novel: base-trained, base and novel classes;
+    all_classes) or the ImageNet all-class ones (the transfer protocols); where they are its own (and
+    for the source under cross_dataset), a second node writes one adapter file per seed."""
     own = protocol in OWN_PROTOCOLS
     subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
     trained_subset = "base" if protocol == "base_to_novel" else "all"
