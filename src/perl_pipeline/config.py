@@ -7,23 +7,14 @@ user writes it (``training.batch_size=2.5: expected an integer >= 1``).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import functools
 import os
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    create_model,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 Modality = Literal["image", "text"]
 MODALITIES: tuple[str, ...] = get_args(Modality)  # the towers PERL can refine
@@ -80,13 +71,15 @@ def _plural(hint: Any) -> str:
     return _describe(hint).removeprefix("an ").removeprefix("a ") + "s"
 
 
-def _explain(error: ValidationError, model: type, values: Mapping, where: str, name: Callable | None) -> str:
+def _explain(
+    error: ValidationError, fields: Mapping[str, FieldInfo], values: Mapping, where: str, name: Callable
+) -> str:
     """The first problem of a failed validation, naming the key as the user writes it."""
-    name = name or (lambda key: f"{where}.{key}")
     errors = error.errors()
-    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    extra = ("extra_forbidden", "unexpected_keyword_argument")
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] in extra)
     if unknown:
-        allowed = sorted(model.model_fields)
+        allowed = sorted(fields)
         close = [match for key in unknown for match in difflib.get_close_matches(key, allowed, n=1)]
         hint = f" -- did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         keys = ", ".join(repr(k) for k in unknown)
@@ -98,7 +91,7 @@ def _explain(error: ValidationError, model: type, values: Mapping, where: str, n
     if first["type"] == "value_error" or not first["loc"]:  # a validator's own message
         return str(first.get("ctx", {}).get("error", first["msg"]))
     key, *rest = first["loc"]
-    field = model.model_fields[key]
+    field = fields[key]
     hint, metadata, value, label = field.annotation, field.metadata, values[key], name(key)
     if rest and isinstance(rest[0], int) and get_origin(hint) is tuple and first["type"] != "missing":
         args = get_args(hint)
@@ -122,19 +115,26 @@ def _takes_tuple(hint: Any) -> bool:
     return get_origin(hint) is tuple or any(_takes_tuple(a) for a in get_args(hint))
 
 
-class Checked(BaseModel):
-    """Strict, frozen, no unknown keys: bool is not an int, an int is accepted for a float, a
-    YAML list becomes a tuple, strings are non-empty and numbers finite."""
+# strict, frozen, no unknown keys: bool is not an int, an int is accepted for a float, strings are
+# non-empty and numbers finite (the configuration sections and benchmarks.spec's dataclasses)
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, str_min_length=1)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, str_min_length=1)
+
+def _lists_to_tuples(fields: Mapping[str, FieldInfo], values: Mapping) -> dict:
+    """YAML lists as tuples where a field takes one (strict Pydantic takes no list for a tuple)."""
+    tuples = {n for n, f in fields.items() if _takes_tuple(f.annotation)}
+    return {k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()}
+
+
+class Checked(BaseModel):
+    """A :data:`STRICT` model; a YAML list becomes a tuple."""
+
+    model_config = ConfigDict(**STRICT, frozen=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _lists_to_tuples(cls, values: Any) -> Any:
-        if not isinstance(values, Mapping):
-            return values
-        tuples = {n for n, f in cls.model_fields.items() if _takes_tuple(f.annotation)}
-        return {k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()}
+    def _tuples(cls, values: Any) -> Any:
+        return _lists_to_tuples(cls.model_fields, values) if isinstance(values, Mapping) else values
 
 
 class Section(Checked):
@@ -146,7 +146,10 @@ class Section(Checked):
         try:
             super().__init__(**values)
         except ValidationError as error:
-            raise ConfigError(_explain(error, type(self), values, self.SECTION, None)) from None
+            section = self.SECTION
+            raise ConfigError(
+                _explain(error, type(self).model_fields, values, section, lambda key: f"{section}.{key}")
+            ) from None
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
@@ -158,38 +161,18 @@ class Section(Checked):
         return cls(**obj)
 
 
-@functools.cache
-def _model_of(cls: type, skip: frozenset[str]) -> type[Checked]:
-    hints, no = get_type_hints(cls), dataclasses.MISSING
-    spec = {  # only the given values are kept: a default's value does not matter here
-        f.name: (
-            Any if f.name in skip else hints[f.name],
-            ... if f.default is f.default_factory is no else None,
-        )
-        for f in dataclasses.fields(cls)
-        if f.init
-    }
-    return create_model(cls.__name__, __base__=Checked, **spec)  # type: ignore[call-overload]
-
-
-def check_fields(
-    cls: type,
-    values: Any,
-    section: str,
-    *,
-    label: Callable[[str], str] | None = None,
-    skip: frozenset[str] | set[str] = frozenset(),
-) -> dict[str, Any]:
-    """The given values checked against a dataclass's fields with Pydantic, and normalised (or
-    ConfigError); `label` names one key in messages, `skip` keys are left unchecked."""
+def build(cls: type, values: Any, where: str) -> Any:
+    """`cls(**values)` for a :data:`STRICT` Pydantic dataclass (benchmarks.spec), YAML lists as
+    tuples; a ConfigError names the key as ``<where>: key '<key>'``."""
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{section}: must be a mapping of settings, got {values!r}")
-    model = _model_of(cls, frozenset(skip))
+        raise ConfigError(f"{where}: must be a mapping of settings, got {values!r}")
+    fields = cls.__pydantic_fields__
     try:
-        checked = model.model_validate(dict(values))
+        return cls(**_lists_to_tuples(fields, values))
     except ValidationError as error:
-        raise ConfigError(_explain(error, model, values, section, label)) from None
-    return {key: getattr(checked, key) for key in values}
+        raise ConfigError(
+            _explain(error, fields, values, where, lambda key: f"{where}: key '{key}'")
+        ) from None
 
 
 def _is_int(value: Any) -> bool:
@@ -204,9 +187,8 @@ def check_precision(precision: Any, label: str = "precision") -> str:
 
 
 def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
-    """The injection depths J_1 < ... < J_m of ``perl.split_layer``: an int is one depth, and a
-    string of depths separated by spaces (``"7 9 11"``) is a list, the form ``kedro run --params``
-    can carry (it splits its argument at every comma)."""
+    """The injection depths J_1 < ... < J_m of ``perl.split_layer``: an int, a list, or depths
+    separated by spaces (``"7 9 11"``: ``kedro run --params`` splits its argument at every comma)."""
     if isinstance(split_layer, str):
         return tuple(int(j) if j.lstrip("-").isdigit() else j for j in split_layer.split())
     return (split_layer,) if isinstance(split_layer, int) else tuple(split_layer)
@@ -222,13 +204,10 @@ def check_perl_settings(
     prefix: str = "perl.",
     where: str = "",
 ) -> None:
-    """The one rule for PERL's J, K, r and towers (PerlConfig, PERL, the pre-run check).
-
-    ``split_layer`` is J or the strictly increasing depths J_1 < ... < J_m; with ``depths``
-    (modality -> blocks L, when the backbone is known) every J must lie in 0..L-1 for every refined
-    tower, otherwise J >= 0. ``prefix`` / ``where`` go before the names / after the tower in the
-    ConfigError's message (``perl.``, `` of ViT-B-16``).
-    """
+    """The one rule for PERL's J, K, r and towers (PerlConfig, PERL, the pre-run check): J or the
+    strictly increasing J_1 < ... < J_m lie in 0..L-1 for every refined tower (``depths``: modality
+    -> blocks L, when the backbone is known), else J >= 0. ``prefix`` / ``where`` go before the
+    names / after the tower in the ConfigError's message (``perl.``, `` of ViT-B-16``)."""
     if isinstance(split_layer, str):
         if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
             raise ConfigError(
@@ -352,8 +331,7 @@ class EvalConfig(Section):
     jacobian_images: int = Field(0, ge=0)  # input-Jacobian subsample per benchmark; 0 = off
 
     def resolved_workers(self) -> int:
-        """Data-loader worker processes: the number given, or for ``auto`` this process's usable
-        cores (at least one worker)."""
+        """Data-loader worker processes: the number given, or for ``auto`` this process's cores."""
         if self.num_workers != "auto":
             return int(self.num_workers)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -33,8 +33,7 @@ from perl_pipeline.models.adapter import AdapterClassifier
 logger = logging.getLogger("perl_pipeline.predict")
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """The files to classify and the paths skipped while searching, each with its reason."""
 
     files: list[Path]
@@ -155,7 +154,7 @@ def predict_files(
                 row = {"path": str(files[position]), "step": step}
                 if error:
                     logger.warning("skipping %s: %s", files[position], error)
-                    row |= {f"{kind}_{i}": "" for i in range(1, k + 1) for kind in ("class", "prob")}
+                    row |= _blank(k)
                 else:
                     r = ok.index(j)
                     for i in range(k):
@@ -173,21 +172,17 @@ def predict_files(
 
 def write_predictions(rows: Sequence[dict], out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write the rows as CSV atomically; an existing `out` is refused unless `overwrite`."""
+    from perl_pipeline.provenance import write_text_atomic
+
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0]) if rows else ["path", "step", "error"]
-    handle, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["path", "step", "error"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out, text.getvalue(), "predictions")
     return out
 
 
@@ -262,11 +257,15 @@ def classify(
     for path, reason in found.skipped:
         logger.warning("skipping %s: %s", path, reason)
     rows, rate = predict_files(classifier, found.files, top_k=top_k, step=step, **options)
-    width = min(top_k, len(classifier.classnames))
-    blank = {f"{kind}_{i}": "" for i in range(1, width + 1) for kind in ("class", "prob")}
+    blank = _blank(min(top_k, len(classifier.classnames)))
     step = classifier.steps if step is None else step
     rows += [{"path": str(p), "step": step, **blank, "error": reason} for p, reason in found.skipped]
     return rows, rate
+
+
+def _blank(k: int) -> dict[str, str]:
+    """The class and probability columns of a row without classes."""
+    return {f"{kind}_{i}": "" for i in range(1, k + 1) for kind in ("class", "prob")}
 
 
 def _default_workers(device: torch.device) -> int:

@@ -1,9 +1,7 @@
 """The experiment grid of the protocol (docs/method.md §6): each protocol's benchmarks and seeds.
 
-One home for the grid: the pipelines, the reports, the rehearsal's projection and the check of
-DVC's ``params.yaml`` (its foreach lists repeat it; a test keeps them equal) all read it here.
-What a benchmark is (its files, numbers and title) is its block in
-``conf/base/parameters_benchmarks.yml``.
+The one home of the grid (DVC's ``params.yaml`` repeats it in its foreach lists; a test keeps them
+equal); what a benchmark is, is its block in ``conf/base/parameters_benchmarks.yml``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
-"""The one decider of staleness (no Kedro): recipes, the sidecar format, the settings that change no
-result, the rule, and the one file hasher.
+"""The one decider of staleness (no Kedro; the hook is `pipelines.freshness`): recipes, sidecars,
+the rule and the one file hasher.
 
-An artefact's *recipe* is what determines it: the parameters its producer read (:data:`IGNORED`
-left out, the backbone as its weights' identity, the precision and image decoding as resolved on
-this machine) and the sha256 of every artefact it read. Its sidecar ``<file>.provenance.json``
-records the recipe and the artefact's own sha256. An artefact is current when its content still
-matches its record (:func:`verify`) and its recipe equals the one its producer would use now
-(:func:`differences`). The Kedro hook (`pipelines.freshness`) applies this before any node runs;
-:func:`check` applies the content half to one file, for notebooks and code outside a Kedro run.
+An artefact's *recipe* is the parameters its producer read and the sha256 of every artefact it
+read; its sidecar ``<file>.provenance.json`` records the recipe and the artefact's own sha256. It is
+current when its content still matches its record (:func:`verify`) and its recipe equals the one its
+producer would use now (:func:`differences`).
 
-What "matches its record" means (docs/method.md §6.9): a file up to ``FULL_CHECK_BYTES`` and every
-folder are hashed in full; a larger file must have its recorded size and mtime and the recorded
-sha256 of its first and last ``SAMPLE_BYTES`` (``sample_sha256``), and is hashed in full when its
-size or mtime differ. ``PERL_VERIFY_ARTEFACTS=all`` hashes every file in full.
+"Matches its record" (docs/method.md §6.9): a file up to ``FULL_CHECK_BYTES`` and every folder are
+hashed in full; a larger file with its recorded size and mtime only has its first and last
+``SAMPLE_BYTES`` hashed (``sample_sha256``). ``PERL_VERIFY_ARTEFACTS=all`` hashes every file in full.
 """
 
 from __future__ import annotations
@@ -97,13 +93,10 @@ def differences(stored: Any, expected: Any, prefix: str = "") -> list[tuple[str,
 
 
 def recipe_params(params: Mapping[str, Any], device_type: str | None = None) -> dict[str, Any]:
-    """The parameters a node read (``params:<key>`` -> value) as its recipe records them.
-
-    :data:`IGNORED` settings are left out, the backbone is its weights' identity, and the
-    ``training`` / ``evaluation`` precision and image decoding are the ones `device_type` (default:
-    the ``device`` parameter resolved on this machine) computes with: ``bf16`` or ``fp32``, ``gpu``
-    or ``pil``, so an artefact made on a GPU is stale on a CPU and the other way round.
-    """
+    """The parameters a node read (``params:<key>`` -> value) as its recipe records them:
+    :data:`IGNORED` left out, the backbone as its weights' identity, and precision and image decoding
+    as resolved on `device_type` (default: the ``device`` parameter's), so an artefact made on a GPU
+    is stale on a CPU and the other way round."""
     out = {}
     for key, value in params.items():
         if hasattr(value, "model_dump"):  # Kedro may hold the typed configuration already
@@ -155,11 +148,9 @@ def _resolved(settings: dict, device_type: str) -> dict:
 def file_digests(
     path: Path | str, algorithms: Sequence[str] = ("sha256",), *, ends: int = 0
 ) -> dict[str, str]:
-    """Hex digests of a file (or of a folder's relative file names and contents), read once.
-
-    With `ends`, only the file's first and last `ends` bytes are hashed. A file is hashed once per
-    version in a process (the cache key has its size, mtime, ctime and inode); a folder every time.
-    """
+    """Hex digests of a file (or of a folder's relative file names and contents), read once; with
+    `ends`, of its first and last `ends` bytes. A file is hashed once per version (size, mtime,
+    ctime, inode) in a process; a folder every time."""
     path = Path(path)
     stat = path.stat()
     version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
@@ -222,11 +213,8 @@ def write_record(path: Path, recipe: dict, dataset: str) -> None:
 
 
 def read_record(name: str, path: Path | None) -> dict | None:
-    """The provenance record of `path` (None when it has none).
-
-    Raises:
-        DamagedRecord: the sidecar exists but is not a whole record (truncated, not JSON).
-    """
+    """The provenance record of `path` (None when it has none); DamagedRecord for a sidecar that
+    is not a whole record (truncated, not JSON)."""
     if path is None:
         return None
     sidecar = sidecar_path(path)
@@ -285,13 +273,8 @@ def verify(name: str, path: Path, record: dict, fix: str, verify_all: bool = Fal
 
 
 def check(path: Path | str, recipe: Mapping | None = None) -> dict:
-    """Check one artefact outside a Kedro run: its content against its record and, given the recipe
-    it should have (e.g. another artefact's record's), that recipe. Returns the record.
-
-    Raises:
-        ArtefactProblem: missing, without a record, damaged, or modified since it was written.
-        StaleArtefactError: made from another recipe than `recipe`.
-    """
+    """Check one artefact outside a Kedro run (notebooks): its content against its record and, if
+    given, its recipe; returns the record, or raises ArtefactProblem / StaleArtefactError."""
     path = Path(path)
     fix = "kedro run --only-missing-outputs"
     if not path.exists():
@@ -307,17 +290,15 @@ def check(path: Path | str, recipe: Mapping | None = None) -> dict:
 
 
 def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
-    """Write `text` to `path` all at once (a temporary file in the same folder, then ``os.replace``).
-
-    Raises:
-        OSError: naming `what` and `path`, with the reason (e.g. no space left on the device).
-    """
+    """Write `text` to `path` all at once (a temporary sibling, then ``os.replace``), with the
+    usual permissions; an OSError names `what`, `path` and the reason (e.g. no space left)."""
     path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         Path(tmp).write_text(text, encoding="utf-8")
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as error:
         if tmp is not None:
@@ -329,6 +310,13 @@ def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
             f"cannot write the {what} {path}: {reason}; the previous {path.name} (if any) is unchanged. "
             "Free space or fix the folder's permissions, then run again",
         ) from error
+
+
+def file_mode() -> int:
+    """The permissions of a new file under this process's umask (mkstemp's temporary file has 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _show(value: Any) -> str:

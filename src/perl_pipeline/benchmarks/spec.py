@@ -9,12 +9,15 @@ order comes from the split file or the official meta files, never from sorting c
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from perl_pipeline.config import ConfigError, check_fields
+from pydantic.dataclasses import dataclass
+
+from perl_pipeline.config import STRICT, ConfigError, build
 
 SPLITS = ("train", "val", "test")
 WNID_PATTERN = re.compile(r"n\d{8}")
@@ -24,14 +27,11 @@ class BenchmarkError(Exception):
     """Base class of every data-layer error that names a benchmark and how to fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)  # checked as it is made (config.build)
 class Source:
-    """One downloadable (or user-supplied) file of a benchmark.
-
-    ``provides``: paths (relative to the benchmark folder) whose presence means the source is in
-    place (default: ``filename`` for files); ``urls`` are tried in order, then ``gdrive_id``; an
-    ``optional`` source never blocks preparation.
-    """
+    """One downloadable (or user-supplied) file of a benchmark: ``provides`` are the paths whose
+    presence means it is in place (default: ``filename`` for files); ``urls`` are tried in order,
+    then ``gdrive_id``; an ``optional`` source never blocks preparation."""
 
     filename: str
     kind: str
@@ -61,7 +61,7 @@ class Source:
         return routes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class MoveStep:
     """Move ``src`` into ``dst``, merging folders: hoist ``dtd/dtd/``, rename ``sketch/``."""
 
@@ -69,7 +69,7 @@ class MoveStep:
     dst: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class UnpackStep:
     """Extract every archive matching the glob ``archives`` into ``to`` (``{stem}`` allowed); delete it."""
 
@@ -77,7 +77,7 @@ class UnpackStep:
     to: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class ImageNetValStep:
     """Sort ImageNet's flat validation images in ``dir`` into wnid folders (devkit or mapping file)."""
 
@@ -90,16 +90,13 @@ ArrangeStep = MoveStep | UnpackStep | ImageNetValStep
 ARRANGE_STEPS: dict[str, type] = {"move": MoveStep, "unpack": UnpackStep, "imagenet_val": ImageNetValStep}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Miniature:
-    """How the benchmark's miniature names its classes and files (its ``miniature`` block).
-
-    ``files`` is a format string over :data:`~perl_pipeline.benchmarks.layouts.base.FILE_FIELDS`,
-    relative to where the layout puts a class's images; ``classes`` maps the first real classes'
-    keys on disk to names, in label order; ``synthetic_*`` name classes beyond them and ``toy_key``
-    the toy-world concepts; ``subset_stride`` > 1 takes every stride-th class of a longer
-    ``classnames.txt`` (ImageNet-A/-R).
-    """
+    """How the benchmark's miniature names its classes and files (its ``miniature`` block):
+    ``files`` formats :data:`~perl_pipeline.benchmarks.layouts.base.FILE_FIELDS` under a class's
+    folder; ``classes`` maps the first real classes' keys on disk to names, in label order;
+    ``synthetic_*`` name classes beyond them and ``toy_key`` the toy-world concepts;
+    ``subset_stride`` > 1 takes every stride-th class of a longer ``classnames.txt`` (ImageNet-A/-R)."""
 
     files: str
     classes: dict[str, str] = field(default_factory=dict, hash=False)
@@ -123,14 +120,11 @@ class Miniature:
         return self.toy_key.format(i=i, number=i + 1, snake=name.replace(" ", "_"), synthetic=synthetic)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class BenchmarkSpec:
-    """Everything the data layer knows about one benchmark (one ``<name>.benchmark`` block).
-
-    Paths are relative to ``folder`` (under ``data_root``); ``num_classes`` and ``split_sizes`` are
-    checked exactly; ``template`` has one ``{}``; ``manual`` says what to do when nothing downloads;
-    ``split_seed`` seeds a split the layout makes itself (``image_folder``).
-    """
+    """Everything the data layer knows about one benchmark (one ``<name>.benchmark`` block). Paths
+    are relative to ``folder`` (under ``data_root``); ``manual`` says what to do when nothing
+    downloads; ``split_seed`` seeds a split the layout makes itself (``image_folder``)."""
 
     name: str
     title: str
@@ -162,21 +156,17 @@ class BenchmarkSpec:
         layout = LAYOUTS.get(d.get("layout")) if isinstance(d.get("layout"), str) else None
         if layout is not None and layout.defaults:  # what a block in this layout may leave out
             d = {**layout.defaults, **d}
-        values = _checked_fields(cls, d, where, nested={"sources", "arrange", "miniature"})
-        values["sources"] = tuple(
-            Source(**_checked_fields(Source, s, f"{where}: sources[{i}]"))
-            for i, s in enumerate(_as_list(d.get("sources", []), f"{where}: key 'sources'"))
-        )
-        values["arrange"] = tuple(
-            _arrange_step(s, f"{where}: arrange[{i}]")
-            for i, s in enumerate(_as_list(d.get("arrange", []), f"{where}: key 'arrange'"))
-        )
+        sources = _as_list(d.get("sources", []), f"{where}: key 'sources'")
+        arrange = _as_list(d.get("arrange", []), f"{where}: key 'arrange'")
+        nested = {
+            "sources": tuple(build(Source, s, f"{where}: sources[{i}]") for i, s in enumerate(sources)),
+            "arrange": tuple(_arrange_step(s, f"{where}: arrange[{i}]") for i, s in enumerate(arrange)),
+        }
         if d.get("miniature") is not None:
-            mini = _checked_fields(Miniature, d["miniature"], f"{where}: miniature")
-            values["miniature"] = Miniature(**mini)
-        if values.get("layout") == "wnid_folders" and not values.get("split_dirs"):
-            values["split_dirs"] = {"test": "."}
-        spec = cls(**values)
+            nested["miniature"] = build(Miniature, d["miniature"], f"{where}: miniature")
+        spec = build(cls, {**d, **nested}, where)
+        if spec.layout == "wnid_folders" and not spec.split_dirs:
+            spec = dataclasses.replace(spec, split_dirs={"test": "."})
         spec._validate(where)
         return spec
 
@@ -261,13 +251,6 @@ class BenchmarkSpec:
         return self.classname_fixes.get(raw, raw)
 
 
-def _checked_fields(
-    cls: type, d: Any, where: str, nested: frozenset[str] | set[str] = frozenset()
-) -> dict[str, Any]:
-    """Check a mapping against a dataclass's fields (config.check_fields, Pydantic underneath)."""
-    return check_fields(cls, d, where, label=lambda key: f"{where}: key '{key}'", skip=nested)
-
-
 def _as_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where}={value!r}: expected a list")
@@ -280,6 +263,5 @@ def _arrange_step(d: Any, where: str) -> ArrangeStep:
             f"{where}: key 'op' must be one of {sorted(ARRANGE_STEPS)}, got "
             f"{d.get('op') if isinstance(d, Mapping) else d!r}"
         )
-    step_cls = ARRANGE_STEPS[d["op"]]
     args = {k: v for k, v in d.items() if k != "op"}
-    return step_cls(**_checked_fields(step_cls, args, f"{where} (op {d['op']})"))
+    return build(ARRANGE_STEPS[d["op"]], args, f"{where} (op {d['op']})")

@@ -13,8 +13,12 @@ def bind(func: Callable, **values) -> Callable:
     return functools.update_wrapper(functools.partial(func, **values), func)
 
 
-def per_benchmark(node: Callable[[str], Node], benchmarks: Iterable[str], parameters: set[str]) -> Pipeline:
-    """`node(benchmark)` for every benchmark, in its namespace; `parameters` stay shared."""
-    return sum(
-        (Pipeline([node(name)], namespace=name, parameters=parameters) for name in benchmarks), Pipeline([])
-    )
+def per_benchmark(node: Callable[[str], Node], benchmarks: Iterable[str]) -> Pipeline:
+    """`node(benchmark)` in every benchmark's namespace; its parameters other than the benchmark's
+    own block (``params:benchmark...``) stay shared."""
+    pipelines = []
+    for name in benchmarks:
+        made = node(name)
+        shared = {i for i in made.inputs if i.startswith("params:") and not i.startswith("params:benchmark")}
+        pipelines.append(Pipeline([made], namespace=name, parameters=shared))
+    return sum(pipelines, Pipeline([]))

@@ -1,13 +1,9 @@
 """The Kedro hook that applies `perl_pipeline.provenance`'s rule before any node runs.
 
-After a stage node saves an artefact, its sidecar records the node's recipe. Before a run:
-
-- an artefact this run reads without rebuilding it must match the recipe its producer would use
-  now; otherwise the run stops before any work, naming the setting, both values and the command
-  that rebuilds it;
-- with ``--only-missing-outputs``, a stale, modified or unreadable artefact counts as missing, and
-  so does everything made from an artefact the run rebuilds, so a resumed run after a parameter
-  change equals a fresh run with the new parameters.
+An artefact a run reads without rebuilding it must match the recipe its producer would use now, or
+the run stops before any work. With ``--only-missing-outputs``, a stale, modified or unreadable
+artefact counts as missing, and so does everything made from one the run rebuilds, so a resumed run
+after a parameter change equals a fresh run with the new parameters.
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Node, Pipeline
 
+from perl_pipeline.pipelines import registry
 from perl_pipeline.provenance import (
     ArtefactProblem,
     DamagedRecord,
@@ -40,21 +37,14 @@ __all__ = ["ArtefactProblem", "Provenance", "sidecar_path", "unwrap", "user_comm
 
 logger = logging.getLogger(__name__)
 
-STAGES = frozenset(
-    {"data_preparation", "few_shot_splits", "text_features", "training", "evaluation", "reporting"}
-)
+STAGES = frozenset(registry.STAGES)
 
 
 def user_command(run_params: Mapping[str, Any]) -> str:
     """``kedro run`` with the user's environment, configuration folder and ``--params`` repeated."""
-    parts = ["kedro run"]
-    env = run_params.get("env")
-    if env and env != "local":
-        parts.append(f"--env {shlex.quote(str(env))}")
-    conf_source = run_params.get("conf_source")
-    if conf_source:
-        parts.append(f"--conf-source {shlex.quote(str(conf_source))}")
-    return " ".join(parts)
+    env, conf_source = run_params.get("env"), run_params.get("conf_source")
+    command = "kedro run" + (f" --env {shlex.quote(str(env))}" if env and env != "local" else "")
+    return command + (f" --conf-source {shlex.quote(str(conf_source))}" if conf_source else "")
 
 
 def user_params(run_params: Mapping[str, Any], drop: Iterable[str] = ()) -> str:
@@ -147,12 +137,8 @@ class Provenance:
         return None
 
     def check_artefact(self, name: str, producer: Node | None) -> None:
-        """Refuse a missing, modified or stale artefact (one this run reads but does not make).
-
-        Raises:
-            ArtefactProblem: missing, unreadable, or changed since it was written.
-            StaleArtefactError: made from other settings or inputs than `producer` would use now.
-        """
+        """Refuse (ArtefactProblem, StaleArtefactError) a missing, modified or stale artefact that
+        this run reads but does not make; one without a record only gets a warning."""
         problem = self._problem(name, producer, strict=False) if self._path(name) else None
         if isinstance(problem, _Unrecorded):
             logger.warning("%s; until then it is used unchecked", problem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,12 +12,9 @@ from kedro.framework.hooks import hook_impl
 
 
 class CheckModelSettings:
-    """Fail before any data or model is loaded when a parameter has the wrong type or range, is
-    given with ``--params`` under a section no pipeline reads, the backbone cannot take the PERL
-    settings, its weights cannot be had or do not fit it, or the requested device is missing.
-
-    Every command a message suggests (``kedro run ...``), here and in a node's error, is rewritten
-    to repeat the run's environment, configuration folder and ``--params``."""
+    """Fail before any data or model is loaded on a wrong parameter (`check_parameters`) or a
+    ``--params`` section no pipeline reads; every ``kedro run ...`` a message suggests, here and in
+    a node's error, repeats the run's environment, configuration folder and ``--params``."""
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -36,11 +34,8 @@ class CheckModelSettings:
 
 
 def check_runtime_sections(runtime_params: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Refuse ``--params`` whose top-level section no pipeline reads (a misspelt ``trainig.lr``).
-
-    Raises:
-        ConfigError: naming the section, the closest known one and the known ones.
-    """
+    """Refuse ``--params`` whose top-level section no pipeline reads (a misspelt ``trainig.lr``),
+    naming the closest known section (ConfigError)."""
     from perl_pipeline.config import ConfigError
 
     known = sorted(set(known))
@@ -75,20 +70,14 @@ def repeat_run_settings(message: str, run_params: Mapping[str, Any]) -> str:
         extra = ",".join(f"{k}={_flow(v)}" for k, v in user.items() if k not in keys)
         if extra and own:
             merged = own.group(1).strip("'\"") + "," + extra
-            tail = tail[: own.start()] + f"--params {_quote(merged)}" + tail[own.end() :]
+            tail = tail[: own.start()] + f"--params {shlex.quote(merged)}" + tail[own.end() :]
         elif extra:
-            tail += f" --params {_quote(extra)}"
+            tail += f" --params {shlex.quote(extra)}"
         return prefix + tail + end
 
     value = r"(?:\"[^\"]*\"|'[^']*'|(?!-)[^\s`'\"]+)"
     option = rf"(?: --?[A-Za-z][\w-]*(?:[ =]{value})?)"
     return re.sub(rf"kedro run({option}*)", rewrite, message)
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _repeat_in(error: BaseException, run_params: Mapping[str, Any]) -> None:
@@ -116,8 +105,8 @@ def _known_sections(pipeline) -> set[str]:
 
 
 class OwnBenchmarks:
-    """Let the pipeline registry see the run's parameters, so that benchmarks of your own (a
-    block in conf/local/, or an environment's) join the protocols (`pipeline_registry.own_benchmarks`)."""
+    """Let the pipeline registry see the run's parameters: benchmarks of your own (a block in
+    conf/local/, or an environment's) join the protocols (`registry.own_benchmarks`)."""
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -155,20 +144,9 @@ def typed_sections() -> dict[str, type]:
 
 
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Build and check every parameter a pipeline uses (name -> value, as in ``params:<name>``).
-
-    Typed sections become their configuration, ``<benchmark>.benchmark`` blocks their
-    BenchmarkSpec; clip and perl are checked together against the backbone's architecture, the
-    weights (a file's format and architecture, a tag's local copy or host) against clip, and
-    ``device`` against the machine.
-
-    Returns:
-        The typed values, by name.
-
-    Raises:
-        ConfigError: a wrong type, range, unknown key or impossible setting, naming the key.
-        ValueError: a device the machine does not have.
-    """
+    """The typed value of every parameter a pipeline uses (``params:<name>`` -> value), checked:
+    sections and ``<benchmark>.benchmark`` blocks (ConfigError naming the key), clip and perl
+    against the backbone, the weights against clip, ``device`` against the machine (ValueError)."""
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
 
     sections = typed_sections()

@@ -30,14 +30,7 @@ from perl_pipeline.protocols import ALL_BENCHMARKS, PROTOCOLS, SEEDS, Protocol
 # those cross-namespace names are deliberate, so Kedro's generic warning about dots is silenced.
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'", category=UserWarning)
 
-STAGES = (
-    "data_preparation",
-    "few_shot_splits",
-    "text_features",
-    "training",
-    "evaluation",
-    "reporting",
-)
+STAGES = ("data_preparation", "few_shot_splits", "text_features", "training", "evaluation", "reporting")
 
 
 def _protocol(protocol: Protocol, own: tuple[str, ...] = ()) -> Pipeline:
@@ -67,15 +60,8 @@ def use_parameters(load: Callable[[], Mapping[str, Any]] | None) -> None:
 def own_benchmarks(parameters: Mapping[str, Any]) -> tuple[str, ...]:
     """The benchmarks the parameters describe beyond the paper's grid (a ``<name>: {benchmark:
     ...}`` block, e.g. an ``image_folder`` one in conf/local/), sorted by name."""
-    return tuple(
-        sorted(
-            name
-            for name, value in parameters.items()
-            if name not in ALL_BENCHMARKS
-            and isinstance(value, Mapping)
-            and isinstance(value.get("benchmark"), Mapping)
-        )
-    )
+    blocks = {name: v.get("benchmark") for name, v in parameters.items() if isinstance(v, Mapping)}
+    return tuple(sorted(n for n, b in blocks.items() if n not in ALL_BENCHMARKS and isinstance(b, Mapping)))
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -1,22 +1,15 @@
 """One protocol run spread over a Dask cluster: ``kedro run --runner perl_pipeline.runners.DaskRunner``.
 
-Kedro's documented Dask pattern: every node is submitted at once as a task depending on the tasks
-making its inputs, so a node starts as soon as its inputs are ready. The driver runs the
-pipeline-level hooks (parameter and provenance checks, partial reports); a worker loads a node's
-inputs through the catalog, runs it with the node- and dataset-level hooks the driver bound, and
-saves its outputs, so with workers on other machines the data folder must be on a shared file
-system. In-memory outputs travel between workers as the tasks' results.
-
-The cluster: ``--runner-params address=tcp://host:8786``, else ``PERL_DASK_SCHEDULER``, else a
-``LocalCluster`` for the run (``n_workers``, ``threads_per_worker``, one thread each by default).
-Each node runs torch with ``torch_threads`` threads: the thread count splits torch's float
-reductions, so a run equals a sequential run with the same ``torch.set_num_threads``, bit for bit.
-Training and evaluation nodes ask for one ``GPU`` resource when any worker declares one, so each
-gets a GPU of its own.
+Kedro's documented Dask pattern: every node is a task depending on the tasks making its inputs. The
+driver runs the pipeline-level hooks; a worker runs a node with the node- and dataset-level hooks
+and saves its outputs, so workers on other machines need the data folder on a shared file system.
+``torch_threads`` fixes how torch splits its float reductions, so a run equals a sequential run with
+the same ``torch.set_num_threads``, bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -31,14 +24,8 @@ from kedro.runner.task import Task
 ADDRESS_VARIABLE = "PERL_DASK_SCHEDULER"
 GPU_STAGES = frozenset({"training", "evaluation"})  # node tags whose nodes ask for a GPU
 # hooks called around one node; they run on the worker that runs it
-NODE_HOOKS = (
-    "before_node_run",
-    "after_node_run",
-    "on_node_error",
-    "before_dataset_loaded",
-    "after_dataset_loaded",
-    "before_dataset_saved",
-    "after_dataset_saved",
+NODE_HOOKS = ("before_node_run", "after_node_run", "on_node_error") + tuple(
+    f"{when}_dataset_{what}" for what in ("loaded", "saved") for when in ("before", "after")
 )
 FORWARDED_LOGGERS = ("perl_pipeline", "kedro")  # worker log records shown by the driver
 
@@ -72,16 +59,10 @@ class DaskRunner(AbstractRunner):
         torch_threads: int | str | None = None,
         is_async: bool = False,
     ) -> None:
-        """
-        Args:
-            address: the scheduler's address (``tcp://host:8786``); default: ``$PERL_DASK_SCHEDULER``,
-                else a ``LocalCluster`` started for the run.
-            n_workers: worker processes of that local cluster (Dask's default: about one per core).
-            threads_per_worker: threads per local worker (1: each node has its worker to itself).
-            torch_threads: ``torch.set_num_threads`` for every node (default: threads_per_worker on
-                a local cluster; unchanged on a cluster given by address).
-            is_async: load and save a node's datasets in threads (Kedro's ``is_async``).
-        """
+        """The scheduler at `address` (default: ``$PERL_DASK_SCHEDULER``), else a ``LocalCluster``
+        of `n_workers` x `threads_per_worker`; `torch_threads` defaults to threads_per_worker on a
+        local cluster and leaves torch alone on a given one. Training and evaluation nodes ask for a
+        ``GPU`` resource when any worker declares one."""
         super().__init__(is_async=is_async)
         self._address = address or os.environ.get(ADDRESS_VARIABLE) or None
         self._n_workers = None if n_workers in (None, "") else _positive(n_workers, "n_workers")
@@ -140,36 +121,27 @@ class DaskRunner(AbstractRunner):
 
     def _client(self):
         """A client of the given scheduler, or of a local cluster that closes with it."""
+        from distributed import Client
+
+        if not self._address:
+            return self._local_client()
+        self._logger.info("Dask scheduler: %s", self._address)
+        try:
+            return Client(self._address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as error:
+            raise SchedulerUnreachable(self._address, error) from error
+
+    @contextlib.contextmanager
+    def _local_client(self):
         from distributed import Client, LocalCluster
 
-        if self._address:
-            self._logger.info("Dask scheduler: %s", self._address)
-            try:
-                return Client(self._address, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError, ValueError) as error:
-                raise SchedulerUnreachable(self._address, error) from error
-        cluster = LocalCluster(
-            n_workers=self._n_workers,
-            threads_per_worker=self._threads,
-            processes=True,
-            dashboard_address=None,
-        )
-        self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), self._threads)
-        return _ClosingClient(Client(cluster), cluster)
-
-
-class _ClosingClient:
-    """A client whose local cluster closes with it."""
-
-    def __init__(self, client, cluster) -> None:
-        self.client, self.cluster = client, cluster
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc_info) -> None:
-        self.client.close()
-        self.cluster.close()
+        threads = self._threads
+        with LocalCluster(
+            n_workers=self._n_workers, threads_per_worker=threads, processes=True, dashboard_address=None
+        ) as cluster:
+            self._logger.info("Dask LocalCluster: %d workers x %d threads", len(cluster.workers), threads)
+            with Client(cluster) as client:
+                yield client
 
 
 def _run_node(  # noqa: PLR0913

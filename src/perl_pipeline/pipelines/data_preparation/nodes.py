@@ -43,10 +43,6 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
     report = validate_index(
         index, spec, root, tolerance=data_source.tolerance, check_decode=data_source.check_decode
     )
-    logger.info(
-        "%s: %d images in %d classes",
-        spec.name,
-        report.index.height,
-        report.index["label"].n_unique(),
-    )
-    return report.index
+    index = report.index
+    logger.info("%s: %d images in %d classes", spec.name, index.height, index["label"].n_unique())
+    return index

@@ -10,8 +10,6 @@ from perl_pipeline.pipelines._binding import per_benchmark
 from perl_pipeline.pipelines.data_preparation.nodes import prepare_benchmark
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
-SHARED_PARAMS = {"params:data_root", "params:data_source"}
-
 
 def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
     node = Node(
@@ -21,4 +19,4 @@ def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pip
         name="prepare_benchmark",
         tags=["data_preparation"],
     )
-    return per_benchmark(lambda name: node, benchmarks, SHARED_PARAMS)
+    return per_benchmark(lambda name: node, benchmarks)

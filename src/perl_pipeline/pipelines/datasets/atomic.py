@@ -1,8 +1,5 @@
-"""Any file dataset, written all at once: reports are never left half-written.
-
-``AtomicDataset`` saves through the wrapped dataset into a temporary sibling (same folder, so
-``os.replace`` is atomic), then moves it into place; a folder output is moved file by file.
-"""
+"""Any file dataset, written all at once (a temporary sibling, then ``os.replace``; a folder file
+by file): reports are never left half-written."""
 
 from __future__ import annotations
 

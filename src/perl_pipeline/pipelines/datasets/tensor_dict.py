@@ -36,6 +36,8 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
         import torch
         from safetensors.torch import save_file
 
+        from perl_pipeline.provenance import file_mode
+
         path = Path(self._filepath)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in data.items() if isinstance(v, torch.Tensor)}
@@ -45,7 +47,7 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
         os.close(handle)
         try:
             save_file(tensors, tmp, metadata=header)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it the usual permissions
+            os.chmod(tmp, file_mode())
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -55,9 +57,3 @@ class TensorDictDataset(AbstractDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

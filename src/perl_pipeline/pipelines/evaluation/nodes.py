@@ -22,12 +22,9 @@ def evaluate_benchmark(
     seeds: tuple[int, ...],
     **projectors: dict,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score every seed's ``projector_<subset>_seed_<seed>`` on the test split, per subset:
-    ("base", "novel") or ("all",).
-
-    Returns:
-        The per-run table (benchmark, seed, subset, step, accuracy, ...) and the trajectories.
-    """
+    """Score every seed's ``projector_<subset>_seed_<seed>`` on the test split, per subset
+    (("base", "novel") or ("all",)): the per-run table (benchmark, seed, subset, step, accuracy,
+    ...) and the trajectories."""
     from perl_pipeline.evaluation.evaluate import evaluate_projectors
     from perl_pipeline.models import TextFeatures
 

@@ -30,24 +30,16 @@ def adapter(subset: str, seed: int) -> str:
 
 
 def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pipeline:
-    """base_to_novel: the benchmark's own base-trained projectors, base and novel classifiers.
-    all_classes: its own all-class projectors, all classes.
-    cross_dataset / domain_generalization: the ImageNet all-class projectors, all classes.
-
-    Where the projectors are the benchmark's own (and for the source under cross_dataset), a
-    second node writes one adapter file per seed, with the seed's headline metrics."""
+    """Score the benchmark's own projectors (base_to_novel: base-trained, base and novel classes;
+    all_classes) or the ImageNet all-class ones (the transfer protocols); where they are its own (and
+    for the source under cross_dataset), a second node writes one adapter file per seed."""
     own = protocol in OWN_PROTOCOLS
     subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
     trained_subset = "base" if protocol == "base_to_novel" else "all"
     trained = {name: name for name in (projector(trained_subset, s) for s in seeds)}
     trained_on = benchmark if own else SOURCE
     node = Node(
-        bind(
-            evaluate_benchmark,
-            benchmark=benchmark,
-            subsets=subsets,
-            seeds=tuple(seeds),
-        ),
+        bind(evaluate_benchmark, benchmark=benchmark, subsets=subsets, seeds=tuple(seeds)),
         INPUTS | trained,
         [f"runs_{protocol}", f"trajectories_{protocol}"],
         name=f"evaluate_{protocol}",
@@ -58,12 +50,8 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
         nodes.append(
             Node(
                 bind(package_adapters, benchmark=benchmark, subset=trained_subset, seeds=tuple(seeds)),
-                {
-                    "text_features": "text_features",
-                    "runs": f"runs_{protocol}",
-                    "clip": "params:clip",
-                    "perl": "params:perl",
-                }
+                {"text_features": "text_features", "runs": f"runs_{protocol}"}
+                | {"clip": "params:clip", "perl": "params:perl"}
                 | trained,
                 [adapter(trained_subset, s) for s in seeds],
                 name=f"package_adapters_{trained_subset}",

@@ -10,8 +10,6 @@ from perl_pipeline.pipelines._binding import bind, per_benchmark
 from perl_pipeline.pipelines.few_shot_splits.nodes import draw_few_shot_splits
 from perl_pipeline.protocols import BASE_TO_NOVEL, SEEDS
 
-SHARED_PARAMS = {"params:few_shot", "params:data_root", "params:data_source"}
-
 
 def create_pipeline(benchmarks: Iterable[str] = BASE_TO_NOVEL, **kwargs) -> Pipeline:
     def node(name: str) -> Node:
@@ -23,4 +21,4 @@ def create_pipeline(benchmarks: Iterable[str] = BASE_TO_NOVEL, **kwargs) -> Pipe
             tags=["few_shot_splits"],
         )
 
-    return per_benchmark(node, benchmarks, SHARED_PARAMS)
+    return per_benchmark(node, benchmarks)

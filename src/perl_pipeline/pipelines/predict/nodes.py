@@ -10,11 +10,8 @@ logger = logging.getLogger(__name__)
 
 
 def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
-    """Classify the files and folders ``options["images"]`` with `adapter` (as the catalog loads an
-    adapter file), among its own classes or ``options["classes"]`` (a list or a file: open
-    vocabulary), at ``options["step"]`` (default K), keeping ``options["top_k"]`` classes: one row
-    per image found or skipped (path, step, class_i / prob_i, error).
-    """
+    """`python -m perl_pipeline.predict` as a node (``options``: images, classes, step, top_k,
+    batch_size, pretrained): one row per image found or skipped (path, step, class_i / prob_i, error)."""
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models import adapter_from_dict, load_adapter
     from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes

@@ -16,11 +16,8 @@ def write_report(
     **inputs: pl.DataFrame | dict,
 ) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
     """Every report of `protocol` (`evaluation.report.protocol_report`) over `benchmarks`, from each
-    one's per-run table ``runs_<benchmark>`` and its ``params:<b>.benchmark`` block ``benchmark_<benchmark>``.
-
-    Returns:
-        results table, results Markdown, DVC metrics, per-step table and the figures {file name: Figure}.
-    """
+    one's ``runs_<benchmark>`` table and ``benchmark_<benchmark>`` block: results table, results
+    Markdown, DVC metrics, per-step table and the figures {file name: Figure}."""
     from perl_pipeline.evaluation.report import protocol_report
 
     runs = {b: inputs[f"runs_{b}"] for b in benchmarks}

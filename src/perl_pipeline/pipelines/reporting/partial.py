@@ -1,11 +1,9 @@
 """A report over the benchmarks present, when a run is limited to some of them (``--namespaces``).
 
-Kedro leaves out the reporting node of a protocol run with ``--namespaces`` (the node lives in the
-protocol's namespace). This hook writes the report anyway, after the run, over every benchmark whose
-per-run table exists and is current (made with this run's settings: a benchmark evaluated with
-other settings is left out, never mixed in), and labels it partial when some are missing. A run
-also limited by ``--tags`` to stages other than reporting (as DVC's per-benchmark stages are)
-writes none.
+Kedro leaves out a protocol's reporting node then (it lives in the protocol's namespace), so this
+hook writes the report after the run over every benchmark whose per-run table is current (one made
+with other settings is left out, never mixed in), labelled partial when some are missing. A run
+limited by ``--tags`` to stages other than reporting (DVC's per-benchmark stages) writes none.
 """
 
 from __future__ import annotations
@@ -138,10 +136,7 @@ def write_partial_report(
     tables = [trajectories(b, protocol) for b in present if _exists(catalog, trajectories(b, protocol))]
     if tables and f"{protocol}.trajectories" in catalog:  # made by the same node as the runs
         catalog.save(f"{protocol}.trajectories", collect_trajectories(**{t: catalog.load(t) for t in tables}))
+    partial = f" (partial: missing {', '.join(missing)})" if missing else ""
     logger.warning(
-        "%s report written over %d of %d benchmarks%s",
-        protocol,
-        len(present),
-        len(benchmarks),
-        f" (partial: missing {', '.join(missing)})" if missing else "",
+        "%s report written over %d of %d benchmarks%s", protocol, len(present), len(benchmarks), partial
     )

@@ -14,11 +14,8 @@ OUTPUTS = ["results_table", "results_markdown", "metrics", "per_step", "plots"]
 
 
 def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: str, **kwargs) -> Pipeline:
-    """Report `protocol` over `benchmarks`; `training_record` names one of its training records.
-
-    The node also reads each benchmark's ``params:<b>.benchmark`` block (its title and its key in
-    the paper's results). A second node gathers the benchmarks' confidence trajectories.
-    """
+    """Report `protocol` over `benchmarks` (and their ``params:<b>.benchmark`` blocks);
+    `training_record` names one of its training records. A second node gathers the trajectories."""
     inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
     blocks = {f"benchmark_{b}": f"params:{b}.benchmark" for b in benchmarks}
     node = Node(

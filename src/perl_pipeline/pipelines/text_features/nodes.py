@@ -14,13 +14,9 @@ logger = logging.getLogger(__name__)
 def encode_class_prompts(
     index: pl.DataFrame, template: str, clip: ClipConfig, split_layer: int | list[int], device: str
 ) -> dict:
-    """Fill the benchmark's template with each class name (label order) and encode the prompts once.
-
-    Returns:
-        `TextFeatures.to_dict()`: tokens, eos_index, prefix (blocks[0:J] states), zero_shot
-        embeddings (one row per class), the class names and the recipe (backbone, weights, J,
-        template, class list) that any later use is checked against.
-    """
+    """Fill the benchmark's template with each class name (label order) and encode the prompts once:
+    `TextFeatures.to_dict()`, with the recipe (backbone, weights, J, template, class list) that any
+    later use is checked against."""
     import open_clip
 
     from perl_pipeline.benchmarks.index import label_classnames

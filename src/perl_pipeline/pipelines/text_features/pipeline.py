@@ -10,8 +10,6 @@ from perl_pipeline.pipelines._binding import per_benchmark
 from perl_pipeline.pipelines.text_features.nodes import encode_class_prompts
 from perl_pipeline.protocols import ALL_BENCHMARKS
 
-SHARED_PARAMS = {"params:clip", "params:perl.split_layer", "params:device"}
-
 
 def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pipeline:
     node = Node(
@@ -21,4 +19,4 @@ def create_pipeline(benchmarks: Iterable[str] = ALL_BENCHMARKS, **kwargs) -> Pip
         name="encode_class_prompts",
         tags=["text_features"],
     )
-    return per_benchmark(lambda name: node, benchmarks, SHARED_PARAMS)
+    return per_benchmark(lambda name: node, benchmarks)

@@ -18,12 +18,9 @@ def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
     seen = _seen_concepts(toy_clip)
     scenes = toy_world.sample_scenes(seen, toy_clip.pairs, toy_world.Shift(), toy_clip.seed)
     texts = toy_world.captions(scenes, toy_world.CaptionStyle(toy_clip.templates), toy_clip.seed + 1)
+    held_out = len(toy_clip.held_out)
     logger.info(
-        "%d pairs over %d concepts (%d held out), e.g. %r",
-        scenes.height,
-        len(seen),
-        len(toy_clip.held_out),
-        texts[0],
+        "%d pairs over %d concepts (%d held out), e.g. %r", scenes.height, len(seen), held_out, texts[0]
     )
     return scenes.with_columns(caption=pl.Series(texts))
 
@@ -49,12 +46,9 @@ def pretrain_toy_clip(
     record = result.record(
         toy_clip.model_name, pairs.height, pretraining.log_every, str(target), pretraining.model_dump()
     )
+    loss = result.loss
     logger.info(
-        "pretrained %s in %.0f s: loss %.3f -> %.3f",
-        toy_clip.model_name,
-        result.seconds,
-        result.loss[0],
-        result.loss[-1],
+        "pretrained %s in %.0f s: loss %.3f -> %.3f", toy_clip.model_name, result.seconds, loss[0], loss[-1]
     )
     weights = {name: value.detach().to(torch.float16) for name, value in model.state_dict().items()}
     return weights, record

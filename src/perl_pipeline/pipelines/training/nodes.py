@@ -20,11 +20,8 @@ def train_seeds(
     subset: str,
     seeds: tuple[int, ...],
 ) -> list[dict]:
-    """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw.
-
-    Returns:
-        Per seed, in the order of `seeds`: its projectors (with their recipe), then its training record.
-    """
+    """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw:
+    per seed, in the order of `seeds`, its projectors (with their recipe), then its training record."""
     from perl_pipeline.models import TextFeatures, backbone_identity
     from perl_pipeline.training import train_subset
 
