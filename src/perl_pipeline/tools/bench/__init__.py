@@ -1,6 +1,6 @@
 """Speed and memory of PERL against zero-shot CLIP (``python -m perl_pipeline.bench``).
 
-host: the machine (device, precision, memory, load); harness: the timing helper; workloads: what is
+harness: the timing helper and the machine (device, precision, memory, load); workloads: what is
 timed; report: ratios, targets and the text report; cli: the command line and the run.
 """
 
@@ -16,17 +16,16 @@ from perl_pipeline.tools.bench.report import (
 )
 from perl_pipeline.tools.bench.workloads import (
     EVAL_WORKLOADS,
-    LOOP_VARIANTS,
     SEEDS_WORKLOADS,
     WORKLOAD_LABELS,
     WORKLOADS,
     Settings,
     class_prompts,
+    table4_loops,
 )
 
 __all__ = [
     "EVAL_WORKLOADS",
-    "LOOP_VARIANTS",
     "INFERENCE_RATIO_TARGET",
     "SEEDS_SPEEDUP_TARGET",
     "SEEDS_WORKLOADS",
@@ -41,5 +40,6 @@ __all__ = [
     "main",
     "parse_settings",
     "run",
+    "table4_loops",
     "theoretical_ratio",
 ]
