@@ -309,7 +309,11 @@ def run_experiments(
     params_file = project_path / project.stages["params_file"]
     copied = _inside(Path(project.params["data_root"]), project_path)
     current = yaml.safe_load(params_file.read_text())
-    done = _recorded_params(project_path, project.stages["params_file"]) if reuse else {}
+    done = {}  # {name or revision: its params file} of the current commit and finished experiments
+    if reuse:
+        shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
+        records = _experiments(shown, with_params=project.stages["params_file"])
+        done = {name: record["params"] for name, record in records.items() if record["metrics"]}
     names, queued = [], 0
     for name, values in settings:
         wanted = merged(current, fixed_params(values))
@@ -327,13 +331,6 @@ def run_experiments(
         # DVC starts `jobs` queue workers and waits for them; a failed experiment is named later
         _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
     return names
-
-
-def _recorded_params(project_path: Path, params_file: str) -> dict[str, dict]:
-    """{name or revision: its params file} for the current commit and its finished experiments."""
-    shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
-    records = _experiments(shown, with_params=params_file)
-    return {name: record["params"] for name, record in records.items() if record["metrics"]}
 
 
 def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], data: str) -> pl.DataFrame:
