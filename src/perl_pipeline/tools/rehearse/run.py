@@ -301,13 +301,14 @@ def rehearse_and_report(
         "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} --stages {stages} "
         f"--image-size {image_size}",
     }
-    return write_reports(
-        out,
-        records,
-        settings=settings,
-        machine=machine(),
-        full_items=protocol_counts(specs),
-        rates=rates,
-        projection=projection,
-        target=target,
-    )
+    document = {
+        "settings": settings,
+        "machine": machine(),
+        "stages": [r.to_dict() for r in records],
+        "full_protocol_items": protocol_counts(specs),
+        "check_rates_per_core": {"decode": rates.decode, "header": rates.header},
+        "projection": None
+        if projection is None
+        else {"target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12}, **projection},
+    }
+    return write_reports(out, document, records)
