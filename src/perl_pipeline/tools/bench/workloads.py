@@ -276,6 +276,7 @@ def bench_evaluation(
     from perl_pipeline.benchmarks.images import ImageFolderTable, test_transform
     from perl_pipeline.evaluation.evaluate import EvalBatches, evaluate_seeds
     from perl_pipeline.models import image_size
+    from perl_pipeline.predict import predict_files
 
     names = write_photos(folder, settings.eval_images, settings.seed)
     table = ImageFolderTable(
@@ -291,6 +292,13 @@ def bench_evaluation(
     zero_shot = {0: PERL(model.clip, settings.split_layer, 0, modalities=()).to(device)}
     classifier = _classifier(models[0], settings)
     batch = max(settings.batch_sizes)
+
+    def evaluate(models: dict, config: EvalConfig) -> Callable[[], object]:
+        classes = {"all": range(10)}
+        return partial(
+            evaluate_seeds, models, table, prefix, classes, config, device=device, benchmark="bench"
+        )
+
     rows = []
     for decode in ("cpu", "gpu") if device.type == "cuda" else ("cpu",):
         config = EvalConfig(batch_size=batch, gpu_decode=decode == "gpu")
@@ -299,27 +307,22 @@ def bench_evaluation(
             for images, _ in EvalBatches(table, config, device, model.clip):
                 del images
 
-        def evaluate(config=config, models=models) -> None:
-            evaluate_seeds(
-                models, table, prefix, {"all": range(10)}, config, device=device, benchmark="bench"
+        workloads = {
+            "decode_only": decode_only,
+            "evaluate": evaluate(models, config),
+            "evaluate_jacobian": evaluate(models, config.model_copy(update={"jacobian_images": len(names)})),
+            "zero_shot_evaluate": evaluate(zero_shot, config),
+        }
+        if decode == "cpu":  # python -m perl_pipeline.predict's work (PIL decoding)
+            workloads["predict"] = partial(
+                predict_files,
+                classifier,
+                [folder / name for name in names],
+                batch_size=batch,
+                num_workers=config.resolved_workers(),
+                device=device,
+                progress=False,
             )
-
-        def predict(config=config) -> None:  # python -m perl_pipeline.predict's work (PIL decoding)
-            from perl_pipeline.predict import predict_files
-
-            files = [folder / name for name in names]
-            workers = config.resolved_workers()
-            predict_files(
-                classifier, files, batch_size=batch, num_workers=workers, device=device, progress=False
-            )
-
-        workloads = {"decode_only": decode_only, "evaluate": evaluate}
-        jacobian = config.model_copy(update={"jacobian_images": len(names)})
-        workloads["evaluate_jacobian"] = partial(evaluate, config=jacobian)
-        workloads["zero_shot_evaluate"] = partial(evaluate, models=zero_shot)
-        if decode == "cpu":
-            workloads["predict"] = predict
-
         logger.info(
             "timing evaluation of %d seeds over %d JPEGs, %s decoding", settings.seeds, len(names), decode
         )
