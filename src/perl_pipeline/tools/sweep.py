@@ -190,7 +190,31 @@ def run_sweep(
     Every setting is checked before anything is queued; ``fixed`` is set under every setting."""
     project_path = Path(project_path).resolve()
     with one_sweep_at_a_time(project_path):
-        return _run_sweep(settings, env, project_path, conf_source, fixed, jobs)
+        project = Project.open(project_path, env, conf_source)
+        check_settings(settings, merged(project.params, fixed_params(fixed)), project.used)
+        project.check_env("sweep")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        rows = [(key, value) for key, values in settings for value in values]
+        named = [
+            (
+                re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{i:02d}-{key}={_flow(value)}-{stamp}"),
+                [*fixed, (key, value)],
+            )
+            for i, (key, value) in enumerate(rows, start=1)
+        ]
+        names = run_experiments(project, named, jobs)
+        queued = [(key, value, name) for (key, value), name in zip(rows, names, strict=True)]
+        table = tabulate(project_path, queued, data=project.stages["data"])
+        with project.session() as session:
+            save_table(session, table, fixed)
+    return table
+
+
+def save_table(session, table: pl.DataFrame, fixed: Sequence[tuple[str, object]] = ()) -> None:
+    """Save the sweep's table as ``ablations.table`` and ``ablations.markdown`` in `session`'s catalog."""
+    catalog = session.load_context().catalog
+    catalog.save("ablations.table", table)
+    catalog.save("ablations.markdown", to_markdown(table, fixed))
 
 
 @contextlib.contextmanager
@@ -269,34 +293,6 @@ class Project(NamedTuple):
             )
 
 
-def _run_sweep(
-    settings: Sequence[tuple[str, list]],
-    env: str | None,
-    project_path: Path,
-    conf_source: str | None,
-    fixed: Sequence[tuple[str, object]],
-    jobs: int,
-) -> pl.DataFrame:
-    """:func:`run_sweep`, its lock held."""
-    project = Project.open(project_path, env, conf_source)
-    check_settings(settings, merged(project.params, fixed_params(fixed)), project.used)
-    project.check_env("sweep")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    rows = [(key, value) for key, values in settings for value in values]
-    named = [
-        (re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{i:02d}-{key}={_flow(value)}-{stamp}"), [*fixed, (key, value)])
-        for i, (key, value) in enumerate(rows, start=1)
-    ]
-    names = run_experiments(project, named, jobs)
-    queued = [(key, value, name) for (key, value), name in zip(rows, names, strict=True)]
-    table = tabulate(project_path, queued, data=project.stages["data"])
-    with project.session() as report:
-        catalog = report.load_context().catalog
-        catalog.save("ablations.table", table)
-        catalog.save("ablations.markdown", to_markdown(table, fixed))
-    return table
-
-
 def run_experiments(
     project: Project,
     settings: Sequence[tuple[str, Sequence[tuple[str, Any]]]],
@@ -313,7 +309,11 @@ def run_experiments(
     params_file = project_path / project.stages["params_file"]
     copied = _inside(Path(project.params["data_root"]), project_path)
     current = yaml.safe_load(params_file.read_text())
-    done = _recorded_params(project_path, project.stages["params_file"]) if reuse else {}
+    done = {}  # {name or revision: its params file} of the current commit and finished experiments
+    if reuse:
+        shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
+        records = _experiments(shown, with_params=project.stages["params_file"])
+        done = {name: record["params"] for name, record in records.items() if record["metrics"]}
     names, queued = [], 0
     for name, values in settings:
         wanted = merged(current, fixed_params(values))
@@ -331,13 +331,6 @@ def run_experiments(
         # DVC starts `jobs` queue workers and waits for them; a failed experiment is named later
         _dvc(project_path, "exp", "run", "--run-all", "--jobs", str(jobs), capture=False, check=False)
     return names
-
-
-def _recorded_params(project_path: Path, params_file: str) -> dict[str, dict]:
-    """{name or revision: its params file} for the current commit and its finished experiments."""
-    shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
-    records = _experiments(shown, with_params=params_file)
-    return {name: record["params"] for name, record in records.items() if record["metrics"]}
 
 
 def tabulate(project_path: Path, experiments: Sequence[tuple[str, Any, str]], data: str) -> pl.DataFrame:
@@ -379,22 +372,16 @@ def sweep_experiments(shown: list[dict], params_file: str) -> list[tuple[str, An
     name's text when the file does not hold it). Experiments pulled from a git remote (``dvc exp
     pull``) are DVC records like any other."""
     found: list[tuple[str, int, str, Any, str]] = []
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            for rev in experiment.get("revs") or []:
-                name = rev.get("name") or experiment.get("name") or ""
-                match = NAME.match(name)
-                if not match:
-                    continue
-                recorded = (((rev.get("data") or {}).get("params") or {}).get(params_file) or {}).get("data")
-                try:
-                    value = _get(recorded or {}, match["key"])
-                except (KeyError, TypeError):
-                    value = _value(match["value"])
-                found.append((match["stamp"], int(match["index"]), match["key"], value, name))
-    if not found:
-        return []
-    latest = max(stamp for stamp, *_ in found)
+    for name, record in _experiments(shown, with_params=params_file).items():
+        match = NAME.match(name or "")
+        if not match:
+            continue
+        try:
+            value = _get(record["params"] or {}, match["key"])
+        except (KeyError, TypeError):
+            value = _value(match["value"])
+        found.append((match["stamp"], int(match["index"]), match["key"], value, name))
+    latest = max((stamp for stamp, *_ in found), default="")
     return [(key, value, name) for stamp, _, key, value, name in sorted(found) if stamp == latest]
 
 
@@ -422,9 +409,7 @@ def rebuild_table(
     with KedroSession.create(
         project_path=project_path, env=env or stages["kedro_env"], conf_source=conf_source
     ) as session:
-        catalog = session.load_context().catalog
-        catalog.save("ablations.table", table)
-        catalog.save("ablations.markdown", to_markdown(table))
+        save_table(session, table)
     return table
 
 

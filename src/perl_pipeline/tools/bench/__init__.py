@@ -1,6 +1,6 @@
 """Speed and memory of PERL against zero-shot CLIP (``python -m perl_pipeline.bench``).
 
-host: the machine (device, precision, memory, load); harness: the timing helper; workloads: what is
+harness: the timing helper and the machine (device, precision, memory, load); workloads: what is
 timed; report: ratios, targets and the text report; cli: the command line and the run.
 """
 
@@ -9,37 +9,29 @@ from perl_pipeline.tools.bench.report import (
     INFERENCE_RATIO_TARGET,
     SEEDS_SPEEDUP_TARGET,
     TEXT_SPEEDUP_TARGET,
-    check_targets,
-    compute_ratios,
     format_report,
-    theoretical_ratio,
 )
 from perl_pipeline.tools.bench.workloads import (
     EVAL_WORKLOADS,
-    LOOP_VARIANTS,
     SEEDS_WORKLOADS,
-    WORKLOAD_LABELS,
     WORKLOADS,
     Settings,
     class_prompts,
+    table4_loops,
 )
 
 __all__ = [
     "EVAL_WORKLOADS",
-    "LOOP_VARIANTS",
     "INFERENCE_RATIO_TARGET",
     "SEEDS_SPEEDUP_TARGET",
     "SEEDS_WORKLOADS",
     "TEXT_SPEEDUP_TARGET",
     "WORKLOADS",
-    "WORKLOAD_LABELS",
     "Settings",
-    "check_targets",
     "class_prompts",
-    "compute_ratios",
     "format_report",
     "main",
     "parse_settings",
     "run",
-    "theoretical_ratio",
+    "table4_loops",
 ]

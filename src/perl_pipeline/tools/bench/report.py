@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from perl_pipeline.models import PERL
-from perl_pipeline.tools.bench.workloads import WORKLOAD_LABELS, EvalRow, ImageRow, SeedsRow, TextRow
+from perl_pipeline.tools.bench.workloads import WORKLOAD_LABELS
 
 INFERENCE_RATIO_TARGET = 2.5  # PERL inference time per image / zero-shot, at most
 TEXT_SPEEDUP_TARGET = 3.0  # uncut (77 tokens) / cut text feature time, at least
@@ -38,35 +38,34 @@ def block_ratio(first_depth: int, steps: int, blocks: int, last_block_readout_on
 
 
 def compute_ratios(
-    image_rows: Sequence[ImageRow],
-    text_rows: Sequence[TextRow],
-    seeds_rows: Sequence[SeedsRow] = (),
-    eval_rows: Sequence[EvalRow] = (),
+    image_rows: Sequence[dict],
+    text_rows: Sequence[dict],
+    seeds_rows: Sequence[dict] = (),
+    eval_rows: Sequence[dict] = (),
     steps: int = 0,
     evaluated_seeds: int = 1,
 ) -> dict:
     """Per-image time ratios to zero-shot (per batch size), uncut/cut text speed-ups, the seeds'
     together / one-at-a-time throughput, evaluation / decode-only throughput (per decoder) and the
     input-Jacobian norm's seconds per image, step and seed (`steps` = K, `evaluated_seeds`)."""
-    seconds = {(row.workload, row.batch): row.seconds for row in image_rows}
-    batches = sorted({row.batch for row in image_rows})
-    text = {(row.prompts, row.cut): row.seconds for row in text_rows}
-    counts = sorted({row.prompts for row in text_rows})
-    seeds = {row.workload: row.images_per_s for row in seeds_rows}
-    evaluation = {(row.workload, row.decode): row.images_per_s for row in eval_rows}
-    eval_seconds = {(row.workload, row.decode): row.seconds / row.images for row in eval_rows}
-    decoders = sorted({row.decode for row in eval_rows})
+    seconds = {(row["workload"], row["batch"]): row["seconds"] for row in image_rows}
+    batches = sorted({row["batch"] for row in image_rows})
+    text = {(row["prompts"], row["cut"]): row["seconds"] for row in text_rows}
+    seeds = {row["workload"]: row["images_per_s"] for row in seeds_rows}
+    evaluation = {(row["workload"], row["decode"]): row["images_per_s"] for row in eval_rows}
+    eval_seconds = {(row["workload"], row["decode"]): row["seconds"] / row["images"] for row in eval_rows}
+    decoders = sorted({row["decode"] for row in eval_rows})
+
+    def vs_zero_shot(workload: str) -> dict[str, float]:
+        return {str(b): seconds[workload, b] / seconds["zero_shot", b] for b in batches}
+
     return {
-        "inference_vs_zero_shot": {
-            str(b): seconds["perl_inference", b] / seconds["zero_shot", b] for b in batches
+        "inference_vs_zero_shot": vs_zero_shot("perl_inference"),
+        "inference_full_last_block_vs_zero_shot": vs_zero_shot("perl_inference_full"),
+        "train_step_vs_zero_shot": vs_zero_shot("perl_train_step"),
+        "text_uncut_vs_cut": {
+            str(n): text[n, False] / text[n, True] for n in sorted({row["prompts"] for row in text_rows})
         },
-        "inference_full_last_block_vs_zero_shot": {
-            str(b): seconds["perl_inference_full", b] / seconds["zero_shot", b] for b in batches
-        },
-        "train_step_vs_zero_shot": {
-            str(b): seconds["perl_train_step", b] / seconds["zero_shot", b] for b in batches
-        },
-        "text_uncut_vs_cut": {str(n): text[n, False] / text[n, True] for n in counts},
         "seeds_together_vs_one_at_a_time": (
             seeds["train_seeds_together"] / seeds["train_one_seed"] if seeds else None
         ),

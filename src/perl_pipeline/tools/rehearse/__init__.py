@@ -9,26 +9,3 @@ stages on it (:mod:`.run`), measures each (:mod:`.measure`) and writes ``rehears
 ``rehearsal.md`` with the full protocol's time projected for ViT-B/16 on one GPU
 (:mod:`.projection`).
 """
-
-from perl_pipeline.tools.rehearse.measure import StageRecord, measure
-from perl_pipeline.tools.rehearse.projection import (
-    CheckRates,
-    GpuTarget,
-    ModelFlops,
-    ModelOps,
-    StageWork,
-    project,
-)
-from perl_pipeline.tools.rehearse.run import rehearse
-
-__all__ = [
-    "CheckRates",
-    "GpuTarget",
-    "ModelFlops",
-    "ModelOps",
-    "StageRecord",
-    "StageWork",
-    "measure",
-    "project",
-    "rehearse",
-]

@@ -48,15 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     from perl_pipeline.tools.rehearse.run import rehearse_and_report
-    from perl_pipeline.tools.sweep import merged, nested, parse_setting
+    from perl_pipeline.tools.sweep import fixed_params, parse_setting
 
-    params: dict = {}
+    settings = []
     for argument in args.params:
         try:
             key, values = parse_setting(argument)
         except ValueError as exc:
             parser.error(f"--params {argument}: {exc}")
-        params = merged(params, nested(key, values[0] if len(values) == 1 else values))
+        settings.append((key, values[0] if len(values) == 1 else values))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     json_path, md_path = rehearse_and_report(
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         target=GpuTarget(
             utilisation=args.gpu_utilisation, host_cores=args.host_cores, launch_us=args.launch_us
         ),
-        params=params,
+        params=fixed_params(settings),
     )
     sys.stdout.write(md_path.read_text())
     logging.getLogger(__name__).info("written: %s and %s", json_path, md_path)

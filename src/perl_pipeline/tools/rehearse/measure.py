@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-import resource
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
+
+from perl_pipeline.tools.bench.harness import peak_memory_mb
 
 _MB = 1 << 20
 _PROC = Path("/proc")
@@ -68,10 +71,9 @@ def _children(pid: int) -> list[int]:
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` and its children, in MiB. Without /proc (not Linux):
-    this process's peak so far (``ru_maxrss``)."""
+    this process's peak so far."""
     if not _PROC.is_dir():
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / _MB if os.uname().sysname == "Darwin" else peak / 1024
+        return peak_memory_mb(torch.device("cpu"))
     return (_rss_kb(pid) + sum(_rss_kb(child) for child in _children(pid))) / 1024
 
 
@@ -88,8 +90,6 @@ def measure(stage: str, *, unit: str = "", gpu: bool = False, interval: float = 
             peak[0] = max(peak[0], tree_rss_mb(pid))
 
     if gpu:
-        import torch
-
         torch.cuda.reset_peak_memory_stats()
     sampler = threading.Thread(target=sample, name=f"rss-{stage}", daemon=True)
     sampler.start()
@@ -102,6 +102,4 @@ def measure(stage: str, *, unit: str = "", gpu: bool = False, interval: float = 
         sampler.join()
         record.peak_rss_mb = max(peak[0], tree_rss_mb(pid))
         if gpu:
-            import torch
-
             record.peak_gpu_mb = torch.cuda.max_memory_allocated() / _MB

@@ -26,11 +26,8 @@ from perl_pipeline.protocols import BASE_TO_NOVEL, PROTOCOLS, SEEDS
 
 SHOTS, VAL_SHOTS = 16, 4  # CoOp's draw: 16 training shots and min(16, 4) validation shots per class
 PROTOCOL_BENCHMARKS = {name: p.benchmarks for name, p in PROTOCOLS.items()}
-"""The benchmarks each protocol evaluates."""
-EVALUATED = [b for p in PROTOCOLS.values() for b in p.benchmarks]
-"""Every evaluation of the protocols (a benchmark once per protocol that scores it)."""
-TRAINED = {p.subset: p.trained for p in PROTOCOLS.values()}
-"""Class subset -> the benchmarks whose projectors are trained on it (per seed)."""
+EVALUATED = [b for p in PROTOCOLS.values() for b in p.benchmarks]  # once per protocol that scores it
+TRAINED = {p.subset: p.trained for p in PROTOCOLS.values()}  # class subset -> benchmarks trained on it
 
 
 @dataclass(frozen=True)
@@ -196,26 +193,23 @@ def cpu_seconds(work: StageWork, rates: CheckRates, cores: int) -> float:
     return (work.decodes / rates.decode + work.headers / rates.header) / cores
 
 
-def gpu_seconds(work: StageWork, target: GpuTarget) -> float:
-    """The larger of the stage's compute and its launch floor (steps x calls x latency)."""
-    return max(work.flops / target.flops_per_s, work.steps * work.ops * target.launch_us * 1e-6)
-
-
-def stage_seconds(work: StageWork, rates: CheckRates, target: GpuTarget) -> float:
-    """The larger of the stage's GPU work and its host CPU's JPEG work."""
-    return max(gpu_seconds(work, target), cpu_seconds(work, rates, target.host_cores))
-
-
 def project(work: list[StageWork], rates: CheckRates, target: GpuTarget) -> dict[str, float]:
-    """Seconds per stage and in total (``total``)."""
-    seconds = {w.stage: stage_seconds(w, rates, target) for w in work}
+    """Seconds per stage and in total (``total``): each stage the larger of its compute, its launch
+    floor (steps x calls x latency) and its host CPU's JPEG work."""
+    seconds = {
+        w.stage: max(
+            w.flops / target.flops_per_s,
+            w.steps * w.ops * target.launch_us * 1e-6,
+            cpu_seconds(w, rates, target.host_cores),
+        )
+        for w in work
+    }
     return {**seconds, "total": sum(seconds.values())}
 
 
 def _perl_for_counting(clip_model: str, split_layer: int | Sequence[int], steps: int, **sharing: bool):
     """PERL on ``clip_model``'s architecture with random weights, its image size and a tokenizer;
-    each depth of ``split_layer`` is capped at the model's depth - 1 (a shallower model keeps a
-    block to refine; repeats dropped). ``sharing``: share_projector, share_layers."""
+    each depth is capped at the model's depth - 1 (a shallower model keeps a block to refine)."""
     import open_clip
 
     from perl_pipeline.config import split_depths
@@ -236,8 +230,7 @@ def count_flops(
     **sharing: bool,
 ) -> ModelFlops:
     """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
-    each depth of ``split_layer`` is capped at the model's depth - 1; ``sharing``: share_projector,
-    share_layers (docs/method.md §2.7)."""
+    ``sharing``: share_projector, share_layers (docs/method.md §2.7)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

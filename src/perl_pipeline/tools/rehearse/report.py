@@ -7,32 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from perl_pipeline.tools.rehearse.measure import StageRecord
-from perl_pipeline.tools.rehearse.projection import CheckRates, GpuTarget, StageWork, cpu_seconds
+from perl_pipeline.tools.rehearse.projection import CheckRates, StageWork, cpu_seconds
 
 
-def write_reports(
-    out: Path,
-    records: Sequence[StageRecord],
-    *,
-    settings: Mapping,
-    machine: Mapping,
-    full_items: Mapping[str, int],
-    rates: CheckRates | None,
-    projection: Mapping | None,
-    target: GpuTarget,
-) -> tuple[Path, Path]:
-    """Write both files into ``out``; return their paths. ``projection``: as
-    :func:`~perl_pipeline.tools.rehearse.run.project_protocol` returns it."""
-    document = {
-        "settings": dict(settings),
-        "machine": dict(machine),
-        "stages": [r.to_dict() for r in records],
-        "full_protocol_items": dict(full_items),
-        "check_rates_per_core": None if rates is None else {"decode": rates.decode, "header": rates.header},
-        "projection": None
-        if projection is None
-        else {"target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12}, **projection},
-    }
+def write_reports(out: Path, document: Mapping, records: Sequence[StageRecord]) -> tuple[Path, Path]:
+    """Write ``document`` as ``rehearsal.json`` and its Markdown into ``out``; return their paths."""
     json_path, md_path = out / "rehearsal.json", out / "rehearsal.md"
     json_path.write_text(json.dumps(document, indent=2))
     md_path.write_text(markdown(document, records))

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -60,23 +59,18 @@ UNITS = {
 }
 
 
-@dataclass(frozen=True)
-class Backbone:
-    """The model a rehearsal runs (its ``clip`` and ``perl`` settings)."""
-
-    name: str
-    clip: dict
-    split_layer: int
-
-    @classmethod
-    def for_device(cls, device: str) -> Backbone:
-        """ViT-B/16's real architecture with random weights on a GPU; PERL-Toy-ViT (shipped, 4 + 4
-        blocks, 64 px) on a CPU."""
-        if device == "cuda":
-            clip = {"model_name": "ViT-B-16-quickgelu", "pretrained": None, "cache_dir": None, "init_seed": 0}
-            return cls("ViT-B/16 (random weights)", clip, 7)
-        clip = {"model_name": "PERL-Toy-ViT", "pretrained": "toy_world", "cache_dir": None, "init_seed": 0}
-        return cls("PERL-Toy-ViT (4 + 4 blocks, 64 px)", clip, 2)
+BACKBONES = {  # the model a rehearsal runs on each device: its name, ``clip`` settings and J
+    "cuda": (
+        "ViT-B/16 (random weights)",
+        {"model_name": "ViT-B-16-quickgelu", "pretrained": None, "cache_dir": None, "init_seed": 0},
+        7,
+    ),
+    "cpu": (  # shipped: 4 + 4 blocks, 64 px
+        "PERL-Toy-ViT (4 + 4 blocks, 64 px)",
+        {"model_name": "PERL-Toy-ViT", "pretrained": "toy_world", "cache_dir": None, "init_seed": 0},
+        2,
+    ),
+}
 
 
 def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
@@ -101,13 +95,13 @@ def rehearsal_conf(
     project: Path,
     out: Path,
     replicas: dict[str, BenchmarkSpec],
-    backbone: Backbone,
     device: str,
     fraction: float,
     params: dict | None = None,
 ) -> Path:
     """``<out>/conf``: the project's configuration plus the ``rehearsal`` environment (``params``
-    merged over its parameters, key by key)."""
+    merged over its parameters, key by key), for the backbone of `device`."""
+    name, clip, split_layer = BACKBONES[device]
     conf = out / "conf"
     if conf.exists():
         shutil.rmtree(conf)
@@ -119,13 +113,13 @@ def rehearsal_conf(
     settings = {
         "report_label": (
             f"REHEARSAL: a replica at fraction {fraction} of the protocol's files (generated images) "
-            f"and {backbone.name}; the accuracies mean nothing, the times and memory do."
+            f"and {name}; the accuracies mean nothing, the times and memory do."
         ),
         "device": device,
         "data_root": str(out / "replica"),
         "data_source": {"kind": "download", "download": False, "tolerance": 0, "check_decode": True},
-        "clip": backbone.clip,
-        "perl": {"split_layer": backbone.split_layer},
+        "clip": clip,
+        "perl": {"split_layer": split_layer},
         "training": {"epochs": 1, "precision": "bf16" if device == "cuda" else "fp32"},
         "evaluation": {"precision": "bf16" if device == "cuda" else "fp32"},
         **{name: {"benchmark": {"split_sizes": spec.split_sizes}} for name, spec in replicas.items()},
@@ -167,53 +161,6 @@ def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> i
     if stage == "reporting":
         return len(PROTOCOL_BENCHMARKS)
     raise ValueError(f"unknown stage {stage!r}")
-
-
-def rehearse(
-    out: Path | str,
-    *,
-    fraction: float = 1.0,
-    stages: str = "all",
-    image_size: str = "tiny",
-    device: str = "auto",
-    params: dict | None = None,
-    project: Path | None = None,
-) -> list[StageRecord]:
-    """Write (or reuse) the replica under ``<out>/replica`` and run the real stages on it."""
-    from kedro.framework.startup import bootstrap_project
-
-    from perl_pipeline.device import resolve_device
-
-    if stages not in ("data", "all"):
-        raise ValueError(f"stages must be 'data' or 'all', got {stages!r}")
-    out = Path(out).resolve()
-    project = (project or project_root()).resolve()
-    bootstrap_project(project)
-    target = resolve_device(device).type
-    if target not in ("cpu", "cuda"):
-        target = "cpu"
-    backbone = Backbone.for_device(target)
-    replicas, replica_record = write_replicas(load_specs(project), out / "replica", fraction, image_size)
-    records = [replica_record]
-    conf = rehearsal_conf(project, out, replicas, backbone, target, fraction, params)
-    data = out / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    chosen = DATA_STAGES if stages == "data" else STAGES
-    for stage in chosen:
-        logger.info("rehearsal: %s", stage)
-        with measure(stage, unit=UNITS[stage], gpu=target == "cuda" and stage not in DATA_STAGES) as record:
-            run_stage(project, conf, stage)
-        record.items = stage_items(stage, data, replicas)
-        records.append(record)
-    for stage in DATA_STAGES:
-        before = _stamps(data / DATA_STAGES[stage])
-        with measure(stage + AGAIN, unit="outputs rewritten") as record:
-            run_stage(project, conf, stage)
-        after = _stamps(data / DATA_STAGES[stage])
-        record.items = sum(after.get(path) != stamp for path, stamp in before.items())
-        records.append(record)
-    return records
 
 
 def _stamps(folder: Path) -> dict[Path, int]:
@@ -281,7 +228,7 @@ def machine() -> dict:
     """The machine the rehearsal ran on (the CPU, its cores and memory, a GPU if any)."""
     import torch
 
-    from perl_pipeline.tools.bench.host import device_description, load_average
+    from perl_pipeline.tools.bench.harness import device_description, load_average
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
@@ -306,44 +253,62 @@ def rehearse_and_report(
     params: dict | None = None,
     project: Path | None = None,
 ) -> tuple[Path, Path]:
-    """:func:`rehearse`, the per-core check rates, the projection and both reports."""
+    """Write (or reuse) the replica under ``<out>/replica``, run the real stages on it, measure the
+    per-core check rates, project the full protocol and write both reports."""
+    from kedro.framework.startup import bootstrap_project
+
     from perl_pipeline.device import resolve_device
 
+    if stages not in ("data", "all"):
+        raise ValueError(f"stages must be 'data' or 'all', got {stages!r}")
     out = Path(out).resolve()
     project = (project or project_root()).resolve()
-    target = target or GpuTarget()
-    records = rehearse(
-        out,
-        fraction=fraction,
-        stages=stages,
-        image_size=image_size,
-        device=device,
-        params=params,
-        project=project,
-    )
+    bootstrap_project(project)
+    used = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     specs = load_specs(project)
-    rates = check_rates(out / "data", out / "replica")
+    replicas, replica_record = write_replicas(specs, out / "replica", fraction, image_size)
+    records = [replica_record]
+    conf = rehearsal_conf(project, out, replicas, used, fraction, params)
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    for stage in DATA_STAGES if stages == "data" else STAGES:
+        logger.info("rehearsal: %s", stage)
+        with measure(stage, unit=UNITS[stage], gpu=used == "cuda" and stage not in DATA_STAGES) as record:
+            run_stage(project, conf, stage)
+        record.items = stage_items(stage, data, replicas)
+        records.append(record)
+    for stage in DATA_STAGES:
+        before = _stamps(data / DATA_STAGES[stage])
+        with measure(stage + AGAIN, unit="outputs rewritten") as record:
+            run_stage(project, conf, stage)
+        after = _stamps(data / DATA_STAGES[stage])
+        record.items = sum(after.get(path) != stamp for path, stamp in before.items())
+        records.append(record)
+
+    target = target or GpuTarget()
+    rates = check_rates(data, out / "replica")
     projection = None
     if projection_model is not None:
         projection = project_protocol(specs, rates, target, projection_model, project)
-    used = resolve_device(device).type
     settings = {
         "fraction": fraction,
         "image_size": image_size,
         "stages": stages,
-        "device": used,
-        "backbone": Backbone.for_device("cuda" if used == "cuda" else "cpu").name,
+        "device": resolve_device(device).type,
+        "backbone": BACKBONES[used][0],
         "params": params or {},
         "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} --stages {stages} "
         f"--image-size {image_size}",
     }
-    return write_reports(
-        out,
-        records,
-        settings=settings,
-        machine=machine(),
-        full_items=protocol_counts(specs),
-        rates=rates,
-        projection=projection,
-        target=target,
-    )
+    document = {
+        "settings": settings,
+        "machine": machine(),
+        "stages": [r.to_dict() for r in records],
+        "full_protocol_items": protocol_counts(specs),
+        "check_rates_per_core": {"decode": rates.decode, "header": rates.header},
+        "projection": None
+        if projection is None
+        else {"target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12}, **projection},
+    }
+    return write_reports(out, document, records)
