@@ -20,7 +20,7 @@ FRACTION = 0.0005
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     out = tmp_path_factory.mktemp("rehearsal")
-    # the image projector only, in batches of 256: training then refines the class prompts once,
+    # the image projector only, K = 1, in batches of 256: training then refines the class prompts once,
     # not at every step (1000 ImageNet classes per step would take most of the CI budget on a CPU)
     json_path, md_path = rehearse_and_report(
         out,
@@ -28,7 +28,7 @@ def rehearsal(tmp_path_factory):
         device="cpu",
         projection_model="PERL-Tiny-ViT",
         params={
-            "perl": {"modalities": ["image"]},
+            "perl": {"modalities": ["image"], "steps": 1},
             "evaluation": {"num_workers": 0, "jacobian_images": 2},
             "training": {"batch_size": 256, "num_workers": 0},
         },
