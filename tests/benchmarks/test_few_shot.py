@@ -26,7 +26,7 @@ from perl_pipeline.benchmarks.few_shot import (
     subsample_classes,
     subset_labels,
 )
-from perl_pipeline.benchmarks.index import index_frame, label_classnames
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 
 
 def make_index(
@@ -46,7 +46,7 @@ def make_index(
                 cols["path"].append(f"ds/{split}/class_{label:03d}/img_{i:04d}.jpg")
                 cols["label"].append(label)
                 cols["classname"].append(f"class {label}")
-    return index_frame(**cols)
+    return pl.DataFrame(cols, schema=INDEX_SCHEMA)
 
 
 def shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perl_pipeline.benchmarks.index import index_frame, label_classnames
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.layouts import LAYOUTS
 from perl_pipeline.benchmarks.prepare import build_index
 from perl_pipeline.benchmarks.spec import (
@@ -365,6 +365,10 @@ def test_numbered_reader_rejects_out_of_range_folders(tmp_path: Path, benchmark_
     (tmp_path / "imagenetv2" / spec.image_dir / "3").mkdir()
     with pytest.raises(BenchmarkError, match=r"\['3'\].*0\.\.2"):
         build_index(spec, tmp_path)
+
+
+def index_frame(*columns: list) -> pl.DataFrame:
+    return pl.DataFrame(dict(zip(INDEX_SCHEMA, columns, strict=True)), schema=INDEX_SCHEMA)
 
 
 def test_label_classnames_requires_contiguous_labels_with_one_name() -> None:

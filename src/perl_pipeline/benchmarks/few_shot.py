@@ -21,7 +21,7 @@ import polars as pl
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA, label_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError
 from perl_pipeline.config import FEW_SHOT_DRAWS
-from perl_pipeline.provenance import canonical_json, fingerprint
+from perl_pipeline.provenance import canonical_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +47,22 @@ _HASH_CHUNK = 100_000
 
 def index_content_hash(index: pl.DataFrame) -> str:
     """sha256 of the index rows (split, path, label, classname), independent of row order."""
-    return _digest(_HASH_VERSION, _lines(index, ["split", "path", "label", "classname"]).sort())
+    return _digest(_HASH_VERSION, index, ["split", "path", "label", "classname"], sort=True)
 
 
 def index_order_hash(index: pl.DataFrame) -> str:
     """sha256 of the train and val rows (split, path, label) in the index's row order, on which the
     ``coop`` draw depends and which :func:`index_content_hash` deliberately ignores."""
     train_val = index.filter(pl.col("split").is_in(["train", "val"]))
-    return _digest(_ORDER_VERSION, _lines(train_val, ["split", "path", "label"]))
+    return _digest(_ORDER_VERSION, train_val, ["split", "path", "label"])
 
 
-def _lines(index: pl.DataFrame, columns: list[str]) -> pl.Series:
-    """One string per row: the columns joined by a unit separator."""
+def _digest(version: bytes, index: pl.DataFrame, columns: list[str], sort: bool = False) -> str:
+    """sha256 of the version tag and one line per row (the columns joined by a unit separator; the
+    lines sorted if ``sort``), in chunks (bounded memory for 1.3 M rows)."""
     joined = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="\x1f")
-    return index.select(joined).to_series()
-
-
-def _digest(version: bytes, lines: pl.Series) -> str:
-    """sha256 of the version tag and the lines, in chunks (bounded memory for 1.3 M rows)."""
+    lines = index.select(joined).to_series()
+    lines = lines.sort() if sort else lines
     digest = hashlib.sha256(version)
     for start in range(0, lines.len(), _HASH_CHUNK):
         digest.update("\x1e".join(lines.slice(start, _HASH_CHUNK).to_list()).encode("utf-8"))
@@ -94,11 +92,6 @@ def few_shot_recipe_of(few_shot: pl.DataFrame, seed: int) -> dict:
             "kedro run --pipelines few_shot_splits"
         )
     return json.loads(recipes[0])
-
-
-def few_shot_identity(few_shot: pl.DataFrame, seed: int) -> str:
-    """The fingerprint of the recipe of one seed's draw in a few-shot table."""
-    return fingerprint(few_shot_recipe_of(few_shot, seed))
 
 
 def draw_few_shot(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -20,15 +19,6 @@ INDEX_SCHEMA: dict[str, pl.DataType] = {
     "classname": pl.String(),
 }
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-
-
-def index_frame(
-    split: Sequence[str], path: Sequence[str], label: Sequence[int], classname: Sequence[str]
-) -> pl.DataFrame:
-    """Assemble an index table with :data:`INDEX_SCHEMA` from column lists."""
-    return pl.DataFrame(
-        {"split": split, "path": path, "label": label, "classname": classname}, schema=INDEX_SCHEMA
-    )
 
 
 def label_classnames(index: pl.DataFrame, *, where: str = "index") -> list[str]:

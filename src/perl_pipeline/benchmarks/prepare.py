@@ -86,58 +86,57 @@ def fetch_benchmark(
     route allow. Archives in ``accept_checksum_mismatch`` are used despite a checksum mismatch."""
     folder = check_data_root(data_root) / spec.folder
     with _permission_guard(spec), extraction_limits(limits or ExtractLimits()):
-        _fetch(spec, folder, download, remove_archives, frozenset(accept_checksum_mismatch))
-
-
-def _fetch(
-    spec: BenchmarkSpec, folder: Path, download: bool, remove_archives: bool, accepted: frozenset[str]
-) -> None:
-    if not _unprepared(spec, folder):
-        logger.info("[%s] already prepared in %s", spec.name, folder)
-        return
-    moves = [s for s in spec.arrange if isinstance(s, MoveStep)]
-    jobs: list[tuple[Source, bool]] = []
-    missing: list[str] = []
-    for src in spec.sources:
-        if any(_exists_after_moves(folder, p, moves) for p in src.provides):
-            continue
-        if (folder / src.filename).is_file():
-            jobs.append((src, False))
-        elif download and src.downloadable:
-            jobs.append((src, True))
-        elif src.optional:
-            logger.info("[%s] optional %s not available; skipping", spec.name, src.filename)
-        else:
-            missing.append(_describe_missing_source(folder, src))
-    for step in spec.arrange:
-        missing += _STEPS[type(step)].missing(step, folder)
-    if missing:
-        items = "\n".join(f"  - {m}" for m in missing)
-        raise DatasetUnavailableError(
-            spec.name,
-            f"[{spec.name}] cannot be prepared in {folder}: {len(missing)} required item(s) are not on "
-            f"disk and cannot be downloaded{'' if download else ' (download=False)'}; nothing was "
-            f"downloaded or extracted.\nMissing:\n{items}\nHow to get it: {spec.manual}",
-            missing,
+        if not _unprepared(spec, folder):
+            logger.info("[%s] already prepared in %s", spec.name, folder)
+            return
+        moves = [s for s in spec.arrange if isinstance(s, MoveStep)]
+        jobs: list[tuple[Source, bool]] = []
+        missing: list[str] = []
+        for src in spec.sources:
+            if any(_exists_after_moves(folder, p, moves) for p in src.provides):
+                continue
+            if (folder / src.filename).is_file():
+                jobs.append((src, False))
+            elif download and src.downloadable:
+                jobs.append((src, True))
+            elif src.optional:
+                logger.info("[%s] optional %s not available; skipping", spec.name, src.filename)
+            else:
+                missing.append(_describe_missing_source(folder, src))
+        for step in spec.arrange:
+            missing += _STEPS[type(step)].missing(step, folder)
+        if missing:
+            items = "\n".join(f"  - {m}" for m in missing)
+            raise DatasetUnavailableError(
+                spec.name,
+                f"[{spec.name}] cannot be prepared in {folder}: {len(missing)} required item(s) are not on "
+                f"disk and cannot be downloaded{'' if download else ' (download=False)'}; nothing was "
+                f"downloaded or extracted.\nMissing:\n{items}\nHow to get it: {spec.manual}",
+                missing,
+            )
+        _verify_supplied(
+            spec,
+            folder,
+            [src for src, needs_download in jobs if not needs_download],
+            accept_checksum_mismatch,
         )
-    _verify_supplied(spec, folder, [src for src, needs_download in jobs if not needs_download], accepted)
-    for src, needs_download in jobs:
-        if needs_download and not _download(spec, folder, src):
-            continue
-        if src.kind == "archive":
-            _extract(spec, folder, src, remove_archives)
-    for step in spec.arrange:
-        if _STEPS[type(step)].pending(step, folder):
-            _STEPS[type(step)].apply(step, folder, spec.name)
-    still = _unprepared(spec, folder)
-    if still:
-        raise DatasetUnavailableError(
-            spec.name,
-            f"[{spec.name}] after fetching, {folder} still lacks: {'; '.join(still)}. The "
-            f"archives or folders supplied do not have the expected layout. {spec.manual}",
-            still,
-        )
-    logger.info("[%s] prepared in %s", spec.name, folder)
+        for src, needs_download in jobs:
+            if needs_download and not _download(spec, folder, src):
+                continue
+            if src.kind == "archive":
+                _extract(spec, folder, src, remove_archives)
+        for step in spec.arrange:
+            if _STEPS[type(step)].pending(step, folder):
+                _STEPS[type(step)].apply(step, folder, spec.name)
+        still = _unprepared(spec, folder)
+        if still:
+            raise DatasetUnavailableError(
+                spec.name,
+                f"[{spec.name}] after fetching, {folder} still lacks: {'; '.join(still)}. The "
+                f"archives or folders supplied do not have the expected layout. {spec.manual}",
+                still,
+            )
+        logger.info("[%s] prepared in %s", spec.name, folder)
 
 
 def with_index_sizes(spec: BenchmarkSpec, index: pl.DataFrame) -> BenchmarkSpec:
@@ -186,7 +185,7 @@ def _permission_guard(spec: BenchmarkSpec) -> Iterator[None]:
 
 
 def _verify_supplied(
-    spec: BenchmarkSpec, folder: Path, sources: Sequence[Source], accepted: frozenset[str]
+    spec: BenchmarkSpec, folder: Path, sources: Sequence[Source], accepted: Collection[str]
 ) -> None:
     """Check every user-supplied archive with a known checksum, before anything is extracted."""
     bad = []

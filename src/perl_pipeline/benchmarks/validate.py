@@ -74,29 +74,19 @@ def permission_message(who: str, path: Path | str, detail: object = None, rerun:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """Outcome of :func:`check_image_files`: path -> (kind, reason) per bad file, in input order."""
+    """Outcome of :func:`check_image_files`: path -> (kind, reason) per bad file, in input order;
+    ``missing``, ``unreadable`` and ``corrupt`` are the paths of one kind, ``bad`` all of them by kind."""
 
     problems: dict[str, tuple[str, str]]
 
-    def _of(self, kind: str) -> tuple[str, ...]:
+    def of(self, kind: str) -> tuple[str, ...]:
+        """The bad paths of one kind, in input order."""
         return tuple(p for p, (k, _) in self.problems.items() if k == kind)
 
-    @property
-    def missing(self) -> tuple[str, ...]:
-        return self._of("missing")
-
-    @property
-    def unreadable(self) -> tuple[str, ...]:
-        return self._of("unreadable")
-
-    @property
-    def corrupt(self) -> tuple[str, ...]:
-        return self._of("corrupt")
-
-    @property
-    def bad(self) -> tuple[str, ...]:
-        """Every bad path, by kind."""
-        return self.missing + self.unreadable + self.corrupt
+    missing = property(lambda self: self.of("missing"))
+    unreadable = property(lambda self: self.of("unreadable"))
+    corrupt = property(lambda self: self.of("corrupt"))
+    bad = property(lambda self: self.missing + self.unreadable + self.corrupt)
 
 
 @dataclass(frozen=True)
@@ -109,11 +99,7 @@ class ValidationReport(FileCheck):
     split_sizes: dict[str, int]
     num_classes: int
     decode_checked: bool
-
-    @property
-    def dropped(self) -> tuple[str, ...]:
-        """Every bad file that was removed from the index."""
-        return self.bad
+    dropped = FileCheck.bad  # every bad file was removed from the index
 
 
 def validate_index(

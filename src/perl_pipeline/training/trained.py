@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 import torch
 
-from perl_pipeline.benchmarks.few_shot import few_shot_identity, few_shot_recipe_of, subset_labels
+from perl_pipeline.benchmarks.few_shot import few_shot_recipe_of, subset_labels
 from perl_pipeline.benchmarks.images import ImageFolderTable, train_transform
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
 from perl_pipeline.device import resolve_device
@@ -63,7 +63,7 @@ def train_subset(
             training,
             subset=subset,
             seed=seed,
-            few_shot=few_shot_identity(few_shot, seed),
+            few_shot=fingerprint(few_shot_recipe_of(few_shot, seed)),
             text_features=features.fingerprint,
         )
         record = {

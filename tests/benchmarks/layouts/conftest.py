@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from perl_pipeline.benchmarks.index import index_frame
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA
 from perl_pipeline.benchmarks.layouts import LAYOUTS, Key, MiniatureWriter
-from perl_pipeline.benchmarks.layouts.base import Row, colour_image
+from perl_pipeline.benchmarks.layouts.base import Place, Row, colour_image
 from perl_pipeline.benchmarks.spec import BenchmarkSpec
 
 PER_CLASS = {"train": 2, "val": 1, "test": 2}
@@ -34,9 +34,9 @@ class RecordingWriter(MiniatureWriter):
         self.root = root
         self.meant: list[tuple[str, str, int, str]] = []
 
-    def images(self, classes: list[Key], place) -> list[Row]:
+    def images(self, classes: list[Key], place: Place | None = None) -> list[Row]:
         def recording(split: str, position: int, key: str, rel: str) -> Path:
-            path = place(split, position, key, rel)
+            path = place(split, position, key, rel) if place else self.image_dir / rel
             self.meant.append((split, path.relative_to(self.root).as_posix(), position, classes[position][1]))
             return path
 
@@ -62,8 +62,7 @@ def round_trip(spec: BenchmarkSpec, root: Path, count: int) -> RoundTrip:
     classes = layout.write(writer, count)
     if spec.miniature and spec.miniature.extras:
         layout.extras[spec.miniature.extras](writer, classes)
-    split, path, label, name = (list(c) for c in zip(*writer.meant, strict=True))
-    meant = index_frame(split, path, label, name)
+    meant = pl.DataFrame(writer.meant, schema=INDEX_SCHEMA, orient="row")
     return RoundTrip(spec, root, classes, meant, layout.read(spec, root))
 
 

@@ -21,6 +21,9 @@ Key = tuple[str, str]
 Row = tuple[str, int, str, str]
 """An image a miniature writer wrote: (split, class position, class name, relative path)."""
 
+Place = Callable[[str, int, str, str], Path]
+"""Where an image goes: ``place(split, class position, key, relative path)``."""
+
 
 def file_fields(key: str, name: str, i: int, n: int, token: str, split: str) -> dict[str, object]:
     """The fields a miniature's file-name templates may use: ``camel`` is the key without ``_``,
@@ -70,13 +73,9 @@ class MiniatureWriter:
         """The benchmark's ``image_dir`` under the miniature's folder."""
         return self.folder / self.spec.image_dir
 
-    def in_image_dir(self, split: str, position: int, key: str, rel: str) -> Path:
-        """The place of an image at ``rel`` under ``image_dir`` (the usual ``place`` of :meth:`images`)."""
-        return self.image_dir / rel
-
-    def images(self, classes: list[Key], place: Callable[[str, int, str, str], Path]) -> list[Row]:
-        """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``;
-        return one :data:`Row` per image."""
+    def images(self, classes: list[Key], place: Place | None = None) -> list[Row]:
+        """Write every image (class-major, splits in spec order) at ``place(split, position, key, rel)``
+        (default: ``rel`` under ``image_dir``); return one :data:`Row` per image."""
         rows = []
         made: set[Path] = set()
         for position, (key, name) in enumerate(classes):
@@ -88,11 +87,11 @@ class MiniatureWriter:
                     i += 1
                     self.n += 1
                     rel = template.format(**file_fields(key, name, i, self.n, self.token(), split))
-                    path = place(split, position, key, rel)
+                    path = place(split, position, key, rel) if place else self.image_dir / rel
                     if path.parent not in made:  # one mkdir per folder, not per image
                         path.parent.mkdir(parents=True, exist_ok=True)
                         made.add(path.parent)
-                    save_image(self.draw(hue, name, i), path, mkdir=False)
+                    save_image(self.draw(hue, name, i), path)
                     rows.append((split, position, name, rel))
         return rows
 
@@ -127,10 +126,8 @@ def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image
     return image
 
 
-def save_image(image: Image.Image | bytes, path: Path, *, mkdir: bool = True) -> None:
+def save_image(image: Image.Image | bytes, path: Path) -> None:
     """Save as PNG or JPEG (quality 90) by suffix, or encoded bytes as they are."""
-    if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(image, bytes):
         path.write_bytes(image)
     elif path.suffix.lower() == ".png":

@@ -13,24 +13,26 @@ import polars as pl
 
 from perl_pipeline.benchmarks.index import INDEX_SCHEMA, rel_path
 from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, colour_image, save_image
-from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
+from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 
 def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index a CoOp split file; class names go through the spec's rename table."""
+    """Index a CoOp split file (the splits of ``split_sizes``, or with none every split it holds);
+    class names go through the spec's rename table."""
     split_path = Path(data_root) / spec.folder / (spec.split_file or "")
     try:
         data = json.loads(split_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BenchmarkError(
-            f"[{spec.name}] split file {split_path} is not valid JSON ({exc}); delete it and fetch it again"
+            f"[{spec.name}] split file {split_path} is not valid JSON ({exc}); delete it and run again "
+            "(data preparation fetches or writes it anew)"
         ) from exc
     if not isinstance(data, dict):
         raise BenchmarkError(
             f"[{spec.name}] split file {split_path} must hold a JSON object with train/val/test lists"
         )
     rows = []
-    for split in spec.split_sizes:
+    for split in spec.split_sizes or [s for s in SPLITS if s in data]:
         entries = data.get(split)
         if not isinstance(entries, list):
             raise BenchmarkError(
@@ -52,7 +54,7 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
     """Images under ``image_dir`` plus the split file in CoOp's format (labels in class order)."""
     classes = w.choose(count)
-    rows = w.images(classes, w.in_image_dir)
+    rows = w.images(classes)
     split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
     for name, label, classname, rel in rows:
         split[name].append([rel, label, classname])
@@ -63,6 +65,7 @@ def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
 def _caltech_dropped_folders(w: MiniatureWriter, classes: list[Key]) -> None:
     """Caltech101's ``BACKGROUND_Google`` and ``Faces_easy``: on disk, never in the split file."""
     for dropped in ("BACKGROUND_Google", "Faces_easy"):
+        (w.image_dir / dropped).mkdir(parents=True, exist_ok=True)
         save_image(colour_image((128, 128, 128), 0, 16), w.image_dir / dropped / "image_0001.jpg")
 
 

@@ -40,7 +40,7 @@ def read_fgvc(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
 def write_fgvc(w: MiniatureWriter, count: int) -> list[Key]:
     """``<image_dir>/<id>.jpg``, ``variants.txt`` and ``images_variant_<split>.txt`` (shuffled)."""
     classes = w.choose(count)
-    rows = w.images(classes, w.in_image_dir)
+    rows = w.images(classes)
     (w.folder / VARIANTS_FILE).write_text("".join(f"{name}\n" for _, name in classes))
     for split in w.counts:
         lines = [f"{Path(rel).stem} {name}\n" for s, _, name, rel in rows if s == split]

@@ -130,22 +130,17 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
         return [f.relative_to(folder).as_posix() for f in files]
 
     top = _class_folders(image_dir, spec.name)
-    presplit = bool(top) and set(top) <= set(SPLITS) and "test" in top
-    split: dict[str, list[list]] = {}
-    if presplit:
-        splits = [s for s in SPLITS if s in top]
-        per_split = {s: _class_folders(image_dir / s, spec.name) for s in splits}
+    if "test" in top and set(top) <= set(SPLITS):  # train/, val/ (optional) and test/ given
+        per_split = {s: _class_folders(image_dir / s, spec.name) for s in SPLITS if s in top}
         classes = sorted(set().union(*per_split.values()))
         _check_classes(spec, image_dir, classes)
-        for s in splits:
-            split[s] = []
-            for folder in per_split[s]:
-                files = files_of(image_dir / s / folder)
-                split[s] += [[f"{s}/{folder}/{f}", classes.index(folder), folder] for f in files]
-        for s in ("train", "test"):
-            present = {entry[2] for entry in split.get(s, [])}
-            empty = [c for c in classes if c not in present]
-            if s in split and empty:
+        split = {
+            s: [[f"{s}/{c}/{f}", classes.index(c), c] for c in folders for f in files_of(image_dir / s / c)]
+            for s, folders in per_split.items()
+        }
+        for s in [s for s in ("train", "test") if s in split]:
+            empty = sorted(set(classes) - {entry[2] for entry in split[s]})
+            if empty:
                 raise ImageFolderError(f"[{spec.name}] {image_dir / s} has no images of classes {empty}")
     else:
         _check_classes(spec, image_dir, top)
@@ -180,21 +175,13 @@ def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
         tmp.write_text(json.dumps(split, indent=1), encoding="utf-8")
         os.replace(tmp, split_path)
         logger.info("[%s] wrote the split %s to %s (seed %d)", spec.name, sizes, split_path, spec.split_seed)
-    try:
-        data = json.loads(split_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ImageFolderError(
-            f"[{spec.name}] split file {split_path} is not valid JSON ({error}); delete it to write it again"
-        ) from error
-    splits = [s for s in SPLITS if isinstance(data, dict) and s in data]
-    sized = dataclasses.replace(spec, split_file=split_path.name, split_sizes=dict.fromkeys(splits, 1))
-    return read_coop_split(sized, data_root)
+    return read_coop_split(dataclasses.replace(spec, split_file=split_path.name, split_sizes={}), data_root)
 
 
 def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
     """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
     classes = w.choose(count)
-    w.images(classes, w.in_image_dir)
+    w.images(classes)
     return classes
 
 
