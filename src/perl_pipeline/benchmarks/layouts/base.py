@@ -6,17 +6,21 @@ chooser and image drawer :mod:`perl_pipeline.toy.miniature` hands the writers).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 from PIL import Image, ImageDraw
 
+from perl_pipeline.benchmarks.index import INDEX_SCHEMA, rel_path
 from perl_pipeline.benchmarks.spec import BenchmarkSpec, Miniature
 
 Key = tuple[str, str]
 """A class as a miniature writes it: (its key on disk, its class name in the index)."""
+
+Found = tuple[str, str, int, str]
+"""An image a reader found: (split, path under ``image_dir``, label, class name as on disk)."""
 
 Row = tuple[str, int, str, str]
 """An image a miniature writer wrote: (split, class position, class name, relative path)."""
@@ -102,11 +106,12 @@ class MiniatureWriter:
 
 @dataclass(frozen=True)
 class Layout:
-    """One on-disk layout: its reader, its miniature writer and what a spec needs for it
-    (``sizes_from_split_file``: class count and split sizes come from the index, not the block)."""
+    """One on-disk layout: its reader (``find``, over the benchmark's folder), its miniature writer
+    and what a spec needs for it (``sizes_from_split_file``: class count and split sizes come from
+    the index, not the block)."""
 
     name: str
-    read: Callable[[BenchmarkSpec, Path], pl.DataFrame]
+    find: Callable[[BenchmarkSpec, Path], Iterator[Found]]
     write: Callable[[MiniatureWriter, int], list[Key]]
     root_paths: Callable[[BenchmarkSpec], list[str]]
     required: tuple[str, ...] = ()
@@ -114,6 +119,14 @@ class Layout:
     extras: Mapping[str, Callable[[MiniatureWriter, list[Key]], None]] = field(default_factory=dict)
     sizes_from_split_file: bool = False
     defaults: Mapping[str, object] = field(default_factory=dict)
+
+    def read(self, spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
+        """The index of the prepared copy under ``data_root`` (class names through the rename table)."""
+        rows = [
+            (split, rel_path(spec.folder, spec.image_dir, path), label, spec.classname(name))
+            for split, path, label, name in self.find(spec, Path(data_root) / spec.folder)
+        ]
+        return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
 
 
 def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image:

@@ -7,19 +7,23 @@ with paths relative to ``image_dir``; it carries the labels.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-
-from perl_pipeline.benchmarks.index import INDEX_SCHEMA, rel_path
-from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, colour_image, save_image
+from perl_pipeline.benchmarks.layouts.base import (
+    Found,
+    Key,
+    Layout,
+    MiniatureWriter,
+    colour_image,
+    save_image,
+)
 from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
 
-def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index a CoOp split file (the splits of ``split_sizes``, or with none every split it holds);
-    class names go through the spec's rename table."""
-    split_path = Path(data_root) / spec.folder / (spec.split_file or "")
+def read_coop_split(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
+    """The images of a CoOp split file: the splits of ``split_sizes``, or with none every split it holds."""
+    split_path = folder / (spec.split_file or "")
     try:
         data = json.loads(split_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -31,7 +35,6 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
         raise BenchmarkError(
             f"[{spec.name}] split file {split_path} must hold a JSON object with train/val/test lists"
         )
-    rows = []
     for split in spec.split_sizes or [s for s in SPLITS if s in data]:
         entries = data.get(split)
         if not isinstance(entries, list):
@@ -46,9 +49,7 @@ def read_coop_split(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                     f"[{spec.name}] {split_path}: entry {i} of '{split}' is "
                     f"{entry!r}, expected [relpath, label, classname]"
                 )
-            path = rel_path(spec.folder, spec.image_dir, entry[0])
-            rows.append((split, path, entry[1], spec.classname(str(entry[2]))))
-    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+            yield split, entry[0], entry[1], str(entry[2])
 
 
 def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
@@ -81,7 +82,7 @@ def _sun_class_name_list(w: MiniatureWriter, classes: list[Key]) -> None:
 
 LAYOUT = Layout(
     name="coop_split",
-    read=read_coop_split,
+    find=read_coop_split,
     write=write_coop_split,
     root_paths=lambda spec: [spec.split_file or "", spec.image_dir],
     required=("split_file",),

@@ -4,24 +4,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-
-from perl_pipeline.benchmarks.index import INDEX_SCHEMA, rel_path
-from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 VARIANTS_FILE = "variants.txt"
 SPLIT_FILE = "images_variant_{split}.txt"
 
 
-def read_fgvc(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index FGVC-Aircraft: labels in ``variants.txt`` order, one split list per split."""
-    folder = Path(data_root) / spec.folder
+def read_fgvc(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
+    """The images of FGVC-Aircraft: labels in ``variants.txt`` order, one split list per split."""
     variants = [v.strip() for v in (folder / VARIANTS_FILE).read_text().splitlines() if v.strip()]
     label_of = {v: i for i, v in enumerate(variants)}
-    rows = []
     for split in spec.split_sizes:
         list_path = folder / SPLIT_FILE.format(split=split)
         for n, line in enumerate(list_path.read_text().splitlines(), 1):
@@ -32,9 +28,7 @@ def read_fgvc(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                 raise BenchmarkError(
                     f"[{spec.name}] {list_path}:{n}: variant {variant!r} is not listed in {VARIANTS_FILE}"
                 )
-            path = rel_path(spec.folder, spec.image_dir, f"{image_id}.jpg")
-            rows.append((split, path, label_of[variant], spec.classname(variant)))
-    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+            yield split, f"{image_id}.jpg", label_of[variant], variant
 
 
 def write_fgvc(w: MiniatureWriter, count: int) -> list[Key]:
@@ -51,7 +45,7 @@ def write_fgvc(w: MiniatureWriter, count: int) -> list[Key]:
 
 LAYOUT = Layout(
     name="fgvc",
-    read=read_fgvc,
+    find=read_fgvc,
     write=write_fgvc,
     root_paths=lambda spec: [
         spec.image_dir,

@@ -15,11 +15,10 @@ import json
 import logging
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-
-from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.layouts.coop_split import read_coop_split
 from perl_pipeline.benchmarks.spec import SPLITS, BenchmarkError, BenchmarkSpec
 
@@ -164,9 +163,8 @@ def make_split(spec: BenchmarkSpec, image_dir: Path, seed: int = 1) -> dict[str,
     return split
 
 
-def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index the folder tree through its split file, writing that first if it is not there yet."""
-    folder = Path(data_root) / spec.folder
+def read_image_folder(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
+    """The images of the folder tree, through its split file, written first if it is not there yet."""
     split_path = folder / (spec.split_file or DEFAULT_SPLIT_FILE)
     if not split_path.is_file():
         split = make_split(spec, folder / spec.image_dir, seed=spec.split_seed)
@@ -175,7 +173,7 @@ def read_image_folder(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
         tmp.write_text(json.dumps(split, indent=1), encoding="utf-8")
         os.replace(tmp, split_path)
         logger.info("[%s] wrote the split %s to %s (seed %d)", spec.name, sizes, split_path, spec.split_seed)
-    return read_coop_split(dataclasses.replace(spec, split_file=split_path.name, split_sizes={}), data_root)
+    return read_coop_split(dataclasses.replace(spec, split_file=split_path.name, split_sizes={}), folder)
 
 
 def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
@@ -187,7 +185,7 @@ def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
 
 LAYOUT = Layout(
     name="image_folder",
-    read=read_image_folder,
+    find=read_image_folder,
     write=write_image_folder,
     root_paths=lambda spec: [spec.image_dir],  # the split file is written when missing
     sizes_from_split_file=True,

@@ -5,21 +5,18 @@ of ``classnames.txt``. Folders are matched as integers, never sorted as strings;
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-
-from perl_pipeline.benchmarks.index import INDEX_SCHEMA, image_files, read_classnames, rel_path, subdirs
-from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, write_classnames
+from perl_pipeline.benchmarks.index import image_files, read_classnames, subdirs
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter, write_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
-def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index numbered folders: folder i holds label i, named by line i of classnames.txt."""
-    folder = Path(data_root) / spec.folder
+def read_numbered_folders(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
+    """The images of numbered folders: folder i holds label i, named by line i of classnames.txt."""
     names = list(read_classnames(folder / (spec.classnames_file or "")).values())
     image_dir = folder / spec.image_dir
-    rows = []
     subs = subdirs(image_dir)
     bad = [s for s in subs if not s.isdigit() or int(s) >= len(names)]
     if bad:
@@ -28,10 +25,8 @@ def read_numbered_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
             f"0..{len(names) - 1} ({spec.classnames_file} has {len(names)} lines)"
         )
     for sub in sorted(subs, key=int):
-        name = spec.classname(names[int(sub)])
         for f in image_files(image_dir / sub):
-            rows.append(("test", rel_path(spec.folder, spec.image_dir, sub, f), int(sub), name))
-    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+            yield "test", f"{sub}/{f}", int(sub), names[int(sub)]
 
 
 def write_numbered_folders(w: MiniatureWriter, count: int) -> list[Key]:
@@ -51,7 +46,7 @@ def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
 
 LAYOUT = Layout(
     name="numbered_folders",
-    read=read_numbered_folders,
+    find=read_numbered_folders,
     write=write_numbered_folders,
     root_paths=lambda spec: [spec.classnames_file or "", posixpath.normpath(spec.image_dir)],
     required=("classnames_file",),

@@ -6,18 +6,16 @@ ImageNet-A/-R get labels 0..199 over their 200 folders of ImageNet's 1000 names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-
-from perl_pipeline.benchmarks.index import INDEX_SCHEMA, image_files, read_classnames, rel_path, subdirs
-from perl_pipeline.benchmarks.layouts.base import Key, Layout, MiniatureWriter, write_classnames
+from perl_pipeline.benchmarks.index import image_files, read_classnames, rel_path, subdirs
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter, write_classnames
 from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
-def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
-    """Index wnid folders: labels from the first split's sorted folders, names from classnames.txt."""
-    folder = Path(data_root) / spec.folder
+def read_wnid_folders(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
+    """The images of wnid folders: labels from the first split's sorted folders, names from classnames.txt."""
     names = read_classnames(folder / (spec.classnames_file or ""))
     splits = list(spec.split_dirs.items())
     wnids = subdirs(folder / spec.image_dir / splits[0][1])
@@ -29,7 +27,6 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
             f"{spec.classnames_file}."
         )
     label_of = {w: i for i, w in enumerate(wnids)}
-    rows = []
     for split, sub in splits:
         split_dir = folder / spec.image_dir / sub
         for wnid in subdirs(split_dir):
@@ -38,12 +35,8 @@ def read_wnid_folders(spec: BenchmarkSpec, data_root: Path) -> pl.DataFrame:
                     f"[{spec.name}] {split_dir / wnid} is not one of the "
                     f"{len(label_of)} class folders of split '{splits[0][0]}'"
                 )
-            name = spec.classname(names[wnid])
             for f in image_files(split_dir / wnid):
-                rows.append(
-                    (split, rel_path(spec.folder, spec.image_dir, sub, wnid, f), label_of[wnid], name)
-                )
-    return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+                yield split, rel_path(sub, wnid, f), label_of[wnid], names[wnid]
 
 
 def write_wnid_folders(w: MiniatureWriter, count: int) -> list[Key]:
@@ -72,7 +65,7 @@ def _readme(w: MiniatureWriter, classes: list[Key]) -> None:
 
 LAYOUT = Layout(
     name="wnid_folders",
-    read=read_wnid_folders,
+    find=read_wnid_folders,
     write=write_wnid_folders,
     root_paths=lambda spec: [
         spec.classnames_file or "",
