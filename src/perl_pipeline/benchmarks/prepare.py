@@ -188,7 +188,7 @@ def _verify_supplied(
     spec: BenchmarkSpec, folder: Path, sources: Sequence[Source], accepted: Collection[str]
 ) -> None:
     """Check every user-supplied archive with a known checksum, before anything is extracted."""
-    bad = []
+    bad = {}
     for src in sources:
         if src.kind != "archive" or not (src.md5 or src.sha256):
             continue
@@ -197,17 +197,18 @@ def _verify_supplied(
             cached = " (recorded earlier)" if check.cached else ""
             logger.info("[%s] %s matches its known checksum%s", spec.name, src.filename, cached)
         elif src.filename in accepted:
-            msg = "[%s] %s does not match its known checksum (%s); using it anyway because it is listed"
+            msg = "[%s] %s does not match its known checksum (%s); using it anyway because it is listed in %s"
             logger.warning(
-                msg + " in data_source.accept_checksum_mismatch", spec.name, check.path, check.problem()
+                msg, spec.name, check.path, check.problem(), "data_source.accept_checksum_mismatch"
             )
         else:
-            bad.append((src.filename, check))
+            bad[src.filename] = check
     if bad:
         lines = "\n".join(
-            f"  - {check.path} ({check.path.stat().st_size} bytes): {check.problem()}" for _, check in bad
+            f"  - {check.path} ({check.path.stat().st_size} bytes): {check.problem()}"
+            for check in bad.values()
         )
-        names = [name for name, _ in bad]
+        names = list(bad)
         accept = (
             f'kedro run --params "data_source.accept_checksum_mismatch=[{names[0]}]" (plus your '
             f"usual options)"

@@ -9,7 +9,6 @@ order comes from the split file or the official meta files, never from sorting c
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import field
@@ -153,9 +152,8 @@ class BenchmarkSpec:
         where = f"benchmark '{d.get('name', '<unnamed>')}'"
         from perl_pipeline.benchmarks.layouts import LAYOUTS  # the layouts import this module
 
-        layout = LAYOUTS.get(d.get("layout")) if isinstance(d.get("layout"), str) else None
-        if layout is not None and layout.defaults:  # what a block in this layout may leave out
-            d = {**layout.defaults, **d}
+        layout = LAYOUTS.get(d["layout"]) if isinstance(d.get("layout"), str) else None
+        d = {**(layout.defaults if layout else {}), **d}  # what a block in this layout may leave out
         sources = _as_list(d.get("sources", []), f"{where}: key 'sources'")
         arrange = _as_list(d.get("arrange", []), f"{where}: key 'arrange'")
         nested = {
@@ -165,8 +163,6 @@ class BenchmarkSpec:
         if d.get("miniature") is not None:
             nested["miniature"] = build(Miniature, d["miniature"], f"{where}: miniature")
         spec = build(cls, {**d, **nested}, where)
-        if spec.layout == "wnid_folders" and not spec.split_dirs:
-            spec = dataclasses.replace(spec, split_dirs={"test": "."})
         spec._validate(where)
         return spec
 

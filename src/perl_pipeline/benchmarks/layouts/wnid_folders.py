@@ -74,4 +74,5 @@ LAYOUT = Layout(
     required=("classnames_file",),
     problems=problems,
     extras={"readme": _readme},
+    defaults={"split_dirs": {"test": "."}},  # ImageNet-Sketch, -A, -R: one test split
 )
