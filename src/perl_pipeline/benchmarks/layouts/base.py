@@ -107,12 +107,12 @@ class MiniatureWriter:
 @dataclass(frozen=True)
 class Layout:
     """One on-disk layout: its reader (``find``, over the benchmark's folder), its miniature writer
-    and what a spec needs for it (``sizes_from_split_file``: class count and split sizes come from
-    the index, not the block)."""
+    (``write_files``: the chosen classes' images and the layout's own files) and what a spec needs
+    for it (``sizes_from_split_file``: class count and split sizes come from the index, not the block)."""
 
     name: str
     find: Callable[[BenchmarkSpec, Path], Iterator[Found]]
-    write: Callable[[MiniatureWriter, int], list[Key]]
+    write_files: Callable[[MiniatureWriter, list[Key]], object]
     root_paths: Callable[[BenchmarkSpec], list[str]]
     required: tuple[str, ...] = ()
     problems: Callable[[BenchmarkSpec], list[tuple[str, str]]] = lambda spec: []
@@ -127,6 +127,19 @@ class Layout:
             for split, path, label, name in self.find(spec, Path(data_root) / spec.folder)
         ]
         return pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+
+    def write(self, w: MiniatureWriter, count: int) -> list[Key]:
+        """Write a miniature of ``count`` classes and return them. With ``subset_stride`` s > 1 they are
+        every s-th of an s-times-longer list, which ``classnames_file`` lists whole (ImageNet-A/-R)."""
+        stride = w.miniature.subset_stride
+        listed = w.choose(count * stride)
+        if w.spec.classnames_file:  # CoOp's classnames.txt: one "<key> <class name>" line per class
+            path = w.folder / w.spec.classnames_file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f"{key} {name}\n" for key, name in listed))
+        classes = listed[stride - 1 :: stride]
+        self.write_files(w, classes)
+        return classes
 
 
 def colour_image(colour: tuple[int, int, int], i: int, size: int) -> Image.Image:
@@ -147,10 +160,3 @@ def save_image(image: Image.Image | bytes, path: Path) -> None:
         image.save(path, format="PNG")
     else:
         image.save(path, format="JPEG", quality=90)
-
-
-def write_classnames(w: MiniatureWriter, classes: list[Key]) -> None:
-    """CoOp's ``classnames.txt``: one ``<key> <class name>`` line per class."""
-    path = w.folder / (w.spec.classnames_file or "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{wnid} {name}\n" for wnid, name in classes))

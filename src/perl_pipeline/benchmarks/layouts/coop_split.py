@@ -52,15 +52,13 @@ def read_coop_split(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
             yield split, entry[0], entry[1], str(entry[2])
 
 
-def write_coop_split(w: MiniatureWriter, count: int) -> list[Key]:
+def write_coop_split(w: MiniatureWriter, classes: list[Key]) -> None:
     """Images under ``image_dir`` plus the split file in CoOp's format (labels in class order)."""
-    classes = w.choose(count)
     rows = w.images(classes)
     split: dict[str, list[list[object]]] = {s: [] for s in w.counts}
     for name, label, classname, rel in rows:
         split[name].append([rel, label, classname])
     (w.folder / (w.spec.split_file or "")).write_text(json.dumps(split, indent=4, separators=(",", ": ")))
-    return classes
 
 
 def _caltech_dropped_folders(w: MiniatureWriter, classes: list[Key]) -> None:
@@ -83,7 +81,7 @@ def _sun_class_name_list(w: MiniatureWriter, classes: list[Key]) -> None:
 LAYOUT = Layout(
     name="coop_split",
     find=read_coop_split,
-    write=write_coop_split,
+    write_files=write_coop_split,
     root_paths=lambda spec: [spec.split_file or "", spec.image_dir],
     required=("split_file",),
     extras={

@@ -31,22 +31,20 @@ def read_fgvc(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
             yield split, f"{image_id}.jpg", label_of[variant], variant
 
 
-def write_fgvc(w: MiniatureWriter, count: int) -> list[Key]:
+def write_fgvc(w: MiniatureWriter, classes: list[Key]) -> None:
     """``<image_dir>/<id>.jpg``, ``variants.txt`` and ``images_variant_<split>.txt`` (shuffled)."""
-    classes = w.choose(count)
     rows = w.images(classes)
     (w.folder / VARIANTS_FILE).write_text("".join(f"{name}\n" for _, name in classes))
     for split in w.counts:
         lines = [f"{Path(rel).stem} {name}\n" for s, _, name, rel in rows if s == split]
         w.rng.shuffle(lines)
         (w.folder / SPLIT_FILE.format(split=split)).write_text("".join(lines))
-    return classes
 
 
 LAYOUT = Layout(
     name="fgvc",
     find=read_fgvc,
-    write=write_fgvc,
+    write_files=write_fgvc,
     root_paths=lambda spec: [
         spec.image_dir,
         VARIANTS_FILE,

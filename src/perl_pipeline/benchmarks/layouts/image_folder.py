@@ -176,17 +176,15 @@ def read_image_folder(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
     return read_coop_split(dataclasses.replace(spec, split_file=split_path.name, split_sizes={}), folder)
 
 
-def write_image_folder(w: MiniatureWriter, count: int) -> list[Key]:
+def write_image_folder(w: MiniatureWriter, classes: list[Key]) -> None:
     """A miniature: every image of a class in its class folder, no split (the reader splits it)."""
-    classes = w.choose(count)
     w.images(classes)
-    return classes
 
 
 LAYOUT = Layout(
     name="image_folder",
     find=read_image_folder,
-    write=write_image_folder,
+    write_files=write_image_folder,
     root_paths=lambda spec: [spec.image_dir],  # the split file is written when missing
     sizes_from_split_file=True,
     defaults={

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from perl_pipeline.benchmarks.index import image_files, read_classnames, subdirs
-from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter, write_classnames
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
@@ -29,12 +29,9 @@ def read_numbered_folders(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
             yield "test", f"{sub}/{f}", int(sub), names[int(sub)]
 
 
-def write_numbered_folders(w: MiniatureWriter, count: int) -> list[Key]:
-    """``<image_dir>/<i>/`` folders; ``classnames.txt`` line i names folder i."""
-    classes = w.choose(count)
-    write_classnames(w, classes)
+def write_numbered_folders(w: MiniatureWriter, classes: list[Key]) -> None:
+    """``<image_dir>/<i>/`` folders (``classnames.txt`` line i names folder i)."""
     w.images(classes, lambda split, pos, key, rel: w.image_dir / str(pos) / rel)
-    return classes
 
 
 def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
@@ -47,7 +44,7 @@ def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
 LAYOUT = Layout(
     name="numbered_folders",
     find=read_numbered_folders,
-    write=write_numbered_folders,
+    write_files=write_numbered_folders,
     root_paths=lambda spec: [spec.classnames_file or "", posixpath.normpath(spec.image_dir)],
     required=("classnames_file",),
     problems=problems,

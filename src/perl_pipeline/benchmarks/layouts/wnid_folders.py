@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from perl_pipeline.benchmarks.index import image_files, read_classnames, rel_path, subdirs
-from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter, write_classnames
+from perl_pipeline.benchmarks.layouts.base import Found, Key, Layout, MiniatureWriter
 from perl_pipeline.benchmarks.spec import BenchmarkError, BenchmarkSpec
 
 
@@ -39,15 +39,9 @@ def read_wnid_folders(spec: BenchmarkSpec, folder: Path) -> Iterator[Found]:
                 yield split, rel_path(sub, wnid, f), label_of[wnid], names[wnid]
 
 
-def write_wnid_folders(w: MiniatureWriter, count: int) -> list[Key]:
-    """``<image_dir>/<split_dir>/<wnid>/`` folders and ``classnames.txt`` (with ``subset_stride`` s > 1,
-    every s-th wnid of an s-times-longer one)."""
-    stride = w.miniature.subset_stride
-    family = w.choose(count * stride)
-    chosen = family[stride - 1 :: stride]
-    write_classnames(w, family)
-    w.images(chosen, lambda split, pos, key, rel: w.image_dir / w.spec.split_dirs[split] / key / rel)
-    return chosen
+def write_wnid_folders(w: MiniatureWriter, classes: list[Key]) -> None:
+    """``<image_dir>/<split_dir>/<wnid>/`` folders."""
+    w.images(classes, lambda split, pos, key, rel: w.image_dir / w.spec.split_dirs[split] / key / rel)
 
 
 def problems(spec: BenchmarkSpec) -> list[tuple[str, str]]:
@@ -66,7 +60,7 @@ def _readme(w: MiniatureWriter, classes: list[Key]) -> None:
 LAYOUT = Layout(
     name="wnid_folders",
     find=read_wnid_folders,
-    write=write_wnid_folders,
+    write_files=write_wnid_folders,
     root_paths=lambda spec: [
         spec.classnames_file or "",
         *(rel_path(spec.image_dir, d) for d in spec.split_dirs.values()),
