@@ -178,8 +178,7 @@ class BenchmarkSpec:
         sized_later = layout.sizes_from_split_file and not self.split_sizes and self.num_classes == 0
         if self.num_classes < 1 and not sized_later:
             fail("num_classes", f"must be positive, got {self.num_classes}")
-        bad = sorted(set(self.split_sizes) - set(SPLITS))
-        if (bad or "test" not in self.split_sizes) and not sized_later:
+        if not ("test" in self.split_sizes and set(self.split_sizes) <= set(SPLITS)) and not sized_later:
             fail("split_sizes", f"must name a 'test' split and only {SPLITS}; got {sorted(self.split_sizes)}")
         if any(n < 1 for n in self.split_sizes.values()):
             fail("split_sizes", f"must be positive, got {self.split_sizes}")

@@ -162,7 +162,7 @@ def validate_index(
 
 def check_drawn_images(
     few_shot: pl.DataFrame, data_root: Path | str, *, benchmark: str, workers: int | None = None
-) -> FileCheck:
+) -> None:
     """Decode every image a few-shot table draws, before training (data preparation only reads
     train headers); raises DatasetValidationError naming the bad files and the fix."""
     root = check_data_root(data_root)
@@ -183,7 +183,6 @@ def check_drawn_images(
         )
         raise DatasetValidationError("\n".join(lines))
     logger.info("[%s] all %d drawn few-shot images decode", benchmark, len(paths))
-    return check
 
 
 def default_workers() -> int:
