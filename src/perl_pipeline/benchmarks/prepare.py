@@ -128,14 +128,8 @@ def fetch_benchmark(
         for step in spec.arrange:
             if _STEPS[type(step)].pending(step, folder):
                 _STEPS[type(step)].apply(step, folder, spec.name)
-        still = _unprepared(spec, folder)
-        if still:
-            raise DatasetUnavailableError(
-                spec.name,
-                f"[{spec.name}] after fetching, {folder} still lacks: {'; '.join(still)}. The "
-                f"archives or folders supplied do not have the expected layout. {spec.manual}",
-                still,
-            )
+        fix = "The archives or folders supplied do not have the expected layout."
+        _require_prepared(spec, folder, f"after fetching, {folder} still lacks", fix)
         logger.info("[%s] prepared in %s", spec.name, folder)
 
 
@@ -154,15 +148,11 @@ def build_index(spec: BenchmarkSpec, data_root: Path | str) -> pl.DataFrame:
     root = check_data_root(data_root)
     folder = root / spec.folder
     with _permission_guard(spec):
-        problems = _unprepared(spec, folder)
-        if problems:
-            raise DatasetUnavailableError(
-                spec.name,
-                f"[{spec.name}] is not prepared under {folder}: {'; '.join(problems)}. Fix: run "
-                f"{preparation_command(spec.name)} (it downloads what is public and tells you "
-                f"what to supply by hand). {spec.manual}",
-                problems,
-            )
+        fix = (
+            f"Fix: run {preparation_command(spec.name)} (it downloads what is public and tells you "
+            "what to supply by hand)."
+        )
+        _require_prepared(spec, folder, f"is not prepared under {folder}", fix)
         index = LAYOUTS[spec.layout].read(spec, root)
     if index.is_empty():
         raise DatasetUnavailableError(
@@ -236,6 +226,14 @@ def _unprepared(spec: BenchmarkSpec, folder: Path) -> list[str]:
         if _STEPS[type(step)].pending(step, folder)
     ]
     return problems
+
+
+def _require_prepared(spec: BenchmarkSpec, folder: Path, problem: str, fix: str) -> None:
+    """Raise DatasetUnavailableError naming what :func:`_unprepared` finds, if anything."""
+    missing = _unprepared(spec, folder)
+    if missing:
+        message = f"[{spec.name}] {problem}: {'; '.join(missing)}. {fix} {spec.manual}"
+        raise DatasetUnavailableError(spec.name, message, missing)
 
 
 def _exists_after_moves(folder: Path, rel: str, moves: Sequence[MoveStep]) -> bool:

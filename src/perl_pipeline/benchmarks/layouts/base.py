@@ -112,7 +112,7 @@ class Layout:
 
     name: str
     find: Callable[[BenchmarkSpec, Path], Iterator[Found]]
-    write_files: Callable[[MiniatureWriter, list[Key]], object]
+    write_files: Callable[[MiniatureWriter, list[Key]], None]
     root_paths: Callable[[BenchmarkSpec], list[str]]
     required: tuple[str, ...] = ()
     problems: Callable[[BenchmarkSpec], list[tuple[str, str]]] = lambda spec: []
