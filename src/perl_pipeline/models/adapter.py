@@ -100,20 +100,17 @@ def make_adapter(
     settings["modalities"] = list(settings["modalities"])
     if not isinstance(settings["split_layer"], int):  # a list of depths, as JSON stores it
         settings["split_layer"] = list(settings["split_layer"])
-    return Adapter(
-        weights=weights,
-        backbone={
-            "model_name": backbone["model_name"],
-            "weights": backbone["weights"],
-            "pretrained": backbone.get("pretrained"),
-        },
-        perl=settings,
-        template=template,
-        classnames=tuple(classnames),
-        recipe=dict(projector.get("recipe") or {}),
-        metrics=dict(metrics or {}),
-        extra=dict(extra),
-    )
+    identity = {"model_name": backbone["model_name"], "weights": backbone["weights"]}
+    record = {
+        "format": ADAPTER_FORMAT,
+        "backbone": identity | {"pretrained": backbone.get("pretrained")},
+        "perl": settings,
+        "template": template,
+        "classnames": classnames,
+        "recipe": projector.get("recipe"),
+        "metrics": metrics,
+    }
+    return adapter_from_dict(weights | {"adapter": record | extra})
 
 
 def save_adapter(adapter: Adapter, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -209,19 +206,11 @@ class AdapterClassifier(nn.Module):
         self.model = model
         self.adapter = adapter
         self.tokenizer = tokenizer
+        self.steps = model.steps  # K, the adapter's number of refinement steps
+        self.image_size = image_size(model.clip)  # the backbone's input resolution (the test crop)
         self.classnames: tuple[str, ...] = ()
         self.register_buffer("_text", torch.empty(0), persistent=False)
         self.set_classes(adapter.classnames)
-
-    @property
-    def steps(self) -> int:
-        """K, the adapter's number of refinement steps."""
-        return self.model.steps
-
-    @property
-    def image_size(self) -> int:
-        """The backbone's input resolution (the test transform's crop)."""
-        return image_size(self.model.clip)
 
     @torch.no_grad()
     def set_classes(self, classnames: Sequence[str], batch_size: int = 256) -> None:
@@ -241,10 +230,9 @@ class AdapterClassifier(nn.Module):
         step = self.steps if step is None else int(step)
         if not 0 <= step <= self.steps:
             raise ValueError(f"step {step} is outside 0..{self.steps} (the adapter's K)")
-        if step == 0:  # zero-shot CLIP: no refinement to run (e(0) is open_clip's encode_image)
-            image = F.normalize(self.model.clip.encode_image(images).float(), dim=-1)
-        else:
-            image = F.normalize(self.model.encode_image(images)[step].float(), dim=-1)
+        # step 0 is zero-shot CLIP: no refinement to run (e(0) is open_clip's encode_image)
+        image = self.model.clip.encode_image(images) if step == 0 else self.model.encode_image(images)[step]
+        image = F.normalize(image.float(), dim=-1)
         logits = self.model.logit_scale * image @ self._text[step].T
         return logits.softmax(dim=-1)
 
@@ -297,20 +285,20 @@ def _weights_to_load(
     adapter: Adapter, pretrained: str | os.PathLike | None, path: str | os.PathLike
 ) -> tuple[str | os.PathLike | None, int]:
     """(the pretrained value to load, init_seed) for an adapter and an optional override."""
-    identity = adapter.backbone["weights"]
-    if identity.startswith("random:"):
-        return pretrained, int(identity.split(":", 1)[1])
+    identity, name = adapter.backbone["weights"], adapter.backbone["model_name"]
+    kind, _, value = identity.partition(":")  # random:<seed>, tag:<tag> or sha256:<hex>
+    if kind == "random":
+        return pretrained, int(value)
     if pretrained is not None:
         return pretrained, 0
+    if kind == "tag":
+        return value, 0
     recorded = adapter.backbone.get("pretrained")
-    if identity.startswith("tag:"):
-        return identity.split(":", 1)[1], 0
-    if recorded is not None:
-        packaged = (adapter.backbone["model_name"], recorded) in PACKAGED_WEIGHTS
-        if packaged or Path(recorded).expanduser().is_file():
-            return recorded, 0
+    here = recorded is not None and Path(recorded).expanduser().is_file()
+    if here or (name, recorded) in PACKAGED_WEIGHTS:
+        return recorded, 0
     raise BackboneMismatchError(
-        f"{path} was trained on {adapter.backbone['model_name']} with the weights file "
+        f"{path} was trained on {name} with the weights file "
         f"{recorded!r} ({identity}), which is not here; pass that file: "
         "load_adapter(..., pretrained=FILE) or --pretrained FILE"
     )

@@ -176,8 +176,6 @@ def read_state_dict(
                 path, map_location=device, weights_only=True, mmap=kind == "torch zip" and not meta
             )
     except (*_READ_ERRORS, SafetensorError) as error:
-        if isinstance(error, PermissionError):
-            raise _permission_error(path) from error
         if "Weights only load failed" in str(error):  # intact, but holds arbitrary Python objects
             raise _bad_file(
                 path,
@@ -204,10 +202,7 @@ def weights_identity(model_name: str, pretrained: str | os.PathLike | None, *, i
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser().resolve()
         _require_readable(path)
-        try:
-            return "sha256:" + file_digests(path)["sha256"]
-        except PermissionError as error:
-            raise _permission_error(path) from error
+        return "sha256:" + file_digests(path)["sha256"]
     return f"tag:{pretrained}"
 
 
@@ -241,11 +236,8 @@ def _load_file(model_name: str, path: Path, device: str = "cpu") -> nn.Module:
 def _sniff(path: Path) -> str:
     """The file's format from its first bytes: "safetensors", "torchscript", "torch zip" or "torch pickle"."""
     _require_readable(path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(64)
-    except PermissionError as error:
-        raise _permission_error(path) from error
+    with open(path, "rb") as handle:
+        head = handle.read(64)
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -304,16 +296,12 @@ def _require_readable(path: Path) -> None:
             f"is not a regular file (it is {kind}; reading it could wait for ever): point "
             f"clip.pretrained at the weights file itself, {_fix(path.name)}",
         )
-    if not os.access(path, os.R_OK):
-        raise _permission_error(path)
-
-
-def _permission_error(path: Path) -> WeightsFileError:
-    return _bad_file(
-        path,
-        f"cannot be read (permissions): make it readable with `chmod a+r {path}`, or "
-        f"{_fix(path.name)} with a copy you can read",
-    )
+    if not os.access(path, os.R_OK):  # checked before any read: the readers need no PermissionError case
+        raise _bad_file(
+            path,
+            f"cannot be read (permissions): make it readable with `chmod a+r {path}`, or "
+            f"{_fix(path.name)} with a copy you can read",
+        )
 
 
 def _read_safetensors(path: Path, meta: bool) -> dict[str, torch.Tensor]:

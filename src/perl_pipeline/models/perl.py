@@ -175,7 +175,7 @@ class PERL(nn.Module):
 
     def refine_image(self, prefix: torch.Tensor) -> torch.Tensor:
         """R_v with K thought steps: S_v [B, 1 + N, d_v] -> [K + 1, B, embed_dim]."""
-        return self._refine_image(prefix, _thinker(self.image_projector))
+        return self._refine("image", prefix, None, _thinker([self.image_projector], [len(prefix)]))
 
     def text_prefix(self, tokens: torch.Tensor, cut: bool = True) -> TextPrefix:
         """S_t = embeddings + blocks[0:J_1] for a batch of prompts; `cut` first cuts it to max(EOS) + 1
@@ -192,35 +192,22 @@ class PERL(nn.Module):
 
     def refine_text(self, prefix: TextPrefix) -> torch.Tensor:
         """R_t with K thought steps: S_t [C, n, d_t] -> [K + 1, C, embed_dim]."""
-        return self._refine_text(prefix, _thinker(self.text_projector))
+        states, eos = prefix
+        return self._refine("text", states, eos, _thinker([self.text_projector], [len(states)]))
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _refine_image(self, prefix: torch.Tensor, thinker: Thinker | None) -> torch.Tensor:
-        visual = self.clip.visual
-        readout = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)  # CLS
+    def _refine(self, modality: str, prefix, readout, thinker: Thinker | None) -> torch.Tensor:
+        """The recurrence of docs/method.md §2.3 and §2.7, shared by both towers: e(0..K) [K + 1, B, D].
 
-        def head(h: torch.Tensor) -> torch.Tensor:
-            return visual.ln_post(h) @ visual.proj
-
-        return self._refine(visual.transformer, prefix, readout, head, thinker, causal=False)
-
-    def _refine_text(self, prefix: TextPrefix, thinker: Thinker | None) -> torch.Tensor:
-        clip = self.clip
-        states, eos = prefix
-
-        def head(h: torch.Tensor) -> torch.Tensor:
-            h = clip.ln_final(h)
-            proj = clip.text_projection
-            return proj(h) if isinstance(proj, nn.Linear) else h @ proj
-
-        return self._refine(clip.transformer, states, eos, head, thinker, causal=True)
-
-    def _refine(self, transformer, prefix, readout, head, thinker, causal) -> torch.Tensor:
-        """The recurrence of docs/method.md §2.3 and §2.7, shared by both towers: e(0..K) [K + 1, B, D];
-        `thinker(h, k, j)` gives z_j(k) for depth J = j from h(k - 1) (None: no projector)."""
+        `readout` [B]: each prompt's EOS position (None for the image tower: CLS); `thinker(h, k, j)`
+        gives z_j(k) for depth J = j from h(k - 1) (None: no projector)."""
+        causal = modality == "text"
+        transformer = self.clip.transformer if causal else self.clip.visual.transformer
+        if readout is None:
+            readout = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)  # CLS
         h = self._pool(transformer, prefix, readout, causal)  # h(0): [B, d]
-        embeddings = [head(h)]  # e(0): [B, D]
+        embeddings = [self._head(modality, h)]  # e(0): [B, D]
         if thinker is None:  # modality off: zero-shot embedding at every step
             return embeddings[0].expand(self.steps + 1, *embeddings[0].shape)
         thoughts: list[list[torch.Tensor]] = [[] for _ in self.depths]  # z_i(1..k) per depth
@@ -229,8 +216,15 @@ class PERL(nn.Module):
                 z.append(thinker(h, k, depth).to(prefix.dtype))  # z_i(k): [B, d]
             stacked = [torch.stack(z, dim=1) for z in thoughts]  # m x [B, k, d], oldest first
             h = self._pool(transformer, prefix, readout, causal, stacked)  # h(k): [B, d]
-            embeddings.append(head(h))
+            embeddings.append(self._head(modality, h))
         return torch.stack(embeddings)  # [K + 1, B, D]
+
+    def _head(self, modality: str, h: torch.Tensor) -> torch.Tensor:
+        """π_m, the frozen head: [B, d] -> [B, embed_dim]."""
+        if modality == "image":
+            return self.clip.visual.ln_post(h) @ self.clip.visual.proj
+        h, proj = self.clip.ln_final(h), self.clip.text_projection
+        return proj(h) if isinstance(proj, nn.Linear) else h @ proj
 
     def _pool(self, transformer, x, readout, causal, thoughts: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """Pool(R(x)): blocks[J_1:L] on x [B, n, d], with thoughts[i] [B, k, d] prepended at the
@@ -284,8 +278,8 @@ class PerlSeeds(nn.Module):
     def refine_image(self, prefixes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """One S_v [B_s, 1 + N, d_v] per seed -> one [K + 1, B_s, embed_dim] per seed."""
         sizes = [prefix.shape[0] for prefix in prefixes]
-        thinker = self._thinker([m.image_projector for m in self.models], sizes)
-        steps = self.models[0]._refine_image(torch.cat(list(prefixes)), thinker)  # [K + 1, ΣB_s, D]
+        thinker = _thinker([m.image_projector for m in self.models], sizes)
+        steps = self.models[0]._refine("image", torch.cat(list(prefixes)), None, thinker)  # [K + 1, ΣB_s, D]
         return list(steps.split(sizes, dim=1))
 
     def refine_text(self, prefixes: Sequence[TextPrefix]) -> list[torch.Tensor]:
@@ -295,31 +289,25 @@ class PerlSeeds(nn.Module):
         n = max(prefix.states.shape[1] for prefix in prefixes)
         states = torch.cat([F.pad(p.states, (0, 0, 0, n - p.states.shape[1])) for p in prefixes])
         eos = torch.cat([prefix.eos_index for prefix in prefixes])  # [ΣC_s]
-        thinker = self._thinker([m.text_projector for m in self.models], sizes)
-        steps = self.models[0]._refine_text(TextPrefix(states, eos), thinker)  # [K + 1, ΣC_s, D]
+        thinker = _thinker([m.text_projector for m in self.models], sizes)
+        steps = self.models[0]._refine("text", states, eos, thinker)  # [K + 1, ΣC_s, D]
         return list(steps.split(sizes, dim=1))
-
-    @staticmethod
-    def _thinker(projectors: Sequence[nn.Module | None], sizes: Sequence[int]) -> Thinker | None:
-        """z(k) for the stacked batch: each seed's rows through that seed's projector."""
-        if projectors[0] is None:
-            return None
-
-        def thinker(h: torch.Tensor, k: int, depth: int) -> torch.Tensor:
-            parts = h.split(list(sizes))  # one [B_s, d] per seed
-            return torch.cat([think(p, part, k, depth) for p, part in zip(projectors, parts, strict=True)])
-
-        return thinker
 
 
 Thinker = Callable[[torch.Tensor, int, int], torch.Tensor]  # (h(k - 1) [B, d], k, J_i) -> z_i(k) [B, d]
 
 
-def _thinker(projector: nn.Module | None) -> Thinker | None:
-    """z_i(k) = φ_i(h(k - 1)) with one model's projector (None when the tower has none)."""
-    if projector is None:
+def _thinker(projectors: Sequence[nn.Module | None], sizes: Sequence[int]) -> Thinker | None:
+    """z_i(k) = φ_i(h(k - 1)) for a batch stacked from seeds (one seed: one model), each seed's
+    `sizes` rows through its own projector (None when the tower has none)."""
+    if projectors[0] is None:
         return None
-    return lambda h, k, depth: think(projector, h, k, depth)
+
+    def thinker(h: torch.Tensor, k: int, depth: int) -> torch.Tensor:
+        parts = h.split(list(sizes))  # one [B_s, d] per seed
+        return torch.cat([think(p, part, k, depth) for p, part in zip(projectors, parts, strict=True)])
+
+    return thinker
 
 
 def readout_block_supported(block: nn.Module) -> bool:

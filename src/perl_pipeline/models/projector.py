@@ -29,22 +29,15 @@ class ThoughtProjector(nn.Module):
         super().__init__()
         check_init(init)
         self.norm = nn.LayerNorm(width)
-        # skip_init: the only random draw is the seeded one below, never the global RNG
+        # skip_init, then PyTorch's default Linear initialisation drawn from `generator`: the only
+        # random draws are these seeded ones, never the global RNG
         self.down = nn.utils.skip_init(nn.Linear, width, rank)  # W1, b1
         self.up = nn.utils.skip_init(nn.Linear, rank, width)  # W2, b2
-        self.reset_parameters(generator, init)
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None, init: str = "default") -> None:
-        """PyTorch's default LayerNorm / Linear initialisation drawn from `generator`, then for
-        ``zero_out`` the output layer zeroed (same draws, so the same generator state after)."""
-        check_init(init)
-        self.norm.reset_parameters()
         for linear in (self.down, self.up):
             nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
             bound = 1.0 / math.sqrt(linear.in_features)
             nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
-        if init == "zero_out":
+        if init == "zero_out":  # after the same draws: the same generator state as ``default``
             nn.init.zeros_(self.up.weight)
             nn.init.zeros_(self.up.bias)
 

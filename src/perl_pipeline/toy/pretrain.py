@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -83,7 +84,7 @@ def pretrain_clip(
     if len(loader) == 0:
         raise ValueError(f"{len(pairs)} pairs cannot fill one batch of {config.batch_size}")
     start = time.perf_counter()
-    batches = _cycle(loader)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch, reshuffled
     with tqdm(total=config.steps, desc="pretraining CLIP", unit="step", mininterval=2.0) as bar:
         for step in range(config.steps):
             images, tokens = next(batches)
@@ -113,8 +114,3 @@ def _lr_factor(step: int, config: PretrainConfig) -> float:
         return (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _cycle(loader: DataLoader):
-    while True:
-        yield from loader

@@ -142,11 +142,8 @@ def captions(scenes: pl.DataFrame, style: CaptionStyle, seed: int) -> list[str]:
     texts = []
     for scene in scenes.iter_rows(named=True):
         template = style.templates[int(rng.integers(len(style.templates)))]
-        fields = {
-            "concept": f"{scene['colour']} {scene['shape']}",
-            "position": _position(scene["x"], scene["y"]),
-        }
-        texts.append(template.format(size=scene["size"], background=scene["background"], **fields))
+        concept, position = f"{scene['colour']} {scene['shape']}", _position(scene["x"], scene["y"])
+        texts.append(template.format(**scene, concept=concept, position=position))
     return texts
 
 

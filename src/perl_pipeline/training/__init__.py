@@ -2,7 +2,6 @@
 
 from perl_pipeline.training.loop import (
     TrainResult,
-    projector_recipe,
     train_projectors,
     train_seeds,
     training_step,
@@ -12,7 +11,6 @@ from perl_pipeline.training.trained import train_subset
 
 __all__ = [
     "TrainResult",
-    "projector_recipe",
     "train_projectors",
     "train_seeds",
     "train_subset",

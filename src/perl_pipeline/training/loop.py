@@ -17,10 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from perl_pipeline.config import PerlConfig, TrainConfig
+from perl_pipeline.config import TrainConfig
 from perl_pipeline.device import autocast
 from perl_pipeline.models import PERL, PerlLoss, PerlSeeds, TextPrefix, perl_loss
-from perl_pipeline.provenance import IGNORED
 
 logger = logging.getLogger(__name__)
 
@@ -44,30 +43,6 @@ class TrainResult:
         if self.steps % log_every == 0:
             losses = (self.loss[-1], self.ce[-1], self.anchor[-1])
             logger.info("seed %d step %d: loss %.4f (ce %.4f, anchor %.4f)", seed, self.steps, *losses)
-
-
-def projector_recipe(
-    backbone: dict,
-    perl: PerlConfig,
-    training: TrainConfig,
-    *,
-    subset: str,
-    seed: int,
-    few_shot: str,
-    text_features: str,
-) -> dict:
-    """Everything that determines one seed's trained projectors (`backbone`: the frozen CLIP's
-    `models.backbone_identity`; `few_shot` / `text_features`: the identities trained on)."""
-    settings = training.model_dump(exclude=set(IGNORED["training"]))  # those that change no weight: left out
-    return {
-        "backbone": backbone,
-        "perl": perl.model_dump(),
-        "training": settings,
-        "subset": subset,
-        "seed": int(seed),
-        "few_shot": few_shot,
-        "text_features": text_features,
-    }
 
 
 def training_step(
@@ -125,26 +100,6 @@ def training_step_together(
     return losses
 
 
-def train_seeds(
-    models: Mapping[int, PERL],
-    images: Mapping[int, Dataset],
-    text_prefix: TextPrefix,
-    config: TrainConfig,
-    *,
-    device: torch.device,
-) -> dict[int, TrainResult]:
-    """Train every seed's projectors (fresh, all on the same frozen CLIP) in place on its own pairs
-    (labels index the rows of `text_prefix`): together (``config.seeds_together``, more than one
-    seed with projectors) or one seed after another."""
-    trainable = next(next(iter(models.values())).trainable_parameters(), None) is not None
-    if config.seeds_together and len(models) > 1 and trainable:
-        return _train(models, images, text_prefix, config, device)
-    return {
-        seed: train_projectors(model, images[seed], text_prefix, config, seed=seed, device=device)
-        for seed, model in models.items()
-    }
-
-
 def train_projectors(
     model: PERL,
     images: Dataset,
@@ -156,20 +111,29 @@ def train_projectors(
 ) -> TrainResult:
     """Train the fresh projectors of `model` in place on (image, label) pairs whose labels index the
     rows of `text_prefix` (re-refined every step); `seed` fixes the data order and augmentations."""
-    if next(model.trainable_parameters(), None) is None:
-        logger.info("No projector to train (modalities off or steps = 0): zero-shot CLIP is kept")
-        return TrainResult()
-    return _train({seed: model}, {seed: images}, text_prefix, config, device)[seed]
+    return train_seeds({seed: model}, {seed: images}, text_prefix, config, device=device)[seed]
 
 
-def _train(
+def train_seeds(
     models: Mapping[int, PERL],
     images: Mapping[int, Dataset],
     text_prefix: TextPrefix,
     config: TrainConfig,
+    *,
     device: torch.device,
 ) -> dict[int, TrainResult]:
-    """Seeds in one pass: each step takes the next batch of every seed that has one left."""
+    """Train every seed's projectors (fresh, all on the same frozen CLIP) in place on its own pairs
+    (labels index the rows of `text_prefix`): one seed after another, or (``config.seeds_together``)
+    in one pass where each step takes the next batch of every seed that has one left."""
+    lead = next(iter(models.values()))
+    if next(lead.trainable_parameters(), None) is None:
+        logger.info("No projector to train (modalities off or steps = 0): zero-shot CLIP is kept")
+        return {seed: TrainResult() for seed in models}
+    if len(models) > 1 and not config.seeds_together:
+        return {
+            seed: train_projectors(model, images[seed], text_prefix, config, seed=seed, device=device)
+            for seed, model in models.items()
+        }
     seeds = list(models)
     for model in models.values():
         model.to(device).train()
@@ -178,12 +142,12 @@ def _train(
         for seed, model in models.items()
     }
     text = TextPrefix(text_prefix.states.to(device), text_prefix.eos_index.to(device))  # refined each step
-    if models[seeds[0]].text_projector is None:  # no text φ: fixed embeddings [K + 1, C, D], the same for all
+    if lead.text_projector is None:  # no text φ: fixed embeddings [K + 1, C, D], the same for all
         with torch.no_grad(), autocast(device, config.precision):
-            text = models[seeds[0]].refine_text(text)
+            text = lead.refine_text(text)
     streams = {seed: _SeedBatches(images[seed], config, seed, device) for seed in seeds}
     results = {seed: TrainResult() for seed in seeds}
-    total = max(len(stream) for stream in streams.values())
+    total = max(stream.steps for stream in streams.values())
     if len(seeds) > 1:
         logger.info("training seeds %s together: %d steps of %d seeds' batches", seeds, total, len(seeds))
 
@@ -230,14 +194,9 @@ class _SeedBatches:
             num_workers=config.num_workers,
             pin_memory=device.type == "cuda",
         )
-        self._length = config.epochs * len(loader)
+        self.steps = config.epochs * len(loader)
         self._batches = self._epochs(loader, config.epochs)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self._rng = torch.get_rng_state()
-
-    def __len__(self) -> int:
-        return self._length
+        self._rng = torch.Generator().manual_seed(seed).get_state()  # the global RNG's after manual_seed
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The next (images, labels), or None once every epoch is done."""

@@ -11,15 +11,13 @@ from perl_pipeline.benchmarks.few_shot import few_shot_recipe_of, subset_labels
 from perl_pipeline.benchmarks.images import ImageFolderTable, train_transform
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
 from perl_pipeline.device import resolve_device
-from perl_pipeline.models import TextFeatures, build_perl, image_size, load_backbone
-from perl_pipeline.provenance import fingerprint
-from perl_pipeline.training.loop import projector_recipe
+from perl_pipeline.models import TextFeatures, backbone_identity, build_perl, image_size, load_backbone
+from perl_pipeline.provenance import IGNORED, fingerprint
 
 
 def train_subset(
     few_shot: pl.DataFrame,
-    features: TextFeatures,
-    backbone_id: dict,
+    text_features: dict,
     data_root: str,
     clip: ClipConfig,
     perl: PerlConfig,
@@ -29,11 +27,13 @@ def train_subset(
     benchmark: str,
     subset: str,
     seeds: Sequence[int],
-) -> list[tuple[dict, dict]]:
+) -> list[dict]:
     """Train PERL for every seed of (benchmark, subset) on its own few-shot draw (`train_seeds`);
-    per seed, in order: its projector weights (a few KB) with their recipe, and its training record."""
+    per seed, in the order of `seeds`: its projector weights (a few KB) with their recipe, then its
+    training record. `text_features`: `TextFeatures.to_dict`'s form, as the catalog loads it."""
     from perl_pipeline.training import train_seeds  # looked up when called: tests replace it
 
+    features, backbone_id = TextFeatures.from_dict(text_features), backbone_identity(clip)
     classes = subset_labels(subset, len(features.classnames))
     backbone = load_backbone(clip)
     transform = train_transform(image_size(backbone), training.crop_scale)
@@ -54,18 +54,19 @@ def train_subset(
         "last_block_readout_only": all(m.last_block_readout_only for m in models.values()),
         "seeds_together": list(seeds) if training.seeds_together and len(seeds) > 1 else False,
     }
+    sections = {"clip": clip, "perl": perl, "training": training}
     outputs = []
     for seed in seeds:
         model, result = models[seed], results[seed]
-        recipe = projector_recipe(
-            backbone_id,
-            perl,
-            training,
-            subset=subset,
-            seed=seed,
-            few_shot=fingerprint(few_shot_recipe_of(few_shot, seed)),
-            text_features=features.fingerprint,
-        )
+        recipe = {  # everything that determines the seed's projectors (no setting that changes no weight)
+            "backbone": backbone_id,
+            "perl": perl.model_dump(),
+            "training": training.model_dump(exclude=set(IGNORED["training"])),
+            "subset": subset,
+            "seed": int(seed),
+            "few_shot": fingerprint(few_shot_recipe_of(few_shot, seed)),
+            "text_features": features.fingerprint,
+        }
         record = {
             "benchmark": benchmark,
             "subset": subset,
@@ -80,11 +81,7 @@ def train_subset(
             "seconds": round(result.seconds, 3),
             "device": str(target) if target.type != "cuda" else torch.cuda.get_device_name(target),
             "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
-            "config": {
-                "clip": vars(clip),
-                "perl": {**vars(perl), "modalities": list(perl.modalities)},
-                "training": {**vars(training), "crop_scale": list(training.crop_scale)},
-            },
+            "config": {name: section.model_dump(mode="json") for name, section in sections.items()},
             "few_shot_source_hash": few_shot["source_hash"][0],
             "few_shot_draw": few_shot_recipe_of(few_shot, seed)["draw"],
             "projector_init": perl.projector_init,
@@ -92,5 +89,5 @@ def train_subset(
             "recipe": recipe,
             "projector": fingerprint(recipe),
         }
-        outputs.append((model.projector_state_dict() | {"recipe": recipe}, record))
+        outputs += [model.projector_state_dict() | {"recipe": recipe}, record]
     return outputs

@@ -22,14 +22,11 @@ def train_seeds(
 ) -> list[dict]:
     """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw:
     per seed, in the order of `seeds`, its projectors (with their recipe), then its training record."""
-    from perl_pipeline.models import TextFeatures, backbone_identity
     from perl_pipeline.training import train_subset
 
-    features, backbone_id = TextFeatures.from_dict(text_features), backbone_identity(clip)
-    trained = train_subset(
+    return train_subset(
         few_shot,
-        features,
-        backbone_id,
+        text_features,
         data_root,
         clip,
         perl,
@@ -39,4 +36,3 @@ def train_seeds(
         subset=subset,
         seeds=seeds,
     )
-    return [output for pair in trained for output in pair]
