@@ -1,8 +1,5 @@
-"""Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
-
-`summarize_base_to_novel`, `summarize_transfer` and `per_step_table` turn the long per-run table
-into the per-benchmark numbers the paper reports; `evaluation.evaluate.evaluate_seeds` writes that
-table. This module never imports torch (kedro-viz loads it).
+"""The per-benchmark numbers of the CoOp few-shot protocols (docs/method.md §6) from the per-run
+table that `evaluation.evaluate` writes. This module never imports torch (kedro-viz loads it).
 
 The per-run evaluation table ("runs", `RUN_COLUMNS`) has one row per (benchmark, seed, subset,
 step): subset "base" | "novel" | "all", step 0..K (0 = zero-shot), accuracy (percent), n_images,
@@ -79,9 +76,8 @@ def hm_rounding_tolerance(base: float, novel: float, decimals: int = 2) -> float
 
 
 def _hm_expr(base: str | pl.Expr, novel: str | pl.Expr) -> pl.Expr:
-    """`harmonic_mean` as a polars expression (0 where both are 0)."""
-    b = pl.col(base) if isinstance(base, str) else base
-    n = pl.col(novel) if isinstance(novel, str) else novel
+    """`harmonic_mean` as a polars expression (0 where both are 0) of two columns or expressions."""
+    b, n = (pl.col(x) if isinstance(x, str) else x for x in (base, novel))
     return pl.when(b + n == 0).then(0.0).otherwise(2.0 * b * n / (b + n))
 
 
@@ -271,8 +267,11 @@ def summarize_transfer(
     )
 
     role = pl.when(pl.col("benchmark") == source).then(pl.lit("source")).otherwise(pl.lit("target"))
-    stats = _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS).with_columns(role=role)
-    stats = pl.concat([stats.filter(pl.col("role") == "source"), stats.filter(pl.col("role") == "target")])
+    stats = (  # the source first
+        _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS)
+        .with_columns(role=role)
+        .sort(pl.col("role") != "source", maintain_order=True)
+    )
     if stats.height and source and source not in stats["benchmark"]:  # "": no source (all_classes)
         logger.warning("source benchmark %r is not in the transfer runs", source)
 
@@ -306,16 +305,11 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
         *(pl.col(c).mean() for c in counts),
     )
     subset_rank = {"base": 0, "novel": 1, "all": 2}
-    return (
-        stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left")
-        .with_columns(
-            _b=pl.col("benchmark").replace_strict(
-                benchmark_order, list(range(len(benchmark_order))), return_dtype=pl.Int64
-            ),
-            _s=pl.col("subset").replace_strict(subset_rank, default=len(subset_rank), return_dtype=pl.Int64),
-        )
-        .sort("_b", "_s", "subset", "step")
-        .drop("_b", "_s")
+    return stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left").sort(
+        pl.col("benchmark").replace_strict(benchmark_order, list(range(len(benchmark_order)))),
+        pl.col("subset").replace_strict(subset_rank, default=len(subset_rank)),
+        "subset",
+        "step",
     )
 
 

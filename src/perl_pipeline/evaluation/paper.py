@@ -140,10 +140,8 @@ def _ablation_figure(
             paper = [
                 (x, _paper_value(reported, row, metric)[0]) for x, row in zip(xs, paper_rows, strict=True)
             ]
-            paper = [(x, v) for x, v in paper if v is not None]
-            label = "paper" if i == 0 else None
-            marks = [x for x, _ in paper], [v for _, v in paper]
-            ax.scatter(*marks, marker="_", s=300, color="black", label=label, zorder=3)
+            marks = [x for x, v in paper if v is not None], [v for _, v in paper if v is not None]
+            ax.scatter(*marks, marker="_", s=300, color="black", label="paper" if i == 0 else None, zorder=3)
         ax.set_xticks(range(len(names)), names, rotation=15)
         ax.set_ylabel("base-to-novel average accuracy / HM (%)")
         ax.legend(ncol=4, fontsize="small")
@@ -153,12 +151,9 @@ def _ablation_figure(
         for metric, color in metrics.items():
             std = rows[f"{metric}_std"].fill_null(0).to_list()
             ours.errorbar(xs, rows[metric].to_list(), yerr=std, color=color, marker="o", label=metric)
-            points = reported.filter(pl.col("metric") == metric).with_columns(
-                x=pl.col("row").cast(pl.Float64)
-            )
-            points = points.sort("x")
-            xy = points["x"].to_list(), points["value"].to_list()
-            paper.plot(*xy, color=color, marker="x", linestyle="--", label=metric)
+            points = reported.filter(pl.col("metric") == metric).sort(pl.col("row").cast(pl.Float64))
+            at = points["row"].cast(pl.Float64).to_list()
+            paper.plot(at, points["value"].to_list(), color=color, marker="x", linestyle="--", label=metric)
         for ax, who in ((ours, "ours"), (paper, "paper (≈ read from its plot)")):
             ax.set_xlabel(definition["axis"])
             ax.set_ylabel("base-to-novel average (%)")

@@ -109,12 +109,10 @@ def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | 
     axes = figure.subplots(1, len(subsets), squeeze=False, sharey=True)[0]
     for ax, subset in zip(axes, subsets, strict=True):
         rows = table.filter(pl.col("subset") == subset)
-        benchmarks = rows["benchmark"].unique(maintain_order=True).to_list()
-        for benchmark in benchmarks:
-            line = rows.filter(pl.col("benchmark") == benchmark)
+        for (benchmark,), line in rows.group_by("benchmark", maintain_order=True):
             label = (titles or {}).get(benchmark, benchmark)
             _line(ax, line, "accuracy", "-", colors[benchmark], label, band=True)
-        if len(benchmarks) > 1:
+        if rows["benchmark"].n_unique() > 1:
             mean = rows.group_by("step").agg(pl.col("accuracy").mean()).sort("step")
             label = "mean over benchmarks"
             ax.plot(mean["step"], mean["accuracy"], "-", color="black", linewidth=2.5, label=label)

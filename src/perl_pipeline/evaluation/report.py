@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
@@ -237,8 +238,9 @@ def _alignment_section(
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
-    seeds = runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort())
-    per_benchmark = {b: s for b, s in seeds.iter_rows()}
+    per_benchmark = dict(
+        runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort()).iter_rows()
+    )
     counts = {len(s) for s in per_benchmark.values()}
     if len(counts) == 1:
         ids = sorted(set().union(*map(set, per_benchmark.values())))
@@ -262,18 +264,13 @@ def _document(
     setup: str = "",
 ) -> str:
     """The report: heading, label, seeds/coverage/setup lines, then titled sections."""
-    titles = {b: _row_title(b, benchmarks) for b in protocol.benchmarks}
-    missing = [titles[b] for b in protocol.benchmarks if b not in present]
-    lines = [f"## {protocol.title}", ""]
-    if label:
-        lines += [f"> **{label}**", ""]
-    coverage = (
+    missing = ", ".join(_row_title(b, benchmarks) for b in protocol.benchmarks if b not in present)
+    lines = [f"## {protocol.title}", "", *([f"> **{label}**", ""] if label else [])]
+    lines.append(
         f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
-        f"{', '.join(titles[b] for b in present) or 'none'}."
+        f"{', '.join(_row_title(b, benchmarks) for b in present) or 'none'}."
+        + (f" Missing: {missing}." if missing else "")
     )
-    if missing:
-        coverage += f" Missing: {', '.join(missing)}."
-    lines.append(coverage)
     if present:
         lines += [
             _seeds_line(runs, present, benchmarks),
@@ -423,69 +420,55 @@ def all_classes_report(
     its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0)."""
     title = "All-class few-shot (K shots of every class, its own test split)"
     protocol = Protocol("all_classes", title, tuple(benchmarks), tuple(benchmarks), "all")
-    selected, present, unknown = _select(runs, protocol, benchmarks)
-    table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
-    sections = []
-    if present:
-        columns = [(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
-        columns.append((f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
-        sections += [
-            ("Top-1 accuracy over all classes", _method_table(table, columns)),
-            _alignment_section(table, benchmarks),
-        ]
-    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
+    return _transfer_report(protocol, runs, benchmarks=benchmarks, label=label, setup=setup, source="")
 
 
 def _transfer_report(
-    runs: pl.DataFrame, protocol: Protocol, label: str, benchmarks: Mapping[str, Benchmark], setup: str = ""
+    protocol: Protocol,
+    runs: pl.DataFrame,
+    *,
+    benchmarks: Mapping[str, Benchmark],
+    label: str = "",
+    setup: str = "",
+    source: str = SOURCE,
 ) -> tuple[pl.DataFrame, str]:
-    """Shared body of the cross-dataset and domain-generalisation reports."""
+    """Shared body of the cross-dataset, domain-generalisation and (no `source`) all-class reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
-    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",), benchmarks)
+    table = _attach_reported(summarize_transfer(selected, source=source), protocol, ("accuracy",), benchmarks)
     sections = []
-    targets = [b for b in present if b != SOURCE]
+    targets = [b for b in present if b != source]
     if present:
         columns = [
-            (f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == SOURCE
+            (f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == source
         ]
         columns += [(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
-            columns.append((f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
-        sections += [
-            (
-                f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
-                _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
-            ),
-            _alignment_section(table, benchmarks),
+            average = f"{'Target average' if source else 'Average'} ({len(targets)})"
+            columns.append((average, TARGET_AVERAGE, ("accuracy",)))
+        if source:
+            title = f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})"
+            note = "\n\nThe target average excludes the source (ImageNet)."
+        else:
+            title, note = "Top-1 accuracy over all classes", ""
+        sections += [(title, _method_table(table, columns) + note), _alignment_section(table, benchmarks)]
+    if source:
+        published = _published_averages(protocol, ["accuracy"])
+        parts = [
+            f"{row['method']} {_fmt(row['accuracy'])}"
+            for row in published.iter_rows(named=True)
+            if row["protocol"] == _reported_protocol(protocol)
         ]
-    published = _published_averages(protocol, ["accuracy"])
-    n_targets = len(protocol.benchmarks) - 1
-    parts = [
-        f"{row['method']} {_fmt(row['accuracy'])}"
-        for row in published.iter_rows(named=True)
-        if row["protocol"] == _reported_protocol(protocol)
-    ]
-    sections.append(
-        (
-            "The paper's own target average",
-            f"Over all {n_targets} targets ({_paper_table(protocol)}): {'; '.join(parts) or 'not reported'}.",
+        summary = f"Over all {len(protocol.benchmarks) - 1} targets ({_paper_table(protocol)})"
+        sections.append(
+            ("The paper's own target average", f"{summary}: {'; '.join(parts) or 'not reported'}.")
         )
-    )
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
-def cross_dataset_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
-) -> tuple[pl.DataFrame, str]:
-    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
-    return _transfer_report(runs, PROTOCOLS["cross_dataset"], label, benchmarks, setup)
-
-
-def domain_generalization_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
-) -> tuple[pl.DataFrame, str]:
-    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
-    return _transfer_report(runs, PROTOCOLS["domain_generalization"], label, benchmarks, setup)
+cross_dataset_report = partial(_transfer_report, PROTOCOLS["cross_dataset"])
+"""Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
+domain_generalization_report = partial(_transfer_report, PROTOCOLS["domain_generalization"])
+"""Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
 
 
 PROTOCOL_REPORTS = {
