@@ -47,8 +47,7 @@ class EvalBatches:
     """(images [B, 3, H, W] on `device`, labels [B] on the CPU) for every batch of `images`, in order.
 
     On CUDA with ``config.gpu_decode`` (or ``decode_on_device=True``) and an `ImageFolderTable`, the
-    workers only read the files and the JPEGs are decoded on `device` (within 2 of 255 intensity
-    levels of the CPU path); otherwise the workers decode and transform on the CPU.
+    workers only read the files and `device` decodes the JPEGs (within 2 of 255 levels of the CPU's).
     """
 
     def __init__(
@@ -87,11 +86,8 @@ class EvalBatches:
 
 
 def jacobian_subsample(num_images: int, count: int) -> torch.Tensor:
-    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10).
-
-    Drawn with a generator seeded with `JACOBIAN_SEED`, so every seed and every run of a benchmark
-    measures the same images; all of them when `count` >= `num_images`, none when it is 0.
-    """
+    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10), the same
+    for every seed and run of a benchmark; all of them when `count` >= `num_images`, none when 0."""
     generator = torch.Generator().manual_seed(JACOBIAN_SEED)
     return torch.randperm(num_images, generator=generator)[:count].sort().values
 
@@ -154,12 +150,8 @@ def evaluate_with_trajectories(
     `models` holds one PERL per seed, all wrapping the same frozen CLIP; `text_prefix` the frozen
     text states of all the benchmark's classes, in label order; `class_sets` maps each subset to
     the original labels forming its classifier (e.g. base, novel, all): an image is scored in every
-    set that contains its label, against that set's classes only.
-
-    Returns:
-        The runs table (metrics.RUN_COLUMNS; accuracy and confidence in percent, step 0 = zero-shot)
-        and the trajectories table (metrics.TRAJECTORY_COLUMNS) of the `TRAJECTORIES` largest gains
-        and losses of target-class confidence from step 0 to step K per (seed, subset).
+    set that contains its label, against that set's classes only. Returns the runs table
+    (metrics.RUN_COLUMNS; step 0 = zero-shot) and the trajectories table (TRAJECTORY_COLUMNS).
     """
     if not models:
         raise ValueError("evaluate_seeds needs at least one seed's model")
@@ -367,14 +359,9 @@ def evaluate_projectors(
     transform = test_transform(image_size(backbone))
     images = ImageFolderTable(data_root, test["path"], test["label"], transform, benchmark=benchmark)
     class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
+    text = features.text_prefix()
     runs, trajectories = evaluate_with_trajectories(
-        models,
-        images,
-        features.text_prefix(),
-        class_sets,
-        config,
-        device=resolve_device(device),
-        benchmark=benchmark,
+        models, images, text, class_sets, config, device=resolve_device(device), benchmark=benchmark
     )
     identities = {seed: fingerprint(state.get("recipe")) for seed, state in projectors.items()}
     runs = runs.with_columns(

@@ -25,8 +25,13 @@ import polars as pl
 
 logger = logging.getLogger(__name__)
 
-GROUPS: tuple[str, ...] = ("cc", "wc", "cw", "ww")
-"""Transition groups by correctness at step 0 and step K: correct→correct, wrong→correct, ..."""
+GROUPS: dict[str, str] = {
+    "cc": "correct → correct",
+    "wc": "wrong → correct",
+    "cw": "correct → wrong",
+    "ww": "wrong → wrong",
+}
+"""Transition groups by correctness at step 0 and step K, and their names."""
 DYNAMICS_COLUMNS: tuple[str, ...] = (
     "confidence",
     "brier",
@@ -124,22 +129,18 @@ def _at(runs: pl.DataFrame, subset: str, step: int, names: dict[str, str]) -> pl
 
 def _seed_stats(per_seed: pl.DataFrame, by: list[str], metrics: Sequence[str]) -> pl.DataFrame:
     """Mean and sample std over seeds of each metric, grouped by `by`; adds ``n_seeds``."""
-    stats = per_seed.group_by(by, maintain_order=True).agg(
+    return per_seed.group_by(by, maintain_order=True).agg(
         pl.col("seed").n_unique().cast(pl.Int64).alias("n_seeds"),
-        *(pl.col(m).mean().alias(m) for m in metrics),
-        *(pl.col(m).std(ddof=1).alias(f"{m}_std") for m in metrics),
+        *(c for m in metrics for c in (pl.col(m).mean(), pl.col(m).std(ddof=1).alias(f"{m}_std"))),
     )
-    ordered = [c for m in metrics for c in (m, f"{m}_std")]
-    return stats.select(*by, "n_seeds", *ordered)
 
 
 def _common_seeds(per_seed: pl.DataFrame) -> pl.DataFrame:
     """Restrict a per-(benchmark, seed) frame to the seeds that every benchmark has."""
-    n_benchmarks = per_seed["benchmark"].n_unique()
     common = (
         per_seed.group_by("seed", maintain_order=True)
-        .agg(pl.col("benchmark").n_unique().alias("n"))
-        .filter(pl.col("n") == n_benchmarks)["seed"]
+        .agg(n=pl.col("benchmark").n_unique())
+        .filter(pl.col("n") == per_seed["benchmark"].n_unique())["seed"]
     )
     if common.len() < per_seed["seed"].n_unique():
         logger.warning(
@@ -278,16 +279,10 @@ def summarize_transfer(
     rows = [stats]
     targets = stats.filter(pl.col("role") == "target")
     if targets.height:
-        target_seeds = _common_seeds(per_seed.filter(pl.col("benchmark") != source))
-        rows.append(
-            _average_row(
-                targets,
-                target_seeds,
-                TARGET_AVERAGE,
-                means={m: pl.col(m).mean() for m in TRANSFER_METRICS},
-                seed_values={m: pl.col(m) for m in TRANSFER_METRICS},
-            )
-        )
+        seeds = _common_seeds(per_seed.filter(pl.col("benchmark") != source))
+        columns = {m: pl.col(m) for m in TRANSFER_METRICS}
+        means = {m: column.mean() for m, column in columns.items()}
+        rows.append(_average_row(targets, seeds, TARGET_AVERAGE, means, columns))
     return _assemble(rows, step, TRANSFER_METRICS)
 
 

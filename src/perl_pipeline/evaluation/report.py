@@ -1,11 +1,10 @@
-"""Result tables (results.csv) and Markdown reports (results.md) for the three protocols.
+"""Result tables (results.csv) and Markdown reports (results.md) of the protocols.
 
-Each report takes the per-run evaluation table (see `metrics`) and the benchmarks' paper names
-(:func:`paper_names`) and returns ``(table, markdown)``: the protocol's summary from `metrics` with
-the paper's numbers added as ``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and
-the paper's layout with the rows "PERL (reported)", "CLIP (reported)", "PERL (ours)" (step K) and
-"CLIP zero-shot (ours, step 0)". Averages, ours and the paper's alike, run over the benchmarks
-present, so a partial run (the demo) stays comparable; the paper's own averages are listed apart.
+Each report takes the per-run table and the benchmarks' `paper_names` and returns ``(table,
+markdown)``: the protocol's summary from `metrics` with the paper's numbers added as
+``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and the paper's layout (one row per
+`_METHOD_ROWS`). Averages, ours and the paper's alike, run over the benchmarks present, so a partial
+run (the demo) stays comparable; the paper's own averages are listed apart.
 """
 
 from __future__ import annotations
@@ -206,9 +205,8 @@ def _select(
     if unknown:
         logger.warning("benchmarks %s are not known to the report and are left out", unknown)
     present = [name for name in protocol.benchmarks if name in names]
-    order = {name: index for index, name in enumerate(protocol.benchmarks)}
     selected = in_subsets.filter(pl.col("benchmark").is_in(present)).sort(
-        pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64), maintain_order=True
+        pl.col("benchmark").cast(pl.Enum(present)), maintain_order=True
     )
     return selected, present, unknown
 
@@ -381,8 +379,7 @@ def base_to_novel_report(
     if own:  # your own benchmarks: their rows, after the averages, never in them
         own_rows = summarize_base_to_novel(own_runs).filter(pl.col("role") == "benchmark")
         table = pl.concat([table, own_rows.select(table.columns)]) if table.height else own_rows
-    both = dataclasses.replace(protocol, benchmarks=protocol.benchmarks + yours.benchmarks)
-    table = _attach_reported(table, both, metrics, benchmarks)
+    table = _attach_reported(table, protocol, metrics, benchmarks)
     sections = []
     if present or own:
         averages = [
@@ -488,11 +485,8 @@ def protocol_report(
 ) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
     """Every report of `protocol` over its benchmarks' per-run tables (`runs`, in their order), titled
     by their ``params:<b>.benchmark`` `blocks`; `training_record` gives the setup line and the
-    trainable-parameter count.
-
-    Returns:
-        results table (CSV), results Markdown, DVC metrics (JSON), per-step table (CSV, DVC
-        plots), and the figures {file name: Figure}.
+    trainable-parameter count. Returns the results table (CSV), results Markdown, DVC metrics
+    (JSON), per-step table (CSV, DVC plots) and the figures {file name: Figure}.
     """
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.evaluation import plots
