@@ -173,8 +173,8 @@ def evaluate_with_trajectories(
             text[seed, subset] = t
             text_alignment[seed, subset] = (t[0:1] * t).sum(-1).mean(-1).cpu()  # [K + 1]
 
-    # subset -> the classifier's column of each original label, -1 where absent (the last entry
-    # for the labels above every subset's)
+    # subset -> the classifier's column of each original label, -1 where absent; labels above all
+    # the subsets' are clamped to the last entry (-1)
     top = max(max(classes) for classes in class_sets.values()) + 1
     columns = {subset: torch.full((top + 1,), -1, dtype=torch.long) for subset in class_sets}
     for subset, classes in class_sets.items():

@@ -236,9 +236,8 @@ def _alignment_section(
 
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
-    per_benchmark = dict(
-        runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort()).iter_rows()
-    )
+    seeds = runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort())
+    per_benchmark = dict(seeds.iter_rows())
     counts = {len(s) for s in per_benchmark.values()}
     if len(counts) == 1:
         ids = sorted(set().union(*map(set, per_benchmark.values())))
@@ -308,13 +307,9 @@ def _published_averages(protocol: Protocol, metric_filter: Sequence[str]) -> pl.
 
 def _base_to_novel_published() -> str:
     """The paper's base-to-novel averages for PERL and CLIP, with the convention of each table."""
-    table_order = {_UNIFIED: 0, _DEFAULT: 1}
-    averages = _published_averages(
-        PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"]
-    ).sort(
-        pl.col("protocol").replace_strict(table_order, return_dtype=pl.Int64),
-        "method",
-        descending=[False, True],
+    averages = _published_averages(PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"])
+    averages = averages.sort(
+        pl.col("protocol").cast(pl.Enum([_UNIFIED, _DEFAULT])), "method", descending=[False, True]
     )
     rows, first_seen, repeats = [], {}, []
     for row in averages.iter_rows(named=True):
