@@ -47,8 +47,7 @@ class EvalBatches:
     """(images [B, 3, H, W] on `device`, labels [B] on the CPU) for every batch of `images`, in order.
 
     On CUDA with ``config.gpu_decode`` (or ``decode_on_device=True``) and an `ImageFolderTable`, the
-    workers only read the files and the JPEGs are decoded on `device` (within 2 of 255 intensity
-    levels of the CPU path); otherwise the workers decode and transform on the CPU.
+    workers only read the files and `device` decodes the JPEGs (within 2 of 255 levels of the CPU's).
     """
 
     def __init__(
@@ -87,11 +86,8 @@ class EvalBatches:
 
 
 def jacobian_subsample(num_images: int, count: int) -> torch.Tensor:
-    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10).
-
-    Drawn with a generator seeded with `JACOBIAN_SEED`, so every seed and every run of a benchmark
-    measures the same images; all of them when `count` >= `num_images`, none when it is 0.
-    """
+    """The sorted test indices whose input-Jacobian norm is measured (docs/method.md §6.10), the same
+    for every seed and run of a benchmark; all of them when `count` >= `num_images`, none when 0."""
     generator = torch.Generator().manual_seed(JACOBIAN_SEED)
     return torch.randperm(num_images, generator=generator)[:count].sort().values
 
@@ -109,9 +105,7 @@ class _Tally:
 
     def add(self, name: str, total: torch.Tensor) -> None:
         """Add a batch's total [K + 1] to the sum of `name`."""
-        self.sums[name] = (
-            self.sums.get(name, torch.zeros(self.steps, dtype=torch.float64)) + total.cpu().double()
-        )
+        self.sums[name] = self.sums.get(name, 0) + total.cpu().double()
 
     def keep(self, **values: torch.Tensor) -> None:
         """Keep per-image tensors (last dimension = images) until the end of the pass."""
@@ -156,14 +150,8 @@ def evaluate_with_trajectories(
     `models` holds one PERL per seed, all wrapping the same frozen CLIP; `text_prefix` the frozen
     text states of all the benchmark's classes, in label order; `class_sets` maps each subset to
     the original labels forming its classifier (e.g. base, novel, all): an image is scored in every
-    set that contains its label, against that set's classes only.
-
-    Returns:
-        The runs table (metrics.RUN_COLUMNS; accuracy and confidence in percent, step 0 = zero-shot)
-        and the trajectories table (metrics.TRAJECTORY_COLUMNS): per (seed, subset) the
-        `TRAJECTORIES` images whose target-class confidence gains most from step 0 to step K and
-        the `TRAJECTORIES` that lose most, with the probability of their target class and of
-        their step-0 winner at every step.
+    set that contains its label, against that set's classes only. Returns the runs table
+    (metrics.RUN_COLUMNS; step 0 = zero-shot) and the trajectories table (TRAJECTORY_COLUMNS).
     """
     if not models:
         raise ValueError("evaluate_seeds needs at least one seed's model")
@@ -185,16 +173,12 @@ def evaluate_with_trajectories(
             text[seed, subset] = t
             text_alignment[seed, subset] = (t[0:1] * t).sum(-1).mean(-1).cpu()  # [K + 1]
 
-    position = {}  # subset -> lookup from original label to the classifier's column (-1: absent)
-    num_labels = 1 + max(max(classes) for classes in class_sets.values())
+    # subset -> the classifier's column of each original label, -1 where absent; labels above all
+    # the subsets' are clamped to the last entry (-1)
+    top = max(max(classes) for classes in class_sets.values()) + 1
+    columns = {subset: torch.full((top + 1,), -1, dtype=torch.long) for subset in class_sets}
     for subset, classes in class_sets.items():
-        lookup = torch.full((num_labels,), -1, dtype=torch.long)
-        lookup[torch.as_tensor(list(classes))] = torch.arange(len(classes))
-        position[subset] = lookup
-
-    def targets(subset: str, labels: torch.Tensor) -> torch.Tensor:
-        """Column of each label in the subset's classifier, -1 where absent; [B] on the CPU."""
-        return torch.where(labels < num_labels, position[subset][labels.clamp(max=num_labels - 1)], -1)
+        columns[subset][torch.as_tensor(list(classes))] = torch.arange(len(classes))
 
     tallies = {key: _Tally(steps) for key in text}
     chosen = jacobian_subsample(len(images), config.jacobian_images)
@@ -203,7 +187,7 @@ def evaluate_with_trajectories(
     for batch, labels in tqdm(batches, f"evaluate {benchmark}", len(batches), leave=False, disable=None):
         with autocast(device, config.precision):
             prefix = shared.image_prefix(batch)  # once for all seeds
-        subsets = {subset: targets(subset, labels) for subset in class_sets}
+        subsets = {subset: column[labels.clamp(max=top)] for subset, column in columns.items()}  # [B]
         for seed, model in models.items():
             with autocast(device, config.precision):
                 v = model.refine_image(prefix)
@@ -314,10 +298,9 @@ def _step_records(tally: _Tally, keys: dict, text_alignment: torch.Tensor) -> li
             "jacobian_norm": sums["jacobian"][step].item() / tally.n_jacobian if tally.n_jacobian else None,
         }
         for g, mask in groups.items():
-            q = quartiles[g]
             record[f"n_{g}"] = int(mask.sum())
-            for name, row in (("q1", 0), ("median", 1), ("q3", 2)):
-                record[f"kl_{name}_{g}"] = None if q is None else float(q[row, step])
+            for row, name in enumerate(("q1", "median", "q3")):
+                record[f"kl_{name}_{g}"] = None if quartiles[g] is None else float(quartiles[g][row, step])
         records.append(record)
     return records
 
@@ -334,27 +317,21 @@ def _trajectories(
     chosen = [("gain", i) for i in order[::-1][:TRAJECTORIES] if change[i] > 0]
     chosen += [("loss", i) for i in order[:TRAJECTORIES] if change[i] < 0]
     index, winner, target = (tally.kept(name).numpy() for name in ("index", "winner", "target"))
-    rows = []
-    for kind, i in chosen:
-        image = int(index[i])
-        for role, column, probability in (
-            ("target", target[i], p_target),
-            ("step0_winner", winner[i], p_winner),
-        ):
-            rows += [
-                {
-                    **keys,
-                    "image": image,
-                    "path": None if paths is None else str(paths[image]),
-                    "change": kind,
-                    "role": role,
-                    "class": int(classes[int(column)]),
-                    "step": step,
-                    "probability": float(probability[step, i]),
-                }
-                for step in range(tally.steps)
-            ]
-    return rows
+    return [
+        {
+            **keys,
+            "image": int(index[i]),
+            "path": None if paths is None else str(paths[int(index[i])]),
+            "change": kind,
+            "role": role,
+            "class": int(classes[int(column[i])]),
+            "step": step,
+            "probability": float(probability[step, i]),
+        }
+        for kind, i in chosen
+        for role, column, probability in (("target", target, p_target), ("step0_winner", winner, p_winner))
+        for step in range(tally.steps)
+    ]
 
 
 def evaluate_projectors(
@@ -382,14 +359,9 @@ def evaluate_projectors(
     transform = test_transform(image_size(backbone))
     images = ImageFolderTable(data_root, test["path"], test["label"], transform, benchmark=benchmark)
     class_sets = {name: list(subset_labels(name, len(features.classnames))) for name in subsets}
+    text = features.text_prefix()
     runs, trajectories = evaluate_with_trajectories(
-        models,
-        images,
-        features.text_prefix(),
-        class_sets,
-        config,
-        device=resolve_device(device),
-        benchmark=benchmark,
+        models, images, text, class_sets, config, device=resolve_device(device), benchmark=benchmark
     )
     identities = {seed: fingerprint(state.get("recipe")) for seed, state in projectors.items()}
     runs = runs.with_columns(

@@ -1,8 +1,5 @@
-"""Metrics of the CoOp few-shot protocols (docs/method.md §6), computed from per-run evaluations.
-
-`summarize_base_to_novel`, `summarize_transfer` and `per_step_table` turn the long per-run table
-into the per-benchmark numbers the paper reports; `evaluation.evaluate.evaluate_seeds` writes that
-table. This module never imports torch (kedro-viz loads it).
+"""The per-benchmark numbers of the CoOp few-shot protocols (docs/method.md §6) from the per-run
+table that `evaluation.evaluate` writes. This module never imports torch (kedro-viz loads it).
 
 The per-run evaluation table ("runs", `RUN_COLUMNS`) has one row per (benchmark, seed, subset,
 step): subset "base" | "novel" | "all", step 0..K (0 = zero-shot), accuracy (percent), n_images,
@@ -28,8 +25,13 @@ import polars as pl
 
 logger = logging.getLogger(__name__)
 
-GROUPS: tuple[str, ...] = ("cc", "wc", "cw", "ww")
-"""Transition groups by correctness at step 0 and step K: correct→correct, wrong→correct, ..."""
+GROUPS: dict[str, str] = {
+    "cc": "correct → correct",
+    "wc": "wrong → correct",
+    "cw": "correct → wrong",
+    "ww": "wrong → wrong",
+}
+"""Transition groups by correctness at step 0 and step K, and their names."""
 DYNAMICS_COLUMNS: tuple[str, ...] = (
     "confidence",
     "brier",
@@ -79,9 +81,8 @@ def hm_rounding_tolerance(base: float, novel: float, decimals: int = 2) -> float
 
 
 def _hm_expr(base: str | pl.Expr, novel: str | pl.Expr) -> pl.Expr:
-    """`harmonic_mean` as a polars expression (0 where both are 0)."""
-    b = pl.col(base) if isinstance(base, str) else base
-    n = pl.col(novel) if isinstance(novel, str) else novel
+    """`harmonic_mean` as a polars expression (0 where both are 0) of two columns or expressions."""
+    b, n = (pl.col(x) if isinstance(x, str) else x for x in (base, novel))
     return pl.when(b + n == 0).then(0.0).otherwise(2.0 * b * n / (b + n))
 
 
@@ -128,22 +129,18 @@ def _at(runs: pl.DataFrame, subset: str, step: int, names: dict[str, str]) -> pl
 
 def _seed_stats(per_seed: pl.DataFrame, by: list[str], metrics: Sequence[str]) -> pl.DataFrame:
     """Mean and sample std over seeds of each metric, grouped by `by`; adds ``n_seeds``."""
-    stats = per_seed.group_by(by, maintain_order=True).agg(
+    return per_seed.group_by(by, maintain_order=True).agg(
         pl.col("seed").n_unique().cast(pl.Int64).alias("n_seeds"),
-        *(pl.col(m).mean().alias(m) for m in metrics),
-        *(pl.col(m).std(ddof=1).alias(f"{m}_std") for m in metrics),
+        *(c for m in metrics for c in (pl.col(m).mean(), pl.col(m).std(ddof=1).alias(f"{m}_std"))),
     )
-    ordered = [c for m in metrics for c in (m, f"{m}_std")]
-    return stats.select(*by, "n_seeds", *ordered)
 
 
 def _common_seeds(per_seed: pl.DataFrame) -> pl.DataFrame:
     """Restrict a per-(benchmark, seed) frame to the seeds that every benchmark has."""
-    n_benchmarks = per_seed["benchmark"].n_unique()
     common = (
         per_seed.group_by("seed", maintain_order=True)
-        .agg(pl.col("benchmark").n_unique().alias("n"))
-        .filter(pl.col("n") == n_benchmarks)["seed"]
+        .agg(n=pl.col("benchmark").n_unique())
+        .filter(pl.col("n") == per_seed["benchmark"].n_unique())["seed"]
     )
     if common.len() < per_seed["seed"].n_unique():
         logger.warning(
@@ -271,24 +268,21 @@ def summarize_transfer(
     )
 
     role = pl.when(pl.col("benchmark") == source).then(pl.lit("source")).otherwise(pl.lit("target"))
-    stats = _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS).with_columns(role=role)
-    stats = pl.concat([stats.filter(pl.col("role") == "source"), stats.filter(pl.col("role") == "target")])
+    stats = (  # the source first
+        _seed_stats(per_seed, ["benchmark"], TRANSFER_METRICS)
+        .with_columns(role=role)
+        .sort(pl.col("role") != "source", maintain_order=True)
+    )
     if stats.height and source and source not in stats["benchmark"]:  # "": no source (all_classes)
         logger.warning("source benchmark %r is not in the transfer runs", source)
 
     rows = [stats]
     targets = stats.filter(pl.col("role") == "target")
     if targets.height:
-        target_seeds = _common_seeds(per_seed.filter(pl.col("benchmark") != source))
-        rows.append(
-            _average_row(
-                targets,
-                target_seeds,
-                TARGET_AVERAGE,
-                means={m: pl.col(m).mean() for m in TRANSFER_METRICS},
-                seed_values={m: pl.col(m) for m in TRANSFER_METRICS},
-            )
-        )
+        seeds = _common_seeds(per_seed.filter(pl.col("benchmark") != source))
+        columns = {m: pl.col(m) for m in TRANSFER_METRICS}
+        means = {m: column.mean() for m, column in columns.items()}
+        rows.append(_average_row(targets, seeds, TARGET_AVERAGE, means, columns))
     return _assemble(rows, step, TRANSFER_METRICS)
 
 
@@ -306,16 +300,11 @@ def per_step_table(runs: pl.DataFrame) -> pl.DataFrame:
         *(pl.col(c).mean() for c in counts),
     )
     subset_rank = {"base": 0, "novel": 1, "all": 2}
-    return (
-        stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left")
-        .with_columns(
-            _b=pl.col("benchmark").replace_strict(
-                benchmark_order, list(range(len(benchmark_order))), return_dtype=pl.Int64
-            ),
-            _s=pl.col("subset").replace_strict(subset_rank, default=len(subset_rank), return_dtype=pl.Int64),
-        )
-        .sort("_b", "_s", "subset", "step")
-        .drop("_b", "_s")
+    return stats.join(sizes, on=["benchmark", "subset", "step"], maintain_order="left").sort(
+        pl.col("benchmark").replace_strict(benchmark_order, list(range(len(benchmark_order)))),
+        pl.col("subset").replace_strict(subset_rank, default=len(subset_rank)),
+        "subset",
+        "step",
     )
 
 

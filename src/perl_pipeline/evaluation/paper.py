@@ -1,10 +1,6 @@
-"""The paper's ablation tables and figures (Tables 3-4, Fig. 3) and its dynamics (Figs. 4-7),
-rebuilt from our runs with the paper's numbers beside ours (docs/paper.md).
-
-An ablation artefact is a list of rows, each a base_to_novel run under some settings (the
-``paper`` parameters). Its table has one row per setting: the base-to-novel averages (mean ± std
-over seeds, both HM conventions), the trainable parameters and the per-step accuracy; the
-dynamics come from a protocol's per-step table (metrics.per_step_table).
+"""The paper's ablation tables and figures (Tables 3-4, Fig. 3: one base_to_novel run per setting)
+and its dynamics (Figs. 4-7: a protocol's per-step table), rebuilt from our runs with the paper's
+numbers beside ours (docs/paper.md).
 """
 
 from __future__ import annotations
@@ -15,14 +11,13 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, step_means
+from perl_pipeline.evaluation.metrics import AVERAGE_HM_OF_MEANS, AVERAGE_MEAN_OF_HMS, GROUPS, step_means
 from perl_pipeline.evaluation.reference import load_reported_ablations
 from perl_pipeline.evaluation.report import markdown_table
 from perl_pipeline.protocols import BASE_TO_NOVEL
 
 ABLATIONS = ("table3", "table4", "fig3_layer", "fig3_steps")
 DYNAMICS = ("accuracy", "confidence", "brier", "jacobian_norm")  # per-step columns (Figs. 4, 7)
-GROUPS = {"cc": "correct → correct", "wc": "wrong → correct", "cw": "correct → wrong", "ww": "wrong → wrong"}
 _METRIC_TITLES = {
     "accuracy": "top-1 accuracy (%)",
     "confidence": "target-class confidence (%)",
@@ -53,10 +48,6 @@ def ablation_rows(results: Sequence[tuple[str, str, str, Mapping, Sequence[Mappi
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def _reported(artefact: str) -> pl.DataFrame:
-    return load_reported_ablations().filter(pl.col("artefact") == artefact)
-
-
 def _paper_value(reported: pl.DataFrame, row: str | None, metric: str) -> tuple[float | None, str]:
     """The paper's value for (row, metric) and its mark: "≈" read from a plot, "*" a noted one."""
     found = reported.filter((pl.col("row") == row) & (pl.col("metric") == metric))
@@ -76,7 +67,7 @@ def ablation_report(
     rows: pl.DataFrame, definition: Mapping, *, artefact: str, label: str = ""
 ) -> tuple[str, Figure]:
     """The Markdown table and the figure of one ablation artefact, the paper's numbers beside ours."""
-    reported = _reported(artefact)
+    reported = load_reported_ablations().filter(pl.col("artefact") == artefact)
     rows = rows.with_columns(pl.col("row").cast(pl.String))  # a CSV reads "6" back as a number
     specs = {str(spec["name"]): spec for spec in definition["rows"]}
     paper_rows = {name: specs.get(name, {}).get("paper_row", name) for name in rows["row"]}
@@ -140,10 +131,8 @@ def _ablation_figure(
             paper = [
                 (x, _paper_value(reported, row, metric)[0]) for x, row in zip(xs, paper_rows, strict=True)
             ]
-            paper = [(x, v) for x, v in paper if v is not None]
-            label = "paper" if i == 0 else None
-            marks = [x for x, _ in paper], [v for _, v in paper]
-            ax.scatter(*marks, marker="_", s=300, color="black", label=label, zorder=3)
+            marks = [x for x, v in paper if v is not None], [v for _, v in paper if v is not None]
+            ax.scatter(*marks, marker="_", s=300, color="black", label="paper" if i == 0 else None, zorder=3)
         ax.set_xticks(range(len(names)), names, rotation=15)
         ax.set_ylabel("base-to-novel average accuracy / HM (%)")
         ax.legend(ncol=4, fontsize="small")
@@ -153,16 +142,11 @@ def _ablation_figure(
         for metric, color in metrics.items():
             std = rows[f"{metric}_std"].fill_null(0).to_list()
             ours.errorbar(xs, rows[metric].to_list(), yerr=std, color=color, marker="o", label=metric)
-            points = reported.filter(pl.col("metric") == metric).with_columns(
-                x=pl.col("row").cast(pl.Float64)
-            )
-            points = points.sort("x")
-            xy = points["x"].to_list(), points["value"].to_list()
-            paper.plot(*xy, color=color, marker="x", linestyle="--", label=metric)
+            points = reported.filter(pl.col("metric") == metric).sort(pl.col("row").cast(pl.Float64))
+            at = points["row"].cast(pl.Float64).to_list()
+            paper.plot(at, points["value"].to_list(), color=color, marker="x", linestyle="--", label=metric)
         for ax, who in ((ours, "ours"), (paper, "paper (≈ read from its plot)")):
-            ax.set_xlabel(definition["axis"])
-            ax.set_ylabel("base-to-novel average (%)")
-            ax.set_title(who)
+            ax.set(xlabel=definition["axis"], ylabel="base-to-novel average (%)", title=who)
             ax.legend(fontsize="small")
     figure.suptitle(definition["title"])
     return figure
@@ -187,7 +171,7 @@ def dynamics_report(
     mean = rows.group_by("subset", "step").agg(
         *(pl.col(c).mean() for c in (*metrics, *kl)), *(pl.col(f"n_{g}").sum() for g in groups)
     )
-    reported = _reported("dynamics")
+    reported = load_reported_ablations().filter(pl.col("artefact") == "dynamics")
     plural = "s" if present != 1 else ""
     lines = [f"# Dynamics per step: {protocol} (mean over {present} benchmark{plural})", ""]
     if label:
@@ -275,8 +259,9 @@ def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains) 
             steps = [int(r.split("@")[1]) for r in paper["row"]]
             ax.scatter(steps, paper["value"], marker="x", color="black", label=label, zorder=3)
 
+    ylabels = {**_METRIC_TITLES, "kl": "KL(p_k ‖ p_0), median", "fig6": "class probability"}
     for ax, panel in zip(axes, panels, strict=True):
-        ax.set_xlabel("step k")
+        ax.set(xlabel="step k", ylabel=ylabels[panel], yscale="log" if panel == "kl" else "linear")
         if panel == "fig6":
             for ((benchmark, *_), curves), color in zip(
                 gains, ("tab:blue", "tab:orange", "tab:green"), strict=False
@@ -284,7 +269,6 @@ def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains) 
                 ax.plot(curves["target"], "-", marker="o", color=color, label=f"{benchmark}: target")
                 ax.plot(curves["step0_winner"], "--", color=color, label=f"{benchmark}: step-0 winner")
             paper_points(ax, "trajectory", None, "paper's example (≈)")
-            ax.set_ylabel("class probability")
         for subset in subsets if panel != "fig6" else ():
             rows = mean.filter(pl.col("subset") == subset).sort("step")
             if panel == "kl":
@@ -295,11 +279,6 @@ def _dynamics_figure(protocol, mean, subsets, metrics, groups, reported, gains) 
             ax.plot(rows["step"], rows[panel], styles[subset], marker="o", label=f"ours ({subset})")
             label = "paper (≈)" if subset == subsets[0] else None
             paper_points(ax, f"{_dynamics_key(protocol, subset)}@", panel, label)
-        if panel == "kl":
-            ax.set_yscale("log")
-            ax.set_ylabel("KL(p_k ‖ p_0), median")
-        elif panel != "fig6":
-            ax.set_ylabel(_METRIC_TITLES[panel])
         ax.legend(fontsize="x-small")
     figure.suptitle(f"Dynamics per step: {protocol}")
     return figure

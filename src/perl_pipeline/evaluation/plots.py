@@ -1,8 +1,7 @@
 """Figures of the evaluation: PERL against the reported baselines, and the per-step dynamics.
 
-Every function returns a `matplotlib.figure.Figure` built directly (never through pyplot), so
-nothing here touches global matplotlib state and it all renders headless (Agg):
-``figure.savefig(buffer, format="png")``.
+Figures are built directly, never through pyplot, so nothing here touches global matplotlib state
+and it all renders headless: ``figure.savefig(buffer, format="png")``.
 """
 
 from __future__ import annotations
@@ -56,11 +55,9 @@ def params_vs_hm_figure(
         )
     ours = f"{ours_label}, {ours_hm:.2f}"
     ax.scatter([ours_params], [ours_hm], marker="*", s=200, color="tab:red", zorder=3, label=ours)
-    ax.set_xscale("log")
-    ax.margins(x=0.12)
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("base-to-novel average HM (%)")
+    ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="base-to-novel average HM (%)")
     ax.set_title("Parameters vs. harmonic mean, CLIP ViT-B/16")
+    ax.margins(x=0.12)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return figure
@@ -109,17 +106,14 @@ def accuracy_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] | 
     axes = figure.subplots(1, len(subsets), squeeze=False, sharey=True)[0]
     for ax, subset in zip(axes, subsets, strict=True):
         rows = table.filter(pl.col("subset") == subset)
-        benchmarks = rows["benchmark"].unique(maintain_order=True).to_list()
-        for benchmark in benchmarks:
-            line = rows.filter(pl.col("benchmark") == benchmark)
+        for (benchmark,), line in rows.group_by("benchmark", maintain_order=True):
             label = (titles or {}).get(benchmark, benchmark)
             _line(ax, line, "accuracy", "-", colors[benchmark], label, band=True)
-        if len(benchmarks) > 1:
+        if rows["benchmark"].n_unique() > 1:
             mean = rows.group_by("step").agg(pl.col("accuracy").mean()).sort("step")
             label = "mean over benchmarks"
             ax.plot(mean["step"], mean["accuracy"], "-", color="black", linewidth=2.5, label=label)
-        ax.set_title(_SUBSET_TITLES.get(subset, subset))
-        ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
+        ax.set(title=_SUBSET_TITLES.get(subset, subset), xlabel="reasoning step (0 = zero-shot CLIP)")
         ax.set_xticks(rows["step"].unique().sort().to_list())
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("top-1 accuracy (%)")
@@ -141,8 +135,7 @@ def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] |
         for (benchmark, subset), rows in table.group_by("benchmark", "subset", maintain_order=True):
             label = f"{(titles or {}).get(benchmark, benchmark)} ({subset})"
             _line(ax, rows, metric, _SUBSET_STYLES.get(subset, "-."), colors[benchmark], label, band=True)
-        ax.set_title(title)
-        ax.set_xlabel("reasoning step (0 = zero-shot CLIP)")
+        ax.set(title=title, xlabel="reasoning step (0 = zero-shot CLIP)")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("cosine similarity")
     if table.height:
@@ -150,9 +143,6 @@ def alignment_per_step_figure(runs: pl.DataFrame, *, titles: Mapping[str, str] |
     else:
         logger.warning("no evaluations to plot")
     return figure
-
-
-_GROUP_LABELS = {"cc": "correct→correct", "wc": "wrong→correct", "cw": "correct→wrong", "ww": "wrong→wrong"}
 
 
 def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
@@ -179,10 +169,9 @@ def dynamics_per_step_figure(runs: pl.DataFrame) -> Figure:
         for group, color in zip(GROUPS, colormaps["tab10"].colors, strict=False):
             metric = f"kl_median_{group}"
             rows = average.filter((pl.col("subset") == subset) & (pl.col("step") > 0) & (pl.col(metric) > 0))
-            label = f"{_GROUP_LABELS[group]} ({subset})"
+            label = f"{GROUPS[group].replace(' ', '')} ({subset})"
             _line(axes[3], rows, metric, _SUBSET_STYLES.get(subset, "-."), color, label)
-    axes[3].set_yscale("log")
-    axes[3].set_ylabel("median KL(p_k ‖ p_0)")
+    axes[3].set(yscale="log", ylabel="median KL(p_k ‖ p_0)")
     for ax in axes:
         ax.set_xlabel("step k")
         ax.grid(True, alpha=0.3)

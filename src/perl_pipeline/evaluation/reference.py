@@ -1,7 +1,5 @@
-"""The PERL paper's reported numbers, shipped as data with the package.
-
-``reference/reported_results.csv`` and ``reference/reported_trainable_params.csv`` are copied from
-the PERL paper (arXiv 2605.18464v1) and read through importlib.resources.
+"""The PERL paper's reported numbers (arXiv 2605.18464v1), shipped in ``reference/`` as CSVs and
+read through importlib.resources.
 """
 
 from __future__ import annotations

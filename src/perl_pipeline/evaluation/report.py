@@ -1,11 +1,10 @@
-"""Result tables (results.csv) and Markdown reports (results.md) for the three protocols.
+"""Result tables (results.csv) and Markdown reports (results.md) of the protocols.
 
-Each report takes the per-run evaluation table (see `metrics`) and the benchmarks' paper names
-(:func:`paper_names`) and returns ``(table, markdown)``: the protocol's summary from `metrics` with
-the paper's numbers added as ``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and
-the paper's layout with the rows "PERL (reported)", "CLIP (reported)", "PERL (ours)" (step K) and
-"CLIP zero-shot (ours, step 0)". Averages, ours and the paper's alike, run over the benchmarks
-present, so a partial run (the demo) stays comparable; the paper's own averages are listed apart.
+Each report takes the per-run table and the benchmarks' `paper_names` and returns ``(table,
+markdown)``: the protocol's summary from `metrics` with the paper's numbers added as
+``perl_reported_<metric>`` / ``clip_reported_<metric>`` columns, and the paper's layout (one row per
+`_METHOD_ROWS`). Averages, ours and the paper's alike, run over the benchmarks present, so a partial
+run (the demo) stays comparable; the paper's own averages are listed apart.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
@@ -205,9 +205,8 @@ def _select(
     if unknown:
         logger.warning("benchmarks %s are not known to the report and are left out", unknown)
     present = [name for name in protocol.benchmarks if name in names]
-    order = {name: index for index, name in enumerate(protocol.benchmarks)}
     selected = in_subsets.filter(pl.col("benchmark").is_in(present)).sort(
-        pl.col("benchmark").replace_strict(order, return_dtype=pl.Int64), maintain_order=True
+        pl.col("benchmark").cast(pl.Enum(present)), maintain_order=True
     )
     return selected, present, unknown
 
@@ -238,7 +237,7 @@ def _alignment_section(
 
 def _seeds_line(runs: pl.DataFrame, present: Sequence[str], benchmarks: Mapping[str, Benchmark]) -> str:
     seeds = runs.group_by("benchmark", maintain_order=True).agg(pl.col("seed").unique().sort())
-    per_benchmark = {b: s for b, s in seeds.iter_rows()}
+    per_benchmark = dict(seeds.iter_rows())
     counts = {len(s) for s in per_benchmark.values()}
     if len(counts) == 1:
         ids = sorted(set().union(*map(set, per_benchmark.values())))
@@ -262,18 +261,13 @@ def _document(
     setup: str = "",
 ) -> str:
     """The report: heading, label, seeds/coverage/setup lines, then titled sections."""
-    titles = {b: _row_title(b, benchmarks) for b in protocol.benchmarks}
-    missing = [titles[b] for b in protocol.benchmarks if b not in present]
-    lines = [f"## {protocol.title}", ""]
-    if label:
-        lines += [f"> **{label}**", ""]
-    coverage = (
+    missing = ", ".join(_row_title(b, benchmarks) for b in protocol.benchmarks if b not in present)
+    lines = [f"## {protocol.title}", "", *([f"> **{label}**", ""] if label else [])]
+    lines.append(
         f"- Benchmarks present ({len(present)}/{len(protocol.benchmarks)}): "
-        f"{', '.join(titles[b] for b in present) or 'none'}."
+        f"{', '.join(_row_title(b, benchmarks) for b in present) or 'none'}."
+        + (f" Missing: {missing}." if missing else "")
     )
-    if missing:
-        coverage += f" Missing: {', '.join(missing)}."
-    lines.append(coverage)
     if present:
         lines += [
             _seeds_line(runs, present, benchmarks),
@@ -313,13 +307,9 @@ def _published_averages(protocol: Protocol, metric_filter: Sequence[str]) -> pl.
 
 def _base_to_novel_published() -> str:
     """The paper's base-to-novel averages for PERL and CLIP, with the convention of each table."""
-    table_order = {_UNIFIED: 0, _DEFAULT: 1}
-    averages = _published_averages(
-        PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"]
-    ).sort(
-        pl.col("protocol").replace_strict(table_order, return_dtype=pl.Int64),
-        "method",
-        descending=[False, True],
+    averages = _published_averages(PROTOCOLS["base_to_novel"], ["base", "novel", "hm", "hm_mean_of_datasets"])
+    averages = averages.sort(
+        pl.col("protocol").cast(pl.Enum([_UNIFIED, _DEFAULT])), "method", descending=[False, True]
     )
     rows, first_seen, repeats = [], {}, []
     for row in averages.iter_rows(named=True):
@@ -384,8 +374,7 @@ def base_to_novel_report(
     if own:  # your own benchmarks: their rows, after the averages, never in them
         own_rows = summarize_base_to_novel(own_runs).filter(pl.col("role") == "benchmark")
         table = pl.concat([table, own_rows.select(table.columns)]) if table.height else own_rows
-    both = dataclasses.replace(protocol, benchmarks=protocol.benchmarks + yours.benchmarks)
-    table = _attach_reported(table, both, metrics, benchmarks)
+    table = _attach_reported(table, protocol, metrics, benchmarks)
     sections = []
     if present or own:
         averages = [
@@ -423,69 +412,55 @@ def all_classes_report(
     its own test split over all its classes): accuracy at step K beside zero-shot CLIP (step 0)."""
     title = "All-class few-shot (K shots of every class, its own test split)"
     protocol = Protocol("all_classes", title, tuple(benchmarks), tuple(benchmarks), "all")
-    selected, present, unknown = _select(runs, protocol, benchmarks)
-    table = _attach_reported(summarize_transfer(selected, source=""), protocol, ("accuracy",), benchmarks)
-    sections = []
-    if present:
-        columns = [(_row_title(b, benchmarks), b, ("accuracy",)) for b in present]
-        columns.append((f"Average ({len(present)})", TARGET_AVERAGE, ("accuracy",)))
-        sections += [
-            ("Top-1 accuracy over all classes", _method_table(table, columns)),
-            _alignment_section(table, benchmarks),
-        ]
-    return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
+    return _transfer_report(protocol, runs, benchmarks=benchmarks, label=label, setup=setup, source="")
 
 
 def _transfer_report(
-    runs: pl.DataFrame, protocol: Protocol, label: str, benchmarks: Mapping[str, Benchmark], setup: str = ""
+    protocol: Protocol,
+    runs: pl.DataFrame,
+    *,
+    benchmarks: Mapping[str, Benchmark],
+    label: str = "",
+    setup: str = "",
+    source: str = SOURCE,
 ) -> tuple[pl.DataFrame, str]:
-    """Shared body of the cross-dataset and domain-generalisation reports."""
+    """Shared body of the cross-dataset, domain-generalisation and (no `source`) all-class reports."""
     selected, present, unknown = _select(runs, protocol, benchmarks)
-    table = _attach_reported(summarize_transfer(selected, source=SOURCE), protocol, ("accuracy",), benchmarks)
+    table = _attach_reported(summarize_transfer(selected, source=source), protocol, ("accuracy",), benchmarks)
     sections = []
-    targets = [b for b in present if b != SOURCE]
+    targets = [b for b in present if b != source]
     if present:
         columns = [
-            (f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == SOURCE
+            (f"{_row_title(b, benchmarks)} (source)", b, ("accuracy",)) for b in present if b == source
         ]
         columns += [(_row_title(b, benchmarks), b, ("accuracy",)) for b in targets]
         if targets:
-            columns.append((f"Target average ({len(targets)})", TARGET_AVERAGE, ("accuracy",)))
-        sections += [
-            (
-                f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})",
-                _method_table(table, columns) + "\n\nThe target average excludes the source (ImageNet).",
-            ),
-            _alignment_section(table, benchmarks),
+            average = f"{'Target average' if source else 'Average'} ({len(targets)})"
+            columns.append((average, TARGET_AVERAGE, ("accuracy",)))
+        if source:
+            title = f"Top-1 accuracy (layout of the paper's {_paper_table(protocol)})"
+            note = "\n\nThe target average excludes the source (ImageNet)."
+        else:
+            title, note = "Top-1 accuracy over all classes", ""
+        sections += [(title, _method_table(table, columns) + note), _alignment_section(table, benchmarks)]
+    if source:
+        published = _published_averages(protocol, ["accuracy"])
+        parts = [
+            f"{row['method']} {_fmt(row['accuracy'])}"
+            for row in published.iter_rows(named=True)
+            if row["protocol"] == _reported_protocol(protocol)
         ]
-    published = _published_averages(protocol, ["accuracy"])
-    n_targets = len(protocol.benchmarks) - 1
-    parts = [
-        f"{row['method']} {_fmt(row['accuracy'])}"
-        for row in published.iter_rows(named=True)
-        if row["protocol"] == _reported_protocol(protocol)
-    ]
-    sections.append(
-        (
-            "The paper's own target average",
-            f"Over all {n_targets} targets ({_paper_table(protocol)}): {'; '.join(parts) or 'not reported'}.",
+        summary = f"Over all {len(protocol.benchmarks) - 1} targets ({_paper_table(protocol)})"
+        sections.append(
+            ("The paper's own target average", f"{summary}: {'; '.join(parts) or 'not reported'}.")
         )
-    )
     return table, _document(protocol, label, selected, table, present, unknown, sections, benchmarks, setup)
 
 
-def cross_dataset_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
-) -> tuple[pl.DataFrame, str]:
-    """Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
-    return _transfer_report(runs, PROTOCOLS["cross_dataset"], label, benchmarks, setup)
-
-
-def domain_generalization_report(
-    runs: pl.DataFrame, *, benchmarks: Mapping[str, Benchmark], label: str = "", setup: str = ""
-) -> tuple[pl.DataFrame, str]:
-    """Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
-    return _transfer_report(runs, PROTOCOLS["domain_generalization"], label, benchmarks, setup)
+cross_dataset_report = partial(_transfer_report, PROTOCOLS["cross_dataset"])
+"""Cross-dataset transfer beside the paper's Table 2 (source ImageNet, 10 targets)."""
+domain_generalization_report = partial(_transfer_report, PROTOCOLS["domain_generalization"])
+"""Domain generalisation beside the paper's Table 8 (source ImageNet; -V2, -Sketch, -A, -R)."""
 
 
 PROTOCOL_REPORTS = {
@@ -505,11 +480,8 @@ def protocol_report(
 ) -> tuple[pl.DataFrame, str, dict, pl.DataFrame, dict]:
     """Every report of `protocol` over its benchmarks' per-run tables (`runs`, in their order), titled
     by their ``params:<b>.benchmark`` `blocks`; `training_record` gives the setup line and the
-    trainable-parameter count.
-
-    Returns:
-        results table (CSV), results Markdown, DVC metrics (JSON), per-step table (CSV, DVC
-        plots), and the figures {file name: Figure}.
+    trainable-parameter count. Returns the results table (CSV), results Markdown, DVC metrics
+    (JSON), per-step table (CSV, DVC plots) and the figures {file name: Figure}.
     """
     from perl_pipeline.benchmarks.spec import BenchmarkSpec
     from perl_pipeline.evaluation import plots
