@@ -52,7 +52,11 @@ def measure(
         if before is not None:
             before(name)
         reset_peak_memory(device)
-        seconds = _timed_call(calls[name], device)
+        synchronize(device)
+        start = time.perf_counter()
+        calls[name]()
+        synchronize(device)
+        seconds = time.perf_counter() - start
         peaks[name] = max(peaks[name], peak_memory_mb(device))
         return seconds
 
@@ -93,14 +97,6 @@ def count_work(fn: Callable[[], object]) -> tuple[float, int]:
     with FlopCounterMode(display=False) as flops, OperatorCalls() as calls:
         fn()
     return float(flops.get_total_flops()), calls.ops
-
-
-def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def dtype_name(device: torch.device) -> str:

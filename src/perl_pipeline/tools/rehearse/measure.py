@@ -36,13 +36,9 @@ class StageRecord:
 
     def to_dict(self) -> dict:
         """The JSON record (``items_per_s`` included; ``peak_gpu_mb`` only where there is one)."""
-        record = asdict(self)
-        record["items_per_s"] = round(self.items_per_s, 3)
-        record["seconds"] = round(self.seconds, 3)
-        record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
-        if self.peak_gpu_mb is None:
-            del record["peak_gpu_mb"]
-        return record
+        rounded = {"seconds": round(self.seconds, 3), "peak_rss_mb": round(self.peak_rss_mb, 1)}
+        record = asdict(self) | rounded | {"items_per_s": round(self.items_per_s, 3)}
+        return {key: value for key, value in record.items() if value is not None}
 
 
 def _rss_kb(pid: int | str) -> int:
