@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("artefacts", nargs="+", help="table3, table4, fig3 [layer|steps], dynamics or all")
-    parser.add_argument("--env", default=None, help="Kedro environment (default: params.yaml's kedro_env)")
+    parser.add_argument("--env", help="Kedro environment (default: params.yaml's kedro_env)")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments run at a time (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -492,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "dvc exp pull); runs nothing",
     )
     parser.add_argument(
-        "--env", default=None, help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
+        "--env", help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
     )
     parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments run at a time (default 1)")
     parser.add_argument(

@@ -51,7 +51,8 @@ def measure(
     def call(name: str) -> float:
         if before is not None:
             before(name)
-        reset_peak_memory(device)
+        if device.type == "cuda":  # a fresh peak per call (a process RSS peak cannot reset)
+            torch.cuda.reset_peak_memory_stats(device)
         synchronize(device)
         start = time.perf_counter()
         calls[name]()
@@ -112,12 +113,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a fresh peak for the next measurement (CUDA only: a process RSS peak cannot reset)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory_mb(device: torch.device) -> float:

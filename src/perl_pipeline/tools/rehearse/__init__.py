@@ -54,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
-    problem = _out_problem(args.out)
-    if problem:
-        parser.error(problem)
+    existing = next((p for p in (args.out, *args.out.parents) if p.exists()), None)  # before any work
+    if existing is not None and not existing.is_dir():
+        parser.error(
+            f"--out {args.out}: {existing} is a file, not a folder; give a folder (created if missing) "
+            "for the replica, the stages' outputs and the records, e.g. --out /scratch/rehearsal"
+        )
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        parser.error(
+            f"--out {args.out}: {existing} cannot be written by this user; give a folder you can write"
+        )
     from perl_pipeline.tools.rehearse.run import rehearse_and_report
     from perl_pipeline.tools.sweep import fixed_params, parse_setting
 
@@ -84,16 +91,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(md_path.read_text())
     logging.getLogger(__name__).info("written: %s and %s", json_path, md_path)
     return 0
-
-
-def _out_problem(out: Path) -> str | None:
-    """Why `out` cannot be the rehearsal's folder (None if it can): checked before any work."""
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        return (
-            f"--out {out}: {existing} is a file, not a folder; give a folder (created if missing) "
-            "for the replica, the stages' outputs and the records, e.g. --out /scratch/rehearsal"
-        )
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        return f"--out {out}: {existing} cannot be written by this user; give a folder you can write"
-    return None

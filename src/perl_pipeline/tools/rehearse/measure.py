@@ -14,7 +14,6 @@ import torch
 
 from perl_pipeline.tools.bench.harness import peak_memory_mb
 
-_MB = 1 << 20
 _PROC = Path("/proc")
 
 
@@ -98,4 +97,4 @@ def measure(stage: str, *, unit: str = "", gpu: bool = False, interval: float = 
         sampler.join()
         record.peak_rss_mb = max(peak[0], tree_rss_mb(pid))
         if gpu:
-            record.peak_gpu_mb = torch.cuda.max_memory_allocated() / _MB
+            record.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20

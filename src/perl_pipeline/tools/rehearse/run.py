@@ -76,12 +76,6 @@ BACKBONES = {  # the model a rehearsal runs on each device: its name, ``clip`` s
 }
 
 
-def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
-    """The 15 benchmarks of the project's configuration, by name."""
-    params = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
-    return {name: BenchmarkSpec.from_params(params[name]["benchmark"]) for name in ALL_BENCHMARKS}
-
-
 def write_replicas(
     specs: dict[str, BenchmarkSpec], root: Path, fraction: float, image_size: str
 ) -> tuple[dict[str, BenchmarkSpec], StageRecord]:
@@ -259,7 +253,6 @@ def rehearse_and_report(
     projection_model: str | None = "ViT-B-16-quickgelu",
     target: GpuTarget | None = None,
     params: dict | None = None,
-    project: Path | None = None,
 ) -> tuple[Path, Path]:
     """Write (or reuse) the replica under ``<out>/replica``, run the real stages on it, measure the
     per-core check rates, project the full protocol and write both reports."""
@@ -270,10 +263,11 @@ def rehearse_and_report(
     if stages not in ("data", "all"):
         raise ValueError(f"stages must be 'data' or 'all', got {stages!r}")
     out = Path(out).resolve()
-    project = (project or project_root()).resolve()
+    project = project_root().resolve()
     bootstrap_project(project)
     used = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-    specs = load_specs(project)
+    benchmarks = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
+    specs = {name: BenchmarkSpec.from_params(benchmarks[name]["benchmark"]) for name in ALL_BENCHMARKS}
     replicas, replica_record = write_replicas(specs, out / "replica", fraction, image_size)
     records = [replica_record]
     conf = rehearsal_conf(project, out, replicas, used, fraction, params)
@@ -295,22 +289,21 @@ def rehearse_and_report(
         records.append(record)
 
     rates = check_rates(data, out / "replica")
-    settings = {
-        "fraction": fraction,
-        "image_size": image_size,
-        "stages": stages,
-        "device": resolve_device(device).type,
-        "backbone": BACKBONES[used][0],
-        "params": params or {},
-        "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} --stages {stages} "
-        f"--image-size {image_size}",
-    }
     document = {
-        "settings": settings,
+        "settings": {
+            "fraction": fraction,
+            "image_size": image_size,
+            "stages": stages,
+            "device": resolve_device(device).type,
+            "backbone": BACKBONES[used][0],
+            "params": params or {},
+            "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} "
+            f"--stages {stages} --image-size {image_size}",
+        },
         "machine": machine(),
         "stages": [r.to_dict() for r in records],
         "full_protocol_items": protocol_counts(specs),
-        "check_rates_per_core": {"decode": rates.decode, "header": rates.header},
+        "check_rates_per_core": vars(rates),
         "projection": None
         if projection_model is None
         else project_protocol(specs, rates, target or GpuTarget(), projection_model, project),
@@ -321,9 +314,7 @@ def rehearse_and_report(
     return json_path, md_path
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
+def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
@@ -333,8 +324,7 @@ def _duration(seconds: float | None) -> str:
 
 def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
     """The records as a table, the machine, and the projection."""
-    s, m = document["settings"], document["machine"]
-    full = document["full_protocol_items"]
+    s, m, full = document["settings"], document["machine"], document["full_protocol_items"]
     lines = [
         "# Full-scale rehearsal",
         "",
@@ -353,21 +343,17 @@ def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
             f"| {r.stage} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {gpu} | {r.items} | "
             f"{r.items_per_s:.1f} | {r.unit} | {full.get(r.stage, '')} |"
         )
+    rates, projection = document["check_rates_per_core"], document["projection"]
     lines += [
         "",
         "Peak RSS: this process plus its data-loader workers, sampled every 0.2 s (a Python process "
         "keeps memory it once used, so a stage's figure includes what earlier stages left). "
         "'(unchanged inputs)': the stage run again with nothing changed; it must rewrite no output.",
+        "",
+        f"File checks on one core ({s['image_size']} JPEGs): decode {rates['decode']:.0f} files/s, "
+        f"header read {rates['header']:.0f} files/s.",
     ]
-    rates = document["check_rates_per_core"]
-    projection = document["projection"]
-    if rates:
-        lines += [
-            "",
-            f"File checks on one core ({s['image_size']} JPEGs): decode {rates['decode']:.0f} files/s, "
-            f"header read {rates['header']:.0f} files/s.",
-        ]
-    if rates and projection:
+    if projection:
         w = next(w for w in projection["work"] if w["stage"] == "data_preparation")
         work, check, host = StageWork(**w), CheckRates(**rates), projection["target"]["host_cores"]
         lines.append(
