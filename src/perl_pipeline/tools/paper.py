@@ -114,10 +114,10 @@ def run_paper(
                 label = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"paper-{artefact}-{name}-{stamp}")
                 distinct.setdefault(_key(values), (label, values))
             names = run_experiments(project, list(distinct.values()), jobs, reuse=True)
-            revs = dict(zip(distinct, names, strict=True))
-            order = [(a, n, v, revs[_key(v)]) for a, n, v in runs]
-            results = recorded_results(project_path, [rev for *_, rev in order], project.stages["data"])
-        for (artefact, name, values, rev), (metrics, per_step) in zip(order, results, strict=True):
+            rev_of = dict(zip(distinct, names, strict=True))
+            revs = [rev_of[_key(values)] for *_, values in runs]
+            results = recorded_results(project_path, revs, project.stages["data"])
+        for (artefact, name, values), rev, (metrics, per_step) in zip(runs, revs, results, strict=True):
             setting = ", ".join(f"{k}={v}" for k, v in values)
             rows.setdefault(artefact, []).append((name, setting, rev, metrics, per_step))
 

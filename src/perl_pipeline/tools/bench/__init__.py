@@ -42,10 +42,10 @@ from perl_pipeline.tools.bench.report import (
     INFERENCE_RATIO_TARGET,
     SEEDS_SPEEDUP_TARGET,
     TEXT_SPEEDUP_TARGET,
+    block_ratio,
     check_targets,
     compute_ratios,
     format_report,
-    theoretical_ratio,
 )
 from perl_pipeline.tools.bench.workloads import (
     EVAL_WORKLOADS,
@@ -99,6 +99,7 @@ def run(settings: Settings) -> dict:
     clip = load_clip(settings.model, pretrained=None, init_seed=settings.seed).to(device)
     model = PERL(clip, settings.split_layer, settings.steps, seed=settings.seed).to(device)
     tokenizer = open_clip.get_tokenizer(settings.model)
+    blocks = len(clip.visual.transformer.resblocks)
     image_rows = bench_images(model, settings, device, tokenizer)
     text_rows = bench_text(model, settings, device, tokenizer)
     seeds_rows = bench_seeds(model, settings, device, tokenizer)
@@ -113,9 +114,9 @@ def run(settings: Settings) -> dict:
         "open_clip": open_clip.__version__,
         "dtype": dtype_name(device),
         "model": settings.model,
-        "blocks": len(clip.visual.transformer.resblocks),
-        "theoretical_ratio": theoretical_ratio(model),
-        "theoretical_ratio_last_block": theoretical_ratio(model, last_block_readout_only=True),
+        "blocks": blocks,
+        "theoretical_ratio": block_ratio(model.depths[0], model.steps, blocks),
+        "theoretical_ratio_last_block": block_ratio(model.depths[0], model.steps, blocks, True),
         "memory": memory_kind(device),
         "load_average_start": load_at_start,
         "others_cpu_share": others_cpu_share(cpu_at_start, time.perf_counter() - started),

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from string import Formatter
 
 from perl_pipeline.config import split_depths
-from perl_pipeline.models import PERL
 from perl_pipeline.tools.bench.workloads import WORKLOAD_LABELS
 
 INFERENCE_RATIO_TARGET = 2.5  # PERL inference time per image / zero-shot, at most
@@ -15,14 +14,9 @@ SEEDS_SPEEDUP_TARGET = {"cpu": 1.0, "gpu": 2.0}  # seeds together / one at a tim
 LAST_BLOCK_SHARE = 2 / 12  # the read-out-only last block: K and V of every token, 2 of 12 d² per token
 
 
-def theoretical_ratio(model: PERL, last_block_readout_only: bool = False) -> float:
-    """Block evaluations per image relative to zero-shot (docs/method.md §5, §2.7)."""
-    blocks = len(model.clip.visual.transformer.resblocks)
-    return block_ratio(model.depths[0], model.steps, blocks, last_block_readout_only)
-
-
 def block_ratio(first_depth: int, steps: int, blocks: int, last_block_readout_only: bool = False) -> float:
-    """(J_1 + (K + 1)(L - J_1)) / L, or with the last block at the read-out only
+    """Block evaluations per image relative to zero-shot (docs/method.md §5, §2.7):
+    (J_1 + (K + 1)(L - J_1)) / L, or with the last block at the read-out only
     (J_1 + (K + 1)(L - J_1 - 1 + 1/6)) / L; J_1 is the first (or only) injection depth."""
     refined = blocks - first_depth - (1 - LAST_BLOCK_SHARE if last_block_readout_only else 0)
     return (first_depth + (steps + 1) * refined) / blocks

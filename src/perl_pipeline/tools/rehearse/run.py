@@ -29,8 +29,6 @@ from perl_pipeline.pipelines.registry import STAGES
 from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS, project_root
 from perl_pipeline.tools.rehearse.measure import StageRecord, measure
 from perl_pipeline.tools.rehearse.projection import (
-    EVALUATED,
-    PROTOCOL_BENCHMARKS,
     TRAINED,
     CheckRates,
     GpuTarget,
@@ -134,17 +132,14 @@ def run_stage(project: Path, conf: Path, stage: str) -> None:
 
 
 def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> int:
-    """What a finished stage processed, read back from its outputs and the replica's sizes."""
-    if stage == "data_preparation":
-        return sum(n for spec in replicas.values() for n in spec.split_sizes.values())
+    """What a finished stage processed: the images drawn and trained on read back from its outputs,
+    the rest from the replica's sizes as the full protocol's are counted."""
     if stage == "few_shot_splits":
         trained = sorted({b for names in TRAINED.values() for b in names})
         return sum(
             pl.read_parquet(data / "05_model_input" / b / "few_shot.parquet")["path"].n_unique()
             for b in trained
         )
-    if stage == "text_features":
-        return sum(spec.num_classes for spec in replicas.values())
     if stage == "training":
         records = [
             json.loads((data / "06_models" / b / subset / f"seed_{seed}.json").read_text())
@@ -153,11 +148,7 @@ def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> i
             for seed in SEEDS
         ]
         return sum(r["images"] * r["config"]["training"]["epochs"] for r in records)
-    if stage == "evaluation":
-        return sum(replicas[b].split_sizes["test"] for b in EVALUATED)
-    if stage == "reporting":
-        return len(PROTOCOL_BENCHMARKS)
-    raise ValueError(f"unknown stage {stage!r}")
+    return protocol_counts(replicas)[stage]
 
 
 def _stamps(folder: Path) -> dict[Path, int]:
