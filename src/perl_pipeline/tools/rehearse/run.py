@@ -74,18 +74,6 @@ BACKBONES = {  # the model a rehearsal runs on each device: its name, ``clip`` s
 }
 
 
-def write_replicas(
-    specs: dict[str, BenchmarkSpec], root: Path, fraction: float, image_size: str
-) -> tuple[dict[str, BenchmarkSpec], StageRecord]:
-    """Every benchmark's replica under ``root`` (reused when unchanged), measured as one stage."""
-    replicas = {}
-    with measure("replica", unit=UNITS["replica"]) as record:
-        for name in tqdm(specs, desc="replica", unit="benchmark"):
-            replicas[name] = write_replica(specs[name], root, fraction=fraction, image_size=image_size)
-        record.items = sum(n for spec in replicas.values() for n in spec.split_sizes.values())
-    return replicas, record
-
-
 def rehearsal_conf(
     project: Path,
     out: Path,
@@ -156,14 +144,6 @@ def _stamps(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def cores() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def check_rates(data: Path, data_root: Path, *, sample: int = 2000) -> CheckRates:
     """Files per second on one thread for each check, on the first ``sample`` ImageNet train files
     (header reads) and test files (full decodes) of the rehearsal's index."""
@@ -224,9 +204,13 @@ def machine() -> dict:
     from perl_pipeline.tools.bench.harness import device_description, load_average
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
     return {
         "cpu": device_description(torch.device("cpu")),
-        "cores": cores(),
+        "cores": cores,
         "memory_gib": round(memory, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
@@ -259,8 +243,14 @@ def rehearse_and_report(
     used = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     benchmarks = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
     specs = {name: BenchmarkSpec.from_params(benchmarks[name]["benchmark"]) for name in ALL_BENCHMARKS}
-    replicas, replica_record = write_replicas(specs, out / "replica", fraction, image_size)
-    records = [replica_record]
+    replicas = {}  # every benchmark's replica (reused when unchanged), measured as one stage
+    with measure("replica", unit=UNITS["replica"]) as record:
+        for name in tqdm(specs, desc="replica", unit="benchmark"):
+            replicas[name] = write_replica(
+                specs[name], out / "replica", fraction=fraction, image_size=image_size
+            )
+        record.items = protocol_counts(replicas)["replica"]
+    records = [record]
     conf = rehearsal_conf(project, out, replicas, used, fraction, params)
     data = out / "data"
     if data.exists():
