@@ -1,8 +1,6 @@
 """The command ``python -m perl_pipeline.bench``; the tool lives in :mod:`perl_pipeline.tools.bench`."""
 
-import sys
-
-from perl_pipeline.tools.bench.cli import main
+from perl_pipeline.tools.bench import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,8 +1,6 @@
 """The command ``python -m perl_pipeline.sweep``; the tool lives in :mod:`perl_pipeline.tools.sweep`."""
 
-import sys
-
 from perl_pipeline.tools.sweep import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

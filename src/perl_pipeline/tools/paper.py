@@ -42,15 +42,8 @@ from perl_pipeline.tools.sweep import (
 logger = logging.getLogger(__name__)
 
 ARTEFACTS = (*ABLATIONS, "dynamics")
-_WORDS = {  # what users type -> artefacts
-    "table3": ("table3",),
-    "table4": ("table4",),
-    "fig3": ("fig3_layer", "fig3_steps"),
-    "fig3_layer": ("fig3_layer",),
-    "fig3_steps": ("fig3_steps",),
-    "dynamics": ("dynamics",),
-    "all": ARTEFACTS,
-}
+# what users type -> artefacts: each artefact's name, fig3 for both panels, all
+_WORDS = {a: (a,) for a in ARTEFACTS} | {"fig3": ("fig3_layer", "fig3_steps"), "all": ARTEFACTS}
 
 
 def parse_artefacts(words: Sequence[str]) -> list[str]:
@@ -120,29 +113,23 @@ def run_paper(
             for artefact, name, values in runs:
                 label = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"paper-{artefact}-{name}-{stamp}")
                 distinct.setdefault(_key(values), (label, values))
-            revs = dict(
-                zip(
-                    distinct, run_experiments(project, list(distinct.values()), jobs, reuse=True), strict=True
-                )
-            )
-            order = [(a, n, v, revs[_key(v)]) for a, n, v in runs]
-            results = recorded_results(project_path, [rev for *_, rev in order], project.stages["data"])
-        for (artefact, name, values, rev), (metrics, per_step) in zip(order, results, strict=True):
+            names = run_experiments(project, list(distinct.values()), jobs, reuse=True)
+            rev_of = dict(zip(distinct, names, strict=True))
+            revs = [rev_of[_key(values)] for *_, values in runs]
+            results = recorded_results(project_path, revs, project.stages["data"])
+        for (artefact, name, values), rev, (metrics, per_step) in zip(runs, revs, results, strict=True):
             setting = ", ".join(f"{k}={v}" for k, v in values)
             rows.setdefault(artefact, []).append((name, setting, rev, metrics, per_step))
 
-    nodes = [f"paper_{a}" for a in rows] + [f"paper_dynamics_{p}" for p in protocols]
+    outputs = [*rows, *(f"dynamics_{p}" for p in protocols)]  # each one node's Markdown table
     with project.session() as session:
         catalog = session.load_context().catalog
         for artefact, results in rows.items():
             catalog.save(f"paper.{artefact}.rows", ablation_rows(results))
     with project.session() as session:
-        session.run(pipeline_names=["paper"], node_names=nodes)
+        session.run(pipeline_names=["paper"], node_names=[f"paper_{name}" for name in outputs])
     data = project_path / project.stages["data"] / "08_reporting" / "paper"
-    written = {a: data / f"{a}.md" for a in rows} | {
-        f"dynamics_{p}": data / f"dynamics_{p}.md" for p in protocols
-    }
-    return written
+    return {name: data / f"{name}.md" for name in outputs}
 
 
 def _key(values: Sequence[tuple[str, object]]) -> str:
@@ -175,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("artefacts", nargs="+", help="table3, table4, fig3 [layer|steps], dynamics or all")
-    parser.add_argument("--env", default=None, help="Kedro environment (default: params.yaml's kedro_env)")
+    parser.add_argument("--env", help="Kedro environment (default: params.yaml's kedro_env)")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments run at a time (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -53,26 +54,19 @@ class SweepBusy(ConfigError):
 
 
 def parse_setting(argument: str) -> tuple[str, list]:
-    """'perl.steps=0,1,2' -> ('perl.steps', [0, 1, 2]); brackets keep their commas."""
+    """'perl.steps=0,1,2' -> ('perl.steps', [0, 1, 2]): the values read as one YAML list, so
+    brackets keep their commas."""
     key, sep, values = argument.partition("=")
     if not sep or not key or not values:
         raise ValueError(f"expected key=value[,value...], got {argument!r}")
-    parts, depth, current = [], 0, ""
-    for char in values:
-        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    if depth != 0:
-        raise ValueError(f"unbalanced brackets in {argument!r}")
-    return key, [_value(part) for part in [*parts, current]]
+    try:
+        return key, [_value(value) for value in yaml.safe_load(f"[{values}]")]
+    except yaml.YAMLError:
+        raise ValueError(f"unbalanced brackets in {argument!r} (or a value that is not YAML)") from None
 
 
-def _value(text: str):
-    """YAML, plus the numbers YAML 1.1 leaves as strings (1e-3)."""
-    value = yaml.safe_load(text)
+def _value(value):
+    """A YAML value, with the numbers YAML 1.1 leaves as strings (1e-3) made numbers."""
     if isinstance(value, str):
         try:
             return float(value)
@@ -90,10 +84,7 @@ def nested(key: str, value) -> dict:
 
 def fixed_params(fixed: Sequence[tuple[str, object]]) -> dict:
     """The ``--with`` settings as one nested parameters dict."""
-    out: dict = {}
-    for key, value in fixed:
-        out = merged(out, nested(key, value))
-    return out
+    return functools.reduce(merged, (nested(key, value) for key, value in fixed), {})
 
 
 def parse_fixed(argument: str) -> tuple[str, object]:
@@ -106,16 +97,12 @@ def parse_fixed(argument: str) -> tuple[str, object]:
 
 def summarize(metrics: Mapping[str, Any], per_step: Iterable[Mapping[str, Any]]) -> dict:
     """One sweep row from a base_to_novel report's DVC metrics and per-step rows."""
-    mean_of_hms, hm_of_means = metrics[AVERAGE_MEAN_OF_HMS], metrics[AVERAGE_HM_OF_MEANS]
+    mean_of_hms = metrics[AVERAGE_MEAN_OF_HMS]
     return {
         "trainable_parameters": int(metrics["trainable_parameters"]),
-        "base": mean_of_hms["base"],
-        "novel": mean_of_hms["novel"],
-        "hm": mean_of_hms["hm"],
-        "hm_of_means": hm_of_means["hm"],
-        "zeroshot_base": mean_of_hms["zeroshot_base"],
-        "zeroshot_novel": mean_of_hms["zeroshot_novel"],
-        "zeroshot_hm": mean_of_hms["zeroshot_hm"],
+        **{key: mean_of_hms[key] for key in ("base", "novel", "hm")},
+        "hm_of_means": metrics[AVERAGE_HM_OF_MEANS]["hm"],
+        **{key: mean_of_hms[key] for key in ("zeroshot_base", "zeroshot_novel", "zeroshot_hm")},
         "image_alignment": mean_of_hms["image_alignment_base"],
         "text_alignment": mean_of_hms["text_alignment_base"],
         "base_steps": step_means(per_step, "base"),  # every benchmark, your own too
@@ -148,19 +135,6 @@ def to_markdown(table: pl.DataFrame, fixed: Sequence[tuple[str, object]] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def check_settings(
-    settings: Sequence[tuple[str, list]], params: Mapping[str, Any], used: Sequence[str]
-) -> None:
-    """Check every setting before the first run: the typed configuration built with the value
-    merged in, plus the backbone's architecture check."""
-    for key, values in settings:
-        section = key.split(".")[0]
-        if section not in params:
-            raise ConfigError(f"sweep argument {key}: no parameter {section!r} (known: {sorted(params)})")
-        rows = [(f"sweep argument {key}={_flow(value)}", [(key, value)]) for value in values]
-        check_rows(rows, params, used)
-
-
 def check_rows(
     rows: Sequence[tuple[str, Sequence[tuple[str, Any]]]], params: Mapping[str, Any], used: Sequence[str]
 ) -> None:
@@ -191,7 +165,15 @@ def run_sweep(
     project_path = Path(project_path).resolve()
     with one_sweep_at_a_time(project_path):
         project = Project.open(project_path, env, conf_source)
-        check_settings(settings, merged(project.params, fixed_params(fixed)), project.used)
+        params = merged(project.params, fixed_params(fixed))
+        for key, values in settings:
+            if (section := key.split(".")[0]) not in params:
+                raise ConfigError(f"sweep argument {key}: no parameter {section!r} (known: {sorted(params)})")
+            check_rows(
+                [(f"sweep argument {key}={_flow(value)}", [(key, value)]) for value in values],
+                params,
+                project.used,
+            )
         project.check_env("sweep")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         rows = [(key, value) for key, values in settings for value in values]
@@ -379,7 +361,7 @@ def sweep_experiments(shown: list[dict], params_file: str) -> list[tuple[str, An
         try:
             value = _get(record["params"] or {}, match["key"])
         except (KeyError, TypeError):
-            value = _value(match["value"])
+            value = _value(yaml.safe_load(match["value"]))
         found.append((match["stamp"], int(match["index"]), match["key"], value, name))
     latest = max((stamp for stamp, *_ in found), default="")
     return [(key, value, name) for stamp, _, key, value, name in sorted(found) if stamp == latest]
@@ -391,24 +373,18 @@ def rebuild_table(
     """The latest sweep's table from DVC's records alone, e.g. of experiments pulled from a git
     remote with ``dvc exp pull`` on another machine (their metrics and per-step plots are in git);
     nothing is run. Saved like a sweep's (``ablations.table`` / ``ablations.markdown``)."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
     project_path = Path(project_path).resolve()
-    stages = yaml.safe_load((project_path / "params.yaml").read_text())
+    project = Project.open(project_path, env, conf_source)
     shown = json.loads(_dvc(project_path, "exp", "show", "--json"))
-    experiments = sweep_experiments(shown, stages["params_file"])
+    experiments = sweep_experiments(shown, project.stages["params_file"])
     if not experiments:
         raise ConfigError(
             f"no sweep experiment on the current commit of {project_path}: run a sweep, or fetch one "
             "with `dvc exp pull <git remote> <name>` (`dvc exp list <git remote>` lists them)"
         )
     logger.info("sweep table: %d experiments from DVC's records", len(experiments))
-    table = tabulate(project_path, experiments, data=stages["data"])
-    bootstrap_project(project_path)
-    with KedroSession.create(
-        project_path=project_path, env=env or stages["kedro_env"], conf_source=conf_source
-    ) as session:
+    table = tabulate(project_path, experiments, data=project.stages["data"])
+    with project.session() as session:
         save_table(session, table)
     return table
 
@@ -516,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "dvc exp pull); runs nothing",
     )
     parser.add_argument(
-        "--env", default=None, help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
+        "--env", help="Kedro environment (default: params.yaml's kedro_env, which it must be)"
     )
     parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments run at a time (default 1)")
     parser.add_argument(
@@ -528,17 +504,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a setting held fixed under every row, e.g. training.lr=1e-4 (repeatable)",
     )
     args = parser.parse_args(argv)
-    if args.table:
-        if args.settings or args.fixed:
-            parser.error("--table rebuilds a table from DVC's records: it takes no settings")
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        try:
-            table = rebuild_table(env=args.env)
-        except ConfigError as exc:
-            parser.error(str(exc))
-        logger.info("sweep table:\n%s", to_markdown(table))
-        return
-    if not args.settings:
+    if args.table and (args.settings or args.fixed):
+        parser.error("--table rebuilds a table from DVC's records: it takes no settings")
+    if not args.table and not args.settings:
         parser.error("give at least one key=value[,value...] setting (or --table)")
     try:
         settings = [parse_setting(s) for s in args.settings]
@@ -546,11 +514,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        table = run_sweep(settings, env=args.env, fixed=fixed, jobs=args.jobs)
-    except ConfigError as exc:  # raised by check_settings, before any run
+    try:  # a ConfigError comes before any run
+        if args.table:
+            table = rebuild_table(env=args.env)
+        else:
+            table = run_sweep(settings, env=args.env, fixed=fixed, jobs=args.jobs)
+    except ConfigError as exc:
         parser.error(str(exc))
-    logger.info("sweep finished:\n%s", to_markdown(table, fixed))
+    logger.info("sweep %s:\n%s", "table" if args.table else "finished", to_markdown(table, fixed))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import perl_pipeline.tools.rehearse.run as run
-from perl_pipeline.tools.rehearse.__main__ import main
+from perl_pipeline.tools.rehearse import main
 
 
 def _no_rehearsal(*args, **kwargs):

@@ -51,8 +51,13 @@ def measure(
     def call(name: str) -> float:
         if before is not None:
             before(name)
-        reset_peak_memory(device)
-        seconds = _timed_call(calls[name], device)
+        if device.type == "cuda":  # a fresh peak per call (a process RSS peak cannot reset)
+            torch.cuda.reset_peak_memory_stats(device)
+        synchronize(device)
+        start = time.perf_counter()
+        calls[name]()
+        synchronize(device)
+        seconds = time.perf_counter() - start
         peaks[name] = max(peaks[name], peak_memory_mb(device))
         return seconds
 
@@ -95,14 +100,6 @@ def count_work(fn: Callable[[], object]) -> tuple[float, int]:
     return float(flops.get_total_flops()), calls.ops
 
 
-def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
 def dtype_name(device: torch.device) -> str:
     """The compute precision `autocast(device)` gives."""
     from perl_pipeline.device import autocast_dtype
@@ -116,12 +113,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a fresh peak for the next measurement (CUDA only: a process RSS peak cannot reset)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory_mb(device: torch.device) -> float:

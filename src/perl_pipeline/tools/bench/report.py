@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from string import Formatter
 
-from perl_pipeline.models import PERL
+from perl_pipeline.config import split_depths
 from perl_pipeline.tools.bench.workloads import WORKLOAD_LABELS
 
 INFERENCE_RATIO_TARGET = 2.5  # PERL inference time per image / zero-shot, at most
@@ -14,24 +14,9 @@ SEEDS_SPEEDUP_TARGET = {"cpu": 1.0, "gpu": 2.0}  # seeds together / one at a tim
 LAST_BLOCK_SHARE = 2 / 12  # the read-out-only last block: K and V of every token, 2 of 12 d² per token
 
 
-@dataclass(frozen=True)
-class Target:
-    """A speed target checked on this run's figures."""
-
-    name: str
-    value: float
-    threshold: float
-    passed: bool
-
-
-def theoretical_ratio(model: PERL, last_block_readout_only: bool = False) -> float:
-    """Block evaluations per image relative to zero-shot (docs/method.md §5, §2.7)."""
-    blocks = len(model.clip.visual.transformer.resblocks)
-    return block_ratio(model.depths[0], model.steps, blocks, last_block_readout_only)
-
-
 def block_ratio(first_depth: int, steps: int, blocks: int, last_block_readout_only: bool = False) -> float:
-    """(J_1 + (K + 1)(L - J_1)) / L, or with the last block at the read-out only
+    """Block evaluations per image relative to zero-shot (docs/method.md §5, §2.7):
+    (J_1 + (K + 1)(L - J_1)) / L, or with the last block at the read-out only
     (J_1 + (K + 1)(L - J_1 - 1 + 1/6)) / L; J_1 is the first (or only) injection depth."""
     refined = blocks - first_depth - (1 - LAST_BLOCK_SHARE if last_block_readout_only else 0)
     return (first_depth + (steps + 1) * refined) / blocks
@@ -86,144 +71,123 @@ def compute_ratios(
     }
 
 
-def check_targets(ratios: dict, device: str = "cpu") -> list[Target]:
-    """The speed targets: the inference ratio per batch size, the text speed-up per prompt count,
-    and seeds together against one at a time (no slower on a CPU, twice as fast on a GPU)."""
-    inference, limit = ratios["inference_vs_zero_shot"], INFERENCE_RATIO_TARGET
-    speedup, floor = ratios["text_uncut_vs_cut"], TEXT_SPEEDUP_TARGET
+def check_targets(ratios: dict, device: str = "cpu") -> list[dict]:
+    """The speed targets (name, value, threshold, passed): the inference ratio per batch size, the
+    text speed-up per prompt count, and seeds together against one at a time (no slower on a CPU,
+    twice as fast on a GPU)."""
+    limit, floor = INFERENCE_RATIO_TARGET, TEXT_SPEEDUP_TARGET
     targets = [
-        Target(f"PERL inference / zero-shot at batch {b} <= {limit}", v, limit, v <= limit)
-        for b, v in inference.items()
+        (f"PERL inference / zero-shot at batch {b} <= {limit}", v, limit, v <= limit)
+        for b, v in ratios["inference_vs_zero_shot"].items()
     ]
     targets += [
-        Target(f"text uncut / cut speed-up at {n} prompts >= {floor}", v, floor, v >= floor)
-        for n, v in speedup.items()
+        (f"text uncut / cut speed-up at {n} prompts >= {floor}", v, floor, v >= floor)
+        for n, v in ratios["text_uncut_vs_cut"].items()
     ]
     together = ratios.get("seeds_together_vs_one_at_a_time")
     if together is not None:
         floor = SEEDS_SPEEDUP_TARGET["cpu" if device == "cpu" else "gpu"]
-        name = f"seeds together / one at a time, images/s, >= {floor}"
-        targets.append(Target(name, together, floor, together >= floor))
-    return targets
+        targets.append(
+            (f"seeds together / one at a time, images/s, >= {floor}", together, floor, together >= floor)
+        )
+    return [dict(zip(("name", "value", "threshold", "passed"), target, strict=True)) for target in targets]
+
+
+TABLES = {  # part of the result: (column headers, row template over the row and its computed cells)
+    "image": (
+        ("image encoder", "batch", "median s", "reps", "images/s", "ms/image", "peak MiB"),
+        "{label:<18}{batch:>6}{seconds:>11.4f}{repeats:>6}{images_per_s:>11.2f}{ms_per_image:>11.2f}"
+        "{peak_memory_mb:>10.0f}",
+    ),
+    "text": (
+        ("PERL text features", "cut", "tokens", "median s", "reps", "prompts/s", "peak MiB"),
+        "{label:<20}{cut:>5}{tokens:>8}{seconds:>11.4f}{repeats:>6}{prompts_per_s:>11.1f}{peak_memory_mb:>10.0f}",
+    ),
+    "seeds": (
+        ("training step", "seeds", "batch", "median s", "reps", "images/s", "per seed", "peak MiB"),
+        "{label:<26}{seeds:>6}{batch:>6}{seconds:>11.4f}{repeats:>6}{images_per_s:>10.2f}{per_seed:>10.2f}"
+        "{peak_memory_mb:>10.0f}",
+    ),
+    "evaluation": (
+        ("evaluation (JPEGs)", "decode", "images", "workers", "median s", "reps", "images/s"),
+        "{label:<26}{decode:>7}{images:>7}{workers:>8}{seconds:>11.4f}{repeats:>6}{images_per_s:>10.2f}",
+    ),
+    "loops": (
+        ("reasoning loop (Table 4)", "J", "params", "batch", "median s", "ms/image", "/ zero-shot", "theory"),
+        "{variant:<18}{depths:>12}{parameters:>8}{batch:>6}{seconds:>11.4f}{ms_per_image:>10.2f}"
+        "{vs_zero_shot:>12.2f}{theory:>8.2f}",
+    ),
+}
 
 
 def format_report(result: dict) -> str:
     """The figures as plain-text tables."""
-    h, s = result["header"], result["settings"]
-    j, k, depth = s["split_layer"], s["steps"], h["blocks"]
-    blocks = j + (k + 1) * (depth - j)
-    theory = f"{h['theoretical_ratio']:.2f} = (J + (K+1)(L-J))/L = {blocks}/{depth}"
+    h, s, ratios = result["header"], result["settings"], result["ratios"]
+    j, k, depth, seeds = s["split_layer"], s["steps"], h["blocks"], s["seeds"]
+    theory = f"{h['theoretical_ratio']:.2f} = (J + (K+1)(L-J))/L = {j + (k + 1) * (depth - j)}/{depth}"
     theory_last = f"{h['theoretical_ratio_last_block']:.2f} = (J + (K+1)(L-J-5/6))/L"
+    load, others = h["load_average_start"], h["others_cpu_share"]
     lines = [
         f"PERL benchmark | {h['device']}: {h['device_name']} | torch {h['torch']} | "
         f"open_clip {h['open_clip']} | {h['dtype']}",
         f"model {h['model']} (random weights), J={j} K={k} L={depth} | warm-up {s['warmup']}, "
         f"median of up to {s['repeats']} repeats (~{s['budget_s']:g} s per measurement)",
         f"peak memory: {h['memory']}",
-        f"other processes: 1-min load {_number(h['load_average_start'])} before the run, "
-        f"{_percent(h['others_cpu_share'])} of all CPU time during it (they skew the figures)",
-        "",
-        f"{'image encoder':<18}{'batch':>6}{'median s':>11}{'reps':>6}{'images/s':>11}"
-        f"{'ms/image':>11}{'peak MiB':>10}",
+        f"other processes: 1-min load {'n/a' if load is None else f'{load:.2f}'} before the run, "
+        f"{'n/a' if others is None else f'{100 * others:.0f}%'} of all CPU time during it "
+        "(they skew the figures)",
     ]
-    for row in result["image"]:
-        lines.append(
-            f"{WORKLOAD_LABELS[row['workload']]:<18}{row['batch']:>6}{row['seconds']:>11.4f}"
-            f"{row['repeats']:>6}{row['images_per_s']:>11.2f}{row['ms_per_image']:>11.2f}"
-            f"{row['peak_memory_mb']:>10.0f}"
-        )
+    evaluation_labels = {
+        "decode_only": "decode only (ceiling)",
+        "zero_shot_evaluate": "evaluate zero-shot CLIP",
+        "predict": "predict (1 adapter, top-5)",
+        "evaluate_jacobian": f"evaluate {seeds} seeds + Jacobian",
+    }
+    computed = {  # the cells of a row that its figures give only through a label or a sum
+        "image": lambda row: {"label": WORKLOAD_LABELS[row["workload"]]},
+        "text": lambda row: {"label": f"{row['prompts']} prompts", "cut": "yes" if row["cut"] else "no"},
+        "seeds": lambda row: {
+            "label": f"{row['seeds']} seeds together" if row["workload"] != "train_one_seed" else "1 seed",
+            "per_seed": row["images_per_s"] / row["seeds"],
+        },
+        "evaluation": lambda row: {
+            "label": evaluation_labels.get(row["workload"], f"evaluate {seeds} seeds")
+        },
+        "loops": lambda row: {
+            "depths": ",".join(map(str, split_depths(row["split_layer"]))),
+            "theory": block_ratio(
+                split_depths(row["split_layer"])[0], k, depth, last_block_readout_only=True
+            ),
+        },
+    }
+    for part, (headers, template) in TABLES.items():
+        if result.get(part):
+            widths = [spec.split(".")[0] for _, name, spec, _ in Formatter().parse(template) if name]
+            lines += ["", "".join(f"{head:{width}}" for head, width in zip(headers, widths, strict=True))]
+            lines += [template.format(**{**row, **computed[part](row)}) for row in result[part]]
+
+    def listed(values: dict, name: str, unit: str = "") -> str:
+        return ", ".join(f"{name.format(n)}: {v:.2f}{unit}" for n, v in values.items())
+
     lines += [
         "",
-        f"{'PERL text features':<20}{'cut':>5}{'tokens':>8}{'median s':>11}{'reps':>6}"
-        f"{'prompts/s':>11}{'peak MiB':>10}",
-    ]
-    for row in result["text"]:
-        lines.append(
-            f"{str(row['prompts']) + ' prompts':<20}{'yes' if row['cut'] else 'no':>5}"
-            f"{row['tokens']:>8}{row['seconds']:>11.4f}{row['repeats']:>6}"
-            f"{row['prompts_per_s']:>11.1f}{row['peak_memory_mb']:>10.0f}"
-        )
-    if result.get("seeds"):
-        lines += [
-            "",
-            f"{'training step':<26}{'seeds':>6}{'batch':>6}{'median s':>11}{'reps':>6}"
-            f"{'images/s':>10}{'per seed':>10}{'peak MiB':>10}",
-        ]
-        for row in result["seeds"]:
-            label = "1 seed" if row["workload"] == "train_one_seed" else f"{row['seeds']} seeds together"
-            lines.append(
-                f"{label:<26}{row['seeds']:>6}{row['batch']:>6}{row['seconds']:>11.4f}{row['repeats']:>6}"
-                f"{row['images_per_s']:>10.2f}{row['images_per_s'] / row['seeds']:>10.2f}"
-                f"{row['peak_memory_mb']:>10.0f}"
-            )
-    if result.get("evaluation"):
-        lines += [
-            "",
-            f"{'evaluation (JPEGs)':<26}{'decode':>7}{'images':>7}{'workers':>8}{'median s':>11}"
-            f"{'reps':>6}{'images/s':>10}",
-        ]
-        for row in result["evaluation"]:
-            label = {
-                "decode_only": "decode only (ceiling)",
-                "zero_shot_evaluate": "evaluate zero-shot CLIP",
-                "predict": "predict (1 adapter, top-5)",
-                "evaluate_jacobian": f"evaluate {s['seeds']} seeds + Jacobian",
-            }.get(row["workload"], f"evaluate {s['seeds']} seeds")
-            lines.append(
-                f"{label:<26}{row['decode']:>7}{row['images']:>7}{row['workers']:>8}{row['seconds']:>11.4f}"
-                f"{row['repeats']:>6}{row['images_per_s']:>10.2f}"
-            )
-    if result.get("loops"):
-        lines += [
-            "",
-            f"{'reasoning loop (Table 4)':<18}{'J':>12}{'params':>8}{'batch':>6}{'median s':>11}"
-            f"{'ms/image':>10}{'/ zero-shot':>12}{'theory':>8}",
-        ]
-        for row in result["loops"]:
-            depths = [row["split_layer"]] if isinstance(row["split_layer"], int) else list(row["split_layer"])
-            expected = block_ratio(depths[0], s["steps"], depth, last_block_readout_only=True)
-            lines.append(
-                f"{row['variant']:<18}{','.join(map(str, depths)):>12}{row['parameters']:>8}"
-                f"{row['batch']:>6}{row['seconds']:>11.4f}{row['ms_per_image']:>10.2f}"
-                f"{row['vs_zero_shot']:>12.2f}{expected:>8.2f}"
-            )
-    ratios = result["ratios"]
-    lines += ["", "ratios (same run)"]
-    lines.append(
-        "PERL inference / zero-shot, per image: "
-        + ", ".join(f"batch {b}: {v:.2f}" for b, v in ratios["inference_vs_zero_shot"].items())
-        + f"   (last block at the read-out; theory {theory_last})"
-    )
-    lines.append(
+        "ratios (same run)",
+        f"PERL inference / zero-shot, per image: {listed(ratios['inference_vs_zero_shot'], 'batch {}')}"
+        f"   (last block at the read-out; theory {theory_last})",
         "PERL inference, full last block / zero-shot: "
-        + ", ".join(
-            f"batch {b}: {v:.2f}" for b, v in ratios["inference_full_last_block_vs_zero_shot"].items()
-        )
-        + f"   (theory {theory})"
-    )
-    lines.append(
-        "PERL train step / zero-shot, per image: "
-        + ", ".join(f"batch {b}: {v:.2f}" for b, v in ratios["train_step_vs_zero_shot"].items())
-    )
-    lines.append(
-        "text uncut / cut speed-up: "
-        + ", ".join(f"{n} prompts: {v:.2f}x" for n, v in ratios["text_uncut_vs_cut"].items())
-    )
-    if ratios.get("seeds_together_vs_one_at_a_time") is not None:
-        lines.append(
-            f"{s['seeds']} seeds together / one at a time, images/s: "
-            f"{ratios['seeds_together_vs_one_at_a_time']:.2f}x"
-        )
-    if ratios.get("evaluation_vs_decode_only"):
-        lines.append(
-            "evaluation / decode-only ceiling, images/s: "
-            + ", ".join(f"{d} decode: {v:.2f}" for d, v in ratios["evaluation_vs_decode_only"].items())
-        )
+        f"{listed(ratios['inference_full_last_block_vs_zero_shot'], 'batch {}')}   (theory {theory})",
+        f"PERL train step / zero-shot, per image: {listed(ratios['train_step_vs_zero_shot'], 'batch {}')}",
+        f"text uncut / cut speed-up: {listed(ratios['text_uncut_vs_cut'], '{} prompts', 'x')}",
+    ]
+    if (together := ratios.get("seeds_together_vs_one_at_a_time")) is not None:
+        lines.append(f"{seeds} seeds together / one at a time, images/s: {together:.2f}x")
+    if evaluation := ratios.get("evaluation_vs_decode_only"):
+        lines.append(f"evaluation / decode-only ceiling, images/s: {listed(evaluation, '{} decode')}")
     for decode, cost in ratios.get("jacobian_s_per_image_step", {}).items():
         lines.append(
             f"input-Jacobian norm ({decode} decode): {1000 * cost:.2f} ms per image, step and seed; a "
             f"benchmark adds about jacobian_images x (K+1) x seeds x that, e.g. 32 x {k + 1} x "
-            f"{s['seeds']} x {1000 * cost:.2f} ms = {32 * (k + 1) * s['seeds'] * cost:.1f} s"
+            f"{seeds} x {1000 * cost:.2f} ms = {32 * (k + 1) * seeds * cost:.1f} s"
         )
     if ratios.get("predict_vs_zero_shot_evaluation"):
         lines.append(
@@ -236,11 +200,3 @@ def format_report(result: dict) -> str:
         lines.append(f"{verdict}  {target['name']}: {target['value']:.2f}")
     lines.append(f"\ntotal {result['total_seconds']:.0f} s")
     return "\n".join(lines) + "\n"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"

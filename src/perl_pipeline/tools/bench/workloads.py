@@ -169,12 +169,9 @@ def bench_images(model: PERL, settings: Settings, device: torch.device, tokenize
             before=lambda name: model.train(name == "perl_train_step"),
             count=True,
         )
-        for name in WORKLOADS:
-            seconds = timings[name].seconds
-            fields = {"workload": name, "batch": batch}
-            rows.append(
-                _row(fields, timings[name], images_per_s=batch / seconds, ms_per_image=1000 * seconds / batch)
-            )
+        for name, timing in timings.items():
+            rates = {"images_per_s": batch / timing.seconds, "ms_per_image": 1000 * timing.seconds / batch}
+            rows.append(_row({"workload": name, "batch": batch}, timing, **rates))
     model.eval()
     return rows
 

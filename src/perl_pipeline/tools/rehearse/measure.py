@@ -14,7 +14,6 @@ import torch
 
 from perl_pipeline.tools.bench.harness import peak_memory_mb
 
-_MB = 1 << 20
 _PROC = Path("/proc")
 
 
@@ -36,13 +35,9 @@ class StageRecord:
 
     def to_dict(self) -> dict:
         """The JSON record (``items_per_s`` included; ``peak_gpu_mb`` only where there is one)."""
-        record = asdict(self)
-        record["items_per_s"] = round(self.items_per_s, 3)
-        record["seconds"] = round(self.seconds, 3)
-        record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
-        if self.peak_gpu_mb is None:
-            del record["peak_gpu_mb"]
-        return record
+        rounded = {"seconds": round(self.seconds, 3), "peak_rss_mb": round(self.peak_rss_mb, 1)}
+        record = asdict(self) | rounded | {"items_per_s": round(self.items_per_s, 3)}
+        return {key: value for key, value in record.items() if value is not None}
 
 
 def _rss_kb(pid: int | str) -> int:
@@ -102,4 +97,4 @@ def measure(stage: str, *, unit: str = "", gpu: bool = False, interval: float = 
         sampler.join()
         record.peak_rss_mb = max(peak[0], tree_rss_mb(pid))
         if gpu:
-            record.peak_gpu_mb = torch.cuda.max_memory_allocated() / _MB
+            record.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20

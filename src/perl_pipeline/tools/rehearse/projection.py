@@ -232,15 +232,14 @@ def count_flops(
     """Count :class:`ModelFlops` on ``clip_model``'s architecture (random weights, CPU, one item);
     ``sharing``: share_projector, share_layers (docs/method.md §2.7)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from perl_pipeline.tools.bench.harness import count_work
 
     model, size, tokenizer = _perl_for_counting(clip_model, split_layer, steps, **sharing)
     tokens = tokenizer(["a photo of a great white shark."])
 
     def counted(fn) -> float:
-        with FlopCounterMode(display=False) as counter:
-            fn()
-        return float(counter.get_total_flops())
+        return count_work(fn)[0]
 
     def trained(refine, prefix) -> None:
         """Forward, and backward when there is a projector to train (K > 0)."""

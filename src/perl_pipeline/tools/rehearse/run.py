@@ -1,4 +1,5 @@
-"""Write (or reuse) the replica, run the real Kedro stages on it one by one, measure each.
+"""Write (or reuse) the replica, run the real Kedro stages on it one by one, measure each, and
+write ``rehearsal.json`` and ``rehearsal.md``.
 
 The rehearsal's Kedro configuration is the project's own (``conf/``) copied to ``<out>/conf``
 with one more environment, ``rehearsal``: data layers under ``<out>/data``, ``data_root`` at the
@@ -16,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -27,18 +29,17 @@ from perl_pipeline.pipelines.registry import STAGES
 from perl_pipeline.protocols import ALL_BENCHMARKS, SEEDS, project_root
 from perl_pipeline.tools.rehearse.measure import StageRecord, measure
 from perl_pipeline.tools.rehearse.projection import (
-    EVALUATED,
-    PROTOCOL_BENCHMARKS,
     TRAINED,
     CheckRates,
     GpuTarget,
+    StageWork,
     count_flops,
     count_ops,
+    cpu_seconds,
     protocol_counts,
     protocol_work,
 )
 from perl_pipeline.tools.rehearse.projection import project as project_seconds
-from perl_pipeline.tools.rehearse.report import write_reports
 from perl_pipeline.tools.sweep import merged
 from perl_pipeline.toy.miniature import write_replica
 
@@ -71,24 +72,6 @@ BACKBONES = {  # the model a rehearsal runs on each device: its name, ``clip`` s
         2,
     ),
 }
-
-
-def load_specs(project: Path) -> dict[str, BenchmarkSpec]:
-    """The 15 benchmarks of the project's configuration, by name."""
-    params = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
-    return {name: BenchmarkSpec.from_params(params[name]["benchmark"]) for name in ALL_BENCHMARKS}
-
-
-def write_replicas(
-    specs: dict[str, BenchmarkSpec], root: Path, fraction: float, image_size: str
-) -> tuple[dict[str, BenchmarkSpec], StageRecord]:
-    """Every benchmark's replica under ``root`` (reused when unchanged), measured as one stage."""
-    replicas = {}
-    with measure("replica", unit=UNITS["replica"]) as record:
-        for name in tqdm(specs, desc="replica", unit="benchmark"):
-            replicas[name] = write_replica(specs[name], root, fraction=fraction, image_size=image_size)
-        record.items = sum(n for spec in replicas.values() for n in spec.split_sizes.values())
-    return replicas, record
 
 
 def rehearsal_conf(
@@ -137,17 +120,14 @@ def run_stage(project: Path, conf: Path, stage: str) -> None:
 
 
 def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> int:
-    """What a finished stage processed, read back from its outputs and the replica's sizes."""
-    if stage == "data_preparation":
-        return sum(n for spec in replicas.values() for n in spec.split_sizes.values())
+    """What a finished stage processed: the images drawn and trained on read back from its outputs,
+    the rest from the replica's sizes as the full protocol's are counted."""
     if stage == "few_shot_splits":
         trained = sorted({b for names in TRAINED.values() for b in names})
         return sum(
             pl.read_parquet(data / "05_model_input" / b / "few_shot.parquet")["path"].n_unique()
             for b in trained
         )
-    if stage == "text_features":
-        return sum(spec.num_classes for spec in replicas.values())
     if stage == "training":
         records = [
             json.loads((data / "06_models" / b / subset / f"seed_{seed}.json").read_text())
@@ -156,24 +136,12 @@ def stage_items(stage: str, data: Path, replicas: dict[str, BenchmarkSpec]) -> i
             for seed in SEEDS
         ]
         return sum(r["images"] * r["config"]["training"]["epochs"] for r in records)
-    if stage == "evaluation":
-        return sum(replicas[b].split_sizes["test"] for b in EVALUATED)
-    if stage == "reporting":
-        return len(PROTOCOL_BENCHMARKS)
-    raise ValueError(f"unknown stage {stage!r}")
+    return protocol_counts(replicas)[stage]
 
 
 def _stamps(folder: Path) -> dict[Path, int]:
     """Modification time (ns) of every file under ``folder``."""
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-
-
-def cores() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def check_rates(data: Path, data_root: Path, *, sample: int = 2000) -> CheckRates:
@@ -206,7 +174,12 @@ def project_protocol(
     flops = count_flops(clip_model, **shape)
     ops = count_ops(clip_model, **shape)  # the count does not grow with the batch
     configured = bool(training.get("seeds_together", True))
-    projection = {"model_ops": vars(ops), "seeds_together": configured, "training_steps": {}}
+    projection = {
+        "target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12},
+        "model_ops": vars(ops),
+        "seeds_together": configured,
+        "training_steps": {},
+    }
     for together, key in ((True, "seeds_together"), (False, "seeds_apart")):
         work = protocol_work(
             specs,
@@ -231,9 +204,13 @@ def machine() -> dict:
     from perl_pipeline.tools.bench.harness import device_description, load_average
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
     return {
         "cpu": device_description(torch.device("cpu")),
-        "cores": cores(),
+        "cores": cores,
         "memory_gib": round(memory, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
@@ -251,7 +228,6 @@ def rehearse_and_report(
     projection_model: str | None = "ViT-B-16-quickgelu",
     target: GpuTarget | None = None,
     params: dict | None = None,
-    project: Path | None = None,
 ) -> tuple[Path, Path]:
     """Write (or reuse) the replica under ``<out>/replica``, run the real stages on it, measure the
     per-core check rates, project the full protocol and write both reports."""
@@ -262,12 +238,19 @@ def rehearse_and_report(
     if stages not in ("data", "all"):
         raise ValueError(f"stages must be 'data' or 'all', got {stages!r}")
     out = Path(out).resolve()
-    project = (project or project_root()).resolve()
+    project = project_root().resolve()
     bootstrap_project(project)
     used = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-    specs = load_specs(project)
-    replicas, replica_record = write_replicas(specs, out / "replica", fraction, image_size)
-    records = [replica_record]
+    benchmarks = yaml.safe_load((project / "conf" / "base" / "parameters_benchmarks.yml").read_text())
+    specs = {name: BenchmarkSpec.from_params(benchmarks[name]["benchmark"]) for name in ALL_BENCHMARKS}
+    replicas = {}  # every benchmark's replica (reused when unchanged), measured as one stage
+    with measure("replica", unit=UNITS["replica"]) as record:
+        for name in tqdm(specs, desc="replica", unit="benchmark"):
+            replicas[name] = write_replica(
+                specs[name], out / "replica", fraction=fraction, image_size=image_size
+            )
+        record.items = protocol_counts(replicas)["replica"]
+    records = [record]
     conf = rehearsal_conf(project, out, replicas, used, fraction, params)
     data = out / "data"
     if data.exists():
@@ -286,29 +269,111 @@ def rehearse_and_report(
         record.items = sum(after.get(path) != stamp for path, stamp in before.items())
         records.append(record)
 
-    target = target or GpuTarget()
     rates = check_rates(data, out / "replica")
-    projection = None
-    if projection_model is not None:
-        projection = project_protocol(specs, rates, target, projection_model, project)
-    settings = {
-        "fraction": fraction,
-        "image_size": image_size,
-        "stages": stages,
-        "device": resolve_device(device).type,
-        "backbone": BACKBONES[used][0],
-        "params": params or {},
-        "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} --stages {stages} "
-        f"--image-size {image_size}",
-    }
     document = {
-        "settings": settings,
+        "settings": {
+            "fraction": fraction,
+            "image_size": image_size,
+            "stages": stages,
+            "device": resolve_device(device).type,
+            "backbone": BACKBONES[used][0],
+            "params": params or {},
+            "command": f"python -m perl_pipeline.rehearse --fraction {fraction} --out {out} "
+            f"--stages {stages} --image-size {image_size}",
+        },
         "machine": machine(),
         "stages": [r.to_dict() for r in records],
         "full_protocol_items": protocol_counts(specs),
-        "check_rates_per_core": {"decode": rates.decode, "header": rates.header},
+        "check_rates_per_core": vars(rates),
         "projection": None
-        if projection is None
-        else {"target": {**vars(target), "effective_tflops": target.flops_per_s / 1e12}, **projection},
+        if projection_model is None
+        else project_protocol(specs, rates, target or GpuTarget(), projection_model, project),
     }
-    return write_reports(out, document, records)
+    json_path, md_path = out / "rehearsal.json", out / "rehearsal.md"
+    json_path.write_text(json.dumps(document, indent=2))
+    md_path.write_text(markdown(document, records))
+    return json_path, md_path
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def markdown(document: Mapping, records: Sequence[StageRecord]) -> str:
+    """The records as a table, the machine, and the projection."""
+    s, m, full = document["settings"], document["machine"], document["full_protocol_items"]
+    lines = [
+        "# Full-scale rehearsal",
+        "",
+        f"Replica at fraction {s['fraction']} of the protocol's files ({s['image_size']} JPEGs), "
+        f"backbone {s['backbone']} on {s['device']}, stages: {s['stages']}.",
+        "",
+        f"Machine: {m['cpu']}; {m['cores']} cores, {m['memory_gib']} GiB; GPU: {m['gpu'] or 'none'}; "
+        f"torch {m['torch']}; 1-minute load average before the run {m['load_average_1min_before']:.1f}.",
+        "",
+        "| stage | seconds | peak RSS (MiB) | peak GPU (MiB) | items | items/s | what | in the protocol |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in records:
+        gpu = "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:.0f}"
+        lines.append(
+            f"| {r.stage} | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | {gpu} | {r.items} | "
+            f"{r.items_per_s:.1f} | {r.unit} | {full.get(r.stage, '')} |"
+        )
+    rates, projection = document["check_rates_per_core"], document["projection"]
+    lines += [
+        "",
+        "Peak RSS: this process plus its data-loader workers, sampled every 0.2 s (a Python process "
+        "keeps memory it once used, so a stage's figure includes what earlier stages left). "
+        "'(unchanged inputs)': the stage run again with nothing changed; it must rewrite no output.",
+        "",
+        f"File checks on one core ({s['image_size']} JPEGs): decode {rates['decode']:.0f} files/s, "
+        f"header read {rates['header']:.0f} files/s.",
+    ]
+    if projection:
+        w = next(w for w in projection["work"] if w["stage"] == "data_preparation")
+        work, check, host = StageWork(**w), CheckRates(**rates), projection["target"]["host_cores"]
+        lines.append(
+            f"At these rates, the checks of the protocol's {w['decodes'] + w['headers']:,} files "
+            f"(data_preparation: {w['headers']:,} header reads, {w['decodes']:,} decodes) take "
+            f"{_duration(cpu_seconds(work, check, m['cores']))} on this machine's {m['cores']} cores "
+            f"and {_duration(cpu_seconds(work, check, host))} on {host}."
+        )
+    if projection:
+        t, ops, steps = projection["target"], projection["model_ops"], projection["training_steps"]
+        together, apart = projection["seconds_seeds_together"], projection["seconds_seeds_apart"]
+        configured = "together" if projection["seeds_together"] else "apart"
+        lines += [
+            "",
+            f"## Projection: the full protocol with ViT-B/16 on {t['name']}",
+            "",
+            f"FLOPs and operator calls counted on the real ViT-B/16 architecture ({ops['train_step']:,} "
+            f"per training step of one seed, {ops['train_seeds_step']:,} per step of the 3 seeds together, "
+            f"{ops['eval_batch']:,} per evaluation batch; the count does not grow with "
+            f"the batch). Assumed, not measured: an effective throughput of {t['effective_tflops']:.0f} "
+            f"TFLOP/s ({t['utilisation']:.0%} of a {t['peak_tflops']:.0f} TFLOP/s bf16 peak) and "
+            f"{t['launch_us']:g} µs per operator call (eager dispatch and kernel launch). The GPU takes the "
+            f"larger of compute and steps × calls × latency; JPEG work runs on {t['host_cores']} host "
+            f"cores at this run's per-core rates; a stage takes the larger of the GPU and the host. "
+            f"Training takes {steps['seeds_together']:,} optimiser steps with the 3 seeds together "
+            f"(`training.seeds_together: true`, each step carries every seed's batch) and "
+            f"{steps['seeds_apart']:,} with them apart; this configuration trains them {configured}.",
+            "",
+            f"| stage | TFLOPs | steps or batches (seeds {configured}) | operator calls (seeds {configured}) "
+            "| decodes | header reads | seeds together | seeds apart |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in projection["work"]:
+            lines.append(
+                f"| {w['stage']} | {w['flops'] / 1e12:,.0f} | {w['steps']:,} | {w['steps'] * w['ops']:,} | "
+                f"{w['decodes']:,} | {w['headers']:,} | {_duration(together[w['stage']])} | "
+                f"{_duration(apart[w['stage']])} |"
+            )
+        lines.append(
+            f"| **total** | | | | | | **{_duration(together['total'])}** | **{_duration(apart['total'])}** |"
+        )
+    return "\n".join(lines) + "\n"
