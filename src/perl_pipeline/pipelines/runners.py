@@ -158,17 +158,17 @@ def _run_node(  # noqa: PLR0913
     for hook in hooks:
         manager.register(hook)
     Task(node=node, catalog=catalog, hook_manager=manager, is_async=is_async, run_id=run_id).execute()
-    return {name: catalog.load(name) for name in node.outputs if _in_memory(catalog, name)}
-
-
-def _in_memory(catalog: Any, name: str) -> bool:
-    return isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+    in_memory = [
+        n for n in node.outputs if isinstance(catalog.get(n, fallback_to_runtime_pattern=True), MemoryDataset)
+    ]
+    return {name: catalog.load(name) for name in in_memory}
 
 
 def _node_hooks(hook_manager: Any) -> list:
     """The driver's hooks that act around a node, as bound now, for the workers.
 
     A hook that cannot be pickled stays in the driver, with a warning."""
+    import cloudpickle
     from pluggy import PluginManager
 
     hooks = []
@@ -176,13 +176,11 @@ def _node_hooks(hook_manager: Any) -> list:
         if not any(callable(getattr(plugin, name, None)) for name in NODE_HOOKS):
             continue
         try:
-            import cloudpickle
-
             cloudpickle.dumps(plugin)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             logger.warning("hook %r stays in the driver (cannot be sent to workers: %s)", plugin, exc)
-            continue
-        hooks.append(plugin)
+        else:
+            hooks.append(plugin)
     return hooks
 
 

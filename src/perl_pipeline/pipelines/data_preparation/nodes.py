@@ -7,7 +7,12 @@ from pathlib import Path
 
 import polars as pl
 
+from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.validate import check_data_root, validate_index
 from perl_pipeline.config import DataSourceConfig
+from perl_pipeline.fetch.extract import ExtractLimits
+from perl_pipeline.toy.miniature import write_miniature
 
 logger = logging.getLogger(__name__)
 
@@ -18,12 +23,6 @@ def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceCo
     `benchmark` is its block of parameters_benchmarks.yml. Returns the index: split, path (relative
     to data_root), label, classname. Raises DataRootError, before any work, if data_root is no folder.
     """
-    from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
-    from perl_pipeline.benchmarks.validate import check_data_root, validate_index
-    from perl_pipeline.fetch.extract import ExtractLimits
-    from perl_pipeline.toy.miniature import write_miniature
-
     root = check_data_root(Path(data_root))
     spec = BenchmarkSpec.from_params(benchmark)
     if data_source.kind == "miniature":

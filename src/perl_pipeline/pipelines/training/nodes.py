@@ -5,6 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
+from perl_pipeline.models import TextFeatures, backbone_identity
+from perl_pipeline.training import train_subset
 
 
 def train_seeds(
@@ -22,9 +24,6 @@ def train_seeds(
 ) -> list[dict]:
     """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw:
     per seed, in the order of `seeds`, its projectors (with their recipe), then its training record."""
-    from perl_pipeline.models import TextFeatures, backbone_identity
-    from perl_pipeline.training import train_subset
-
     features, backbone_id = TextFeatures.from_dict(text_features), backbone_identity(clip)
     trained = train_subset(
         few_shot,
