@@ -62,12 +62,9 @@ def own_benchmarks(parameters: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Stages (data_preparation ... reporting), protocols (base_to_novel, cross_dataset,
-    domain_generalization), all_classes when the configuration holds benchmarks of your own,
-    and toy_clip (pretrains the demo's CLIP); `__default__` runs the protocols.
-
-    Your own benchmarks join base_to_novel (base and novel halves of their classes) and make up
-    all_classes (K shots of every class, scored on its test split)."""
+    """The stages, the protocols (`__default__`: all of them), toy_clip, predict and paper. Your own
+    benchmarks join base_to_novel (base and novel halves of their classes) and make up all_classes
+    (K shots of every class, scored on its test split)."""
     own = own_benchmarks(_PARAMETERS[0]()) if _PARAMETERS else ()
     protocols = {
         name: _protocol(protocol, own if name == "base_to_novel" else ())

@@ -165,9 +165,8 @@ def _run_node(  # noqa: PLR0913
 
 
 def _node_hooks(hook_manager: Any) -> list:
-    """The driver's hooks that act around a node, as bound now, for the workers.
-
-    A hook that cannot be pickled stays in the driver, with a warning."""
+    """The driver's hooks that act around a node, as bound now, for the workers (one that cannot be
+    pickled stays in the driver, with a warning)."""
     import cloudpickle
     from pluggy import PluginManager
 

@@ -18,11 +18,9 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceConfig) -> pl.DataFrame:
-    """Fetch (or generate, for the demo) a benchmark under data_root, index it and validate it.
-
-    `benchmark` is its block of parameters_benchmarks.yml. Returns the index: split, path (relative
-    to data_root), label, classname. Raises DataRootError, before any work, if data_root is no folder.
-    """
+    """Fetch (or generate, for the demo) the benchmark of `benchmark` (its parameters_benchmarks.yml
+    block) under data_root, index it (split, path relative to data_root, label, classname) and
+    validate it; DataRootError, before any work, if data_root is no folder."""
     root = check_data_root(Path(data_root))
     spec = BenchmarkSpec.from_params(benchmark)
     if data_source.kind == "miniature":

@@ -92,11 +92,9 @@ def write_partial_report(
     present: list[str],
     rerun: str = "kedro run",
 ) -> None:
-    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`.
-
-    When none is current, an earlier report left in place is marked stale at its top (naming
-    `rerun`, the command that reports the protocol again), so it is never read as this run's.
-    """
+    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`;
+    when none is current, mark an earlier report stale at its top (naming `rerun`), so it is never
+    read as this run's."""
     missing = [b for b in benchmarks if b not in present]
     records = (f"{b}.{training_record(s, seed)}" for b in present for s in ("base", "all") for seed in SEEDS)
     record = next((name for name in records if _exists(catalog, name)), None)  # rebuilt by this run, perhaps
