@@ -131,10 +131,10 @@ class Provenance:
         """The sha256 recorded for an artefact, after checking the file still has it."""
         path = self._path(name)
         record = read_record(name, path)
-        if record is not None:
-            verify(name, path, record, self._fix(None), self._verify_all)
-            return record["sha256"]
-        return None
+        if record is None:
+            return None
+        verify(name, path, record, self._fix(None), self._verify_all)
+        return record["sha256"]
 
     def check_artefact(self, name: str, producer: Node | None) -> None:
         """Refuse (ArtefactProblem, StaleArtefactError) a missing, modified or stale artefact that
@@ -167,11 +167,9 @@ class Provenance:
         if recipe is None or (not strict and None in recipe["inputs"].values()):
             return None
         changes = differences(record["recipe"], recipe)
-        return (
-            StaleArtefactError(f"{name} ({path})", changes, fix)
-            if changes
-            else self._upstream(producer, strict)
-        )
+        if changes:
+            return StaleArtefactError(f"{name} ({path})", changes, fix)
+        return self._upstream(producer, strict)
 
     def _upstream(self, node: Node, strict: bool) -> Exception | None:
         """The first problem of an artefact `node` reads (make's rule: what is made from a stale
