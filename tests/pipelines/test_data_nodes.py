@@ -11,8 +11,8 @@ from perl_pipeline.benchmarks.prepare import build_index
 from perl_pipeline.benchmarks.validate import DataRootError, DatasetValidationError
 from perl_pipeline.config import DataSourceConfig, FewShotConfig
 from perl_pipeline.pipelines.data_preparation.nodes import prepare_benchmark
-from perl_pipeline.pipelines.few_shot_splits import create_pipeline
 from perl_pipeline.pipelines.few_shot_splits.nodes import draw_few_shot_splits
+from perl_pipeline.pipelines.few_shot_splits.pipeline import create_pipeline
 from perl_pipeline.toy.miniature import write_miniature
 from tests.benchmarks.test_validate import write_truncated_jpeg
 

@@ -14,8 +14,10 @@ from kedro_datasets.text import TextDataset
 
 import perl_pipeline.device
 from perl_pipeline.config import EvalConfig, TrainConfig
-from perl_pipeline.pipelines import evaluation, text_features, training
+from perl_pipeline.pipelines.evaluation import pipeline as evaluation
 from perl_pipeline.pipelines.freshness import Provenance
+from perl_pipeline.pipelines.text_features import pipeline as text_features
+from perl_pipeline.pipelines.training import pipeline as training
 from perl_pipeline.provenance import StaleArtefactError, recipe_params
 
 RUN = {"pipeline_names": ["base_to_novel"]}

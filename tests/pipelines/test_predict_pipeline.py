@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from perl_pipeline.pipelines.predict import create_pipeline
 from perl_pipeline.pipelines.predict.nodes import predict_images
+from perl_pipeline.pipelines.predict.pipeline import create_pipeline
 from tests.models.test_adapter import tiny_adapter
 from tests.test_predict import photo
 

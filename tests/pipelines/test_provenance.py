@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from safetensors import safe_open
 
-from perl_pipeline.pipelines.datasets.tensor_dict import METADATA_KEY
+from perl_pipeline.pipelines.datasets import METADATA_KEY
 from perl_pipeline.pipelines.freshness import ArtefactProblem, sidecar_path
 from perl_pipeline.protocols import SEEDS
 from perl_pipeline.provenance import StaleArtefactError

@@ -29,17 +29,15 @@ from perl_pipeline.benchmarks.index import INDEX_SCHEMA
 from perl_pipeline.config import ClipConfig, PerlConfig
 from perl_pipeline.evaluation.metrics import RUN_COLUMNS, TRAJECTORY_COLUMNS
 from perl_pipeline.models import build_perl, load_backbone
-from perl_pipeline.pipelines import (
-    data_preparation,
-    evaluation,
-    few_shot_splits,
-    paper,
-    reporting,
-    text_features,
-    training,
-)
+from perl_pipeline.pipelines.data_preparation import pipeline as data_preparation
+from perl_pipeline.pipelines.evaluation import pipeline as evaluation
 from perl_pipeline.pipelines.evaluation.pipeline import runs as runs_name
 from perl_pipeline.pipelines.evaluation.pipeline import trajectories as trajectories_name
+from perl_pipeline.pipelines.few_shot_splits import pipeline as few_shot_splits
+from perl_pipeline.pipelines.paper import pipeline as paper
+from perl_pipeline.pipelines.reporting import pipeline as reporting
+from perl_pipeline.pipelines.text_features import pipeline as text_features
+from perl_pipeline.pipelines.training import pipeline as training
 from perl_pipeline.pipelines.training.pipeline import projector, training_record
 from perl_pipeline.protocols import SEEDS, SOURCE
 from perl_pipeline.provenance import fingerprint

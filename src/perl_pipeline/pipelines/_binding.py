@@ -13,6 +13,11 @@ def bind(func: Callable, **values) -> Callable:
     return functools.update_wrapper(functools.partial(func, **values), func)
 
 
+def stage_node(func: Callable, inputs: list | dict, outputs: str | list, *tags: str) -> Node:
+    """`func` as a node named after it (after the function `bind` wraps), tagged `tags`."""
+    return Node(func, inputs, outputs, name=func.__name__, tags=list(tags))
+
+
 def per_benchmark(node: Callable[[str], Node], benchmarks: Iterable[str]) -> Pipeline:
     """`node(benchmark)` in every benchmark's namespace; its parameters other than the benchmark's
     own block (``params:benchmark...``) stay shared."""

@@ -47,9 +47,9 @@ def user_command(run_params: Mapping[str, Any]) -> str:
     return command + (f" --conf-source {shlex.quote(str(conf_source))}" if conf_source else "")
 
 
-def user_params(run_params: Mapping[str, Any], drop: Iterable[str] = ()) -> str:
-    """The user's runtime parameters as one ``--params`` option ("" when none), without `drop`."""
-    flat = {k: v for k, v in _flatten(run_params.get("runtime_params") or {}).items() if k not in set(drop)}
+def user_params(run_params: Mapping[str, Any]) -> str:
+    """The user's runtime parameters as one ``--params`` option ("" when none)."""
+    flat = _flatten(run_params.get("runtime_params") or {})
     if not flat:
         return ""
     text = ",".join(f"{key}={_flow(value)}" for key, value in flat.items())
@@ -99,7 +99,7 @@ class Provenance:
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog) -> None:
         producers = self.bind(catalog, run_params)
-        made_here = {out for node in pipeline.nodes for out in node.outputs}
+        made_here = pipeline.all_outputs()
         rebuilt: set[str] = set()
         for node in pipeline.nodes:  # topological order
             if not STAGES & node.tags:
@@ -116,7 +116,7 @@ class Provenance:
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
         path = self._path(dataset_name)
-        if path is not None and STAGES & node.tags and self._catalog is not None:
+        if path is not None and STAGES & node.tags:
             write_record(path, self.recipe(node), dataset_name)
 
     def recipe(self, node: Node) -> dict:
@@ -131,10 +131,10 @@ class Provenance:
         """The sha256 recorded for an artefact, after checking the file still has it."""
         path = self._path(name)
         record = read_record(name, path)
-        if record is not None:
-            verify(name, path, record, self._fix(None), self._verify_all)
-            return record["sha256"]
-        return None
+        if record is None:
+            return None
+        verify(name, path, record, self._fix(None), self._verify_all)
+        return record["sha256"]
 
     def check_artefact(self, name: str, producer: Node | None) -> None:
         """Refuse (ArtefactProblem, StaleArtefactError) a missing, modified or stale artefact that
@@ -167,11 +167,9 @@ class Provenance:
         if recipe is None or (not strict and None in recipe["inputs"].values()):
             return None
         changes = differences(record["recipe"], recipe)
-        return (
-            StaleArtefactError(f"{name} ({path})", changes, fix)
-            if changes
-            else self._upstream(producer, strict)
-        )
+        if changes:
+            return StaleArtefactError(f"{name} ({path})", changes, fix)
+        return self._upstream(producer, strict)
 
     def _upstream(self, node: Node, strict: bool) -> Exception | None:
         """The first problem of an artefact `node` reads (make's rule: what is made from a stale
@@ -229,11 +227,7 @@ class Provenance:
 
     def _path(self, name: str) -> Path | None:
         """The local file or folder of a persistent catalog entry (None for params / memory)."""
-        if name.startswith("params:") or self._catalog is None or name not in self._catalog:
-            return None
-        dataset = self._catalog.get(name)
-        if isinstance(dataset, _Stale):
-            dataset = dataset.wrapped
+        dataset = unwrap(self._catalog.get(name)) if self._catalog is not None else None
         filepath = getattr(dataset, "_filepath", None)
         if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", None):
             return None

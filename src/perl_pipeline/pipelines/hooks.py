@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
 
 
 class CheckModelSettings:
@@ -20,7 +21,7 @@ class CheckModelSettings:
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         try:
             runtime = run_params.get("runtime_params") or {}
-            check_runtime_sections(runtime, _known_sections(pipeline))
+            _check_runtime_sections(runtime, pipeline)
             used = {name for name in pipeline.inputs() if name.startswith("params:")}
             used |= {f"params:{root}" for root in runtime if f"params:{root}" in catalog}
             check_parameters({name.removeprefix("params:"): catalog.load(name) for name in sorted(used)})
@@ -33,12 +34,20 @@ class CheckModelSettings:
         _repeat_in(error, run_params)
 
 
-def check_runtime_sections(runtime_params: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Refuse ``--params`` whose top-level section no pipeline reads (a misspelt ``trainig.lr``),
-    naming the closest known section (ConfigError)."""
+def _check_runtime_sections(runtime_params: Mapping[str, Any], pipeline: Pipeline) -> None:
+    """Refuse ``--params`` whose top-level section no registered pipeline (nor `pipeline`) reads and
+    no typed section has (a misspelt ``trainig.lr``), naming the closest known section (ConfigError)."""
     from perl_pipeline.config import ConfigError
 
-    known = sorted(set(known))
+    names = set(pipeline.inputs()) | {f"params:{section}" for section in [*typed_sections(), "parameters"]}
+    try:
+        from kedro.framework.project import pipelines
+
+        for registered in pipelines.values():
+            names |= set(registered.inputs())
+    except Exception:  # noqa: BLE001 - no project configured (a library test): this pipeline's own
+        pass
+    known = sorted({n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")})
     for root in runtime_params:
         if root not in known:
             close = difflib.get_close_matches(str(root), known, n=1)
@@ -88,22 +97,6 @@ def _repeat_in(error: BaseException, run_params: Mapping[str, Any]) -> None:
         error.args = (repeat_run_settings(error.args[0], run_params), *error.args[1:])
 
 
-def _known_sections(pipeline) -> set[str]:
-    """Top-level parameter sections read by any registered pipeline (and by `pipeline`), and the
-    typed sections."""
-    names = set(pipeline.inputs()) | {f"params:{section}" for section in typed_sections()}
-    try:
-        from kedro.framework.project import pipelines
-
-        for registered in pipelines.values():
-            names |= set(registered.inputs())
-    except Exception:  # noqa: BLE001 - no project configured (a library test): this pipeline's own
-        pass
-    return {n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")} | {
-        "parameters"
-    }
-
-
 class OwnBenchmarks:
     """Let the pipeline registry see the run's parameters: benchmarks of your own (a block in
     conf/local/, or an environment's) join the protocols (`registry.own_benchmarks`)."""
@@ -128,19 +121,11 @@ class OwnBenchmarks:
 
 
 def typed_sections() -> dict[str, type]:
-    """Parameter section -> the typed configuration Kedro builds for the nodes."""
-    from perl_pipeline.config import (
-        ClipConfig,
-        DataSourceConfig,
-        EvalConfig,
-        FewShotConfig,
-        PerlConfig,
-        TrainConfig,
-    )
-    from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
+    """Parameter section -> the typed configuration Kedro builds for the nodes (every `config.Section`)."""
+    import perl_pipeline.toy.config  # noqa: F401 - its sections join the library's
+    from perl_pipeline.config import Section
 
-    classes = (ClipConfig, PerlConfig, TrainConfig, EvalConfig, FewShotConfig, DataSourceConfig)
-    return {cls.SECTION: cls for cls in (*classes, ToyClipConfig, PretrainConfig)}
+    return {cls.SECTION: cls for cls in Section.__subclasses__()}
 
 
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,18 +12,15 @@ from typing import Any
 
 from kedro.pipeline import Pipeline
 
-from perl_pipeline.pipelines import (
-    data_preparation,
-    evaluation,
-    few_shot_splits,
-    paper,
-    predict,
-    reporting,
-    text_features,
-    toy_clip,
-    training,
-)
-from perl_pipeline.pipelines.training.pipeline import training_record
+from perl_pipeline.pipelines.data_preparation import pipeline as data_preparation
+from perl_pipeline.pipelines.evaluation import pipeline as evaluation
+from perl_pipeline.pipelines.few_shot_splits import pipeline as few_shot_splits
+from perl_pipeline.pipelines.paper import pipeline as paper
+from perl_pipeline.pipelines.predict import pipeline as predict
+from perl_pipeline.pipelines.reporting import pipeline as reporting
+from perl_pipeline.pipelines.text_features import pipeline as text_features
+from perl_pipeline.pipelines.toy_clip import pipeline as toy_clip
+from perl_pipeline.pipelines.training import pipeline as training
 from perl_pipeline.protocols import ALL_BENCHMARKS, PROTOCOLS, SEEDS, Protocol
 
 # Evaluation reads the source benchmark's projectors and reporting reads every benchmark's runs:
@@ -37,7 +34,7 @@ def _protocol(protocol: Protocol, own: tuple[str, ...] = ()) -> Pipeline:
     """Every stage a protocol needs, from raw data to its reports (`own` benchmarks join it)."""
     name, subset = protocol.name, protocol.subset
     benchmarks, trained = protocol.benchmarks + own, protocol.trained + own
-    record = f"{trained[0]}.{training_record(subset, SEEDS[0])}"
+    record = f"{trained[0]}.{training.training_record(subset, SEEDS[0])}"
     return (
         data_preparation.create_pipeline(benchmarks)
         + few_shot_splits.create_pipeline(trained)
@@ -65,12 +62,9 @@ def own_benchmarks(parameters: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Stages (data_preparation ... reporting), protocols (base_to_novel, cross_dataset,
-    domain_generalization), all_classes when the configuration holds benchmarks of your own,
-    and toy_clip (pretrains the demo's CLIP); `__default__` runs the protocols.
-
-    Your own benchmarks join base_to_novel (base and novel halves of their classes) and make up
-    all_classes (K shots of every class, scored on its test split)."""
+    """The stages, the protocols (`__default__`: all of them), toy_clip, predict and paper. Your own
+    benchmarks join base_to_novel (base and novel halves of their classes) and make up all_classes
+    (K shots of every class, scored on its test split)."""
     own = own_benchmarks(_PARAMETERS[0]()) if _PARAMETERS else ()
     protocols = {
         name: _protocol(protocol, own if name == "base_to_novel" else ())

@@ -34,20 +34,6 @@ CONNECT_TIMEOUT_S = 20  # seconds to wait for the scheduler named by address / P
 logger = logging.getLogger(__name__)
 
 
-class SchedulerUnreachable(ConnectionError):
-    """The Dask scheduler the run was given does not answer (nothing of the run has started)."""
-
-    def __init__(self, address: str, error: BaseException) -> None:
-        super().__init__(
-            f"no Dask scheduler answered at {address} (from --runner-params address=... or "
-            f"${ADDRESS_VARIABLE}) within {CONNECT_TIMEOUT_S} s: {type(error).__name__}: {error}. "
-            f"Start it and its workers (`dask scheduler --port 8786`, then `dask worker {address}`), "
-            f"correct the address, or leave both unset to run on a LocalCluster started for the run; "
-            "no node has run"
-        )
-        self.address = address
-
-
 class DaskRunner(AbstractRunner):
     """Runs a pipeline's nodes as tasks of a Dask cluster, each as soon as its inputs are ready."""
 
@@ -65,11 +51,10 @@ class DaskRunner(AbstractRunner):
         ``GPU`` resource when any worker declares one."""
         super().__init__(is_async=is_async)
         self._address = address or os.environ.get(ADDRESS_VARIABLE) or None
-        self._n_workers = None if n_workers in (None, "") else _positive(n_workers, "n_workers")
+        self._n_workers = _positive(n_workers, "n_workers", optional=True)
         self._threads = _positive(threads_per_worker, "threads_per_worker")
-        self._torch_threads = (
-            _positive(torch_threads, "torch_threads") if torch_threads not in (None, "") else None
-        ) or (None if self._address else self._threads)
+        torch_threads = _positive(torch_threads, "torch_threads", optional=True)
+        self._torch_threads = torch_threads or (None if self._address else self._threads)
 
     def _get_executor(self, max_workers: int) -> None:
         return None  # the cluster schedules; AbstractRunner's executor loop is not used
@@ -129,7 +114,13 @@ class DaskRunner(AbstractRunner):
         try:
             return Client(self._address, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as error:
-            raise SchedulerUnreachable(self._address, error) from error
+            raise ConnectionError(
+                f"no Dask scheduler answered at {self._address} (from --runner-params address=... or "
+                f"${ADDRESS_VARIABLE}) within {CONNECT_TIMEOUT_S} s: {type(error).__name__}: {error}. Start "
+                f"it and its workers (`dask scheduler --port 8786`, then `dask worker {self._address}`), "
+                "correct the address, or leave both unset to run on a LocalCluster started for the run; "
+                "no node has run"
+            ) from error
 
     @contextlib.contextmanager
     def _local_client(self):
@@ -167,17 +158,16 @@ def _run_node(  # noqa: PLR0913
     for hook in hooks:
         manager.register(hook)
     Task(node=node, catalog=catalog, hook_manager=manager, is_async=is_async, run_id=run_id).execute()
-    return {name: catalog.load(name) for name in node.outputs if _in_memory(catalog, name)}
-
-
-def _in_memory(catalog: Any, name: str) -> bool:
-    return isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+    in_memory = [
+        n for n in node.outputs if isinstance(catalog.get(n, fallback_to_runtime_pattern=True), MemoryDataset)
+    ]
+    return {name: catalog.load(name) for name in in_memory}
 
 
 def _node_hooks(hook_manager: Any) -> list:
-    """The driver's hooks that act around a node, as bound now, for the workers.
-
-    A hook that cannot be pickled stays in the driver, with a warning."""
+    """The driver's hooks that act around a node, as bound now, for the workers (one that cannot be
+    pickled stays in the driver, with a warning)."""
+    import cloudpickle
     from pluggy import PluginManager
 
     hooks = []
@@ -185,17 +175,17 @@ def _node_hooks(hook_manager: Any) -> list:
         if not any(callable(getattr(plugin, name, None)) for name in NODE_HOOKS):
             continue
         try:
-            import cloudpickle
-
             cloudpickle.dumps(plugin)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             logger.warning("hook %r stays in the driver (cannot be sent to workers: %s)", plugin, exc)
-            continue
-        hooks.append(plugin)
+        else:
+            hooks.append(plugin)
     return hooks
 
 
-def _positive(value: int | str, name: str) -> int:
+def _positive(value: int | str | None, name: str, optional: bool = False) -> int | None:
+    if optional and value in (None, ""):
+        return None
     try:
         number = int(value)
     except (TypeError, ValueError):

@@ -7,23 +7,20 @@ from pathlib import Path
 
 import polars as pl
 
+from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
+from perl_pipeline.benchmarks.spec import BenchmarkSpec
+from perl_pipeline.benchmarks.validate import check_data_root, validate_index
 from perl_pipeline.config import DataSourceConfig
+from perl_pipeline.fetch.extract import ExtractLimits
+from perl_pipeline.toy.miniature import write_miniature
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_benchmark(benchmark: dict, data_root: str, data_source: DataSourceConfig) -> pl.DataFrame:
-    """Fetch (or generate, for the demo) a benchmark under data_root, index it and validate it.
-
-    `benchmark` is its block of parameters_benchmarks.yml. Returns the index: split, path (relative
-    to data_root), label, classname. Raises DataRootError, before any work, if data_root is no folder.
-    """
-    from perl_pipeline.benchmarks.prepare import build_index, fetch_benchmark, with_index_sizes
-    from perl_pipeline.benchmarks.spec import BenchmarkSpec
-    from perl_pipeline.benchmarks.validate import check_data_root, validate_index
-    from perl_pipeline.fetch.extract import ExtractLimits
-    from perl_pipeline.toy.miniature import write_miniature
-
+    """Fetch (or generate, for the demo) the benchmark of `benchmark` (its parameters_benchmarks.yml
+    block) under data_root, index it (split, path relative to data_root, label, classname) and
+    validate it; DataRootError, before any work, if data_root is no folder."""
     root = check_data_root(Path(data_root))
     spec = BenchmarkSpec.from_params(benchmark)
     if data_source.kind == "miniature":

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
+from perl_pipeline.benchmarks.few_shot import subset_labels
 from perl_pipeline.config import ClipConfig, EvalConfig, PerlConfig
+from perl_pipeline.evaluation.evaluate import evaluate_projectors
+from perl_pipeline.evaluation.headline import headline_metrics
+from perl_pipeline.models import TextFeatures, backbone_identity, make_adapter
 from perl_pipeline.pipelines.training.pipeline import projector
 
 
@@ -25,9 +31,6 @@ def evaluate_benchmark(
     """Score every seed's ``projector_<subset>_seed_<seed>`` on the test split, per subset
     (("base", "novel") or ("all",)): the per-run table (benchmark, seed, subset, step, accuracy,
     ...) and the trajectories."""
-    from perl_pipeline.evaluation.evaluate import evaluate_projectors
-    from perl_pipeline.models import TextFeatures
-
     trained_subset = "base" if "base" in subsets else "all"  # base-to-novel trains on base classes
     states = {seed: projectors[projector(trained_subset, seed)] for seed in seeds}
     return evaluate_projectors(
@@ -57,12 +60,6 @@ def package_adapters(
 ) -> list[dict]:
     """One `models.Adapter.to_dict()` per seed, in the order of `seeds`: its projectors, the
     backbone, PERL settings, template, trained class names, recipe and headline metrics."""
-    from pathlib import Path
-
-    from perl_pipeline.benchmarks.few_shot import subset_labels
-    from perl_pipeline.evaluation.headline import headline_metrics
-    from perl_pipeline.models import TextFeatures, backbone_identity, make_adapter
-
     features = TextFeatures.from_dict(text_features)
     labels = subset_labels(subset, len(features.classnames))
     pretrained = clip.pretrained

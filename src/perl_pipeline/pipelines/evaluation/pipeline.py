@@ -33,20 +33,20 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
     """Score the benchmark's own projectors (base_to_novel: base-trained, base and novel classes;
     all_classes) or the ImageNet all-class ones (the transfer protocols); where they are its own (and
     for the source under cross_dataset), a second node writes one adapter file per seed."""
-    own = protocol in OWN_PROTOCOLS
-    subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
     trained_subset = "base" if protocol == "base_to_novel" else "all"
+    subsets = ("base", "novel") if protocol == "base_to_novel" else ("all",)
     trained = {name: name for name in (projector(trained_subset, s) for s in seeds)}
-    trained_on = benchmark if own else SOURCE
-    node = Node(
-        bind(evaluate_benchmark, benchmark=benchmark, subsets=subsets, seeds=tuple(seeds)),
-        INPUTS | trained,
-        [f"runs_{protocol}", f"trajectories_{protocol}"],
-        name=f"evaluate_{protocol}",
-        tags=["evaluation"],
-    )
-    nodes = [node]
-    if trained_on == benchmark and protocol != "domain_generalization":  # cross_dataset writes SOURCE's
+    local = protocol in OWN_PROTOCOLS or benchmark == SOURCE  # else: the source's projectors
+    nodes = [
+        Node(
+            bind(evaluate_benchmark, benchmark=benchmark, subsets=subsets, seeds=tuple(seeds)),
+            INPUTS | trained,
+            [f"runs_{protocol}", f"trajectories_{protocol}"],
+            name=f"evaluate_{protocol}",
+            tags=["evaluation"],
+        )
+    ]
+    if local and protocol != "domain_generalization":  # cross_dataset writes SOURCE's
         nodes.append(
             Node(
                 bind(package_adapters, benchmark=benchmark, subset=trained_subset, seeds=tuple(seeds)),
@@ -58,6 +58,5 @@ def create_pipeline(benchmark: str, protocol: str, seeds=SEEDS, **kwargs) -> Pip
                 tags=["evaluation", "adapters"],
             )
         )
-    # transfer: the projectors are the source's
-    source = None if trained_on == benchmark else {n: f"{SOURCE}.{n}" for n in trained}
+    source = None if local else {n: f"{SOURCE}.{n}" for n in trained}
     return Pipeline(nodes, namespace=benchmark, parameters=set(PARAMS.values()), inputs=source)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from perl_pipeline.benchmarks.few_shot import draw_few_shot
+from perl_pipeline.benchmarks.validate import check_drawn_images
 from perl_pipeline.config import DataSourceConfig, FewShotConfig
 
 logger = logging.getLogger(__name__)
@@ -25,9 +27,6 @@ def draw_few_shot_splits(
     by the rule ``few_shot.draw`` (``coop``: CoOp's images; ``sorted``), with the content hash of
     the index. Every drawn image is then decoded completely, unless data_source.check_decode is
     false (`DatasetValidationError` names any that is missing, unreadable or does not decode)."""
-    from perl_pipeline.benchmarks.few_shot import draw_few_shot
-    from perl_pipeline.benchmarks.validate import check_drawn_images
-
     table = draw_few_shot(index, shots=few_shot.shots, seeds=seeds, draw=few_shot.draw)
     if data_source.check_decode:
         check_drawn_images(table, data_root, benchmark=benchmark)

@@ -6,16 +6,16 @@ import logging
 
 import polars as pl
 
+from perl_pipeline.device import resolve_device
+from perl_pipeline.models import adapter_from_dict, load_adapter
+from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes
+
 logger = logging.getLogger(__name__)
 
 
 def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
     """`python -m perl_pipeline.predict` as a node (``options``: images, classes, step, top_k,
     batch_size, pretrained): one row per image found or skipped (path, step, class_i / prob_i, error)."""
-    from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import adapter_from_dict, load_adapter
-    from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes
-
     target = resolve_device(device)
     classifier = load_adapter(adapter_from_dict(adapter), pretrained=options.get("pretrained"), device=target)
     classes = options.get("classes")

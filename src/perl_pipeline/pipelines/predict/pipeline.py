@@ -6,18 +6,15 @@ kedro run --pipelines predict --params "adapter=PATH,predict.images=[FOLDER]"
 
 from __future__ import annotations
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Pipeline
 
+from perl_pipeline.pipelines._binding import stage_node
 from perl_pipeline.pipelines.predict.nodes import predict_images
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """The predict pipeline (not part of the protocols)."""
-    node = Node(
-        predict_images,
-        ["adapter", "params:predict", "params:device"],
-        "predictions",
-        name="predict_images",
-        tags=["predict"],
+    node = stage_node(
+        predict_images, ["adapter", "params:predict", "params:device"], "predictions", "predict"
     )
     return Pipeline([node], namespace="predict", parameters={"params:predict", "params:device"})

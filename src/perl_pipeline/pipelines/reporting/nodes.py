@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from perl_pipeline.evaluation.report import protocol_report
+
 
 def write_report(
     label: str,
@@ -18,8 +20,6 @@ def write_report(
     """Every report of `protocol` (`evaluation.report.protocol_report`) over `benchmarks`, from each
     one's ``runs_<benchmark>`` table and ``benchmark_<benchmark>`` block: results table, results
     Markdown, DVC metrics, per-step table and the figures {file name: Figure}."""
-    from perl_pipeline.evaluation.report import protocol_report
-
     runs = {b: inputs[f"runs_{b}"] for b in benchmarks}
     blocks = {b: inputs[f"benchmark_{b}"] for b in benchmarks if f"benchmark_{b}" in inputs}
     return protocol_report(protocol, runs, blocks, training_record, label)

@@ -40,14 +40,10 @@ class PartialReport:
             node = next((n for n in pipelines.get(protocol, Pipeline([])).nodes if n.name == name), None)
             if node is not None and name not in {n.name for n in pipeline.nodes}:
                 benchmarks = node.func.keywords["benchmarks"]
+                present = _current_runs(catalog, run_params, protocol, benchmarks)
+                rerun = f"{user_command(run_params)} --pipelines {protocol} --only-missing-outputs"
                 write_partial_report(
-                    catalog,
-                    protocol,
-                    benchmarks,
-                    node.outputs,
-                    _current_runs(catalog, run_params, protocol, benchmarks),
-                    rerun=f"{user_command(run_params)} --pipelines {protocol} --only-missing-outputs"
-                    + user_params(run_params),
+                    catalog, protocol, benchmarks, node.outputs, present, rerun + user_params(run_params)
                 )
 
 
@@ -56,17 +52,14 @@ STALE_BANNER = "> **STALE REPORT**"
 
 def _exists(catalog, name: str) -> bool:
     """Whether the artefact exists on disk (a stale marker set by --only-missing-outputs aside)."""
-    dataset = unwrap(catalog.get(name)) if name in catalog else None
+    dataset = unwrap(catalog.get(name))
     return dataset is not None and dataset.exists()
 
 
 def _mark_stale(catalog, markdown: str, rerun: str) -> None:
     """Put a banner at the top of an earlier results.md that no current run backs any more."""
-    dataset = unwrap(catalog.get(markdown)) if markdown in catalog else None
-    if dataset is None or not dataset.exists():
-        return
-    text = dataset.load()
-    if text.startswith(STALE_BANNER):
+    dataset = unwrap(catalog.get(markdown))
+    if dataset is None or not dataset.exists() or (text := dataset.load()).startswith(STALE_BANNER):
         return
     dataset.save(
         f"{STALE_BANNER}: none of its benchmarks' runs matches the last run's settings or artefacts, "
@@ -99,20 +92,13 @@ def write_partial_report(
     present: list[str],
     rerun: str = "kedro run",
 ) -> None:
-    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`.
-
-    When none is current, an earlier report left in place is marked stale at its top (naming
-    `rerun`, the command that reports the protocol again), so it is never read as this run's.
-    """
+    """Report `protocol` over `present` (those of `benchmarks` with current runs), through `catalog`;
+    when none is current, mark an earlier report stale at its top (naming `rerun`), so it is never
+    read as this run's."""
     missing = [b for b in benchmarks if b not in present]
-    records = [
-        f"{b}.{training_record(subset, seed)}"
-        for b in present
-        for subset in ("base", "all")
-        for seed in SEEDS
-        if _exists(catalog, f"{b}.{training_record(subset, seed)}")  # rebuilt by this run, perhaps
-    ]
-    if not present or not records:
+    records = (f"{b}.{training_record(s, seed)}" for b in present for s in ("base", "all") for seed in SEEDS)
+    record = next((name for name in records if _exists(catalog, name)), None)  # rebuilt by this run, perhaps
+    if record is None:
         logger.warning("no %s report written: no benchmark of it has been evaluated yet", protocol)
         _mark_stale(catalog, outputs[OUTPUTS.index("results_markdown")], rerun)
         return
@@ -125,7 +111,7 @@ def write_partial_report(
         label = f"{label} {note}" if label else note
     report = write_report(
         label,
-        catalog.load(records[0]),
+        catalog.load(record),
         protocol=protocol,
         benchmarks=tuple(present),
         **{f"runs_{b}": catalog.load(runs(b, protocol)) for b in present},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Pipeline
 
-from perl_pipeline.pipelines._binding import bind
+from perl_pipeline.pipelines._binding import bind, stage_node
 from perl_pipeline.pipelines.evaluation.pipeline import runs, trajectories
 from perl_pipeline.pipelines.reporting.nodes import collect_trajectories, write_report
 
@@ -18,21 +18,14 @@ def create_pipeline(protocol: str, benchmarks: Sequence[str], training_record: s
     `training_record` names one of its training records. A second node gathers the trajectories."""
     inputs = {"training_record": training_record} | {f"runs_{b}": runs(b, protocol) for b in benchmarks}
     blocks = {f"benchmark_{b}": f"params:{b}.benchmark" for b in benchmarks}
-    node = Node(
+    node = stage_node(
         bind(write_report, protocol=protocol, benchmarks=tuple(benchmarks)),
         {"label": "params:report_label"} | {name: name for name in inputs} | blocks,
         OUTPUTS,
-        name="write_report",
-        tags=["reporting"],
+        "reporting",
     )
     paths = {f"trajectories_{b}": trajectories(b, protocol) for b in benchmarks}
-    gather = Node(
-        collect_trajectories,
-        {name: name for name in paths},
-        "trajectories",
-        name="collect_trajectories",
-        tags=["reporting"],
-    )
+    gather = stage_node(collect_trajectories, {name: name for name in paths}, "trajectories", "reporting")
     return Pipeline(
         [node, gather],
         namespace=protocol,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import open_clip
 import polars as pl
 
+from perl_pipeline.benchmarks.index import label_classnames
 from perl_pipeline.config import ClipConfig
+from perl_pipeline.device import resolve_device
+from perl_pipeline.models import backbone_identity, class_text_features, load_backbone, text_features_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -17,17 +21,6 @@ def encode_class_prompts(
     """Fill the benchmark's template with each class name (label order) and encode the prompts once:
     `TextFeatures.to_dict()`, with the recipe (backbone, weights, J, template, class list) that any
     later use is checked against."""
-    import open_clip
-
-    from perl_pipeline.benchmarks.index import label_classnames
-    from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import (
-        backbone_identity,
-        class_text_features,
-        load_backbone,
-        text_features_recipe,
-    )
-
     classnames = label_classnames(index)
     prompts = [template.format(name.replace("_", " ")) for name in classnames]
     identity = backbone_identity(clip)

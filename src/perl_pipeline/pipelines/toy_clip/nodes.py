@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 
+import open_clip
 import polars as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig
+from perl_pipeline.device import resolve_device
+from perl_pipeline.models import image_size, load_clip
+from perl_pipeline.toy import world as toy_world
+from perl_pipeline.toy.config import PretrainConfig, ToyClipConfig  # imports torch and open_clip already
+from perl_pipeline.toy.pretrain import pretrain_clip
 
 logger = logging.getLogger(__name__)
 
 
 def make_pretraining_pairs(toy_clip: ToyClipConfig) -> pl.DataFrame:
     """Scenes of every concept but the held-out ones, each with a caption (one row per pair)."""
-    from perl_pipeline.toy import world as toy_world
-
     seen = _seen_concepts(toy_clip)
     scenes = toy_world.sample_scenes(seen, toy_clip.pairs, toy_world.Shift(), toy_clip.seed)
     texts = toy_world.captions(scenes, toy_world.CaptionStyle(toy_clip.templates), toy_clip.seed + 1)
@@ -30,14 +36,6 @@ def pretrain_toy_clip(
 ) -> tuple[dict, dict]:
     """Pretrain `toy_clip.model_name` from random weights on the pairs, contrastively: its weights
     (fp16, a few MB) and its record (`PretrainResult.record`)."""
-    import open_clip
-    import torch
-
-    from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import image_size, load_clip
-    from perl_pipeline.toy import world as toy_world
-    from perl_pipeline.toy.pretrain import pretrain_clip
-
     model = load_clip(toy_clip.model_name, None, init_seed=toy_clip.init_seed)
     tokens = open_clip.get_tokenizer(toy_clip.model_name)(pairs["caption"].to_list())
     dataset = toy_world.RenderedScenes(pairs, tokens, image_size(model), toy_world.Shift())
@@ -57,14 +55,6 @@ def pretrain_toy_clip(
 def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
     """Zero-shot top-1 over all 64 concepts, on seen and held-out concepts, in the pretraining
     world and in the demo's shifted world (chance 1/64)."""
-    import open_clip
-    import torch
-    import torch.nn.functional as F
-
-    from perl_pipeline.device import resolve_device
-    from perl_pipeline.models import load_clip
-    from perl_pipeline.toy import world as toy_world
-
     model = load_clip(toy_clip.model_name, None)
     model.load_state_dict(weights)
     target = resolve_device(device)
@@ -91,20 +81,11 @@ def probe_toy_clip(weights: dict, toy_clip: ToyClipConfig, device: str) -> dict:
 
 def _seen_concepts(toy_clip: ToyClipConfig) -> list[str]:
     """The concepts pretraining shows: all but the held-out ones."""
-    from perl_pipeline.toy import world as toy_world
-
     return [c for c in toy_world.concepts() if c not in toy_clip.held_out]
 
 
 def _accuracy(model, text, scenes: pl.DataFrame, shift, classes: list[str], device) -> float:
     """Top-1 of the image features of `scenes` against the class embeddings `text` [C, D]."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader
-
-    from perl_pipeline.models import image_size
-    from perl_pipeline.toy import world as toy_world
-
     labels = torch.tensor(
         [classes.index(f"{c} {s}") for c, s in zip(scenes["colour"], scenes["shape"], strict=True)]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from perl_pipeline.config import ClipConfig, PerlConfig, TrainConfig
+from perl_pipeline.training import train_subset
 
 
 def train_seeds(
@@ -22,8 +23,6 @@ def train_seeds(
 ) -> list[dict]:
     """Train PERL for every seed of one (benchmark, class subset), each on its own few-shot draw:
     per seed, in the order of `seeds`, its projectors (with their recipe), then its training record."""
-    from perl_pipeline.training import train_subset
-
     return train_subset(
         few_shot,
         text_features,
