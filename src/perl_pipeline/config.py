@@ -126,29 +126,21 @@ def _lists_to_tuples(fields: Mapping[str, FieldInfo], values: Mapping) -> dict:
     return {k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()}
 
 
-class Checked(BaseModel):
-    """A :data:`STRICT` model; a YAML list becomes a tuple."""
+class Section(BaseModel):
+    """A :data:`STRICT`, frozen parameter section of conf/ (``SECTION``); a YAML list becomes a
+    tuple, and building it raises :class:`ConfigError`."""
 
     model_config = ConfigDict(**STRICT, frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tuples(cls, values: Any) -> Any:
-        return _lists_to_tuples(cls.model_fields, values) if isinstance(values, Mapping) else values
-
-
-class Section(Checked):
-    """A parameter section of conf/ (``SECTION``); building it raises :class:`ConfigError`."""
-
     SECTION: ClassVar[str] = ""
 
     def __init__(self, **values: Any) -> None:
+        fields = type(self).model_fields
         try:
-            super().__init__(**values)
+            super().__init__(**_lists_to_tuples(fields, values))
         except ValidationError as error:
             section = self.SECTION
             raise ConfigError(
-                _explain(error, type(self).model_fields, values, section, lambda key: f"{section}.{key}")
+                _explain(error, fields, values, section, lambda key: f"{section}.{key}")
             ) from None
 
     @classmethod
@@ -191,7 +183,7 @@ def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
     separated by spaces (``"7 9 11"``: ``kedro run --params`` splits its argument at every comma)."""
     if isinstance(split_layer, str):
         return tuple(int(j) if j.lstrip("-").isdigit() else j for j in split_layer.split())
-    return (split_layer,) if isinstance(split_layer, int) else tuple(split_layer)
+    return tuple(split_layer) if isinstance(split_layer, (list, tuple)) else (split_layer,)
 
 
 def check_perl_settings(
@@ -208,16 +200,14 @@ def check_perl_settings(
     strictly increasing J_1 < ... < J_m lie in 0..L-1 for every refined tower (``depths``: modality
     -> blocks L, when the backbone is known), else J >= 0. ``prefix`` / ``where`` go before the
     names / after the tower in the ConfigError's message (``perl.``, `` of ViT-B-16``)."""
-    if isinstance(split_layer, str):
-        if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
-            raise ConfigError(
-                f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers "
-                "(on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
-            )
-        split_layer = split_depths(split_layer)
-    listed = isinstance(split_layer, (list, tuple)) and all(_is_int(j) for j in split_layer)
-    if not (_is_int(split_layer) or listed):
-        raise ConfigError(f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers")
+    split = split_depths(split_layer)
+    typed = isinstance(split_layer, str)  # kedro run --params: "7 9 11"
+    if not all(_is_int(j) for j in split) or (typed and not split):
+        hint = " (on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
+        raise ConfigError(
+            f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers"
+            + (hint if typed else "")
+        )
     for name, value in (("steps", steps), ("rank", rank)):
         if not _is_int(value):
             raise ConfigError(f"{prefix}{name}={value!r}: expected an integer")
@@ -227,8 +217,7 @@ def check_perl_settings(
         raise ConfigError(f"unknown {prefix}modalities {unknown}; choose from {list(MODALITIES)}")
     if len(set(modalities)) != len(modalities):
         raise ConfigError(f"{prefix}modalities={list(modalities)}: repeated entry")
-    split = split_depths(split_layer)
-    shown = split[0] if isinstance(split_layer, int) else list(split)
+    shown = split[0] if _is_int(split_layer) else list(split)
     if not split or any(b <= a for a, b in zip(split, split[1:], strict=False)):
         raise ConfigError(
             f"{prefix}split_layer={shown}: expected one depth or a strictly increasing list of depths"
