@@ -100,13 +100,11 @@ def _explain(
             unknown = [v for v in value if isinstance(v, bool) or v not in get_args(item)]
             return f"{label}={list(value)!r}: unknown {unknown}; choose from {list(get_args(item))}"
         hint, metadata, value, label = item, (), value[rest[0]], f"{label}[{rest[0]}]"
-    if get_origin(hint) is Annotated:
-        hint, *more = get_args(hint)
-        metadata = (*metadata, *more)
     if first["type"] == "finite_number":  # YAML's .inf / .nan: no setting of this project is infinite
         return f"{label}={value!r}: expected a finite number"
     if first["type"] in ("greater_than", "greater_than_equal", "less_than_equal"):
-        members = [m for a in get_args(hint) if get_origin(a) is Annotated for m in get_args(a)[1:]]
+        # the bounds of the field, or of the Annotated hint or union member that failed
+        members = [m for a in (hint, *get_args(hint)) if get_origin(a) is Annotated for m in get_args(a)[1:]]
         return f"{label}={value!r} must be {_bounds(metadata or members)}"
     return f"{label}={value!r}: expected {_describe(hint, metadata)}"
 
@@ -120,10 +118,16 @@ def _takes_tuple(hint: Any) -> bool:
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, str_min_length=1)
 
 
-def _lists_to_tuples(fields: Mapping[str, FieldInfo], values: Mapping) -> dict:
-    """YAML lists as tuples where a field takes one (strict Pydantic takes no list for a tuple)."""
+def _construct(
+    make: Callable, fields: Mapping[str, FieldInfo], values: Mapping, where: str, name: Callable
+) -> Any:
+    """`make(**values)` with YAML lists as tuples where a field takes one (strict Pydantic takes no
+    list for a tuple); a failed validation raises a ConfigError naming the key as `name` does."""
     tuples = {n for n, f in fields.items() if _takes_tuple(f.annotation)}
-    return {k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()}
+    try:
+        return make(**{k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()})
+    except ValidationError as error:
+        raise ConfigError(_explain(error, fields, values, where, name)) from None
 
 
 class Section(BaseModel):
@@ -134,14 +138,8 @@ class Section(BaseModel):
     SECTION: ClassVar[str] = ""
 
     def __init__(self, **values: Any) -> None:
-        fields = type(self).model_fields
-        try:
-            super().__init__(**_lists_to_tuples(fields, values))
-        except ValidationError as error:
-            section = self.SECTION
-            raise ConfigError(
-                _explain(error, fields, values, section, lambda key: f"{section}.{key}")
-            ) from None
+        section = self.SECTION
+        _construct(super().__init__, type(self).model_fields, values, section, lambda key: f"{section}.{key}")
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
@@ -158,24 +156,17 @@ def build(cls: type, values: Any, where: str) -> Any:
     tuples; a ConfigError names the key as ``<where>: key '<key>'``."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: must be a mapping of settings, got {values!r}")
-    fields = cls.__pydantic_fields__
-    try:
-        return cls(**_lists_to_tuples(fields, values))
-    except ValidationError as error:
-        raise ConfigError(
-            _explain(error, fields, values, where, lambda key: f"{where}: key '{key}'")
-        ) from None
+    return _construct(cls, cls.__pydantic_fields__, values, where, lambda key: f"{where}: key '{key}'")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_precision(precision: Any, label: str = "precision") -> str:
+def check_precision(precision: Any) -> None:
     """The one precision rule (TrainConfig, EvalConfig, autocast): one of :data:`PRECISIONS`."""
-    if isinstance(precision, str) and precision in PRECISIONS:
-        return precision
-    raise ConfigError(f"{label}={precision!r}: expected {_describe(Precision)}")
+    if not (isinstance(precision, str) and precision in PRECISIONS):
+        raise ConfigError(f"precision={precision!r}: expected {_describe(Precision)}")
 
 
 def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:

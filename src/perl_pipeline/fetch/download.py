@@ -1,14 +1,16 @@
-"""Resumable, retried, checksum-verified and atomic HTTP downloads (no Kedro).
+"""Resumable, retried, checksum-verified and atomic downloads over HTTP or from Google Drive (no Kedro).
 
 ``download_file`` streams into ``<dest>.part``, resuming an existing one with ``Range``
 (a 200 answer restarts from byte 0). Connection errors, timeouts, cut transfers, 5xx, 408
 and 429 are retried with exponential backoff; other 4xx fail at once. The ``.part`` is
 checked against md5/sha256 before ``os.replace`` onto ``dest``, so ``dest`` is always
-complete and verified.
+complete and verified. ``download_gdrive`` leaves the confirmation page, retries and resuming
+to ``gdown`` and adds the same checks and messages (quota, not public, an HTML page, a cut transfer).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -17,7 +19,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
+import gdown
 import requests
+from gdown.exceptions import DownloadError as GdownDownloadError
+from gdown.exceptions import FileURLRetrievalError
 from requests.exceptions import ChunkedEncodingError
 from tqdm import tqdm
 
@@ -28,6 +33,8 @@ logger = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({408, 429})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+_QUOTA_WORDS = ("quota", "too many users")
+_ACCESS_WORDS = ("sign in", "servicelogin", "access denied", "permission", "request access")
 
 
 class DownloadError(RuntimeError):
@@ -44,11 +51,6 @@ class _TransientError(Exception):
 
 class _RefusedError(Exception):
     """The server refused the file (a 4xx other than 408/429): retrying would not help."""
-
-
-def file_md5(path: Path) -> str:
-    """Return the md5 hex digest of a file, read in 1 MiB blocks."""
-    return file_digests(path, ("md5",))["md5"]
 
 
 def download_file(
@@ -110,6 +112,76 @@ def download_file(
     return digest
 
 
+def download_gdrive(
+    file_id: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    what: str = "",
+    manual_hint: str = "",
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> str:
+    """Download a public Google Drive file to dest; return its sha256 hex digest. A good ``dest`` is
+    reused without network; an interrupted download leaves a ``.part`` the next call resumes from."""
+    dest = Path(dest)
+    what = what or f"Google Drive file {file_id}"
+    expected = sha256.strip().lower() if sha256 else None
+    existing = reuse_verified(dest, sha256=expected)
+    if existing is not None:
+        return existing
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    manual = (
+        f"Manual route: open https://drive.google.com/uc?id={file_id} in a browser (from another "
+        f"network if Google Drive is blocked where you are), download the file and save it as {dest}. "
+        f"{manual_hint}"
+    ).strip()
+    failed = f"{what}: download of Google Drive file {file_id} to {dest} failed"
+    hasher = hashlib.sha256()
+    try:
+        gdown.download(
+            id=file_id,
+            output=str(dest),
+            quiet=not progress,
+            resume=True,
+            use_cookies=False,  # never read or write ~/.cache/gdown/cookies.txt
+            hasher=hasher,
+            timeout=timeout,
+            retries=max(retries, 0),
+        )
+    except FileURLRetrievalError as exc:  # Google Drive sent an HTML page where the file was expected
+        summary = " ".join(str(exc).split())[:400]
+        raise DownloadError(
+            f"{what}: Google Drive answered file {file_id} with an HTML page instead of the file "
+            f"(nothing was written to {dest}): {_html_reason(summary)}. gdown says: {summary!r}. {manual}"
+        ) from exc
+    except (GdownDownloadError, requests.RequestException, OSError) as exc:
+        raise DownloadError(
+            f"{failed}: {exc}. A partial file next to {dest} (ending in .part) is kept; running again "
+            f"resumes from it. {manual}"
+        ) from exc
+    digest = hasher.hexdigest()
+    if expected is not None and digest != expected:
+        dest.unlink()
+        raise ChecksumError(
+            f"{failed}: checksum mismatch: expected sha256 {expected}, got {digest}. The downloaded file "
+            "was removed. Run again to retry; if it fails again the file on Google Drive changed or is "
+            f"corrupt. {manual}"
+        )
+    logger.info("Downloaded Google Drive file %s to %s (sha256 %s)", file_id, dest, digest)
+    return digest
+
+
+def _html_reason(page_says: str) -> str:
+    lowered = page_says.lower()
+    if any(word in lowered for word in _QUOTA_WORDS):
+        return "the download quota for this file is exceeded; it resets within about 24 h"
+    if any(word in lowered for word in _ACCESS_WORDS):
+        return "the file is not public, or Google Drive asks to sign in"
+    return "Google Drive may be blocked or rate-limiting this network, or the file is not public"
+
+
 def _check_digests(path: Path, sha256: str | None, md5: str | None) -> tuple[str, str | None]:
     """(path's sha256; 'expected X, got Y' for the first mismatching checksum, None if all match)."""
     digests = file_digests(path, ("sha256", "md5") if md5 is not None else ("sha256",))
@@ -120,10 +192,8 @@ def _check_digests(path: Path, sha256: str | None, md5: str | None) -> tuple[str
 
 
 def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
-    """Return dest's sha256 if it is already a good copy (no checksum given: any file), else None.
-
-    A dest that does not match is removed with a warning.
-    """
+    """Return dest's sha256 if it is already a good copy (no checksum given: any file), else None
+    (removing, with a warning, a dest that does not match)."""
     if not dest.is_file():
         return None
     digest, problem = _check_digests(dest, sha256, md5)
