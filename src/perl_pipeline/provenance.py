@@ -188,8 +188,7 @@ def clear_digests() -> None:
 
 def sidecar_path(path: Path | str) -> Path:
     """Where the provenance of the artefact at `path` is kept."""
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR)
+    return Path(f"{path}{SIDECAR}")
 
 
 def write_record(path: Path, recipe: dict, dataset: str) -> None:

@@ -79,19 +79,12 @@ def download_file(
     existing = reuse_verified(dest, sha256=sha256, md5=md5)
     if existing is not None:
         return existing
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     shown = (requests.Request("GET", url, params=params).prepare().url or url) if params else url
     manual = (
         manual_hint or f"Check the URL and your network, or fetch the file by hand and save it as {dest}."
     )
-
-    def failure(problem: str, advice: str = "") -> str:
-        """What failed, why, and how to get the file anyway."""
-        subject = f"{what}: " if what else ""
-        text = [f"{subject}download of {shown} to {dest} failed: {problem}.", advice, manual]
-        return " ".join(sentence for sentence in text if sentence)
-
+    failure = partial(_failure, what, shown, dest, manual)
     bar = {"desc": what or dest.name, "disable": None if progress else True}
     with requests.Session() as session:
         get = partial(session.get, url, params=params, stream=True, timeout=timeout)
@@ -131,13 +124,12 @@ def download_gdrive(
     existing = reuse_verified(dest, sha256=expected)
     if existing is not None:
         return existing
-    dest.parent.mkdir(parents=True, exist_ok=True)
     manual = (
         f"Manual route: open https://drive.google.com/uc?id={file_id} in a browser (from another "
         f"network if Google Drive is blocked where you are), download the file and save it as {dest}. "
         f"{manual_hint}"
     ).strip()
-    failed = f"{what}: download of Google Drive file {file_id} to {dest} failed"
+    failure = partial(_failure, what, f"Google Drive file {file_id}", dest, manual)
     hasher = hashlib.sha256()
     try:
         gdown.download(
@@ -157,18 +149,16 @@ def download_gdrive(
             f"(nothing was written to {dest}): {_html_reason(summary)}. gdown says: {summary!r}. {manual}"
         ) from exc
     except (GdownDownloadError, requests.RequestException, OSError) as exc:
-        raise DownloadError(
-            f"{failed}: {exc}. A partial file next to {dest} (ending in .part) is kept; running again "
-            f"resumes from it. {manual}"
-        ) from exc
+        kept = f"A partial file next to {dest} (ending in .part) is kept; running again resumes from it."
+        raise DownloadError(failure(str(exc), kept)) from exc
     digest = hasher.hexdigest()
     if expected is not None and digest != expected:
         dest.unlink()
-        raise ChecksumError(
-            f"{failed}: checksum mismatch: expected sha256 {expected}, got {digest}. The downloaded file "
-            "was removed. Run again to retry; if it fails again the file on Google Drive changed or is "
-            f"corrupt. {manual}"
+        removed = (
+            "The downloaded file was removed. Run again to retry; if it fails again the file on Google "
+            "Drive changed or is corrupt."
         )
+        raise ChecksumError(failure(f"checksum mismatch: expected sha256 {expected}, got {digest}", removed))
     logger.info("Downloaded Google Drive file %s to %s (sha256 %s)", file_id, dest, digest)
     return digest
 
@@ -182,6 +172,13 @@ def _html_reason(page_says: str) -> str:
     return "Google Drive may be blocked or rate-limiting this network, or the file is not public"
 
 
+def _failure(what: str, source: str, dest: Path, manual: str, problem: str, advice: str = "") -> str:
+    """What failed, why, and how to get the file anyway."""
+    subject = f"{what}: " if what else ""
+    text = [f"{subject}download of {source} to {dest} failed: {problem}.", advice, manual]
+    return " ".join(sentence for sentence in text if sentence)
+
+
 def _check_digests(path: Path, sha256: str | None, md5: str | None) -> tuple[str, str | None]:
     """(path's sha256; 'expected X, got Y' for the first mismatching checksum, None if all match)."""
     digests = file_digests(path, ("sha256", "md5") if md5 is not None else ("sha256",))
@@ -193,15 +190,15 @@ def _check_digests(path: Path, sha256: str | None, md5: str | None) -> tuple[str
 
 def reuse_verified(dest: Path, *, sha256: str | None = None, md5: str | None = None) -> str | None:
     """Return dest's sha256 if it is already a good copy (no checksum given: any file), else None
-    (removing, with a warning, a dest that does not match)."""
-    if not dest.is_file():
-        return None
-    digest, problem = _check_digests(dest, sha256, md5)
-    if problem is None:
-        logger.info("%s already present and verified; not downloading", dest)
-        return digest
-    logger.warning("%s exists but does not match (%s); removing it and downloading again", dest, problem)
-    dest.unlink()
+    (removing, with a warning, a dest that does not match, and making the folder for a new one)."""
+    if dest.is_file():
+        digest, problem = _check_digests(dest, sha256, md5)
+        if problem is None:
+            logger.info("%s already present and verified; not downloading", dest)
+            return digest
+        logger.warning("%s exists but does not match (%s); removing it and downloading again", dest, problem)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
     return None
 
 

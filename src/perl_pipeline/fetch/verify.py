@@ -46,8 +46,7 @@ class ChecksumCheck:
 
 def record_path(path: Path | str) -> Path:
     """Where the digests of ``path`` are recorded: ``<path>.verified``."""
-    path = Path(path)
-    return path.with_name(path.name + RECORD_SUFFIX)
+    return Path(f"{path}{RECORD_SUFFIX}")
 
 
 def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | None = None) -> ChecksumCheck:
