@@ -100,13 +100,11 @@ def _explain(
             unknown = [v for v in value if isinstance(v, bool) or v not in get_args(item)]
             return f"{label}={list(value)!r}: unknown {unknown}; choose from {list(get_args(item))}"
         hint, metadata, value, label = item, (), value[rest[0]], f"{label}[{rest[0]}]"
-    if get_origin(hint) is Annotated:
-        hint, *more = get_args(hint)
-        metadata = (*metadata, *more)
     if first["type"] == "finite_number":  # YAML's .inf / .nan: no setting of this project is infinite
         return f"{label}={value!r}: expected a finite number"
     if first["type"] in ("greater_than", "greater_than_equal", "less_than_equal"):
-        members = [m for a in get_args(hint) if get_origin(a) is Annotated for m in get_args(a)[1:]]
+        # the bounds of the field, or of the Annotated hint or union member that failed
+        members = [m for a in (hint, *get_args(hint)) if get_origin(a) is Annotated for m in get_args(a)[1:]]
         return f"{label}={value!r} must be {_bounds(metadata or members)}"
     return f"{label}={value!r}: expected {_describe(hint, metadata)}"
 
@@ -120,36 +118,28 @@ def _takes_tuple(hint: Any) -> bool:
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, str_min_length=1)
 
 
-def _lists_to_tuples(fields: Mapping[str, FieldInfo], values: Mapping) -> dict:
-    """YAML lists as tuples where a field takes one (strict Pydantic takes no list for a tuple)."""
+def _construct(
+    make: Callable, fields: Mapping[str, FieldInfo], values: Mapping, where: str, name: Callable
+) -> Any:
+    """`make(**values)` with YAML lists as tuples where a field takes one (strict Pydantic takes no
+    list for a tuple); a failed validation raises a ConfigError naming the key as `name` does."""
     tuples = {n for n, f in fields.items() if _takes_tuple(f.annotation)}
-    return {k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()}
+    try:
+        return make(**{k: tuple(v) if isinstance(v, list) and k in tuples else v for k, v in values.items()})
+    except ValidationError as error:
+        raise ConfigError(_explain(error, fields, values, where, name)) from None
 
 
-class Checked(BaseModel):
-    """A :data:`STRICT` model; a YAML list becomes a tuple."""
+class Section(BaseModel):
+    """A :data:`STRICT`, frozen parameter section of conf/ (``SECTION``); a YAML list becomes a
+    tuple, and building it raises :class:`ConfigError`."""
 
     model_config = ConfigDict(**STRICT, frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tuples(cls, values: Any) -> Any:
-        return _lists_to_tuples(cls.model_fields, values) if isinstance(values, Mapping) else values
-
-
-class Section(Checked):
-    """A parameter section of conf/ (``SECTION``); building it raises :class:`ConfigError`."""
-
     SECTION: ClassVar[str] = ""
 
     def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as error:
-            section = self.SECTION
-            raise ConfigError(
-                _explain(error, type(self).model_fields, values, section, lambda key: f"{section}.{key}")
-            ) from None
+        section = self.SECTION
+        _construct(super().__init__, type(self).model_fields, values, section, lambda key: f"{section}.{key}")
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
@@ -166,24 +156,17 @@ def build(cls: type, values: Any, where: str) -> Any:
     tuples; a ConfigError names the key as ``<where>: key '<key>'``."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: must be a mapping of settings, got {values!r}")
-    fields = cls.__pydantic_fields__
-    try:
-        return cls(**_lists_to_tuples(fields, values))
-    except ValidationError as error:
-        raise ConfigError(
-            _explain(error, fields, values, where, lambda key: f"{where}: key '{key}'")
-        ) from None
+    return _construct(cls, cls.__pydantic_fields__, values, where, lambda key: f"{where}: key '{key}'")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_precision(precision: Any, label: str = "precision") -> str:
+def check_precision(precision: Any) -> None:
     """The one precision rule (TrainConfig, EvalConfig, autocast): one of :data:`PRECISIONS`."""
-    if isinstance(precision, str) and precision in PRECISIONS:
-        return precision
-    raise ConfigError(f"{label}={precision!r}: expected {_describe(Precision)}")
+    if not (isinstance(precision, str) and precision in PRECISIONS):
+        raise ConfigError(f"precision={precision!r}: expected {_describe(Precision)}")
 
 
 def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
@@ -191,7 +174,7 @@ def split_depths(split_layer: int | Sequence[int] | str) -> tuple[int, ...]:
     separated by spaces (``"7 9 11"``: ``kedro run --params`` splits its argument at every comma)."""
     if isinstance(split_layer, str):
         return tuple(int(j) if j.lstrip("-").isdigit() else j for j in split_layer.split())
-    return (split_layer,) if isinstance(split_layer, int) else tuple(split_layer)
+    return tuple(split_layer) if isinstance(split_layer, (list, tuple)) else (split_layer,)
 
 
 def check_perl_settings(
@@ -208,16 +191,14 @@ def check_perl_settings(
     strictly increasing J_1 < ... < J_m lie in 0..L-1 for every refined tower (``depths``: modality
     -> blocks L, when the backbone is known), else J >= 0. ``prefix`` / ``where`` go before the
     names / after the tower in the ConfigError's message (``perl.``, `` of ViT-B-16``)."""
-    if isinstance(split_layer, str):
-        if not split_depths(split_layer) or not all(isinstance(j, int) for j in split_depths(split_layer)):
-            raise ConfigError(
-                f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers "
-                "(on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
-            )
-        split_layer = split_depths(split_layer)
-    listed = isinstance(split_layer, (list, tuple)) and all(_is_int(j) for j in split_layer)
-    if not (_is_int(split_layer) or listed):
-        raise ConfigError(f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers")
+    split = split_depths(split_layer)
+    typed = isinstance(split_layer, str)  # kedro run --params: "7 9 11"
+    if not all(_is_int(j) for j in split) or (typed and not split):
+        hint = " (on the kedro command line, depths separated by spaces: 'perl.split_layer=7 9 11')"
+        raise ConfigError(
+            f"{prefix}split_layer={split_layer!r}: expected an integer or a list of integers"
+            + (hint if typed else "")
+        )
     for name, value in (("steps", steps), ("rank", rank)):
         if not _is_int(value):
             raise ConfigError(f"{prefix}{name}={value!r}: expected an integer")
@@ -227,8 +208,7 @@ def check_perl_settings(
         raise ConfigError(f"unknown {prefix}modalities {unknown}; choose from {list(MODALITIES)}")
     if len(set(modalities)) != len(modalities):
         raise ConfigError(f"{prefix}modalities={list(modalities)}: repeated entry")
-    split = split_depths(split_layer)
-    shown = split[0] if isinstance(split_layer, int) else list(split)
+    shown = split[0] if _is_int(split_layer) else list(split)
     if not split or any(b <= a for a, b in zip(split, split[1:], strict=False)):
         raise ConfigError(
             f"{prefix}split_layer={shown}: expected one depth or a strictly increasing list of depths"

@@ -20,7 +20,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -33,15 +32,9 @@ from perl_pipeline.models.adapter import AdapterClassifier
 logger = logging.getLogger("perl_pipeline.predict")
 
 
-class Found(NamedTuple):
-    """The files to classify and the paths skipped while searching, each with its reason."""
-
-    files: list[Path]
-    skipped: list[tuple[Path, str]]
-
-
-def find_images(paths: Sequence[str | os.PathLike]) -> Found:
-    """Files named directly (always tried), plus the image files under each folder (sorted, recursive)."""
+def find_images(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files to classify, the paths skipped while searching with the reason for each): files
+    named directly (always tried), plus the image files under each folder (sorted, recursive)."""
     extensions = image_extensions()
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -55,7 +48,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> Found:
             skipped.append((given, "broken symlink"))
         else:
             skipped.append((given, "no such file or folder"))
-    return Found(files, skipped)
+    return files, skipped
 
 
 def decode(path: Path) -> Image.Image:
@@ -118,6 +111,7 @@ def predict_files(
     classifier: AdapterClassifier,
     files: Sequence[Path],
     *,
+    skipped: Sequence[tuple[Path, str]] = (),
     top_k: int = 5,
     step: int | None = None,
     batch_size: int = 64,
@@ -126,7 +120,8 @@ def predict_files(
     precision: str = "auto",
     progress: bool = True,
 ) -> tuple[list[dict], float]:
-    """Classify `files` in batches; return (one row per file, in order; images/s over those that decoded).
+    """Classify `files` in batches; return (one row per file, in order, then one per path `skipped`
+    while searching; images/s over those that decoded).
 
     A row holds ``path``, ``step``, ``class_i``/``prob_i`` for i = 1..k and ``error`` (empty, or why).
     """
@@ -136,6 +131,9 @@ def predict_files(
     device = device or next(classifier.parameters()).device
     step = classifier.steps if step is None else step
     k = min(top_k, len(classifier.classnames))
+    blank = {f"{kind}_{i}": "" for i in range(1, k + 1) for kind in ("class", "prob")}
+    for path, reason in skipped:
+        logger.warning("skipping %s: %s", path, reason)
     images = _Images(files, test_transform(classifier.image_size), classifier.image_size)
     pin = device.type == "cuda"
     loader = DataLoader(
@@ -151,22 +149,21 @@ def predict_files(
                     probs = classifier(batch[ok].to(device, non_blocking=True), step=step)
                 top = probs.float().cpu().topk(k, dim=-1)
             for j, (position, error) in enumerate(zip(positions.tolist(), errors, strict=True)):
-                row = {"path": str(files[position]), "step": step}
+                row = {"path": str(files[position]), "step": step, **blank, "error": error}
                 if error:
                     logger.warning("skipping %s: %s", files[position], error)
-                    row |= _blank(k)
                 else:
                     r = ok.index(j)
                     for i in range(k):
                         row[f"class_{i + 1}"] = classifier.classnames[int(top.indices[r, i])]
                         row[f"prob_{i + 1}"] = round(float(top.values[r, i]), 6)
-                row["error"] = error
                 rows[position] = row
             good += len(ok)
             bar.update(len(errors))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    rows += [{"path": str(path), "step": step, **blank, "error": reason} for path, reason in skipped]
     return rows, (good / seconds if seconds > 0 else 0.0)
 
 
@@ -207,12 +204,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (0: written, 2: refused input)."""
+    from perl_pipeline.config import EvalConfig
     from perl_pipeline.device import resolve_device
     from perl_pipeline.models.adapter import AdapterFileError, BackboneMismatchError, load_adapter
 
     args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # unless configured
     try:
         if args.top_k < 1:
             raise ValueError(f"--top-k {args.top_k}: expected an integer >= 1")
@@ -225,16 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--step {args.step} is outside 0..{classifier.steps} (the adapter's K)")
         if classes is not None:
             classifier.set_classes(classes)
-        found = find_images(args.images)
-        if not found.files:
+        files, skipped = find_images(args.images)
+        if not files:
             raise ValueError(f"no image files in {args.images}")
     except (ValueError, FileExistsError, AdapterFileError, BackboneMismatchError) as error:
         logger.error("%s", error)
         return 2
-    workers = args.workers if args.workers is not None else _default_workers(device)
-    rows, rate = classify(
+    workers = args.workers
+    if workers is None:  # evaluation.num_workers' auto, at most 8; none on the CPU
+        workers = min(8, EvalConfig().resolved_workers()) if device.type == "cuda" else 0
+    rows, rate = predict_files(
         classifier,
-        found,
+        files,
+        skipped=skipped,
         top_k=args.top_k,
         step=args.step,
         batch_size=args.batch_size,
@@ -248,29 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     step, n_classes = rows[0]["step"], len(classifier.classnames)
     logger.info(msg + "wrote %s", len(rows) - bad, bad, step, n_classes, rate, device, args.out)
     return 0
-
-
-def classify(
-    classifier: AdapterClassifier, found: Found, *, top_k: int = 5, step: int | None = None, **options
-) -> tuple[list[dict], float]:
-    """`predict_files` over the files found, then a row (``error``: why) per path skipped while searching."""
-    for path, reason in found.skipped:
-        logger.warning("skipping %s: %s", path, reason)
-    rows, rate = predict_files(classifier, found.files, top_k=top_k, step=step, **options)
-    blank = _blank(min(top_k, len(classifier.classnames)))
-    step = classifier.steps if step is None else step
-    rows += [{"path": str(p), "step": step, **blank, "error": reason} for p, reason in found.skipped]
-    return rows, rate
-
-
-def _blank(k: int) -> dict[str, str]:
-    """The class and probability columns of a row without classes."""
-    return {f"{kind}_{i}": "" for i in range(1, k + 1) for kind in ("class", "prob")}
-
-
-def _default_workers(device: torch.device) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores) if device.type == "cuda" else 0
 
 
 if __name__ == "__main__":

@@ -48,11 +48,7 @@ class Protocol:
     @property
     def targets(self) -> tuple[str, ...]:
         """The benchmarks its averages run over: all of them, or a transfer's targets (not its source)."""
-        return (
-            self.benchmarks
-            if self.subset == "base"
-            else tuple(b for b in self.benchmarks if b not in self.trained)
-        )
+        return tuple(b for b in self.benchmarks if self.subset == "base" or b not in self.trained)
 
 
 PROTOCOLS = {

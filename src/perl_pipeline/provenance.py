@@ -81,8 +81,8 @@ def fingerprint(recipe: Any) -> str:
 
 def differences(stored: Any, expected: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted key, stored value, expected value) for every leaf where two recipes differ (a key on
-    one side only has ``None`` on the other)."""
-    stored, expected = _plain_tree(stored), _plain_tree(expected)
+    one side only has ``None`` on the other); tuples equal lists, as in a recipe read back from JSON."""
+    stored, expected = (json.loads(canonical_json(value)) for value in (stored, expected))
     if isinstance(stored, Mapping) and isinstance(expected, Mapping):
         found = []
         for key in sorted(set(stored) | set(expected), key=str):
@@ -116,22 +116,19 @@ def recipe_params(params: Mapping[str, Any], device_type: str | None = None) -> 
                 "weights": weights_identity(name, value.get("pretrained"), init_seed=seed),
             }
         elif root in ("training", "evaluation") and not sub:
-            value = _resolved(value, device_type or _device_type(params.get("device", "auto")))
+            value = _resolved(value, device_type, params.get("device", "auto"))
         out[key] = value
     return out
 
 
-def _device_type(device: str) -> str:
-    from perl_pipeline.device import resolve_device  # imports torch: only when needed
+def _resolved(settings: dict, device_type: str | None, device: str) -> dict:
+    """`settings` with ``precision`` resolved on `device_type` (default: the type `device` resolves
+    to) and ``gpu_decode`` as ``decode``."""
+    import torch  # only when needed
 
-    return resolve_device(device).type
+    from perl_pipeline.device import autocast_dtype, resolve_device
 
-
-def _resolved(settings: dict, device_type: str) -> dict:
-    """`settings` with ``precision`` resolved on `device_type` and ``gpu_decode`` as ``decode``."""
-    import torch
-
-    from perl_pipeline.device import autocast_dtype
+    device_type = device_type or resolve_device(device).type
 
     out = dict(settings)
     if "precision" in out:
@@ -191,8 +188,7 @@ def clear_digests() -> None:
 
 def sidecar_path(path: Path | str) -> Path:
     """Where the provenance of the artefact at `path` is kept."""
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR)
+    return Path(f"{path}{SIDECAR}")
 
 
 def write_record(path: Path, recipe: dict, dataset: str) -> None:
@@ -246,20 +242,17 @@ def verify_everything() -> bool:
     return value == "all"
 
 
-def matches(path: Path, record: dict, verify_all: bool = False) -> bool:
-    """Whether `path` still holds what `record` names (the cheap rule of the module's docstring)."""
-    stat = path.stat()
-    large = path.is_file() and stat.st_size > FULL_CHECK_BYTES and not verify_all
-    if large and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
-        sample = record.get("sample_sha256")
-        return sample is None or file_digests(path, ends=SAMPLE_BYTES)["sha256"] == sample
-    return file_digests(path)["sha256"] == record["sha256"]
-
-
 def verify(name: str, path: Path, record: dict, fix: str, verify_all: bool = False) -> None:
-    """Raise :class:`ArtefactProblem` (ending with `fix`) unless `path` matches `record`."""
+    """Raise :class:`ArtefactProblem` (ending with `fix`) unless `path` still holds what `record`
+    names (the cheap rule of the module's docstring)."""
     try:
-        if matches(path, record, verify_all):
+        stat = path.stat()
+        large = path.is_file() and stat.st_size > FULL_CHECK_BYTES and not verify_all
+        if large and (stat.st_size, stat.st_mtime_ns) == (record["size"], record["mtime_ns"]):
+            sample = record.get("sample_sha256")
+            if sample is None or file_digests(path, ends=SAMPLE_BYTES)["sha256"] == sample:
+                return
+        elif file_digests(path)["sha256"] == record["sha256"]:
             return
     except PermissionError as error:
         raise ArtefactProblem(
@@ -328,12 +321,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not part of a recipe")
-
-
-def _plain_tree(value: Any) -> Any:
-    """Tuples as lists, so a recipe read back from JSON compares equal to the one built in memory."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_tree(v) for v in value]
-    return value

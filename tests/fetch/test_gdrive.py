@@ -15,8 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
-from perl_pipeline.fetch.download import ChecksumError, DownloadError
-from perl_pipeline.fetch.gdrive import download_gdrive
+from perl_pipeline.fetch.download import ChecksumError, DownloadError, download_gdrive
 
 if TYPE_CHECKING:
     from tests.conftest import LocalHTTPServer, RecordedRequest

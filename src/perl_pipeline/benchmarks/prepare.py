@@ -40,7 +40,7 @@ from perl_pipeline.benchmarks.validate import (
     preparation_command,
     split_sizes,
 )
-from perl_pipeline.fetch.download import DownloadError, download_file, file_md5
+from perl_pipeline.fetch.download import DownloadError, download_file, download_gdrive
 from perl_pipeline.fetch.extract import (
     MARKER_PREFIX,
     ArchiveTooLargeError,
@@ -50,8 +50,8 @@ from perl_pipeline.fetch.extract import (
     extract_archive,
     extraction_limits,
 )
-from perl_pipeline.fetch.gdrive import download_gdrive
 from perl_pipeline.fetch.verify import forget_digests, remember_digests, verify_checksums
+from perl_pipeline.provenance import file_digests
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def _download(spec: BenchmarkSpec, folder: Path, src: Source) -> bool:
     if src.gdrive_id:
         try:
             download_gdrive(src.gdrive_id, dest, sha256=src.sha256, what=what, manual_hint=spec.manual)
-            if src.md5 and file_md5(dest) != src.md5:
+            if src.md5 and file_digests(dest, ("md5",))["md5"] != src.md5:
                 dest.unlink()
                 raise DownloadError(f"{what}: md5 of the Google Drive copy is not {src.md5}")
             return True

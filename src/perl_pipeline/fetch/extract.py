@@ -30,6 +30,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from perl_pipeline.provenance import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 MARKER_PREFIX = ".extracted-"
@@ -96,14 +98,12 @@ class _Member:
         return "/".join(part for part in self.raw.split("/") if part not in ("", "."))
 
 
-def extract_archive(
-    archive: Path, target: Path, *, members_prefix: str | None = None, limits: ExtractLimits | None = None
-) -> list[Path]:
+def extract_archive(archive: Path, target: Path, *, members_prefix: str | None = None) -> list[Path]:
     """Extract a zip/tar archive into target (unsafe members refused first); return the files.
 
-    ``members_prefix`` keeps only members at or under that archive path (paths unchanged);
-    ``limits`` defaults to those of :func:`extraction_limits`, else ``ExtractLimits()``.
-    Existing content of ``target`` is kept and same-named entries are replaced.
+    ``members_prefix`` keeps only members at or under that archive path (paths unchanged); the
+    limits are those of :func:`extraction_limits`, else ``ExtractLimits()``. Existing content of
+    ``target`` is kept and same-named entries are replaced.
     """
     archive, target = Path(archive), Path(target)
     marker = target / f"{MARKER_PREFIX}{archive.name}"
@@ -115,10 +115,10 @@ def extract_archive(
         raise FileNotFoundError(f"Archive {archive} does not exist; download it first.")
     with _open_archive(archive) as handle:
         is_zip = isinstance(handle, zipfile.ZipFile)
-        members = _zip_members(handle) if is_zip else _tar_members(handle)
+        members = _zip_members(handle) if is_zip else [_tar_member(info) for info in handle.getmembers()]
         _check_members(members, archive)
         selected = _select(members, members_prefix, archive)
-        _check_sizes(selected, archive, limits or _LIMITS.get() or ExtractLimits())
+        _check_sizes(selected, archive, _LIMITS.get() or ExtractLimits())
         with _staging(target, archive) as staging:
             (_write_zip if is_zip else _write_tar)(handle, selected, staging, archive)
     files = [m.name for m in selected if m.kind != "dir"]
@@ -141,15 +141,10 @@ def _zip_members(handle: zipfile.ZipFile) -> list[_Member]:
     return members
 
 
-def _tar_members(handle: tarfile.TarFile) -> list[_Member]:
-    members = []
-    for info in handle.getmembers():
-        if info.isreg() or info.isdir():
-            kind = "file" if info.isreg() else "dir"
-        else:
-            kind = "symlink" if info.issym() else "hardlink" if info.islnk() else "special"
-        members.append(_Member(info.name, kind, info.linkname, info.size, info))
-    return members
+def _tar_member(info: tarfile.TarInfo) -> _Member:
+    tests = ((info.isreg, "file"), (info.isdir, "dir"), (info.issym, "symlink"), (info.islnk, "hardlink"))
+    kind = next((kind for test, kind in tests if test()), "special")
+    return _Member(info.name, kind, info.linkname, info.size, info)
 
 
 def _write_zip(handle: zipfile.ZipFile, selected: list[_Member], dest: Path, archive: Path) -> None:
@@ -187,8 +182,9 @@ def _open_archive(archive: Path) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
         handle = zipfile.ZipFile(archive) if zipfile.is_zipfile(archive) else tarfile.open(archive, "r:*")
         with handle:
             yield handle
-    except Exception as exc:
-        if not _is_corruption(exc):
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        # bz2/gzip report bad data as an OSError without errno; disk errors carry one
+        if isinstance(exc, tarfile.FilterError) or getattr(exc, "errno", None) is not None:
             raise
         if handle is None and not archive.name.lower().endswith(_SUPPORTED_SUFFIXES):
             raise ValueError(
@@ -198,15 +194,6 @@ def _open_archive(archive: Path) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
         raise CorruptArchiveError(
             f"Archive {archive} is corrupt or truncated ({problem}). Delete it and download it again."
         ) from exc
-
-
-def _is_corruption(exc: BaseException) -> bool:
-    if isinstance(exc, tarfile.FilterError):
-        return False
-    if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError)):
-        return True
-    # bz2/gzip report bad data as OSError without errno; disk errors carry an errno.
-    return isinstance(exc, OSError) and exc.errno is None
 
 
 def _check_members(members: list[_Member], archive: Path) -> None:
@@ -223,9 +210,14 @@ def _check_members(members: list[_Member], archive: Path) -> None:
 
 
 def _unsafe_reason(member: _Member, symlinks: set[str]) -> str | None:
-    reason = _path_problem(member.raw)
-    if reason is not None:
-        return reason
+    if "\x00" in member.raw:
+        return "contains a NUL byte"
+    if member.raw.startswith(("/", "\\")):
+        return "is an absolute path"
+    if _DRIVE_LETTER.match(member.raw):
+        return "starts with a drive letter"
+    if ".." in re.split(r"[\\/]", member.raw):
+        return "contains a '..' component"
     if member.kind == "special":
         return "is a device, FIFO or other special file"
     parts = member.name.split("/")
@@ -236,18 +228,6 @@ def _unsafe_reason(member: _Member, symlinks: set[str]) -> str | None:
         return _link_problem(member.link, posixpath.dirname(member.name), symlinks, "symlink")
     if member.kind == "hardlink":
         return _link_problem(member.link, "", symlinks, "hard link")
-    return None
-
-
-def _path_problem(path: str) -> str | None:
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if path.startswith(("/", "\\")):
-        return "is an absolute path"
-    if _DRIVE_LETTER.match(path):
-        return "starts with a drive letter"
-    if ".." in re.split(r"[\\/]", path):
-        return "contains a '..' component"
     return None
 
 
@@ -377,6 +357,4 @@ def _read_marker(marker: Path, archive: Path, prefix: str | None) -> list[str] |
 def _write_marker(marker: Path, archive: Path, prefix: str | None, files: list[str]) -> None:
     size = archive.stat().st_size
     record = {"archive": archive.name, "archive_size": size, "members_prefix": prefix, "files": files}
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    os.replace(tmp, marker)
+    write_text_atomic(marker, json.dumps(record), "extraction marker")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from perl_pipeline.provenance import file_digests
+from perl_pipeline.provenance import file_digests, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +46,7 @@ class ChecksumCheck:
 
 def record_path(path: Path | str) -> Path:
     """Where the digests of ``path`` are recorded: ``<path>.verified``."""
-    path = Path(path)
-    return path.with_name(path.name + RECORD_SUFFIX)
+    return Path(f"{path}{RECORD_SUFFIX}")
 
 
 def verify_checksums(path: Path | str, *, md5: str | None = None, sha256: str | None = None) -> ChecksumCheck:
@@ -85,10 +83,8 @@ def remember_digests(path: Path | str, digests: Mapping[str, str]) -> None:
         **{name: str(digests[name]).lower() for name in ALGORITHMS if name in digests},
     }
     target = record_path(path)
-    tmp = target.with_name(target.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, target)
+        write_text_atomic(target, json.dumps(record), "checksum record")
     except OSError as exc:
         logger.warning("could not record the checksums of %s in %s (%s)", path, target, exc)
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from perl_pipeline.device import resolve_device
 from perl_pipeline.models import adapter_from_dict, load_adapter
-from perl_pipeline.predict import check_classnames, classify, find_images, parse_classes
+from perl_pipeline.predict import check_classnames, find_images, parse_classes, predict_files
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,13 @@ def predict_images(adapter: dict, options: dict, device: str) -> pl.DataFrame:
     if step is not None and not 0 <= int(step) <= classifier.steps:
         raise ValueError(f"predict.step={step} is outside 0..{classifier.steps} (the adapter's K)")
     images = options.get("images") or []
-    found = find_images([images] if isinstance(images, str) else images)
-    if not found.files:
+    files, skipped = find_images([images] if isinstance(images, str) else images)
+    if not files:
         raise ValueError(f"predict.images={images!r}: no image files found")
-    rows, rate = classify(
+    rows, rate = predict_files(
         classifier,
-        found,
+        files,
+        skipped=skipped,
         top_k=int(options.get("top_k", 5)),
         step=step,
         batch_size=int(options.get("batch_size", 64)),
